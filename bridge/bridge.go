@@ -1,0 +1,423 @@
+package bridge
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	"chorus/media"
+)
+
+// Config holds the bridge's tunables. Zero fields take the defaults.
+type Config struct {
+	// DefaultUser owns conferences created by dial-in auto-create.
+	DefaultUser string
+	// AutoCreate creates a conference for an unknown dialled number.
+	AutoCreate bool
+	// MaxMembers bounds the active members of a conference (default 20).
+	MaxMembers int
+	// LoudestN bounds how many talkers are mixed at once (default 8).
+	LoudestN int
+	// RTPTimeout hangs up a call whose RTP stopped for this long (default 30 s).
+	RTPTimeout time.Duration
+	// Now is the clock (default time.Now).
+	Now func() time.Time
+}
+
+func (c *Config) setDefaults() {
+	if c.MaxMembers <= 0 {
+		c.MaxMembers = 20
+	}
+	if c.LoudestN <= 0 {
+		c.LoudestN = 8
+	}
+	if c.RTPTimeout <= 0 {
+		c.RTPTimeout = 30 * time.Second
+	}
+	if c.Now == nil {
+		c.Now = time.Now
+	}
+}
+
+// Leg is what the bridge needs of a call's signalling; package sip
+// implements it.
+type Leg interface {
+	// Media returns the call's RTP session.
+	Media() *media.Session
+	// Hangup ends the call (BYE, or CANCEL/error response before answer).
+	Hangup(ctx context.Context, cause string) error
+}
+
+// Bridge holds every conference and call.
+type Bridge struct {
+	cfg    Config
+	log    *slog.Logger
+	events EventSink
+	stats  *Stats
+
+	mu       sync.Mutex
+	confs    map[string]*Conference
+	calls    map[string]*Call
+	draining bool
+	wg       sync.WaitGroup // mixer goroutines
+
+	dialer Dialer
+
+	// manualClock leaves mixers unstarted so tests step them with mixOnce.
+	manualClock bool
+}
+
+// New returns a bridge. events may be nil.
+func New(cfg Config, log *slog.Logger, events EventSink) *Bridge {
+	cfg.setDefaults()
+	if events == nil {
+		events = discardSink{}
+	}
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	return &Bridge{cfg: cfg, log: log, events: events, stats: &Stats{},
+		confs: map[string]*Conference{}, calls: map[string]*Call{}}
+}
+
+// Config returns the effective configuration.
+func (b *Bridge) Config() Config { return b.cfg }
+
+// Stats returns the bridge's counters, shared by every conference.
+func (b *Bridge) Stats() *Stats { return b.stats }
+
+// SetEventSink replaces where events go. Call it before traffic starts.
+func (b *Bridge) SetEventSink(s EventSink) {
+	if s == nil {
+		s = discardSink{}
+	}
+	b.events = s
+}
+
+func (b *Bridge) publish(ev Event) {
+	if ev.Time.IsZero() {
+		ev.Time = b.cfg.Now()
+	}
+	b.events.Publish(ev)
+}
+
+// ConferenceOptions are the properties of a new conference.
+type ConferenceOptions struct {
+	UserID   string
+	From     string
+	Profile  string // "interpret_digits" (default) or "passthru_digits"
+	Callback Callback
+	Mute     bool
+	Hold     bool
+}
+
+// CreateConference makes an empty conference in state created.
+func (b *Bridge) CreateConference(opts ConferenceOptions) (*Conference, error) {
+	if opts.Profile == "" {
+		opts.Profile = ProfileInterpretDigits
+	}
+	c := newConference(b, opts)
+	b.mu.Lock()
+	if b.draining {
+		b.mu.Unlock()
+		return nil, ErrDraining
+	}
+	b.confs[c.id] = c
+	b.mu.Unlock()
+	b.stats.Conferences.Add(1)
+	b.publish(Event{Type: EventConference, UserID: c.userID, ConferenceID: c.id, State: StateCreated, Tag: opts.Callback.Tag})
+	return c, nil
+}
+
+// Conference returns a conference by id.
+func (b *Bridge) Conference(id string) (*Conference, bool) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	c, ok := b.confs[id]
+	return c, ok
+}
+
+// Conferences returns the conferences of a user, newest first.
+func (b *Bridge) Conferences(userID string) []*Conference {
+	b.mu.Lock()
+	out := make([]*Conference, 0, len(b.confs))
+	for _, c := range b.confs {
+		if c.userID == userID {
+			out = append(out, c)
+		}
+	}
+	b.mu.Unlock()
+	slices.SortFunc(out, func(x, y *Conference) int { return y.created.Compare(x.created) })
+	return out
+}
+
+// Route finds the conference a dial-in to number (the Request-URI user part)
+// belongs in, as design.md decides: a conference id, the from number of a
+// live conference, or a new conference when auto-create is on.
+func (b *Bridge) Route(number string) (*Conference, error) {
+	b.mu.Lock()
+	if strings.HasPrefix(number, ConferencePrefix) {
+		c, ok := b.confs[number]
+		b.mu.Unlock()
+		if !ok {
+			return nil, fmt.Errorf("route %q: %w", number, ErrNoRoute)
+		}
+		if c.State() == StateCompleted {
+			return nil, fmt.Errorf("route %q: %w", number, ErrConferenceComplete)
+		}
+		return c, nil
+	}
+	var found *Conference
+	for _, c := range b.confs {
+		if c.from == number && c.State() != StateCompleted {
+			if found == nil || c.created.After(found.created) {
+				found = c
+			}
+		}
+	}
+	b.mu.Unlock()
+	if found != nil {
+		return found, nil
+	}
+	if !b.cfg.AutoCreate || number == "" {
+		return nil, fmt.Errorf("route %q: %w", number, ErrNoRoute)
+	}
+	return b.CreateConference(ConferenceOptions{UserID: b.cfg.DefaultUser, From: number})
+}
+
+// Call states.
+const (
+	CallStarted   = "started" // ringing, not answered yet
+	CallActive    = "active"
+	CallCompleted = "completed"
+)
+
+// Call directions.
+const (
+	DirectionIn  = "in"
+	DirectionOut = "out"
+)
+
+// Call is one SIP call, inbound or dialled out. A member is always a call
+// in a conference.
+type Call struct {
+	id        string
+	userID    string
+	from, to  string
+	direction string
+	leg       Leg
+	b         *Bridge
+	log       *slog.Logger
+
+	mu       sync.Mutex
+	state    string
+	created  time.Time
+	answered time.Time
+	ended    time.Time
+	cause    string
+	member   *Member
+	callback Callback
+	digitFn  func(rune) // set while a member: key handling
+}
+
+// CallInfo is a snapshot of a call.
+type CallInfo struct {
+	ID, UserID, From, To, Direction, State string
+	Created, Answered, Ended               time.Time
+	Cause                                  string
+	ConferenceID, MemberID                 string
+	Callback                               Callback
+}
+
+// NewCall registers a call. leg may be nil until the call is set up.
+func (b *Bridge) NewCall(userID, from, to, direction string, leg Leg, cb Callback) *Call {
+	c := &Call{id: newID(CallPrefix), userID: userID, from: from, to: to, direction: direction,
+		leg: leg, b: b, state: CallStarted, created: b.cfg.Now(), callback: cb}
+	c.log = b.log.With("call", c.id)
+	b.mu.Lock()
+	b.calls[c.id] = c
+	b.mu.Unlock()
+	b.stats.Calls.Add(1)
+	return c
+}
+
+// Call returns a call by id.
+func (b *Bridge) Call(id string) (*Call, bool) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	c, ok := b.calls[id]
+	return c, ok
+}
+
+// Calls returns the calls of a user, newest first.
+func (b *Bridge) Calls(userID string) []*Call {
+	b.mu.Lock()
+	out := make([]*Call, 0, len(b.calls))
+	for _, c := range b.calls {
+		if c.userID == userID {
+			out = append(out, c)
+		}
+	}
+	b.mu.Unlock()
+	slices.SortFunc(out, func(x, y *Call) int { return y.created.Compare(x.created) })
+	return out
+}
+
+// ID returns the call id.
+func (c *Call) ID() string { return c.id }
+
+// UserID returns the owning user.
+func (c *Call) UserID() string { return c.userID }
+
+// Leg returns the call's signalling.
+func (c *Call) Leg() Leg {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.leg
+}
+
+// SetLeg attaches the signalling once it exists.
+func (c *Call) SetLeg(l Leg) {
+	c.mu.Lock()
+	c.leg = l
+	c.mu.Unlock()
+}
+
+// Info returns a snapshot.
+func (c *Call) Info() CallInfo {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	ci := CallInfo{ID: c.id, UserID: c.userID, From: c.from, To: c.to, Direction: c.direction,
+		State: c.state, Created: c.created, Answered: c.answered, Ended: c.ended, Cause: c.cause,
+		Callback: c.callback}
+	if c.member != nil {
+		ci.ConferenceID = c.member.conf.id
+		ci.MemberID = c.member.id
+	}
+	return ci
+}
+
+// State returns the call state.
+func (c *Call) State() string {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.state
+}
+
+// Member returns the member the call is now, if any.
+func (c *Call) Member() *Member {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.member
+}
+
+// Answered marks the call active (the 200 OK was sent or received).
+func (c *Call) Answered() {
+	c.mu.Lock()
+	if c.state != CallStarted {
+		c.mu.Unlock()
+		return
+	}
+	c.state = CallActive
+	c.answered = c.b.cfg.Now()
+	cb := c.callback
+	c.mu.Unlock()
+	c.b.publish(Event{Type: EventAnswer, UserID: c.userID, CallID: c.id, From: c.from, To: c.to, Tag: cb.Tag})
+}
+
+// Ended records that the call is over (BYE either way, CANCEL, failure):
+// the member leaves its conference without another hangup.
+func (c *Call) Ended(cause string) {
+	c.mu.Lock()
+	if c.state == CallCompleted {
+		c.mu.Unlock()
+		return
+	}
+	c.state = CallCompleted
+	c.ended = c.b.cfg.Now()
+	c.cause = cause
+	m := c.member
+	cb := c.callback
+	c.mu.Unlock()
+	if m != nil {
+		m.conf.removeMember(m, false, cause)
+	}
+	c.b.publish(Event{Type: EventHangup, UserID: c.userID, CallID: c.id, Cause: cause, From: c.from, To: c.to, Tag: cb.Tag})
+}
+
+// Hangup ends the call from our side.
+func (c *Call) Hangup(ctx context.Context, cause string) error {
+	leg := c.Leg()
+	if leg == nil {
+		c.Ended(cause)
+		return nil
+	}
+	err := leg.Hangup(ctx, cause)
+	c.Ended(cause)
+	return err
+}
+
+// Digit delivers a DTMF digit that arrived by signalling (SIP INFO).
+func (c *Call) Digit(d rune) {
+	c.mu.Lock()
+	m := c.member
+	c.mu.Unlock()
+	if m != nil {
+		m.conf.handleDigit(m, d)
+	}
+}
+
+// Drain makes the bridge refuse new conferences and calls (SIGTERM).
+func (b *Bridge) Drain() {
+	b.mu.Lock()
+	b.draining = true
+	b.mu.Unlock()
+}
+
+// Draining reports whether Drain was called.
+func (b *Bridge) Draining() bool {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.draining
+}
+
+// ActiveCalls counts calls not completed.
+func (b *Bridge) ActiveCalls() int {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	n := 0
+	for _, c := range b.calls {
+		if c.State() != CallCompleted {
+			n++
+		}
+	}
+	return n
+}
+
+// HangupAll ends every call, in parallel, and waits for the mixers to stop.
+func (b *Bridge) HangupAll(ctx context.Context, cause string) {
+	b.mu.Lock()
+	calls := make([]*Call, 0, len(b.calls))
+	for _, c := range b.calls {
+		calls = append(calls, c)
+	}
+	b.mu.Unlock()
+	var wg sync.WaitGroup
+	for _, c := range calls {
+		if c.State() == CallCompleted {
+			continue
+		}
+		wg.Go(func() { _ = c.Hangup(ctx, cause) })
+	}
+	wg.Wait()
+	b.wg.Wait()
+}
+
+// Publish sends an event that the bridge did not raise itself (playback
+// and speech events of the API layer) through the same sink, so that
+// applications receive every event in one order.
+func (b *Bridge) Publish(ev Event) { b.publish(ev) }

@@ -1,0 +1,18 @@
+// Package bridge is the domain of Chorus: conferences, their members, the
+// calls that members are, and the mixer that gives every member the mix of
+// everyone else.
+//
+// It knows neither SIP nor HTTP. What it needs of a call it declares as the
+// small interface Leg, which package sip implements; what it tells the
+// outside world it publishes as Events to an EventSink, which package api
+// turns into HTTP callbacks.
+//
+// Each active conference runs one mixer goroutine on a 20 ms clock. A tick
+// (Conference.mixOnce) drains every member's RTP socket without blocking,
+// feeds the jitter buffers and DTMF detectors, takes one frame from each
+// member, gates it (mic sensitivity), picks the loudest talkers, sums them
+// in int32, and sends each member the sum minus its own contribution with
+// its receive gain, through a soft limiter, encoded in its codec. Members
+// whose output is the same share one encoded payload. A tick allocates
+// nothing in steady state.
+package bridge

@@ -1,0 +1,15 @@
+package bridge
+
+import "errors"
+
+// Errors returned by the package. The edges (sip, api) map them to their
+// protocol's status codes.
+var (
+	ErrNotFound           = errors.New("not found")
+	ErrConferenceComplete = errors.New("conference is completed")
+	ErrMaxMembers         = errors.New("conference has the maximum number of members")
+	ErrCallNotActive      = errors.New("call is not active")
+	ErrNoRoute            = errors.New("no conference for this number")
+	ErrDraining           = errors.New("bridge is draining")
+	ErrMemberRemoved      = errors.New("member is removed")
+)

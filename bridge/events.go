@@ -1,0 +1,56 @@
+package bridge
+
+import "time"
+
+// Event types, named as the Catapult callbacks are.
+const (
+	EventConference         = "conference"          // State: created, completed
+	EventConferenceMember   = "conference-member"   // State: active, completed; Mute/Hold changes
+	EventConferencePlayback = "conference-playback" // State: start, done
+	EventConferenceSpeak    = "conference-speak"    // State: started, done
+	EventAnswer             = "answer"              // a call was answered
+	EventHangup             = "hangup"              // a call ended
+	EventDTMF               = "dtmf"                // a digit in passthru_digits
+	EventPlayback           = "playback"            // audio file to one member: start, done
+	EventSpeak              = "speak"               // sentence to one member: started, done
+)
+
+// Event is something an application may want to hear about. Zero fields
+// do not apply to the event's type.
+type Event struct {
+	Type          string
+	Time          time.Time
+	UserID        string
+	ConferenceID  string
+	MemberID      string
+	CallID        string
+	State         string
+	ActiveMembers int
+	Mute          bool
+	Hold          bool
+	Digit         string
+	Cause         string
+	Status        string // "done", "error", "stopped", "replaced" for playback ends
+	Tag           string
+	From, To      string
+}
+
+// EventSink receives events. Publish must not block: it is called from the
+// mixer goroutine and from SIP handlers.
+type EventSink interface {
+	Publish(Event)
+}
+
+// Callback is where an application wants a resource's events sent. The
+// bridge only carries it; package api delivers.
+type Callback struct {
+	URL         string
+	Method      string // "POST" or "GET"
+	Timeout     time.Duration
+	FallbackURL string
+	Tag         string
+}
+
+type discardSink struct{}
+
+func (discardSink) Publish(Event) {}

@@ -1,0 +1,189 @@
+package bridge
+
+import (
+	"log/slog"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"chorus/dtmf"
+	"chorus/media"
+)
+
+// Member is a call in a conference.
+type Member struct {
+	id          string
+	conf        *Conference
+	call        *Call
+	sess        *media.Session
+	log         *slog.Logger
+	added       time.Time
+	joinTone    bool
+	leavingTone bool
+
+	mu      sync.Mutex
+	removed time.Time
+
+	state            atomic.Bool // active
+	mute, hold       atomic.Bool
+	muteSet, holdSet atomic.Bool // set on the member: the conference's value no longer applies
+	talk             atomic.Int32
+	receive          atomic.Int32
+	sens             atomic.Int32
+	talking          atomic.Bool
+
+	audio slot // audio to this member only
+
+	// Mixer goroutine state.
+	jb        media.JitterBuffer
+	det       dtmf.Detector
+	digits    [8]rune
+	nDigits   int
+	in        [media.FrameSamples]int16
+	contrib   [media.FrameSamples]int32
+	priv      [media.FrameSamples]int16
+	out       [media.FrameSamples]int16
+	payload   [media.FrameSamples]byte
+	energy    int32 // mean absolute sample value of this tick's frame
+	prevE     int32
+	smooth    int32 // smoothed energy for loudest-N
+	hang      int   // frames of hangover left
+	selected  bool  // mixed this tick
+	scoreVal  int32
+	timingOut atomic.Bool
+}
+
+// hangoverFrames keeps the gate open for 400 ms after the last loud frame.
+const hangoverFrames = 20
+
+func newMember(c *Conference, call *Call, sess *media.Session, opts MemberOptions) *Member {
+	m := &Member{id: newID(MemberPrefix), conf: c, call: call, sess: sess, added: c.b.cfg.Now(),
+		joinTone: opts.JoinTone, leavingTone: opts.LeavingTone}
+	m.log = c.log.With("member", m.id, "call", call.id)
+	m.state.Store(true)
+	if opts.Mute != nil {
+		m.mute.Store(*opts.Mute)
+		m.muteSet.Store(true)
+	}
+	if opts.Hold != nil {
+		m.hold.Store(*opts.Hold)
+		m.holdSet.Store(true)
+	}
+	return m
+}
+
+// ID returns the member id.
+func (m *Member) ID() string { return m.id }
+
+// Call returns the member's call.
+func (m *Member) Call() *Call { return m.call }
+
+// Conference returns the member's conference.
+func (m *Member) Conference() *Conference { return m.conf }
+
+// Active reports whether the member is still in the conference.
+func (m *Member) Active() bool { return m.state.Load() }
+
+// Muted reports whether the member is not heard (its own setting, else the
+// conference's).
+func (m *Member) Muted() bool {
+	if m.muteSet.Load() {
+		return m.mute.Load()
+	}
+	return m.conf.mute.Load()
+}
+
+// Held reports whether the member neither hears nor is heard.
+func (m *Member) Held() bool {
+	if m.holdSet.Load() {
+		return m.hold.Load()
+	}
+	return m.conf.hold.Load()
+}
+
+// SetMute sets the member's mute and raises a conference-member event.
+func (m *Member) SetMute(v bool) {
+	m.mute.Store(v)
+	m.muteSet.Store(true)
+	m.changed()
+}
+
+// SetHold sets the member's hold and raises a conference-member event.
+func (m *Member) SetHold(v bool) {
+	m.hold.Store(v)
+	m.holdSet.Store(true)
+	m.changed()
+}
+
+func (m *Member) changed() {
+	if !m.Active() {
+		return
+	}
+	c := m.conf
+	c.b.publish(Event{Type: EventConferenceMember, UserID: c.userID, ConferenceID: c.id, MemberID: m.id,
+		CallID: m.call.id, State: StateActive, ActiveMembers: len(*c.members.Load()),
+		Mute: m.Muted(), Hold: m.Held(), Tag: c.Callback().Tag})
+}
+
+// Levels returns talk volume, receive volume and mic sensitivity, each
+// −4..+4.
+func (m *Member) Levels() (talk, receive, sensitivity int) {
+	return int(m.talk.Load()), int(m.receive.Load()), int(m.sens.Load())
+}
+
+// SetLevels sets talk volume, receive volume and mic sensitivity, clamped
+// to −4..+4.
+func (m *Member) SetLevels(talk, receive, sensitivity int) {
+	m.talk.Store(clampLevel(int32(talk)))
+	m.receive.Store(clampLevel(int32(receive)))
+	m.sens.Store(clampLevel(int32(sensitivity)))
+}
+
+// Talking reports whether the member's noise gate is open.
+func (m *Member) Talking() bool { return m.talking.Load() }
+
+// Play plays audio to this member only, replacing what was playing.
+func (m *Member) Play(p *Playback) { m.audio.play(p) }
+
+// StopAudio stops this member's playback.
+func (m *Member) StopAudio() { m.audio.stop(PlaybackStopped) }
+
+// MemberInfo is a snapshot of a member.
+type MemberInfo struct {
+	ID, CallID, ConferenceID, State string
+	Added, Removed                  time.Time
+	Mute, Hold, JoinTone, Leaving   bool
+	Talk, Receive, Sensitivity      int
+	Talking                         bool
+}
+
+// Info returns a snapshot.
+func (m *Member) Info() MemberInfo {
+	m.mu.Lock()
+	removed := m.removed
+	m.mu.Unlock()
+	st := StateActive
+	if !m.Active() {
+		st = StateCompleted
+	}
+	t, r, s := m.Levels()
+	return MemberInfo{ID: m.id, CallID: m.call.id, ConferenceID: m.conf.id, State: st, Added: m.added,
+		Removed: removed, Mute: m.Muted(), Hold: m.Held(), JoinTone: m.joinTone, Leaving: m.leavingTone,
+		Talk: t, Receive: r, Sensitivity: s, Talking: m.Talking()}
+}
+
+// Audio implements media.Handler: audio goes into the jitter buffer.
+func (m *Member) Audio(ssrc, ts uint32, codec media.Codec, payload []byte) {
+	m.jb.Put(ssrc, ts, codec, payload)
+}
+
+// Event implements media.Handler: telephone-events go to the detector and
+// never into the mix.
+func (m *Member) Event(ssrc, ts uint32, payload []byte) {
+	if d, ok := m.det.Feed(ssrc, ts, payload); ok && m.nDigits < len(m.digits) {
+		m.digits[m.nDigits] = d
+		m.nDigits++
+	}
+}
+
+func (m *Member) score() int32 { return m.scoreVal }

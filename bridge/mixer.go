@@ -1,0 +1,258 @@
+package bridge
+
+import (
+	"context"
+	"time"
+
+	"chorus/media"
+)
+
+// TickInterval is the mixer's clock: one 20 ms frame per tick.
+const TickInterval = 20 * time.Millisecond
+
+// maxCatchUp is how late a tick may be before the mixer gives up on the
+// missed ticks and restarts its clock (bounded catch-up).
+const maxCatchUp = 5 * TickInterval
+
+// timeoutCheckTicks is how often (in ticks) RTP timeouts are checked.
+const timeoutCheckTicks = 50
+
+const numLevels = MaxLevel - MinLevel + 1
+
+// sharedOut is one encoded output shared by every listener that would get
+// the same bytes (not a talker, same codec, same receive level).
+type sharedOut struct {
+	tick    uint64
+	payload [media.FrameSamples]byte
+}
+
+// mixer is the per-conference state of the mixer goroutine.
+type mixer struct {
+	loudestN int
+	tick     uint64
+	acc      [media.FrameSamples]int32
+	room     [media.FrameSamples]int16
+	out      [media.FrameSamples]int16
+	talkers  []*Member
+	shared   [3][numLevels]sharedOut // by media.Codec, receive level
+	silence  [3][media.FrameSamples]byte
+}
+
+func (x *mixer) init(loudestN int) {
+	x.loudestN = loudestN
+	x.talkers = make([]*Member, 0, loudestN+1)
+	for _, c := range []media.Codec{media.PCMU, media.PCMA} {
+		for i := range x.silence[c] {
+			x.silence[c][i] = c.Silence()
+		}
+	}
+}
+
+// run is the conference's mixer goroutine: one mixOnce per 20 ms tick until
+// ctx ends.
+func (c *Conference) run(ctx context.Context) {
+	st := c.b.stats
+	timer := time.NewTimer(time.Hour)
+	defer timer.Stop()
+	next := time.Now()
+	for {
+		next = next.Add(TickInterval)
+		if d := time.Until(next); d > 0 {
+			timer.Reset(d)
+			select {
+			case <-ctx.Done():
+				return
+			case <-timer.C:
+			}
+		} else if ctx.Err() != nil {
+			return
+		}
+		now := time.Now()
+		late := now.Sub(next)
+		if late > maxCatchUp {
+			next = now
+			st.Restarts.Add(1)
+		}
+		st.observeLateness(late)
+		c.mixOnce(now)
+		st.TickNanos.Add(uint64(time.Since(now)))
+	}
+}
+
+// mixOnce runs one tick: read every member, mix, send. Tests call it
+// directly to step the mixer without the clock.
+func (c *Conference) mixOnce(now time.Time) {
+	x := &c.mix
+	x.tick++
+	st := c.b.stats
+	st.Ticks.Add(1)
+	members := *c.members.Load()
+
+	// 1. Input: drain sockets, apply digits, take a frame, gate it.
+	var polled uint64
+	for _, m := range members {
+		polled += uint64(m.sess.Poll(now, m))
+		for i := range m.nDigits {
+			c.handleDigit(m, m.digits[i])
+		}
+		m.nDigits = 0
+		m.gate(m.jb.Read(m.in[:]))
+	}
+	st.PacketsIn.Add(polled)
+
+	// 2. Choose the talkers: open gate, not muted or held, loudest first.
+	x.talkers = x.talkers[:0]
+	for _, m := range members {
+		wasSelected := m.selected
+		m.selected = false
+		if m.hang == 0 || m.Muted() || m.Held() {
+			continue
+		}
+		score := m.smooth
+		if wasSelected {
+			score *= 2 // hysteresis: a current talker keeps its place against a close rival
+		}
+		x.insertTalker(m, score)
+	}
+
+	// 3. Sum the talkers (with talk gain) and the room's playbacks.
+	clear(x.acc[:])
+	for _, m := range x.talkers {
+		m.selected = true
+		g := gainQ14[m.talk.Load()-MinLevel]
+		for i, s := range m.in {
+			v := int32(s) * g >> 14
+			m.contrib[i] = v
+			x.acc[i] += v
+		}
+	}
+	st.Mixed.Add(uint64(len(x.talkers)))
+	if c.audio.frame(x.room[:]) {
+		for i, s := range x.room {
+			x.acc[i] += int32(s)
+		}
+	}
+	if c.tone.frame(x.room[:]) {
+		for i, s := range x.room {
+			x.acc[i] += int32(s)
+		}
+	}
+
+	// 4. Output: each member hears the sum minus itself.
+	var sent, encodes uint64
+	for _, m := range members {
+		codec := m.sess.Params().Codec
+		if codec != media.PCMA {
+			codec = media.PCMU
+		}
+		var payload []byte
+		switch {
+		case m.Held():
+			payload = x.silence[codec][:]
+		default:
+			rx := m.receive.Load() - MinLevel
+			private := m.audio.frame(m.priv[:])
+			if !m.selected && !private {
+				sh := &x.shared[codec][rx]
+				if sh.tick != x.tick {
+					sh.tick = x.tick
+					g := int64(gainQ14[rx])
+					for i, v := range x.acc {
+						x.out[i] = limit(int64(v) * g >> 14)
+					}
+					codec.Encode(sh.payload[:], x.out[:])
+					encodes++
+				}
+				payload = sh.payload[:]
+				break
+			}
+			g := int64(gainQ14[rx])
+			for i, v := range x.acc {
+				if m.selected {
+					v -= m.contrib[i]
+				}
+				if private {
+					v += int32(m.priv[i])
+				}
+				m.out[i] = limit(int64(v) * g >> 14)
+			}
+			codec.Encode(m.payload[:], m.out[:])
+			encodes++
+			payload = m.payload[:]
+		}
+		if m.sess.WriteAudio(payload) == nil {
+			sent++
+		}
+	}
+	st.PacketsOut.Add(sent)
+	st.Encodes.Add(encodes)
+
+	// 5. RTP timeouts.
+	if x.tick%timeoutCheckTicks == 0 {
+		c.checkTimeouts(now, members)
+	}
+}
+
+// insertTalker keeps x.talkers sorted by score, at most loudestN long.
+func (x *mixer) insertTalker(m *Member, score int32) {
+	i := len(x.talkers)
+	for i > 0 && x.talkers[i-1].score() < score {
+		i--
+	}
+	if i >= x.loudestN {
+		return
+	}
+	m.scoreVal = score
+	x.talkers = append(x.talkers, nil)
+	copy(x.talkers[i+1:], x.talkers[i:])
+	x.talkers[i] = m
+	if len(x.talkers) > x.loudestN {
+		x.talkers = x.talkers[:x.loudestN]
+	}
+}
+
+// gate measures this tick's frame and runs the noise gate: it opens at once
+// on a frame at or above the threshold, or on a rising onset at half the
+// threshold (so the soft start of a word is not cut), and stays open for
+// the hangover after the last such frame.
+func (m *Member) gate(live bool) {
+	var e int32
+	if live {
+		var sum int32
+		for _, s := range m.in {
+			if s < 0 {
+				sum -= int32(s)
+			} else {
+				sum += int32(s)
+			}
+		}
+		e = sum / int32(len(m.in))
+	}
+	th := gateThreshold[m.sens.Load()-MinLevel]
+	switch {
+	case e >= th, e >= th/2 && e >= 2*m.prevE && m.prevE > 0:
+		m.hang = hangoverFrames
+	case m.hang > 0:
+		m.hang--
+	}
+	m.prevE = e
+	m.energy = e
+	m.smooth += (e - m.smooth) / 4
+	if open := m.hang > 0; open != m.talking.Load() {
+		m.talking.Store(open)
+	}
+}
+
+// checkTimeouts hangs up members whose RTP has stopped.
+func (c *Conference) checkTimeouts(now time.Time, members []*Member) {
+	limit := c.b.cfg.RTPTimeout
+	for _, m := range members {
+		if !m.sess.Params().Direction.Receives() {
+			continue
+		}
+		if now.Sub(m.sess.LastReceived()) > limit && m.timingOut.CompareAndSwap(false, true) {
+			m.log.Info("rtp timeout", "silent_for", now.Sub(m.sess.LastReceived()).Round(time.Second))
+			go c.removeMember(m, true, "rtp-timeout")
+		}
+	}
+}

@@ -1,0 +1,69 @@
+package bridge
+
+import (
+	"fmt"
+	"net"
+	"testing"
+
+	"chorus/media"
+)
+
+// BenchmarkMixTick measures one mixer tick with n members of whom 3 talk:
+// draining every socket, mixing, encoding and sending to every member.
+func BenchmarkMixTick(b *testing.B) {
+	for _, n := range []int{10, 100, 1000} {
+		b.Run(fmt.Sprintf("members=%d", n), func(b *testing.B) {
+			r := newRoom(b, Config{MaxMembers: n})
+			// One sink socket takes every silent member's output (and drops most).
+			sink, err := net.ListenUDP("udp", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+			if err != nil {
+				b.Fatal(err)
+			}
+			b.Cleanup(func() { _ = sink.Close() })
+			talkers := []*peer{
+				r.join(media.PCMU, tone(400, -12)),
+				r.join(media.PCMA, tone(700, -12)),
+				r.join(media.PCMU, tone(1100, -12)),
+			}
+			for range n - len(talkers) {
+				bconn, err := net.ListenUDP("udp", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+				if err != nil {
+					b.Fatal(err)
+				}
+				sess, err := media.NewSession(bconn, nil)
+				if err != nil {
+					b.Fatal(err)
+				}
+				b.Cleanup(func() { _ = sess.Close() })
+				sess.SetParams(media.Params{Remote: sink.LocalAddr().(*net.UDPAddr).AddrPort(), Codec: media.PCMU, Direction: media.SendRecv})
+				call := r.b.NewCall("u-test", "x", "1000", DirectionIn, &fakeLeg{sess: sess}, Callback{})
+				call.Answered()
+				if _, err := r.conf.AddMember(call, MemberOptions{}); err != nil {
+					b.Fatal(err)
+				}
+			}
+			tick := func() {
+				for _, p := range talkers {
+					p.send()
+				}
+				r.now = r.now.Add(TickInterval)
+				r.conf.mixOnce(r.now)
+			}
+			for range 20 {
+				tick()
+			}
+			b.ReportAllocs()
+			b.ResetTimer()
+			for b.Loop() {
+				tick()
+				b.StopTimer()
+				// Keep the talkers' and sink's socket buffers from filling.
+				for _, p := range talkers {
+					p.rec = p.rec[:0]
+					p.receive()
+				}
+				b.StartTimer()
+			}
+		})
+	}
+}

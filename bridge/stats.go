@@ -1,0 +1,47 @@
+package bridge
+
+import (
+	"sync/atomic"
+	"time"
+)
+
+// LatenessBuckets are the upper bounds of the tick lateness histogram.
+var LatenessBuckets = [...]time.Duration{
+	500 * time.Microsecond, time.Millisecond, 2 * time.Millisecond, 5 * time.Millisecond,
+	10 * time.Millisecond, 20 * time.Millisecond, 50 * time.Millisecond,
+}
+
+// Stats are the bridge's counters, updated with atomics on the mixer and
+// signalling paths and read by the metrics endpoint.
+type Stats struct {
+	Conferences atomic.Uint64 // conferences created
+	Calls       atomic.Uint64 // calls created
+	Members     atomic.Uint64 // members added
+
+	Ticks      atomic.Uint64 // mixer ticks
+	Restarts   atomic.Uint64 // clock restarts after a stall beyond the catch-up bound
+	TickNanos  atomic.Uint64 // time spent mixing
+	Mixed      atomic.Uint64 // talker frames mixed
+	Encodes    atomic.Uint64 // G.711 frames encoded (shared ones once)
+	PacketsIn  atomic.Uint64 // RTP datagrams read by mixers
+	PacketsOut atomic.Uint64 // RTP packets sent by mixers
+
+	// Lateness counts ticks by how late they woke: bucket i holds those at
+	// most LatenessBuckets[i] late, the last one the rest.
+	Lateness    [len(LatenessBuckets) + 1]atomic.Uint64
+	MaxLateness atomic.Int64 // nanoseconds
+}
+
+func (s *Stats) observeLateness(late time.Duration) {
+	i := 0
+	for i < len(LatenessBuckets) && late > LatenessBuckets[i] {
+		i++
+	}
+	s.Lateness[i].Add(1)
+	for {
+		cur := s.MaxLateness.Load()
+		if int64(late) <= cur || s.MaxLateness.CompareAndSwap(cur, int64(late)) {
+			return
+		}
+	}
+}

@@ -1,0 +1,260 @@
+package main
+
+import (
+	"crypto/rand"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/netip"
+	"os"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// User is one API account: the id in URLs, and the Basic auth pair.
+type User struct {
+	ID     string `json:"id"`
+	Token  string `json:"token"`
+	Secret string `json:"secret"`
+}
+
+// Config is everything the binary can be told. Sources, later ones winning:
+// embedded defaults, the JSON config file, CHORUS_* environment variables,
+// command-line flags.
+type Config struct {
+	SIPAddr     string        `json:"sipAddr"`
+	HTTPAddr    string        `json:"httpAddr"`
+	RTPPorts    string        `json:"rtpPorts"`
+	PublicIP    string        `json:"publicIp"`
+	Users       []User        `json:"users"`
+	LogLevel    string        `json:"logLevel"`
+	RTPTimeout  time.Duration `json:"rtpTimeout"`
+	MaxMembers  int           `json:"maxMembers"`
+	LoudestN    int           `json:"loudestN"`
+	AutoCreate  bool          `json:"autoCreate"`
+	DrainPeriod time.Duration `json:"drainPeriod"`
+
+	rtpLow, rtpHigh int
+	publicIP        netip.Addr
+	generatedUser   bool
+}
+
+func defaultConfig() Config {
+	return Config{SIPAddr: ":5060", HTTPAddr: "127.0.0.1:8080", RTPPorts: "10000-20000", LogLevel: "info",
+		RTPTimeout: 30 * time.Second, MaxMembers: 20, LoudestN: 8, AutoCreate: true, DrainPeriod: 0}
+}
+
+// userList collects repeated --user flags.
+type userList struct{ users *[]User }
+
+func (u userList) String() string { return "" }
+func (u userList) Set(v string) error {
+	parts := strings.Split(v, ":")
+	if len(parts) != 3 || parts[0] == "" || parts[1] == "" || parts[2] == "" {
+		return fmt.Errorf("want ID:TOKEN:SECRET, got %q", v)
+	}
+	*u.users = append(*u.users, User{ID: parts[0], Token: parts[1], Secret: parts[2]})
+	return nil
+}
+
+// loadConfig builds the configuration from args and the environment.
+func loadConfig(args []string, getenv func(string) string, stderr io.Writer) (Config, error) {
+	cfg := defaultConfig()
+	fs := flag.NewFlagSet("chorus", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	configFile := fs.String("config", "", "JSON config file (env CHORUS_CONFIG)")
+	var flagUsers []User
+	fs.String("sip-addr", cfg.SIPAddr, "SIP listen address, UDP and TCP (env CHORUS_SIP_ADDR)")
+	fs.String("http-addr", cfg.HTTPAddr, "control API listen address (env CHORUS_HTTP_ADDR)")
+	fs.String("rtp-ports", cfg.RTPPorts, "RTP port range LOW-HIGH (env CHORUS_RTP_PORTS)")
+	fs.String("public-ip", "", "address written into SDP and Contact; default: the SIP listen address, or the first non-loopback interface (env CHORUS_PUBLIC_IP)")
+	fs.Var(userList{&flagUsers}, "user", "API user ID:TOKEN:SECRET, repeatable (env CHORUS_USER, comma-separated)")
+	fs.String("log-level", cfg.LogLevel, "debug, info, warn or error (env CHORUS_LOG_LEVEL)")
+	fs.Duration("rtp-timeout", cfg.RTPTimeout, "hang up a call after this long without RTP (env CHORUS_RTP_TIMEOUT)")
+	fs.Int("max-members", cfg.MaxMembers, "active members per conference (env CHORUS_MAX_MEMBERS)")
+	fs.Int("loudest-n", cfg.LoudestN, "talkers mixed at once (env CHORUS_LOUDEST_N)")
+	fs.Bool("auto-create", cfg.AutoCreate, "create a conference for an unknown dialled number (env CHORUS_AUTO_CREATE)")
+	fs.Duration("drain-period", cfg.DrainPeriod, "after SIGTERM, hang up remaining calls after this long; 0 waits for them (env CHORUS_DRAIN_PERIOD)")
+	if err := fs.Parse(args); err != nil {
+		return cfg, err
+	}
+	if fs.NArg() > 0 {
+		return cfg, fmt.Errorf("unexpected argument %q", fs.Arg(0))
+	}
+	if *configFile == "" {
+		*configFile = getenv("CHORUS_CONFIG")
+	}
+	if *configFile != "" {
+		b, err := os.ReadFile(*configFile)
+		if err != nil {
+			return cfg, fmt.Errorf("config file: %w", err)
+		}
+		dec := json.NewDecoder(strings.NewReader(string(b)))
+		dec.DisallowUnknownFields()
+		if err := dec.Decode(&cfg); err != nil {
+			return cfg, fmt.Errorf("config file %s: %w", *configFile, err)
+		}
+	}
+	set := map[string]bool{}
+	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
+	var errs []error
+	// Environment, then flags, for every setting but users.
+	fs.VisitAll(func(f *flag.Flag) {
+		if f.Name == "config" || f.Name == "user" {
+			return
+		}
+		val, ok := "", false
+		if set[f.Name] {
+			val, ok = f.Value.String(), true
+		} else if v := getenv("CHORUS_" + strings.ToUpper(strings.ReplaceAll(f.Name, "-", "_"))); v != "" {
+			val, ok = v, true
+		}
+		if !ok {
+			return
+		}
+		if err := cfg.setField(f.Name, val); err != nil {
+			errs = append(errs, fmt.Errorf("--%s: %w", f.Name, err))
+		}
+	})
+	if v := getenv("CHORUS_USER"); v != "" && len(flagUsers) == 0 {
+		for _, u := range strings.Split(v, ",") {
+			if err := (userList{&flagUsers}).Set(strings.TrimSpace(u)); err != nil {
+				errs = append(errs, fmt.Errorf("CHORUS_USER: %w", err))
+			}
+		}
+	}
+	if len(flagUsers) > 0 {
+		cfg.Users = flagUsers
+	}
+	if err := errors.Join(errs...); err != nil {
+		return cfg, err
+	}
+	return cfg, cfg.validate()
+}
+
+func (c *Config) setField(name, v string) error {
+	var err error
+	switch name {
+	case "sip-addr":
+		c.SIPAddr = v
+	case "http-addr":
+		c.HTTPAddr = v
+	case "rtp-ports":
+		c.RTPPorts = v
+	case "public-ip":
+		c.PublicIP = v
+	case "log-level":
+		c.LogLevel = v
+	case "rtp-timeout":
+		c.RTPTimeout, err = time.ParseDuration(v)
+	case "drain-period":
+		c.DrainPeriod, err = time.ParseDuration(v)
+	case "max-members":
+		c.MaxMembers, err = strconv.Atoi(v)
+	case "loudest-n":
+		c.LoudestN, err = strconv.Atoi(v)
+	case "auto-create":
+		c.AutoCreate, err = strconv.ParseBool(v)
+	}
+	return err
+}
+
+// validate checks the configuration and derives the parsed fields.
+func (c *Config) validate() error {
+	var errs []error
+	lo, hi, ok := strings.Cut(c.RTPPorts, "-")
+	var err1, err2 error
+	c.rtpLow, err1 = strconv.Atoi(strings.TrimSpace(lo))
+	c.rtpHigh, err2 = strconv.Atoi(strings.TrimSpace(hi))
+	if !ok || err1 != nil || err2 != nil || c.rtpLow < 1024 || c.rtpHigh > 65535 || c.rtpLow >= c.rtpHigh {
+		errs = append(errs, fmt.Errorf("rtp-ports: want LOW-HIGH within 1024-65535, got %q", c.RTPPorts))
+	}
+	if _, _, err := net.SplitHostPort(c.SIPAddr); err != nil {
+		errs = append(errs, fmt.Errorf("sip-addr %q: %w", c.SIPAddr, err))
+	}
+	if _, _, err := net.SplitHostPort(c.HTTPAddr); err != nil {
+		errs = append(errs, fmt.Errorf("http-addr %q: %w", c.HTTPAddr, err))
+	}
+	if _, err := parseLevel(c.LogLevel); err != nil {
+		errs = append(errs, err)
+	}
+	if c.MaxMembers < 1 {
+		errs = append(errs, fmt.Errorf("max-members must be at least 1, got %d", c.MaxMembers))
+	}
+	if c.LoudestN < 1 {
+		errs = append(errs, fmt.Errorf("loudest-n must be at least 1, got %d", c.LoudestN))
+	}
+	if c.RTPTimeout < time.Second {
+		errs = append(errs, fmt.Errorf("rtp-timeout must be at least 1s, got %s", c.RTPTimeout))
+	}
+	seen := map[string]bool{}
+	for _, u := range c.Users {
+		if u.ID == "" || u.Token == "" || u.Secret == "" {
+			errs = append(errs, errors.New("every user needs id, token and secret"))
+		}
+		if seen[u.ID] || seen["token:"+u.Token] {
+			errs = append(errs, fmt.Errorf("user %q or its token is configured twice", u.ID))
+		}
+		seen[u.ID], seen["token:"+u.Token] = true, true
+	}
+	if c.PublicIP != "" {
+		ip, err := netip.ParseAddr(c.PublicIP)
+		if err != nil || ip.IsUnspecified() {
+			errs = append(errs, fmt.Errorf("public-ip: want an IP address, got %q", c.PublicIP))
+		}
+		c.publicIP = ip
+	} else {
+		c.publicIP = guessPublicIP(c.SIPAddr)
+	}
+	if len(c.Users) == 0 {
+		c.Users = []User{{ID: "u-" + randomString(20), Token: "t-" + randomString(20), Secret: randomString(24)}}
+		c.generatedUser = true
+	}
+	return errors.Join(errs...)
+}
+
+func parseLevel(s string) (slog.Level, error) {
+	var l slog.Level
+	if err := l.UnmarshalText([]byte(s)); err != nil {
+		return l, fmt.Errorf("log-level: want debug, info, warn or error, got %q", s)
+	}
+	return l, nil
+}
+
+// guessPublicIP picks the SIP listen host if it is a specific address, else
+// the first up, non-loopback IPv4 interface address, else loopback.
+func guessPublicIP(sipAddr string) netip.Addr {
+	if host, _, err := net.SplitHostPort(sipAddr); err == nil {
+		if ip, err := netip.ParseAddr(host); err == nil && !ip.IsUnspecified() {
+			return ip
+		}
+	}
+	ifaces, _ := net.Interfaces()
+	for _, ifc := range ifaces {
+		if ifc.Flags&net.FlagUp == 0 || ifc.Flags&net.FlagLoopback != 0 {
+			continue
+		}
+		addrs, _ := ifc.Addrs()
+		for _, a := range addrs {
+			if p, err := netip.ParsePrefix(a.String()); err == nil && p.Addr().Is4() {
+				return p.Addr()
+			}
+		}
+	}
+	return netip.MustParseAddr("127.0.0.1")
+}
+
+func randomString(n int) string {
+	const alphabet = "abcdefghijklmnopqrstuvwxyz0123456789"
+	b := make([]byte, n)
+	_, _ = rand.Read(b)
+	for i := range b {
+		b[i] = alphabet[int(b[i])%len(alphabet)]
+	}
+	return string(b)
+}

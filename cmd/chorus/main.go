@@ -1,0 +1,160 @@
+// Command chorus runs the Chorus conference bridge: SIP and RTP for the
+// callers, the Catapult-compatible REST API for applications, and
+// Prometheus metrics at /metrics.
+//
+// Usage:
+//
+//	chorus [flags]
+//
+// Every flag has an environment twin (CHORUS_SIP_ADDR for --sip-addr, and
+// so on) and a field in the optional JSON config file (--config). Run
+// `chorus -h` for the list.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/netip"
+	"os"
+	"os/signal"
+	"syscall"
+	"time"
+
+	"chorus/bridge"
+	"chorus/media"
+	"chorus/sip"
+)
+
+func main() {
+	if err := run(context.Background(), os.Args[1:], os.Getenv, os.Stdout, os.Stderr, nil); err != nil {
+		if !errors.Is(err, flag.ErrHelp) {
+			fmt.Fprintln(os.Stderr, "chorus:", err)
+		}
+		os.Exit(2)
+	}
+}
+
+// ready reports the bound addresses once the bridge serves (for tests).
+type ready struct {
+	SIPUDP, SIPTCP netip.AddrPort
+	HTTP           net.Addr
+	Users          []User
+}
+
+// run starts the bridge and serves until a signal or ctx ends it.
+func run(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer, onReady func(ready)) error {
+	cfg, err := loadConfig(args, getenv, stderr)
+	if err != nil {
+		return err
+	}
+	level, _ := parseLevel(cfg.LogLevel)
+	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level}))
+	sip.SetLibraryLogger(log)
+
+	listenHost, _, _ := net.SplitHostPort(cfg.SIPAddr)
+	bindIP := netip.IPv4Unspecified()
+	if listenHost != "" {
+		if ip, err := netip.ParseAddr(listenHost); err == nil {
+			bindIP = ip
+		}
+	}
+	ports, err := media.NewPortPool(bindIP, cfg.rtpLow, cfg.rtpHigh, 2*time.Second)
+	if err != nil {
+		return err
+	}
+	br := bridge.New(bridge.Config{DefaultUser: cfg.Users[0].ID, AutoCreate: cfg.AutoCreate,
+		MaxMembers: cfg.MaxMembers, LoudestN: cfg.LoudestN, RTPTimeout: cfg.RTPTimeout}, log, nil)
+
+	sipSrv, err := sip.New(sip.Config{PublicIP: cfg.publicIP, Ports: ports, Bridge: br, Log: log})
+	if err != nil {
+		return err
+	}
+	defer sipSrv.Close()
+	udpAddr, err := sipSrv.ListenUDP(cfg.SIPAddr)
+	if err != nil {
+		return err
+	}
+	// TCP on the same port as UDP (the usual :5060 for both).
+	tcpAddr, err := sipSrv.ListenTCP(net.JoinHostPort(listenHost, fmt.Sprint(udpAddr.Port())))
+	if err != nil {
+		return err
+	}
+
+	mux := http.NewServeMux()
+	mux.Handle("GET /metrics", metricsHandler(br, ports))
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
+		if br.Draining() {
+			http.Error(w, "draining", http.StatusServiceUnavailable)
+			return
+		}
+		_, _ = io.WriteString(w, "ok\n")
+	})
+	if err := mountAPI(mux, cfg, br, sipSrv, log); err != nil {
+		return err
+	}
+	hl, err := net.Listen("tcp", cfg.HTTPAddr)
+	if err != nil {
+		return fmt.Errorf("listen http %s: %w", cfg.HTTPAddr, err)
+	}
+	httpSrv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second, ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelWarn)}
+	go func() { _ = httpSrv.Serve(hl) }()
+
+	log.Info("chorus listening", "sip_udp", udpAddr, "sip_tcp", tcpAddr, "http", hl.Addr(),
+		"rtp_ports", cfg.RTPPorts, "public_ip", cfg.publicIP)
+	if cfg.generatedUser {
+		u := cfg.Users[0]
+		fmt.Fprintf(stdout, "No --user given; generated a development user:\n  user id: %s\n  token:   %s\n  secret:  %s\n  try: curl -u %s:%s http://%s/v1/users/%s/conferences\n",
+			u.ID, u.Token, u.Secret, u.Token, u.Secret, hl.Addr(), u.ID)
+	}
+	fmt.Fprintf(stdout, "Call sip:1000@%s to join conference 1000.\n", netip.AddrPortFrom(cfg.publicIP, udpAddr.Port()))
+	if onReady != nil {
+		onReady(ready{SIPUDP: udpAddr, SIPTCP: tcpAddr, HTTP: hl.Addr(), Users: cfg.Users})
+	}
+
+	// Shutdown: SIGTERM drains (new calls get 503, calls in progress go on);
+	// a second signal, SIGINT, or ctx ending hangs everyone up and exits.
+	sigs := make(chan os.Signal, 2)
+	signal.Notify(sigs, syscall.SIGTERM, syscall.SIGINT)
+	defer signal.Stop(sigs)
+	var drainDone <-chan time.Time
+	idle := time.NewTicker(500 * time.Millisecond)
+	defer idle.Stop()
+wait:
+	for {
+		select {
+		case <-ctx.Done():
+			break wait
+		case sig := <-sigs:
+			if sig == syscall.SIGINT || br.Draining() {
+				log.Info("stopping", "signal", sig)
+				break wait
+			}
+			log.Info("draining: new calls are refused; send another signal to stop now", "signal", sig, "calls", br.ActiveCalls())
+			br.Drain()
+			if cfg.DrainPeriod > 0 {
+				drainDone = time.After(cfg.DrainPeriod)
+			}
+		case <-drainDone:
+			log.Info("drain period over")
+			break wait
+		case <-idle.C:
+			if br.Draining() && br.ActiveCalls() == 0 {
+				log.Info("drained: no calls left")
+				break wait
+			}
+		}
+	}
+	br.Drain()
+	hctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	br.HangupAll(hctx, "shutdown")
+	_ = httpSrv.Shutdown(hctx)
+	log.Info("stopped")
+	return nil
+}

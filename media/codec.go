@@ -1,0 +1,125 @@
+package media
+
+import (
+	"fmt"
+	"strings"
+
+	"github.com/zaf/g711"
+)
+
+// Codec is a G.711 variant. The zero value is invalid.
+type Codec uint8
+
+// The supported codecs.
+const (
+	CodecInvalid Codec = iota
+	PCMU               // G.711 µ-law, static payload type 0
+	PCMA               // G.711 A-law, static payload type 8
+)
+
+// ClockRate is the RTP clock rate of every supported codec and of the mixer.
+const ClockRate = 8000
+
+// FrameSamples is the number of samples in one 20 ms frame at ClockRate.
+const FrameSamples = ClockRate / 50
+
+// Static payload types from RFC 3551 §6.
+const (
+	PayloadTypePCMU uint8 = 0
+	PayloadTypePCMA uint8 = 8
+)
+
+// decode tables: G.711 has 256 code words, so a lookup decodes a sample.
+var (
+	ulawToLinear = func() (t [256]int16) {
+		for i := range t {
+			t[i] = g711.DecodeUlawFrame(uint8(i))
+		}
+		return t
+	}()
+	alawToLinear = func() (t [256]int16) {
+		for i := range t {
+			t[i] = g711.DecodeAlawFrame(uint8(i))
+		}
+		return t
+	}()
+)
+
+// CodecByName returns the codec for an SDP encoding name such as "PCMU".
+func CodecByName(name string) (Codec, bool) {
+	switch strings.ToUpper(name) {
+	case "PCMU":
+		return PCMU, true
+	case "PCMA":
+		return PCMA, true
+	}
+	return CodecInvalid, false
+}
+
+// CodecByPayloadType returns the codec of a static payload type.
+func CodecByPayloadType(pt uint8) (Codec, bool) {
+	switch pt {
+	case PayloadTypePCMU:
+		return PCMU, true
+	case PayloadTypePCMA:
+		return PCMA, true
+	}
+	return CodecInvalid, false
+}
+
+// String returns the SDP encoding name.
+func (c Codec) String() string {
+	switch c {
+	case PCMU:
+		return "PCMU"
+	case PCMA:
+		return "PCMA"
+	}
+	return fmt.Sprintf("Codec(%d)", uint8(c))
+}
+
+// PayloadType returns the static RTP payload type of the codec.
+func (c Codec) PayloadType() uint8 {
+	if c == PCMA {
+		return PayloadTypePCMA
+	}
+	return PayloadTypePCMU
+}
+
+// Decode decodes G.711 payload bytes into dst, one sample per byte, and
+// returns the number of samples written (the shorter of the two lengths).
+func (c Codec) Decode(dst []int16, payload []byte) int {
+	n := min(len(dst), len(payload))
+	table := &ulawToLinear
+	if c == PCMA {
+		table = &alawToLinear
+	}
+	for i := range n {
+		dst[i] = table[payload[i]]
+	}
+	return n
+}
+
+// Encode encodes PCM samples into dst, one byte per sample, and returns the
+// number of bytes written (the shorter of the two lengths).
+func (c Codec) Encode(dst []byte, pcm []int16) int {
+	n := min(len(dst), len(pcm))
+	if c == PCMA {
+		for i := range n {
+			dst[i] = g711.EncodeAlawFrame(pcm[i])
+		}
+		return n
+	}
+	for i := range n {
+		dst[i] = g711.EncodeUlawFrame(pcm[i])
+	}
+	return n
+}
+
+// Silence returns the code word of a zero sample.
+func (c Codec) Silence() byte {
+	if c == PCMA {
+		return 0xD5
+	}
+	return 0xFF
+}

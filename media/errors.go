@@ -1,0 +1,13 @@
+package media
+
+import "errors"
+
+// Errors returned by the package.
+var (
+	// ErrNoPorts means every RTP port of the configured range is in use.
+	ErrNoPorts = errors.New("media: no free RTP port")
+	// ErrClosed means the session was closed.
+	ErrClosed = errors.New("media: session closed")
+	// ErrNoRemote means the session has no address to send to yet.
+	ErrNoRemote = errors.New("media: no remote address")
+)

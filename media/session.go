@@ -1,0 +1,360 @@
+package media
+
+import (
+	"crypto/rand"
+	"encoding/binary"
+	"net"
+	"net/netip"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	"github.com/pion/rtp"
+)
+
+// maxPacket is the largest datagram read; longer ones are truncated and
+// then fail to parse.
+const maxPacket = 1500
+
+// maxPerPoll bounds the packets one Poll drains, so one flooding peer cannot
+// hold up a mixer tick.
+const maxPerPoll = 32
+
+// relatchAfter is how long the latched source must be silent before packets
+// from another address may take over (a NAT rebinding, a phone that moved).
+const relatchAfter = 2 * time.Second
+
+// Handler receives the packets a Session polls. The payload aliases the
+// session's read buffer and is valid only during the call.
+type Handler interface {
+	// Audio is called for a G.711 packet.
+	Audio(ssrc, timestamp uint32, codec Codec, payload []byte)
+	// Event is called for an RFC 4733 telephone-event packet.
+	Event(ssrc, timestamp uint32, payload []byte)
+}
+
+// SessionStats counts a session's traffic. All counters only grow.
+type SessionStats struct {
+	PacketsIn  uint64
+	PacketsOut uint64
+	Malformed  uint64 // too short, not version 2, bad padding
+	Strangers  uint64 // from an address other than the latched peer
+	UnknownPT  uint64 // payload types we did not negotiate
+	SendErrors uint64
+}
+
+// Direction is an SDP media direction (RFC 4566 §6, RFC 3264 §5.1) seen
+// from this side.
+type Direction uint8
+
+// Directions.
+const (
+	SendRecv Direction = iota
+	SendOnly
+	RecvOnly
+	Inactive
+)
+
+// Sends reports whether this side sends media in direction d.
+func (d Direction) Sends() bool { return d == SendRecv || d == SendOnly }
+
+// Receives reports whether this side expects media in direction d.
+func (d Direction) Receives() bool { return d == SendRecv || d == RecvOnly }
+
+// String returns the SDP attribute name.
+func (d Direction) String() string {
+	switch d {
+	case SendOnly:
+		return "sendonly"
+	case RecvOnly:
+		return "recvonly"
+	case Inactive:
+		return "inactive"
+	}
+	return "sendrecv"
+}
+
+// Params are the negotiated properties of a session that signalling may
+// change during a call (RFC 3264 offer/answer, re-INVITE).
+type Params struct {
+	Remote           netip.AddrPort // from the SDP c= and m= lines
+	Codec            Codec          // what we send
+	TelephoneEventPT uint8          // 0: none negotiated
+	Direction        Direction      // our direction
+}
+
+// Session is the RTP session of one call on its own UDP socket (RFC 3550).
+//
+// Reading is non-blocking and done by whoever drives the call's media (the
+// conference mixer, once per tick) through Poll, so no goroutine wakes per
+// packet. The remote address is latched from the first valid packet
+// (symmetric RTP, so callers behind NAT get audio), and packets from other
+// addresses are dropped and counted. Sending uses one SSRC with sequence
+// numbers and timestamps per RFC 3550 §5.1.
+//
+// Poll and the Write methods are for one goroutine; SetParams, Stats and
+// Close may be called from any.
+type Session struct {
+	conn    *net.UDPConn
+	raw     syscall.RawConn
+	local   netip.AddrPort
+	onClose func()
+
+	mu       sync.Mutex // guards params, latch and the send state
+	params   Params
+	latched  netip.AddrPort
+	lastFrom int64 // unix nanos of the last packet from the latched address
+	closed   bool
+
+	// send state
+	hdr     rtp.Header
+	started bool
+	wbuf    [maxPacket]byte
+
+	// receive state (poll goroutine)
+	rbuf    [maxPacket]byte
+	pkt     rtp.Packet
+	rn      int
+	rerr    syscall.Errno
+	rsa     syscall.RawSockaddrAny
+	rsaLen  uint32
+	readFn  func(fd uintptr) bool
+	lastRTP atomic.Int64 // unix nanos of the last valid packet
+
+	packetsIn, packetsOut, malformed, strangers, unknownPT, sendErrors atomic.Uint64
+}
+
+// NewSession wraps a bound UDP socket. onClose, if not nil, runs once when
+// the session closes (to release the port).
+func NewSession(conn *net.UDPConn, onClose func()) (*Session, error) {
+	raw, err := conn.SyscallConn()
+	if err != nil {
+		return nil, err
+	}
+	s := &Session{conn: conn, raw: raw, onClose: onClose}
+	s.local = conn.LocalAddr().(*net.UDPAddr).AddrPort()
+	var b [10]byte
+	_, _ = rand.Read(b[:])
+	s.hdr = rtp.Header{
+		Version:        2,
+		SSRC:           binary.BigEndian.Uint32(b[0:4]),
+		SequenceNumber: binary.BigEndian.Uint16(b[4:6]),
+		Timestamp:      binary.BigEndian.Uint32(b[6:10]),
+	}
+	s.readFn = s.readOnce
+	s.lastRTP.Store(time.Now().UnixNano())
+	return s, nil
+}
+
+// LocalAddr returns the address the socket is bound to.
+func (s *Session) LocalAddr() netip.AddrPort { return s.local }
+
+// SSRC returns the synchronization source this session sends with.
+func (s *Session) SSRC() uint32 {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.hdr.SSRC
+}
+
+// SetParams applies a new offer/answer outcome. A changed remote address
+// drops the latch, so the next packet's source is learnt again.
+func (s *Session) SetParams(p Params) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if p.Remote != s.params.Remote {
+		s.latched = netip.AddrPort{}
+	}
+	s.params = p
+}
+
+// Params returns the current parameters.
+func (s *Session) Params() Params {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.params
+}
+
+// RemoteAddr returns where packets are sent: the latched source, else the
+// address from signalling.
+func (s *Session) RemoteAddr() netip.AddrPort {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.dest()
+}
+
+func (s *Session) dest() netip.AddrPort {
+	if s.latched.IsValid() {
+		return s.latched
+	}
+	return s.params.Remote
+}
+
+// LastReceived returns when the last valid RTP packet arrived (or when the
+// session was created).
+func (s *Session) LastReceived() time.Time { return time.Unix(0, s.lastRTP.Load()) }
+
+// Stats returns the counters.
+func (s *Session) Stats() SessionStats {
+	return SessionStats{
+		PacketsIn:  s.packetsIn.Load(),
+		PacketsOut: s.packetsOut.Load(),
+		Malformed:  s.malformed.Load(),
+		Strangers:  s.strangers.Load(),
+		UnknownPT:  s.unknownPT.Load(),
+		SendErrors: s.sendErrors.Load(),
+	}
+}
+
+// readOnce is the RawConn callback: one non-blocking recvfrom into rbuf.
+func (s *Session) readOnce(fd uintptr) bool {
+	s.rsaLen = uint32(syscall.SizeofSockaddrAny)
+	s.rn, s.rerr = recvfrom(fd, s.rbuf[:], &s.rsa, &s.rsaLen)
+	return true // never wait for readiness
+}
+
+// Flush discards everything queued on the socket (audio that arrived while
+// nobody was polling would otherwise be played late).
+func (s *Session) Flush() {
+	for range 4096 {
+		if err := s.raw.Read(s.readFn); err != nil || s.rerr != 0 {
+			return
+		}
+	}
+}
+
+// Poll reads every datagram queued on the socket (up to a bound) without
+// blocking and hands the valid ones to h. now is the poll time. It returns
+// the number of datagrams read.
+func (s *Session) Poll(now time.Time, h Handler) int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		return 0
+	}
+	nowNs := now.UnixNano()
+	count := 0
+	for count < maxPerPoll {
+		if err := s.raw.Read(s.readFn); err != nil || s.rerr != 0 {
+			break
+		}
+		count++
+		from, ok := sockaddrToAddrPort(&s.rsa)
+		if !ok {
+			s.malformed.Add(1)
+			continue
+		}
+		s.handle(nowNs, from, s.rbuf[:s.rn], h)
+	}
+	return count
+}
+
+func (s *Session) handle(nowNs int64, from netip.AddrPort, b []byte, h Handler) {
+	if len(b) < 12 || b[0]>>6 != 2 {
+		s.malformed.Add(1)
+		return
+	}
+	if pt := b[1] & 0x7f; pt >= 72 && pt <= 76 {
+		return // RTCP multiplexed on the RTP port (RFC 5761 §4): not audio
+	}
+	if err := s.pkt.Unmarshal(b); err != nil {
+		s.malformed.Add(1)
+		return
+	}
+	switch {
+	case !s.latched.IsValid():
+		s.latched = from
+	case from != s.latched:
+		if nowNs-s.lastFrom < int64(relatchAfter) {
+			s.strangers.Add(1)
+			return
+		}
+		s.latched = from
+	}
+	s.lastFrom = nowNs
+	s.lastRTP.Store(nowNs)
+	s.packetsIn.Add(1)
+	if !s.params.Direction.Receives() {
+		return // on hold: the peer should not send, and we do not listen
+	}
+	pt := s.pkt.PayloadType
+	if codec, ok := CodecByPayloadType(pt); ok {
+		if len(s.pkt.Payload) > 0 {
+			h.Audio(s.pkt.SSRC, s.pkt.Timestamp, codec, s.pkt.Payload)
+		}
+		return
+	}
+	if pt == s.params.TelephoneEventPT && pt != 0 {
+		h.Event(s.pkt.SSRC, s.pkt.Timestamp, s.pkt.Payload)
+		return
+	}
+	s.unknownPT.Add(1)
+}
+
+// WriteAudio sends one 20 ms frame of audio already encoded in the session's
+// codec, advancing the timestamp by len(payload) samples. It does nothing
+// (and reports no error) when the negotiated direction says we do not send.
+func (s *Session) WriteAudio(payload []byte) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.write(s.params.Codec.PayloadType(), !s.started, payload, uint32(len(payload)))
+}
+
+// WriteEvent sends one RFC 4733 telephone-event packet. All packets of an
+// event share the event's start timestamp; advance is how many samples the
+// timestamp moves after this packet (the whole event's duration on its
+// final packet, else 0). marker flags the first packet of the event.
+func (s *Session) WriteEvent(payload []byte, marker bool, advance uint32) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.params.TelephoneEventPT == 0 {
+		return nil
+	}
+	return s.write(s.params.TelephoneEventPT, marker, payload, advance)
+}
+
+func (s *Session) write(pt uint8, marker bool, payload []byte, advance uint32) error {
+	if s.closed {
+		return ErrClosed
+	}
+	if !s.params.Direction.Sends() {
+		s.hdr.Timestamp += advance // keep the clock running while on hold
+		return nil
+	}
+	dst := s.dest()
+	if !dst.IsValid() {
+		return ErrNoRemote
+	}
+	s.hdr.PayloadType = pt
+	s.hdr.Marker = marker
+	n, err := s.hdr.MarshalTo(s.wbuf[:])
+	if err != nil {
+		return err
+	}
+	n += copy(s.wbuf[n:], payload)
+	s.hdr.SequenceNumber++
+	s.hdr.Timestamp += advance
+	s.started = true
+	if _, err := s.conn.WriteToUDPAddrPort(s.wbuf[:n], dst); err != nil {
+		s.sendErrors.Add(1)
+		return err
+	}
+	s.packetsOut.Add(1)
+	return nil
+}
+
+// Close closes the socket. It is safe to call more than once.
+func (s *Session) Close() error {
+	s.mu.Lock()
+	if s.closed {
+		s.mu.Unlock()
+		return nil
+	}
+	s.closed = true
+	s.mu.Unlock()
+	err := s.conn.Close()
+	if s.onClose != nil {
+		s.onClose()
+	}
+	return err
+}

@@ -1,0 +1,180 @@
+package sip
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"sync"
+	"time"
+
+	"github.com/emiago/sipgo"
+	"github.com/emiago/sipgo/sip"
+
+	"chorus/bridge"
+	"chorus/media"
+)
+
+// inCall is an answered (or being answered) inbound call. It implements
+// bridge.Leg.
+type inCall struct {
+	s         *Server
+	dlg       *sipgo.DialogServerSession
+	sess      *media.Session
+	call      *bridge.Call
+	log       *slog.Logger
+	sessionID uint64
+	transport string
+
+	mu         sync.Mutex
+	sdpVersion uint64
+	ackBody    []byte
+	ackCSeq    chan uint32 // CSeq numbers of ACKs, for 2xx retransmission
+}
+
+// Media implements bridge.Leg.
+func (c *inCall) Media() *media.Session { return c.sess }
+
+// Hangup implements bridge.Leg: BYE to the caller.
+func (c *inCall) Hangup(ctx context.Context, cause string) error {
+	c.log.Info("hanging up", "cause", cause)
+	if err := c.dlg.Bye(ctx); err != nil {
+		return fmt.Errorf("bye: %w", err)
+	}
+	return nil
+}
+
+func (c *inCall) gotAck(req *sip.Request) {
+	c.mu.Lock()
+	if len(req.Body()) > 0 {
+		c.ackBody = append([]byte(nil), req.Body()...)
+	}
+	ch := c.ackCSeq
+	c.mu.Unlock()
+	if ch != nil {
+		select {
+		case ch <- req.CSeq().SeqNo:
+		default:
+		}
+	}
+}
+
+func (c *inCall) sdp(codecs []media.Codec, te uint8, dir media.Direction) ([]byte, error) {
+	c.mu.Lock()
+	v := c.sdpVersion
+	c.sdpVersion++
+	c.mu.Unlock()
+	return buildSDP(sdpParams{sessionID: c.sessionID, version: v, addr: c.s.cfg.PublicIP,
+		port: int(c.sess.LocalAddr().Port()), codecs: codecs, telephoneEventPT: te, direction: dir})
+}
+
+// answer applies the caller's offer and returns our answer: the first
+// codec of theirs we support, their telephone-event payload type.
+func (c *inCall) answer(offer Description) ([]byte, error) {
+	dir := answerDirection(offer)
+	c.sess.SetParams(media.Params{Remote: offer.Remote(), Codec: offer.Codecs[0],
+		TelephoneEventPT: offer.TelephoneEventPT, Direction: dir})
+	return c.sdp(offer.Codecs[:1], offer.TelephoneEventPT, dir)
+}
+
+// offer returns our offer for an INVITE without SDP (answer in the ACK).
+func (c *inCall) offer() ([]byte, error) {
+	return c.sdp([]media.Codec{media.PCMU, media.PCMA}, telephoneEventPT, media.SendRecv)
+}
+
+// applyAckAnswer reads the SDP answer carried by the ACK.
+func (c *inCall) applyAckAnswer() error {
+	c.mu.Lock()
+	body := c.ackBody
+	c.mu.Unlock()
+	if len(body) == 0 {
+		return fmt.Errorf("ACK carried no SDP answer: %w", ErrBadSDP)
+	}
+	ans, err := ParseSDP(body)
+	if err != nil {
+		return err
+	}
+	te := ans.TelephoneEventPT
+	if te != 0 && te != telephoneEventPT {
+		te = 0 // an answer must use the offered payload type
+	}
+	dir := answerDirection(ans)
+	c.sess.SetParams(media.Params{Remote: ans.Remote(), Codec: ans.Codecs[0], TelephoneEventPT: te, Direction: dir})
+	return nil
+}
+
+// update applies an offer in a re-INVITE or UPDATE and returns our answer.
+// Without an offer it returns our current description as an offer.
+func (c *inCall) update(body []byte) ([]byte, error) {
+	cur := c.sess.Params()
+	if len(body) == 0 {
+		return c.sdp([]media.Codec{cur.Codec}, cur.TelephoneEventPT, cur.Direction)
+	}
+	offer, err := ParseSDP(body)
+	if err != nil {
+		return nil, err
+	}
+	codec := offer.Codecs[0]
+	for _, x := range offer.Codecs {
+		if x == cur.Codec {
+			codec = x // keep what we have if still offered
+		}
+	}
+	dir := answerDirection(offer)
+	remote := offer.Remote()
+	if !remote.IsValid() {
+		remote = cur.Remote // c=0.0.0.0 hold keeps the old address
+	}
+	c.sess.SetParams(media.Params{Remote: remote, Codec: codec, TelephoneEventPT: offer.TelephoneEventPT, Direction: dir})
+	c.log.Info("media updated", "remote", remote, "codec", codec, "direction", dir)
+	return c.sdp([]media.Codec{codec}, offer.TelephoneEventPT, dir)
+}
+
+// respondReliably sends a 2xx to a re-INVITE and, over UDP, retransmits it
+// until the ACK arrives (RFC 3261 §13.3.1.4), which sipgo leaves to us.
+func (c *inCall) respondReliably(req *sip.Request, tx sip.ServerTransaction, res *sip.Response) {
+	reliable := !isUDP(req.Transport())
+	ch := make(chan uint32, 4)
+	if !reliable {
+		c.mu.Lock()
+		c.ackCSeq = ch
+		c.mu.Unlock()
+	}
+	if err := tx.Respond(res); err != nil || reliable {
+		return
+	}
+	go func() {
+		defer func() {
+			c.mu.Lock()
+			if c.ackCSeq == ch {
+				c.ackCSeq = nil
+			}
+			c.mu.Unlock()
+		}()
+		want := req.CSeq().SeqNo
+		interval := sip.T1
+		deadline := time.After(64 * sip.T1)
+		for {
+			t := time.NewTimer(interval)
+			select {
+			case seq := <-ch:
+				t.Stop()
+				if seq == want {
+					return
+				}
+			case <-t.C:
+				_ = tx.Respond(res)
+				interval = min(2*interval, sip.T2)
+			case <-deadline:
+				t.Stop()
+				return
+			case <-c.dlg.Context().Done():
+				t.Stop()
+				return
+			}
+		}
+	}()
+}
+
+func isUDP(transport string) bool {
+	return transport == "" || transport == "udp" || transport == "UDP"
+}

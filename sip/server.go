@@ -1,0 +1,437 @@
+package sip
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/netip"
+	"strings"
+	"sync"
+
+	"github.com/emiago/sipgo"
+	"github.com/emiago/sipgo/sip"
+
+	"chorus/bridge"
+	"chorus/dtmf"
+	"chorus/media"
+)
+
+// telephoneEventPT is the payload type we offer for RFC 4733 events.
+const telephoneEventPT = 101
+
+// allowMethods is what we answer to OPTIONS and put in Allow headers.
+const allowMethods = "INVITE, ACK, BYE, CANCEL, OPTIONS, INFO, UPDATE"
+
+// Config configures a Server.
+type Config struct {
+	// PublicIP is the address written into SDP and Contact headers.
+	PublicIP netip.Addr
+	// UserAgent names us in User-Agent and Server headers.
+	UserAgent string
+	// Ports hands out RTP sockets.
+	Ports *media.PortPool
+	// Bridge receives the calls.
+	Bridge *bridge.Bridge
+	// Log is the logger; each call gets a child scoped with its ids.
+	Log *slog.Logger
+}
+
+// Server is the SIP side of Chorus.
+type Server struct {
+	cfg     Config
+	log     *slog.Logger
+	ua      *sipgo.UserAgent
+	srv     *sipgo.Server
+	client  *sipgo.Client
+	dialogs *sipgo.DialogServerCache
+	bridge  *bridge.Bridge
+	ports   *media.PortPool
+
+	mu       sync.Mutex
+	calls    map[string]*inCall // by dialog id
+	contacts map[string]sip.ContactHeader
+	closers  []func() error
+}
+
+// New returns a server; call ListenUDP and ListenTCP to start it.
+func New(cfg Config) (*Server, error) {
+	if cfg.Log == nil {
+		cfg.Log = slog.New(slog.DiscardHandler)
+	}
+	if cfg.UserAgent == "" {
+		cfg.UserAgent = "chorus"
+	}
+	if !cfg.PublicIP.IsValid() {
+		return nil, errors.New("sip: no public IP configured")
+	}
+	ua, err := sipgo.NewUA(sipgo.WithUserAgent(cfg.UserAgent), sipgo.WithUserAgentHostname(cfg.PublicIP.String()))
+	if err != nil {
+		return nil, fmt.Errorf("sip: user agent: %w", err)
+	}
+	srv, err := sipgo.NewServer(ua, sipgo.WithServerLogger(cfg.Log))
+	if err != nil {
+		return nil, fmt.Errorf("sip: server: %w", err)
+	}
+	client, err := sipgo.NewClient(ua, sipgo.WithClientHostname(cfg.PublicIP.String()), sipgo.WithClientLogger(cfg.Log))
+	if err != nil {
+		return nil, fmt.Errorf("sip: client: %w", err)
+	}
+	s := &Server{cfg: cfg, log: cfg.Log, ua: ua, srv: srv, client: client, bridge: cfg.Bridge, ports: cfg.Ports,
+		calls: map[string]*inCall{}, contacts: map[string]sip.ContactHeader{}}
+	s.dialogs = sipgo.NewDialogServerCache(client, s.contact("udp"))
+	srv.OnInvite(s.onInvite)
+	srv.OnAck(s.onAck)
+	srv.OnBye(s.onBye)
+	srv.OnCancel(s.onCancel)
+	srv.OnOptions(s.onOptions)
+	srv.OnInfo(s.onInfo)
+	srv.OnUpdate(s.onUpdate)
+	return s, nil
+}
+
+// ListenUDP binds addr ("host:port", port 0 for any) and serves SIP on it.
+func (s *Server) ListenUDP(addr string) (netip.AddrPort, error) {
+	pc, err := net.ListenPacket("udp", addr)
+	if err != nil {
+		return netip.AddrPort{}, fmt.Errorf("sip: listen udp %s: %w", addr, err)
+	}
+	ap := pc.LocalAddr().(*net.UDPAddr).AddrPort()
+	s.setContact("udp", int(ap.Port()))
+	s.mu.Lock()
+	s.closers = append(s.closers, pc.Close)
+	s.mu.Unlock()
+	go func() { _ = s.srv.ServeUDP(pc) }()
+	return ap, nil
+}
+
+// ListenTCP binds addr and serves SIP over TCP on it.
+func (s *Server) ListenTCP(addr string) (netip.AddrPort, error) {
+	l, err := net.Listen("tcp", addr)
+	if err != nil {
+		return netip.AddrPort{}, fmt.Errorf("sip: listen tcp %s: %w", addr, err)
+	}
+	ap := l.Addr().(*net.TCPAddr).AddrPort()
+	s.setContact("tcp", int(ap.Port()))
+	s.mu.Lock()
+	s.closers = append(s.closers, l.Close)
+	s.mu.Unlock()
+	go func() { _ = s.srv.ServeTCP(l) }()
+	return ap, nil
+}
+
+// Close stops listening. Calls should be hung up before (bridge.HangupAll).
+func (s *Server) Close() error {
+	s.mu.Lock()
+	closers := s.closers
+	s.closers = nil
+	s.mu.Unlock()
+	for _, c := range closers {
+		_ = c()
+	}
+	return s.ua.Close()
+}
+
+func (s *Server) setContact(transport string, port int) {
+	u := sip.Uri{Scheme: "sip", User: "chorus", Host: s.cfg.PublicIP.String(), Port: port}
+	if transport != "udp" {
+		u.UriParams = sip.NewParams()
+		u.UriParams.Add("transport", transport)
+	}
+	s.mu.Lock()
+	s.contacts[transport] = sip.ContactHeader{Address: u}
+	s.mu.Unlock()
+}
+
+func (s *Server) contact(transport string) sip.ContactHeader {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if c, ok := s.contacts[strings.ToLower(transport)]; ok {
+		return c
+	}
+	return sip.ContactHeader{Address: sip.Uri{Scheme: "sip", User: "chorus", Host: s.cfg.PublicIP.String()}}
+}
+
+// respond sends a final or provisional response built from req.
+func (s *Server) respond(req *sip.Request, tx sip.ServerTransaction, code int, reason string, hdrs ...sip.Header) {
+	res := sip.NewResponseFromRequest(req, code, reason, nil)
+	for _, h := range hdrs {
+		res.AppendHeader(h)
+	}
+	_ = tx.Respond(res)
+}
+
+// statusFor maps an error of the domain or of SDP handling to a SIP status.
+func statusFor(err error) (int, string) {
+	switch {
+	case errors.Is(err, ErrNoCommonCodec), errors.Is(err, ErrNoAudio):
+		return sip.StatusNotAcceptableHere, "Not Acceptable Here"
+	case errors.Is(err, ErrBadSDP):
+		return sip.StatusBadRequest, "Malformed SDP"
+	case errors.Is(err, bridge.ErrNoRoute):
+		return sip.StatusNotFound, "No Such Conference"
+	case errors.Is(err, bridge.ErrConferenceComplete):
+		return sip.StatusNotFound, "Conference Completed"
+	case errors.Is(err, bridge.ErrMaxMembers):
+		return sip.StatusBusyHere, "Conference Full"
+	case errors.Is(err, bridge.ErrDraining):
+		return sip.StatusServiceUnavailable, "Draining"
+	case errors.Is(err, media.ErrNoPorts):
+		return sip.StatusServiceUnavailable, "No Media Ports"
+	}
+	return sip.StatusInternalServerError, "Server Error"
+}
+
+func (s *Server) reject(req *sip.Request, tx sip.ServerTransaction, log *slog.Logger, err error) {
+	code, reason := statusFor(err)
+	log.Info("invite rejected", "status", code, "err", err)
+	var hdrs []sip.Header
+	if code == sip.StatusServiceUnavailable {
+		hdrs = append(hdrs, sip.NewHeader("Retry-After", "5"))
+	}
+	s.respond(req, tx, code, reason, hdrs...)
+}
+
+func randUint64() uint64 {
+	var b [8]byte
+	_, _ = rand.Read(b[:])
+	return binary.BigEndian.Uint64(b[:]) >> 2 // SDP session ids stay positive in any parser
+}
+
+// onInvite answers a new call, or hands a re-INVITE on.
+func (s *Server) onInvite(req *sip.Request, tx sip.ServerTransaction) {
+	if to := req.To(); to != nil && to.Params.Has("tag") {
+		s.onReInvite(req, tx)
+		return
+	}
+	log := s.log.With("sip_call_id", callID(req), "transport", req.Transport())
+	if s.bridge.Draining() {
+		s.reject(req, tx, log, bridge.ErrDraining)
+		return
+	}
+	conf, err := s.bridge.Route(req.Recipient.User)
+	if err != nil {
+		s.reject(req, tx, log, err)
+		return
+	}
+	if info := conf.Info(); info.ActiveMembers >= s.bridge.Config().MaxMembers {
+		s.reject(req, tx, log, bridge.ErrMaxMembers)
+		return
+	}
+	var offer Description
+	hasOffer := len(req.Body()) > 0
+	if hasOffer {
+		if offer, err = ParseSDP(req.Body()); err != nil {
+			s.reject(req, tx, log, err)
+			return
+		}
+	}
+	conn, err := s.ports.Listen()
+	if err != nil {
+		s.reject(req, tx, log, err)
+		return
+	}
+	port := int(conn.LocalAddr().(*net.UDPAddr).Port)
+	sess, err := media.NewSession(conn, func() { s.ports.Release(port) })
+	if err != nil {
+		_ = conn.Close()
+		s.reject(req, tx, log, err)
+		return
+	}
+	defer sess.Close()
+
+	dlg, err := s.dialogs.ReadInvite(req, tx)
+	if err != nil {
+		log.Info("invite rejected", "status", 400, "err", err)
+		s.respond(req, tx, sip.StatusBadRequest, "Bad Request")
+		return
+	}
+	defer dlg.Close()
+	// A CANCEL is answered with 487 built from req by the transaction
+	// layer: give req the dialog's To-tag so the 487 matches our 1xx.
+	if tag, ok := dlg.InviteRequest.To().Params.Get("tag"); ok {
+		req.To().Params.Add("tag", tag)
+	}
+	_ = dlg.Respond(sip.StatusTrying, "Trying", nil)
+
+	c := &inCall{s: s, dlg: dlg, sess: sess, sessionID: randUint64(), transport: req.Transport()}
+	from := ""
+	if f := req.From(); f != nil {
+		from = f.Address.User
+	}
+	c.call = s.bridge.NewCall(conf.UserID(), from, req.Recipient.User, bridge.DirectionIn, c, bridge.Callback{})
+	c.log = log.With("call", c.call.ID(), "conf", conf.ID())
+	s.mu.Lock()
+	s.calls[dlg.ID] = c
+	s.mu.Unlock()
+	defer func() {
+		s.mu.Lock()
+		delete(s.calls, dlg.ID)
+		s.mu.Unlock()
+	}()
+
+	var body []byte
+	if hasOffer {
+		body, err = c.answer(offer)
+	} else {
+		body, err = c.offer()
+	}
+	if err != nil {
+		c.log.Warn("invite failed", "err", err)
+		_ = dlg.Respond(sip.StatusInternalServerError, "Server Error", nil)
+		c.call.Ended("error")
+		return
+	}
+	res := sip.NewSDPResponseFromRequest(dlg.InviteRequest, body)
+	ct := s.contact(req.Transport())
+	res.AppendHeader(&ct)
+	res.AppendHeader(sip.NewHeader("Allow", allowMethods))
+	if err := dlg.WriteResponse(res); err != nil {
+		c.log.Info("call not established", "err", err)
+		c.call.Ended("cancel")
+		return
+	}
+	if !hasOffer {
+		if err := c.applyAckAnswer(); err != nil {
+			c.log.Info("late offer failed", "err", err)
+			_ = c.Hangup(context.Background(), "bad-answer")
+			c.call.Ended("bad-answer")
+			return
+		}
+	}
+	c.call.Answered()
+	c.log.Info("call answered", "remote", sess.Params().Remote, "codec", sess.Params().Codec, "rtp", sess.LocalAddr())
+	if _, err := conf.AddMember(c.call, bridge.MemberOptions{}); err != nil {
+		c.log.Info("join failed", "err", err)
+		_ = c.Hangup(context.Background(), "join-failed")
+	}
+	<-dlg.Context().Done()
+	c.call.Ended("hangup")
+	c.log.Info("call ended", "stats", sess.Stats())
+}
+
+func callID(req *sip.Request) string {
+	if h := req.CallID(); h != nil {
+		return h.Value()
+	}
+	return ""
+}
+
+func (s *Server) lookup(req *sip.Request) (*inCall, *sipgo.DialogServerSession, error) {
+	dlg, err := s.dialogs.MatchDialogRequest(req)
+	if err != nil {
+		return nil, nil, err
+	}
+	s.mu.Lock()
+	c := s.calls[dlg.ID]
+	s.mu.Unlock()
+	if c == nil {
+		return nil, nil, sipgo.ErrDialogDoesNotExists
+	}
+	return c, dlg, nil
+}
+
+func (s *Server) onAck(req *sip.Request, tx sip.ServerTransaction) {
+	if c, _, err := s.lookup(req); err == nil {
+		c.gotAck(req)
+	}
+	_ = s.dialogs.ReadAck(req, tx)
+}
+
+func (s *Server) onBye(req *sip.Request, tx sip.ServerTransaction) {
+	if err := s.dialogs.ReadBye(req, tx); err != nil {
+		s.respond(req, tx, sip.StatusCallTransactionDoesNotExists, "Call/Transaction Does Not Exist")
+	}
+}
+
+func (s *Server) onCancel(req *sip.Request, tx sip.ServerTransaction) {
+	// A CANCEL matching a pending INVITE never gets here: the transaction
+	// layer answers it.
+	s.respond(req, tx, sip.StatusCallTransactionDoesNotExists, "Call/Transaction Does Not Exist")
+}
+
+func (s *Server) onOptions(req *sip.Request, tx sip.ServerTransaction) {
+	code, reason := sip.StatusOK, "OK"
+	if s.bridge.Draining() {
+		code, reason = sip.StatusServiceUnavailable, "Draining"
+	}
+	s.respond(req, tx, code, reason, sip.NewHeader("Allow", allowMethods),
+		sip.NewHeader("Accept", "application/sdp, application/dtmf-relay, application/dtmf"))
+}
+
+// onInfo takes DTMF by SIP INFO (application/dtmf-relay, application/dtmf).
+func (s *Server) onInfo(req *sip.Request, tx sip.ServerTransaction) {
+	c, _, err := s.lookup(req)
+	if err != nil {
+		s.respond(req, tx, sip.StatusCallTransactionDoesNotExists, "Call/Transaction Does Not Exist")
+		return
+	}
+	if len(req.Body()) == 0 {
+		s.respond(req, tx, sip.StatusOK, "OK") // keep-alive INFO
+		return
+	}
+	ct := ""
+	if h := req.ContentType(); h != nil {
+		ct = h.Value()
+	}
+	d, err := dtmf.ParseInfo(ct, req.Body())
+	if err != nil {
+		c.log.Info("bad INFO", "err", err)
+		s.respond(req, tx, sip.StatusUnsupportedMediaType, "Unsupported Media Type",
+			sip.NewHeader("Accept", "application/dtmf-relay, application/dtmf"))
+		return
+	}
+	s.respond(req, tx, sip.StatusOK, "OK")
+	c.call.Digit(d)
+}
+
+// onReInvite handles a re-INVITE: hold and resume, a new remote address,
+// a session refresh.
+func (s *Server) onReInvite(req *sip.Request, tx sip.ServerTransaction) {
+	c, dlg, err := s.lookup(req)
+	if err != nil {
+		s.respond(req, tx, sip.StatusCallTransactionDoesNotExists, "Call/Transaction Does Not Exist")
+		return
+	}
+	if err := dlg.ReadRequest(req, tx); err != nil {
+		s.respond(req, tx, sip.StatusInternalServerError, "Server Error", sip.NewHeader("Retry-After", "1"))
+		return
+	}
+	body, err := c.update(req.Body())
+	if err != nil {
+		code, reason := statusFor(err)
+		s.respond(req, tx, code, reason)
+		return
+	}
+	res := sip.NewSDPResponseFromRequest(req, body)
+	ct := s.contact(req.Transport())
+	res.AppendHeader(&ct)
+	c.respondReliably(req, tx, res)
+}
+
+// onUpdate handles UPDATE (RFC 3311), mostly session-timer refreshes.
+func (s *Server) onUpdate(req *sip.Request, tx sip.ServerTransaction) {
+	c, dlg, err := s.lookup(req)
+	if err != nil {
+		s.respond(req, tx, sip.StatusCallTransactionDoesNotExists, "Call/Transaction Does Not Exist")
+		return
+	}
+	if err := dlg.ReadRequest(req, tx); err != nil {
+		s.respond(req, tx, sip.StatusInternalServerError, "Server Error", sip.NewHeader("Retry-After", "1"))
+		return
+	}
+	if len(req.Body()) == 0 {
+		s.respond(req, tx, sip.StatusOK, "OK")
+		return
+	}
+	body, err := c.update(req.Body())
+	if err != nil {
+		code, reason := statusFor(err)
+		s.respond(req, tx, code, reason)
+		return
+	}
+	_ = tx.Respond(sip.NewSDPResponseFromRequest(req, body))
+}

@@ -1,0 +1,221 @@
+package sip
+
+import (
+	"context"
+	"math"
+	"net"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/pion/rtp"
+
+	"chorus/bridge"
+	"chorus/internal/audiotest"
+	"chorus/internal/testphone"
+)
+
+// TestRouting: a conference id, the from number of a live conference, and
+// auto-create; 404 for no route and for a completed conference.
+func TestRouting(t *testing.T) {
+	tb := startBridge(t, bridge.Config{AutoCreate: false}, 22000, 22499)
+	conf, err := tb.b.CreateConference(bridge.ConferenceOptions{UserID: "u-test", From: "+15551234567"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	a := tb.dial(t, testphone.Options{User: conf.ID()})
+	b := tb.dial(t, testphone.Options{User: "+15551234567"})
+	waitFor(t, "two members", func() bool { return conf.Info().ActiveMembers == 2 })
+
+	raw := newRawSIP(t, tb.udp)
+	if code, _ := raw.final(raw.request("INVITE", "2000", "application/sdp", offerSDP(4000, "0")), 3*time.Second); code != 404 {
+		t.Errorf("unknown number with auto-create off: %d, want 404", code)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	_ = a.Hangup(ctx)
+	_ = b.Hangup(ctx)
+	waitFor(t, "conference completed", func() bool { return conf.State() == bridge.StateCompleted })
+	if code, _ := raw.final(raw.request("INVITE", conf.ID(), "application/sdp", offerSDP(4000, "0")), 3*time.Second); code != 404 {
+		t.Errorf("completed conference: %d, want 404", code)
+	}
+}
+
+// TestBadSignalling: every malformed or unacceptable request gets a clear
+// answer, and a call in progress goes on unharmed.
+func TestBadSignalling(t *testing.T) {
+	tb := startBridge(t, bridge.Config{AutoCreate: true}, 22500, 22999)
+	talker := tb.dial(t, testphone.Options{User: "1000", Source: audiotest.ToneSource(600, -15, 8000)})
+	listener := tb.dial(t, testphone.Options{User: "1000"})
+	raw := newRawSIP(t, tb.udp)
+
+	cases := []struct {
+		name, msg string
+		want      int
+	}{
+		{"no common codec", raw.request("INVITE", "1000", "application/sdp", offerSDP(4000, "18 96", "18 G729/8000", "96 opus/48000/2")), 488},
+		{"no audio stream", raw.request("INVITE", "1000", "application/sdp", "v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\nm=video 4000 RTP/AVP 96\r\n"), 488},
+		{"malformed SDP", raw.request("INVITE", "1000", "application/sdp", "this is not SDP\r\n"), 400},
+		{"bad connection address", raw.request("INVITE", "1000", "application/sdp", strings.Replace(offerSDP(4000, "0"), "c=IN IP4 127.0.0.1", "c=IN IP4 not-an-ip", 1)), 400},
+		{"OPTIONS", raw.request("OPTIONS", "1000", "", ""), 200},
+		{"BYE outside a dialog", raw.request("BYE", "1000", "", ""), 481},
+		{"INFO outside a dialog", raw.request("INFO", "1000", "application/dtmf", "5"), 481},
+	}
+	for _, c := range cases {
+		if code, resp := raw.final(c.msg, 3*time.Second); code != c.want {
+			t.Errorf("%s: got %d, want %d\n%s", c.name, code, c.want, resp)
+		}
+	}
+	// Garbage datagrams get no answer and break nothing.
+	for _, g := range []string{"", "\x00\x01\x02", "INVITE\r\n\r\n", "SIP/2.0 200 OK\r\n\r\n", strings.Repeat("A", 60000)} {
+		raw.send(g)
+	}
+	if code, _ := raw.final(raw.request("OPTIONS", "1000", "", ""), 3*time.Second); code != 200 {
+		t.Errorf("OPTIONS after garbage: %d", code)
+	}
+	time.Sleep(300 * time.Millisecond)
+	rec := listen(time.Second, listener)[0]
+	if got := level(rec, 600); math.Abs(got+15) > 1.5 {
+		t.Errorf("call in progress hears the talker at %.1f dBFS after bad input, want -15", got)
+	}
+	_ = talker
+}
+
+// TestLateOffer: an INVITE without SDP gets our offer in the 200 and
+// answers in the ACK.
+func TestLateOffer(t *testing.T) {
+	tb := startBridge(t, bridge.Config{AutoCreate: true}, 23000, 23499)
+	talker := tb.dial(t, testphone.Options{User: "1000", NoSDPInOffer: true, Codecs: []string{"PCMA"}, Source: audiotest.ToneSource(500, -15, 8000)})
+	listener := tb.dial(t, testphone.Options{User: "1000", NoSDPInOffer: true})
+	if talker.Codec() != "PCMA" {
+		t.Errorf("late-offer caller uses %s, want PCMA", talker.Codec())
+	}
+	time.Sleep(300 * time.Millisecond)
+	rec := listen(time.Second, listener)[0]
+	if got := level(rec, 500); math.Abs(got+15) > 1.5 {
+		t.Errorf("late-offer talker heard at %.1f dBFS, want -15", got)
+	}
+}
+
+// TestHoldByReInvite: a caller that puts the bridge on hold (sendonly)
+// stops receiving audio, its own audio still reaches the room, and
+// resuming brings the audio back.
+func TestHoldByReInvite(t *testing.T) {
+	tb := startBridge(t, bridge.Config{AutoCreate: true}, 23500, 23999)
+	a := tb.dial(t, testphone.Options{User: "1000", Source: audiotest.ToneSource(500, -15, 8000)})
+	b := tb.dial(t, testphone.Options{User: "1000", Source: audiotest.ToneSource(900, -15, 8000)})
+	time.Sleep(300 * time.Millisecond)
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := a.ReInvite(ctx, "sendonly"); err != nil {
+		t.Fatalf("hold re-INVITE: %v", err)
+	}
+	time.Sleep(200 * time.Millisecond)
+	before := a.Stats().AudioPacketsReceived
+	recB := listen(time.Second, b)[0]
+	if got := a.Stats().AudioPacketsReceived - before; got > 2 {
+		t.Errorf("held caller received %d packets in 1 s", got)
+	}
+	if got := level(recB, 500); math.Abs(got+15) > 1.5 {
+		t.Errorf("held caller's audio heard at %.1f dBFS, want -15", got)
+	}
+	if err := a.ReInvite(ctx, "sendrecv"); err != nil {
+		t.Fatalf("resume re-INVITE: %v", err)
+	}
+	time.Sleep(200 * time.Millisecond)
+	recA := listen(time.Second, a)[0]
+	if got := level(recA, 900); math.Abs(got+15) > 1.5 {
+		t.Errorf("after resume the caller hears %.1f dBFS, want -15", got)
+	}
+}
+
+// TestBridgeHangsUp: removing a member sends BYE to its phone.
+func TestBridgeHangsUp(t *testing.T) {
+	tb := startBridge(t, bridge.Config{AutoCreate: true}, 24000, 24499)
+	a := tb.dial(t, testphone.Options{User: "1000"})
+	b := tb.dial(t, testphone.Options{User: "1000", Transport: "tcp"})
+	conf := tb.b.Conferences("u-test")[0]
+	waitFor(t, "two members", func() bool { return conf.Info().ActiveMembers == 2 })
+	for _, m := range conf.Members() {
+		if err := conf.RemoveMember(m); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for i, p := range []*testphone.Phone{a, b} {
+		select {
+		case <-p.Ended():
+		case <-time.After(5 * time.Second):
+			t.Fatalf("phone %d got no BYE", i)
+		}
+	}
+	waitFor(t, "conference completed", func() bool { return conf.State() == bridge.StateCompleted })
+}
+
+// TestBadRTP: truncated and garbage RTP, and RTP from a stranger's
+// address, are dropped and counted; the call goes on.
+func TestBadRTP(t *testing.T) {
+	tb := startBridge(t, bridge.Config{AutoCreate: true}, 24500, 24999)
+	talker := tb.dial(t, testphone.Options{User: "1000", Source: audiotest.ToneSource(700, -15, 8000)})
+	listener := tb.dial(t, testphone.Options{User: "1000"})
+	time.Sleep(300 * time.Millisecond)
+	for _, b := range [][]byte{{}, {0x80}, {0x80, 0, 0, 1}, []byte("garbage garbage garbage"), {0x40, 0, 0, 1, 0, 0, 0, 1, 0, 0, 0, 1, 0xff}, {0xa0, 0, 0, 1, 0, 0, 0, 1, 0, 0, 0, 1, 0}} {
+		if err := talker.SendRaw(b); err != nil {
+			t.Fatal(err)
+		}
+	}
+	stranger, err := net.ListenUDP("udp", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer stranger.Close()
+	pkt := rtp.Packet{Header: rtp.Header{Version: 2, PayloadType: 0, SSRC: 666}, Payload: make([]byte, 160)}
+	for i := range 25 {
+		pkt.SequenceNumber = uint16(i)
+		pkt.Timestamp = uint32(i * 160)
+		for j := range pkt.Payload {
+			pkt.Payload[j] = byte(j) // loud noise
+		}
+		b, _ := pkt.Marshal()
+		_, _ = stranger.WriteToUDPAddrPort(b, talker.RemoteRTPAddr())
+	}
+	rec := listen(time.Second, listener)[0]
+	if got := level(rec, 700); math.Abs(got+15) > 1.5 {
+		t.Errorf("talker heard at %.1f dBFS during bad RTP, want -15", got)
+	}
+	call := tb.b.Conferences("u-test")[0].Members()[0].Call()
+	st := call.Leg().Media().Stats()
+	if st.Malformed < 4 || st.Strangers < 20 {
+		t.Errorf("bad packets not counted: %+v", st)
+	}
+}
+
+// TestDrainAndNoPorts: a draining bridge answers 503, and so does one out
+// of RTP ports.
+func TestDrainAndNoPorts(t *testing.T) {
+	tb := startBridge(t, bridge.Config{AutoCreate: true}, 25000, 25001) // one port
+	a := tb.dial(t, testphone.Options{User: "1000"})
+	raw := newRawSIP(t, tb.udp)
+	if code, _ := raw.final(raw.request("INVITE", "1000", "application/sdp", offerSDP(4000, "0")), 3*time.Second); code != 503 {
+		t.Errorf("out of ports: %d, want 503", code)
+	}
+	tb.b.Drain()
+	if code, _ := raw.final(raw.request("INVITE", "1000", "application/sdp", offerSDP(4000, "0")), 3*time.Second); code != 503 {
+		t.Errorf("draining: %d, want 503", code)
+	}
+	select {
+	case <-a.Ended():
+		t.Error("draining ended a call in progress")
+	default:
+	}
+}
+
+func waitFor(t testing.TB, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
