@@ -4,6 +4,7 @@ import (
 	"math"
 	"math/rand/v2"
 	"testing"
+	"time"
 
 	"chorus/internal/audiotest"
 	"chorus/media"
@@ -282,5 +283,34 @@ func TestLastMemberCompletes(t *testing.T) {
 	}
 	if _, err := r.b.Route(r.conf.ID()); err == nil {
 		t.Error("a completed conference still routes")
+	}
+}
+
+// TestRTPTimeout: a member whose RTP stops for longer than the timeout is
+// removed and hung up; one still sending stays.
+func TestRTPTimeout(t *testing.T) {
+	r := newRoom(t, Config{RTPTimeout: time.Second})
+	quiet := r.join(media.PCMU, nil)
+	talker := r.join(media.PCMU, tone(500, -20))
+	r.step(10)
+	// quiet stops sending; talker goes on for 2 s of ticks (timeouts are
+	// checked once a second).
+	for range 100 {
+		talker.send()
+		r.now = r.now.Add(TickInterval)
+		r.conf.mixOnce(r.now)
+	}
+	deadline := time.Now().Add(2 * time.Second)
+	for quiet.leg.hungUp.Load() == 0 && time.Now().Before(deadline) {
+		time.Sleep(10 * time.Millisecond)
+	}
+	if quiet.leg.hungUp.Load() != 1 {
+		t.Fatal("silent member not hung up after the RTP timeout")
+	}
+	if quiet.member.Active() {
+		t.Error("silent member still active")
+	}
+	if talker.leg.hungUp.Load() != 0 || !talker.member.Active() {
+		t.Error("talking member hung up")
 	}
 }

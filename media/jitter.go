@@ -17,6 +17,11 @@ const emptyReadsToUnprime = 10
 // delay (5 s at 20 ms).
 const shrinkWindow = 250
 
+// lateRunToRestart is how many packets in a row more than a second behind
+// the play-out point make the buffer follow the sender's timestamps back;
+// late packets of ordinary jitter are only dropped.
+const lateRunToRestart = 3
+
 // fadeSamples is the length of the ramp that leads back into real audio
 // after a concealed gap (4 ms).
 const fadeSamples = 32
@@ -63,6 +68,7 @@ type JitterBuffer struct {
 	lastShrink  uint64
 	minSurplus  int32
 	holdoff     uint64                  // reads to wait after an underrun before shrinking
+	lateRun     int                     // late packets in a row
 	concealRun  int                     // samples concealed in a row
 	fadeIn      int                     // samples of the fade-in still to apply
 	hist        [2 * FrameSamples]int16 // the last output, a ring
@@ -101,9 +107,8 @@ func (j *JitterBuffer) restart(ssrc, ts uint32) {
 	j.emptyRun = 0
 	j.minSurplus = 1 << 30
 	j.windowReads = 0
-	if j.holdoff == 0 {
-		j.holdoff = shrinkWindow
-	}
+	j.lateRun = 0
+	j.holdoff = shrinkWindow // a new timeline starts with no history of premature shrinks
 	// Mark every slot stale: slot i holds a timestamp one lap behind.
 	for i := range j.stamp {
 		slot := uint32(i)
@@ -126,8 +131,20 @@ func (j *JitterBuffer) Put(ssrc, ts uint32, codec Codec, payload []byte) {
 	d := int32(ts - j.readTS)
 	if d+int32(n) <= 0 {
 		j.stats.Late++
-		return
+		if d > -ClockRate { // late by under a second: jitter, a stray
+			j.lateRun = 0
+			return
+		}
+		j.lateRun++
+		if j.lateRun < lateRunToRestart {
+			return
+		}
+		// Packet after packet behind the play-out point: the sender
+		// moved its timestamps back. Follow it rather than drop it all.
+		j.restart(ssrc, ts)
+		d = 0
 	}
+	j.lateRun = 0
 	if d > maxDelaySamples+ringSamples/2 || d < -ringSamples/2 {
 		// A jump (sender restarted its timestamps, a long pause without
 		// silence suppression signalling): follow the new timeline.
@@ -301,6 +318,9 @@ func (j *JitterBuffer) adapt() {
 		// The last shrink was premature: wait longer next time.
 		j.holdoff = min(j.holdoff*2, 16*shrinkWindow)
 		j.lastShrink = 0
+	}
+	if sinceUnder >= 8*j.holdoff && j.holdoff > shrinkWindow {
+		j.holdoff /= 2 // a long calm: earn back quicker shrinking
 	}
 	if sinceUnder < j.holdoff || minSurplus < FrameSamples/2 {
 		return
