@@ -221,7 +221,7 @@ type Call struct {
 	cause    string
 	member   *Member
 	callback Callback
-	digitFn  func(rune) // set while a member: key handling
+	confID   string // the conference a dialled call will join, or last joined
 }
 
 // CallInfo is a snapshot of a call.
@@ -325,8 +325,9 @@ func (c *Call) Answered() {
 	c.state = CallActive
 	c.answered = c.b.cfg.Now()
 	cb := c.callback
+	confID := c.confID
 	c.mu.Unlock()
-	c.b.publish(Event{Type: EventAnswer, UserID: c.userID, CallID: c.id, From: c.from, To: c.to, Tag: cb.Tag})
+	c.b.publish(Event{Type: EventAnswer, UserID: c.userID, CallID: c.id, ConferenceID: confID, From: c.from, To: c.to, Tag: cb.Tag})
 }
 
 // Ended records that the call is over (BYE either way, CANCEL, failure):
@@ -342,11 +343,14 @@ func (c *Call) Ended(cause string) {
 	c.cause = cause
 	m := c.member
 	cb := c.callback
+	confID := c.confID
 	c.mu.Unlock()
+	ev := Event{Type: EventHangup, UserID: c.userID, CallID: c.id, ConferenceID: confID, Cause: cause, From: c.from, To: c.to, Tag: cb.Tag}
 	if m != nil {
+		ev.ConferenceID, ev.MemberID = m.conf.id, m.id
 		m.conf.removeMember(m, false, cause)
 	}
-	c.b.publish(Event{Type: EventHangup, UserID: c.userID, CallID: c.id, Cause: cause, From: c.from, To: c.to, Tag: cb.Tag})
+	c.b.publish(ev)
 }
 
 // Hangup ends the call from our side.

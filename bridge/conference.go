@@ -199,6 +199,7 @@ func (c *Conference) AddMember(call *Call, opts MemberOptions) (*Member, error) 
 
 	call.mu.Lock()
 	call.member = m
+	call.confID = c.id
 	call.mu.Unlock()
 	c.b.stats.Members.Add(1)
 	m.log.Info("member joined", "active", active, "codec", leg.Media().Params().Codec)

@@ -58,6 +58,11 @@ func (b *Bridge) DialOut(opts DialOptions) (*Call, error) {
 		opts.Timeout = 60 * time.Second
 	}
 	call := b.NewCall(opts.UserID, opts.From, opts.To, DirectionOut, nil, opts.Callback)
+	if conf != nil {
+		call.mu.Lock()
+		call.confID = conf.id
+		call.mu.Unlock()
+	}
 	go func() {
 		ctx, cancel := context.WithTimeout(context.Background(), opts.Timeout)
 		defer cancel()

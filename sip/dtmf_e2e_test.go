@@ -39,10 +39,11 @@ func TestKeys(t *testing.T) {
 		t.Run(method, func(t *testing.T) {
 			tb := startBridge(t, bridge.Config{AutoCreate: true}, 26000+boolInt(method == "info")*500, 26499+boolInt(method == "info")*500)
 			a := tb.dial(t, testphone.Options{User: "1000", Source: audiotest.ToneSource(500, -20, 8000)})
-			b := tb.dial(t, testphone.Options{User: "1000", Source: audiotest.ToneSource(1000, -20, 8000)})
-			conf := tb.b.Conferences("u-test")[0]
-			waitFor(t, "two members", func() bool { return conf.Info().ActiveMembers == 2 })
+			conf := waitConference(t, tb, "1000")
+			waitFor(t, "A joined", func() bool { return conf.Info().ActiveMembers == 1 })
 			memberA := conf.Members()[0]
+			b := tb.dial(t, testphone.Options{User: "1000", Source: audiotest.ToneSource(1000, -20, 8000)})
+			waitFor(t, "two members", func() bool { return conf.Info().ActiveMembers == 2 })
 			time.Sleep(300 * time.Millisecond)
 			heard := func(p *testphone.Phone, f float64) float64 {
 				return level(listen(700*time.Millisecond, p)[0], f)

@@ -156,6 +156,9 @@ func TestBridgeHangsUp(t *testing.T) {
 func TestBadRTP(t *testing.T) {
 	tb := startBridge(t, bridge.Config{AutoCreate: true}, 24500, 24999)
 	talker := tb.dial(t, testphone.Options{User: "1000", Source: audiotest.ToneSource(700, -15, 8000)})
+	conf := waitConference(t, tb, "1000")
+	waitFor(t, "talker joined", func() bool { return conf.Info().ActiveMembers == 1 })
+	talkerCall := conf.Members()[0].Call()
 	listener := tb.dial(t, testphone.Options{User: "1000"})
 	time.Sleep(300 * time.Millisecond)
 	for _, b := range [][]byte{{}, {0x80}, {0x80, 0, 0, 1}, []byte("garbage garbage garbage"), {0x40, 0, 0, 1, 0, 0, 0, 1, 0, 0, 0, 1, 0xff}, {0xa0, 0, 0, 1, 0, 0, 0, 1, 0, 0, 0, 1, 0}} {
@@ -182,8 +185,7 @@ func TestBadRTP(t *testing.T) {
 	if got := level(rec, 700); math.Abs(got+15) > 1.5 {
 		t.Errorf("talker heard at %.1f dBFS during bad RTP, want -15", got)
 	}
-	call := tb.b.Conferences("u-test")[0].Members()[0].Call()
-	st := call.Leg().Media().Stats()
+	st := talkerCall.Leg().Media().Stats()
 	if st.Malformed < 4 || st.Strangers < 20 {
 		t.Errorf("bad packets not counted: %+v", st)
 	}
