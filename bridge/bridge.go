@@ -213,6 +213,8 @@ type Call struct {
 	b         *Bridge
 	log       *slog.Logger
 
+	joinMu sync.Mutex // serialises AddMember for this call
+
 	mu       sync.Mutex
 	state    string
 	created  time.Time

@@ -155,6 +155,9 @@ type MemberOptions struct {
 // AddMember puts an answered call into the conference. A call that is a
 // member of another conference moves here without being hung up.
 func (c *Conference) AddMember(call *Call, opts MemberOptions) (*Member, error) {
+	// One join or move of a call at a time.
+	call.joinMu.Lock()
+	defer call.joinMu.Unlock()
 	leg := call.Leg()
 	if leg == nil || call.State() != CallActive {
 		return nil, fmt.Errorf("add %s to %s: %w", call.id, c.id, ErrCallNotActive)
@@ -256,7 +259,7 @@ func (c *Conference) removeMember(m *Member, hangup bool, cause string) bool {
 	m.log.Info("member left", "cause", cause, "active", active)
 	c.b.publish(Event{Type: EventConferenceMember, UserID: c.userID, ConferenceID: c.id, MemberID: m.id,
 		CallID: m.call.id, State: StateCompleted, ActiveMembers: active, Cause: cause, Tag: c.Callback().Tag})
-	if m.leavingTone && !last {
+	if m.leavingTone.Load() && !last {
 		c.tone.play(NewPlayback(leaveTone, false, nil))
 	}
 	if hangup {
@@ -299,8 +302,14 @@ func (c *Conference) complete() {
 	c.b.publish(Event{Type: EventConference, UserID: c.userID, ConferenceID: c.id, State: StateCompleted, Tag: c.Callback().Tag})
 }
 
-// Play plays audio to the whole room, replacing what was playing.
-func (c *Conference) Play(p *Playback) { c.audio.play(p) }
+// Play plays audio to the whole room, replacing what was playing. On a
+// completed conference the playback ends at once as removed.
+func (c *Conference) Play(p *Playback) {
+	c.audio.play(p)
+	if c.State() == StateCompleted {
+		c.audio.stop(PlaybackHeld)
+	}
+}
 
 // StopAudio stops the room's playback.
 func (c *Conference) StopAudio() { c.audio.stop(PlaybackStopped) }

@@ -18,8 +18,8 @@ type Member struct {
 	sess        *media.Session
 	log         *slog.Logger
 	added       time.Time
-	joinTone    bool
-	leavingTone bool
+	joinTone    atomic.Bool
+	leavingTone atomic.Bool
 
 	mu      sync.Mutex
 	removed time.Time
@@ -57,8 +57,9 @@ type Member struct {
 const hangoverFrames = 20
 
 func newMember(c *Conference, call *Call, sess *media.Session, opts MemberOptions) *Member {
-	m := &Member{id: newID(MemberPrefix), conf: c, call: call, sess: sess, added: c.b.cfg.Now(),
-		joinTone: opts.JoinTone, leavingTone: opts.LeavingTone}
+	m := &Member{id: newID(MemberPrefix), conf: c, call: call, sess: sess, added: c.b.cfg.Now()}
+	m.joinTone.Store(opts.JoinTone)
+	m.leavingTone.Store(opts.LeavingTone)
 	m.log = c.log.With("member", m.id, "call", call.id)
 	m.state.Store(true)
 	if opts.Mute != nil {
@@ -142,8 +143,21 @@ func (m *Member) SetLevels(talk, receive, sensitivity int) {
 // Talking reports whether the member's noise gate is open.
 func (m *Member) Talking() bool { return m.talking.Load() }
 
-// Play plays audio to this member only, replacing what was playing.
-func (m *Member) Play(p *Playback) { m.audio.play(p) }
+// SetTones sets whether a tone marks the member's joining (kept for the
+// record; the join is past) and leaving.
+func (m *Member) SetTones(join, leaving bool) {
+	m.joinTone.Store(join)
+	m.leavingTone.Store(leaving)
+}
+
+// Play plays audio to this member only, replacing what was playing. On a
+// removed member the playback ends at once as removed.
+func (m *Member) Play(p *Playback) {
+	m.audio.play(p)
+	if !m.Active() {
+		m.audio.stop(PlaybackHeld)
+	}
+}
 
 // StopAudio stops this member's playback.
 func (m *Member) StopAudio() { m.audio.stop(PlaybackStopped) }
@@ -168,7 +182,7 @@ func (m *Member) Info() MemberInfo {
 	}
 	t, r, s := m.Levels()
 	return MemberInfo{ID: m.id, CallID: m.call.id, ConferenceID: m.conf.id, State: st, Added: m.added,
-		Removed: removed, Mute: m.Muted(), Hold: m.Held(), JoinTone: m.joinTone, Leaving: m.leavingTone,
+		Removed: removed, Mute: m.Muted(), Hold: m.Held(), JoinTone: m.joinTone.Load(), Leaving: m.leavingTone.Load(),
 		Talk: t, Receive: r, Sensitivity: s, Talking: m.Talking()}
 }
 

@@ -48,11 +48,14 @@ type Server struct {
 	srv     *sipgo.Server
 	client  *sipgo.Client
 	dialogs *sipgo.DialogServerCache
-	bridge  *bridge.Bridge
-	ports   *media.PortPool
+	// outDialogs are the calls we dialled.
+	outDialogs *sipgo.DialogClientCache
+	bridge     *bridge.Bridge
+	ports      *media.PortPool
 
 	mu       sync.Mutex
-	calls    map[string]*inCall // by dialog id
+	calls    map[string]*inCall  // by dialog id
+	outCalls map[string]*outCall // by dialog id
 	contacts map[string]sip.ContactHeader
 	closers  []func() error
 }
@@ -81,8 +84,9 @@ func New(cfg Config) (*Server, error) {
 		return nil, fmt.Errorf("sip: client: %w", err)
 	}
 	s := &Server{cfg: cfg, log: cfg.Log, ua: ua, srv: srv, client: client, bridge: cfg.Bridge, ports: cfg.Ports,
-		calls: map[string]*inCall{}, contacts: map[string]sip.ContactHeader{}}
+		calls: map[string]*inCall{}, outCalls: map[string]*outCall{}, contacts: map[string]sip.ContactHeader{}}
 	s.dialogs = sipgo.NewDialogServerCache(client, s.contact("udp"))
+	s.outDialogs = sipgo.NewDialogClientCache(client, s.contact("udp"))
 	srv.OnInvite(s.onInvite)
 	srv.OnAck(s.onAck)
 	srv.OnBye(s.onBye)
@@ -342,7 +346,10 @@ func (s *Server) onAck(req *sip.Request, tx sip.ServerTransaction) {
 }
 
 func (s *Server) onBye(req *sip.Request, tx sip.ServerTransaction) {
-	if err := s.dialogs.ReadBye(req, tx); err != nil {
+	if err := s.dialogs.ReadBye(req, tx); err == nil {
+		return
+	}
+	if err := s.outDialogs.ReadBye(req, tx); err != nil {
 		s.respond(req, tx, sip.StatusCallTransactionDoesNotExists, "Call/Transaction Does Not Exist")
 	}
 }
@@ -364,8 +371,8 @@ func (s *Server) onOptions(req *sip.Request, tx sip.ServerTransaction) {
 
 // onInfo takes DTMF by SIP INFO (application/dtmf-relay, application/dtmf).
 func (s *Server) onInfo(req *sip.Request, tx sip.ServerTransaction) {
-	c, _, err := s.lookup(req)
-	if err != nil {
+	call, log := s.lookupCall(req)
+	if call == nil {
 		s.respond(req, tx, sip.StatusCallTransactionDoesNotExists, "Call/Transaction Does Not Exist")
 		return
 	}
@@ -379,13 +386,31 @@ func (s *Server) onInfo(req *sip.Request, tx sip.ServerTransaction) {
 	}
 	d, err := dtmf.ParseInfo(ct, req.Body())
 	if err != nil {
-		c.log.Info("bad INFO", "err", err)
+		log.Info("bad INFO", "err", err)
 		s.respond(req, tx, sip.StatusUnsupportedMediaType, "Unsupported Media Type",
 			sip.NewHeader("Accept", "application/dtmf-relay, application/dtmf"))
 		return
 	}
 	s.respond(req, tx, sip.StatusOK, "OK")
-	c.call.Digit(d)
+	call.Digit(d)
+}
+
+// lookupCall finds the call of an in-dialog request, inbound or dialled.
+func (s *Server) lookupCall(req *sip.Request) (*bridge.Call, *slog.Logger) {
+	if c, _, err := s.lookup(req); err == nil {
+		return c.call, c.log
+	}
+	dlg, err := s.outDialogs.MatchRequestDialog(req)
+	if err != nil {
+		return nil, nil
+	}
+	s.mu.Lock()
+	c := s.outCalls[dlg.ID]
+	s.mu.Unlock()
+	if c == nil {
+		return nil, nil
+	}
+	return c.call, c.log
 }
 
 // onReInvite handles a re-INVITE: hold and resume, a new remote address,

@@ -95,13 +95,12 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		}
 		_, _ = io.WriteString(w, "ok\n")
 	})
-	if err := mountAPI(mux, cfg, br, sipSrv, log); err != nil {
-		return err
-	}
 	hl, err := net.Listen("tcp", cfg.HTTPAddr)
 	if err != nil {
 		return fmt.Errorf("listen http %s: %w", cfg.HTTPAddr, err)
 	}
+	br.SetDialer(sipSrv)
+	dispatcher := mountAPI(mux, cfg, br, hl.Addr(), log)
 	httpSrv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second, ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelWarn)}
 	go func() { _ = httpSrv.Serve(hl) }()
 
@@ -155,6 +154,7 @@ wait:
 	defer cancel()
 	br.HangupAll(hctx, "shutdown")
 	_ = httpSrv.Shutdown(hctx)
+	_ = dispatcher.Close(hctx) // the last events: hangups, completions
 	log.Info("stopped")
 	return nil
 }

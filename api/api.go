@@ -1,0 +1,398 @@
+package api
+
+import (
+	"context"
+	"log/slog"
+	"net/http"
+	"net/url"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"chorus/bridge"
+)
+
+// User is an API account: its id (the {userId} of every path) and the
+// token and secret of its HTTP Basic credentials.
+type User struct{ ID, Token, Secret string }
+
+// AudioSources turn an audio request into 8 kHz mono samples. Speaker and
+// fetcher are plugged by the binary (media/audiofile.Fetcher and a
+// media/tts engine) and by tests.
+type AudioSources interface {
+	// Fetch downloads and decodes an audio file (media/audiofile.Fetcher).
+	Fetch(ctx context.Context, url string) ([]int16, error)
+	// Speak renders text to speech (media/tts.Engine).
+	Speak(ctx context.Context, text, gender, locale, voice string) ([]int16, error)
+}
+
+// Config configures the API handler.
+type Config struct {
+	Users  []User
+	Bridge *bridge.Bridge
+	// Audio plays files and speech; nil makes the audio endpoints answer
+	// 503 media-unavailable (stopping still answers 200).
+	Audio AudioSources
+	Log   *slog.Logger
+	// MaxBody bounds a request body (default 64 KiB); larger bodies get 413.
+	MaxBody int64
+	// AnswerWait bounds how long adding a still-ringing call as a member
+	// waits for the answer before 503 call-unavailable (default 60 s).
+	AnswerWait time.Duration
+	// AudioTimeout bounds fetching a file or rendering a sentence
+	// (default 30 s); on expiry the done event carries status "error".
+	AudioTimeout time.Duration
+}
+
+// Defaults of Config.
+const (
+	DefaultMaxBody      = 64 << 10
+	DefaultAnswerWait   = 60 * time.Second
+	DefaultAudioTimeout = 30 * time.Second
+)
+
+// server is the API's state: configuration plus what the bridge does not
+// keep (how calls were dialled, what each audio target is playing).
+type server struct {
+	users        []User
+	b            *bridge.Bridge
+	audio        AudioSources
+	log          *slog.Logger
+	maxBody      int64
+	answerWait   time.Duration
+	audioTimeout time.Duration
+	mux          *http.ServeMux
+
+	mu      sync.Mutex
+	dials   map[string]dialInfo     // call id → how POST /calls made it
+	targets map[string]*audioTarget // "conf/<id>" or member id → its audio
+}
+
+// route is one endpoint; the table is also what the OpenAPI test checks.
+type route struct {
+	method, path string
+	auth         bool
+	handle       func(s *server, w http.ResponseWriter, r *http.Request, user string) error
+}
+
+const userBase = "/v1/users/{userId}"
+
+// routes lists every endpoint the handler serves.
+var routes = []route{
+	{"POST", userBase + "/conferences", true, (*server).createConference},
+	{"GET", userBase + "/conferences", true, (*server).listConferences},
+	{"GET", userBase + "/conferences/{conferenceId}", true, (*server).getConference},
+	{"POST", userBase + "/conferences/{conferenceId}", true, (*server).updateConference},
+	{"POST", userBase + "/conferences/{conferenceId}/audio", true, (*server).conferenceAudio},
+	{"POST", userBase + "/conferences/{conferenceId}/members", true, (*server).addMember},
+	{"GET", userBase + "/conferences/{conferenceId}/members", true, (*server).listMembers},
+	{"GET", userBase + "/conferences/{conferenceId}/members/{memberId}", true, (*server).getMember},
+	{"POST", userBase + "/conferences/{conferenceId}/members/{memberId}", true, (*server).updateMember},
+	{"POST", userBase + "/conferences/{conferenceId}/members/{memberId}/audio", true, (*server).memberAudio},
+	{"GET", userBase + "/calls", true, (*server).listCalls},
+	{"POST", userBase + "/calls", true, (*server).createCall},
+	{"GET", userBase + "/calls/{callId}", true, (*server).getCall},
+	{"POST", userBase + "/calls/{callId}", true, (*server).updateCall},
+	{"GET", "/openapi.json", false, (*server).openAPI},
+}
+
+// New returns the API handler: every route of routes, and JSON errors for
+// anything else.
+func New(cfg Config) http.Handler {
+	s := &server{users: cfg.Users, b: cfg.Bridge, audio: cfg.Audio, log: cfg.Log, maxBody: cfg.MaxBody,
+		answerWait: cfg.AnswerWait, audioTimeout: cfg.AudioTimeout, mux: http.NewServeMux(),
+		dials: map[string]dialInfo{}, targets: map[string]*audioTarget{}}
+	if s.log == nil {
+		s.log = slog.New(slog.DiscardHandler)
+	}
+	if s.maxBody <= 0 {
+		s.maxBody = DefaultMaxBody
+	}
+	if s.answerWait <= 0 {
+		s.answerWait = DefaultAnswerWait
+	}
+	if s.audioTimeout <= 0 {
+		s.audioTimeout = DefaultAudioTimeout
+	}
+	for _, rt := range routes {
+		s.mux.Handle(rt.method+" "+rt.path, s.wrap(rt))
+	}
+	return s
+}
+
+// ServeHTTP answers what the mux does not know with a JSON 404 or 405.
+func (s *server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	h, pattern := s.mux.Handler(r)
+	if pattern != "" {
+		s.mux.ServeHTTP(w, r)
+		return
+	}
+	rec := &headerRecorder{h: http.Header{}}
+	h.ServeHTTP(rec, r)
+	if rec.status == http.StatusMethodNotAllowed {
+		w.Header().Set("Allow", rec.h.Get("Allow"))
+		s.writeError(w, r, errMethodNotAllowed(r.Method))
+		return
+	}
+	s.writeError(w, r, errResourceNotFound())
+}
+
+// headerRecorder captures the status and headers of the mux's own 404 and
+// 405 answers.
+type headerRecorder struct {
+	h      http.Header
+	status int
+}
+
+func (h *headerRecorder) Header() http.Header         { return h.h }
+func (h *headerRecorder) Write(p []byte) (int, error) { return len(p), nil }
+func (h *headerRecorder) WriteHeader(status int)      { h.status = status }
+
+// wrap authenticates (when the route needs it) and turns a handler's error
+// into its JSON body.
+func (s *server) wrap(rt route) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		user := ""
+		if rt.auth {
+			u, err := s.authenticate(r)
+			if err != nil {
+				s.writeError(w, r, err)
+				return
+			}
+			user = u
+		}
+		if err := rt.handle(s, w, r, user); err != nil {
+			s.writeError(w, r, err)
+		}
+	})
+}
+
+// writeError answers err as Catapult's error body.
+func (s *server) writeError(w http.ResponseWriter, r *http.Request, err error) {
+	ae := asAPIError(err)
+	if ae.Status >= 500 {
+		s.log.Warn("api error", "method", r.Method, "path", r.URL.Path, "status", ae.Status, "code", ae.Code, "err", err)
+	} else {
+		s.log.Debug("api error", "method", r.Method, "path", r.URL.Path, "status", ae.Status, "code", ae.Code)
+	}
+	if ae.Status == http.StatusUnauthorized {
+		w.Header().Set("WWW-Authenticate", `Basic realm="chorus"`)
+	}
+	writeJSON(w, ae.Status, ae)
+}
+
+// baseURL is the scheme and host the client used: Locations and resource
+// URLs are built on it so that clients which cut their own endpoint off a
+// Location (Java) find the id.
+func baseURL(r *http.Request) string {
+	scheme := "http"
+	if r.TLS != nil {
+		scheme = "https"
+	}
+	return scheme + "://" + r.Host
+}
+
+// userURL is the absolute URL of a path under the user.
+func userURL(r *http.Request, user string, parts ...string) string {
+	var sb strings.Builder
+	sb.WriteString(baseURL(r))
+	sb.WriteString("/v1/users/")
+	sb.WriteString(url.PathEscape(user))
+	for _, p := range parts {
+		sb.WriteByte('/')
+		sb.WriteString(url.PathEscape(p))
+	}
+	return sb.String()
+}
+
+// created answers 201 with an empty body and the new resource's Location.
+func created(w http.ResponseWriter, location string) {
+	w.Header().Set("Location", location)
+	w.WriteHeader(http.StatusCreated)
+}
+
+// ok answers 200 with an empty body (updates and audio: never 204).
+func ok(w http.ResponseWriter) { w.WriteHeader(http.StatusOK) }
+
+// conference returns the user's conference by id; another user's
+// conference is not found, exactly like a missing one.
+func (s *server) conference(user, id string) (*bridge.Conference, error) {
+	c, found := s.b.Conference(id)
+	if !found || c.UserID() != user {
+		return nil, errConferenceNotFound(id)
+	}
+	return c, nil
+}
+
+// member returns a member of the user's conference.
+func (s *server) member(user, confID, memberID string) (*bridge.Conference, *bridge.Member, error) {
+	c, err := s.conference(user, confID)
+	if err != nil {
+		return nil, nil, err
+	}
+	m, found := c.Member(memberID)
+	if !found {
+		return nil, nil, errMemberNotFound(memberID)
+	}
+	return c, m, nil
+}
+
+// call returns the user's call by id.
+func (s *server) call(user, id string) (*bridge.Call, bool) {
+	c, found := s.b.Call(id)
+	if !found || c.UserID() != user {
+		return nil, false
+	}
+	return c, true
+}
+
+// Paging of list endpoints, as Catapult's calls list.
+const (
+	defaultPageSize = 25
+	maxPageSize     = 1000
+)
+
+// paging reads page (0-based) and size from the query.
+type paging struct {
+	page, size int
+	explicit   bool // page or size was given
+}
+
+func readPaging(r *http.Request) (paging, error) {
+	p := paging{size: defaultPageSize}
+	q := r.URL.Query()
+	if v := q.Get("page"); v != "" {
+		n, err := strconv.Atoi(strings.TrimSpace(v))
+		if err != nil || n < 0 {
+			return p, errInvalid("query", "page", "must be a whole number not less than 0")
+		}
+		p.page, p.explicit = n, true
+	}
+	if v := q.Get("size"); v != "" {
+		n, err := strconv.Atoi(strings.TrimSpace(v))
+		if err != nil || n < 1 {
+			return p, errInvalid("query", "size", "must be a whole number greater than 0")
+		}
+		if n > maxPageSize {
+			return p, errInvalid("query", "size", "exceeds the limit of %d", maxPageSize)
+		}
+		p.size, p.explicit = n, true
+	}
+	return p, nil
+}
+
+// pageOf cuts one page out of n items and sets a Link rel="next" header
+// (RFC 8288, followed by the Python and C# SDKs) when more follow.
+func pageOf(w http.ResponseWriter, r *http.Request, p paging, n int) (lo, hi int) {
+	lo = min(p.page*p.size, n)
+	hi = min(lo+p.size, n)
+	if hi < n {
+		u := *r.URL
+		q := u.Query()
+		q.Set("page", strconv.Itoa(p.page+1))
+		q.Set("size", strconv.Itoa(p.size))
+		u.RawQuery = q.Encode()
+		w.Header().Set("Link", "<"+baseURL(r)+u.RequestURI()+`>; rel="next"`)
+	}
+	return lo, hi
+}
+
+// callbackFields reads callbackUrl, callbackHttpMethod, callbackTimeout,
+// fallbackUrl and tag into cb, and reports whether any was supplied. An
+// empty callbackUrl or fallbackUrl clears it.
+func callbackFields(rd *reader, cb *bridge.Callback) bool {
+	set := false
+	if v := rd.str("callbackUrl"); v != nil {
+		rd.fail(checkCallbackURL(*v))
+		cb.URL, set = *v, true
+	}
+	if v := rd.str("fallbackUrl"); v != nil {
+		rd.fail(checkCallbackURL(*v))
+		cb.FallbackURL, set = *v, true
+	}
+	if v := rd.str("callbackHttpMethod"); v != nil {
+		switch m := strings.ToUpper(strings.TrimSpace(*v)); m {
+		case "GET", "POST":
+			cb.Method = m
+		default:
+			rd.fail(errOneOf(rd.b.resource, "callbackHttpMethod", "GET, POST"))
+		}
+		set = true
+	}
+	if v := rd.integer("callbackTimeout"); v != nil {
+		switch {
+		case *v <= 0:
+			rd.fail(errInvalid(rd.b.resource, "callbackTimeout", "must be greater than 0"))
+		case *v > maxCallbackTimeoutMs:
+			rd.fail(errInvalid(rd.b.resource, "callbackTimeout", "exceeds the limit of %d", maxCallbackTimeoutMs))
+		default:
+			cb.Timeout = time.Duration(*v) * time.Millisecond
+		}
+		set = true
+	}
+	if v := rd.str("tag"); v != nil {
+		cb.Tag, set = *v, true
+	}
+	return set
+}
+
+// maxCallbackTimeoutMs is Catapult's default and limit of callbackTimeout.
+const maxCallbackTimeoutMs = 10000
+
+// checkCallbackURL accepts "" (no URL) and absolute http(s) URLs.
+func checkCallbackURL(raw string) *apiError {
+	if raw == "" {
+		return nil
+	}
+	if !isHTTPURL(raw) {
+		return errCallbackURL(raw)
+	}
+	return nil
+}
+
+// isHTTPURL reports whether raw is an absolute http or https URL with a host.
+func isHTTPURL(raw string) bool {
+	u, err := url.Parse(raw)
+	if err != nil || u.Host == "" {
+		return false
+	}
+	return u.Scheme == "http" || u.Scheme == "https"
+}
+
+// callbackJSON is the callback part of a conference or call resource.
+type callbackJSON struct {
+	CallbackURL        string `json:"callbackUrl,omitempty"`
+	CallbackHTTPMethod string `json:"callbackHttpMethod,omitempty"`
+	CallbackTimeout    int64  `json:"callbackTimeout,omitempty"`
+	FallbackURL        string `json:"fallbackUrl,omitempty"`
+	Tag                string `json:"tag,omitempty"`
+}
+
+// renderCallback shows the effective method (lower case, as Catapult
+// echoed it) and timeout once a callbackUrl is set, and the values that
+// were set explicitly otherwise.
+func renderCallback(cb bridge.Callback) callbackJSON {
+	out := callbackJSON{CallbackURL: cb.URL, FallbackURL: cb.FallbackURL, Tag: cb.Tag,
+		CallbackHTTPMethod: strings.ToLower(cb.Method), CallbackTimeout: cb.Timeout.Milliseconds()}
+	if cb.URL != "" {
+		if out.CallbackHTTPMethod == "" {
+			out.CallbackHTTPMethod = "post"
+		}
+		if out.CallbackTimeout == 0 {
+			out.CallbackTimeout = maxCallbackTimeoutMs
+		}
+	}
+	return out
+}
+
+// hasControl reports whether s holds a control character, a space or
+// other characters that must not reach a SIP header.
+func hasControl(s string) bool {
+	for _, r := range s {
+		if r <= ' ' || r == 0x7f {
+			return true
+		}
+	}
+	return false
+}

@@ -1,0 +1,285 @@
+package api
+
+import (
+	"context"
+	"errors"
+	"net/http"
+	"slices"
+	"strings"
+	"time"
+
+	"chorus/bridge"
+)
+
+// dialInfo is what POST /calls knew about a call that the bridge does not
+// keep.
+type dialInfo struct {
+	conferenceID string
+	callTimeout  int64 // seconds
+}
+
+func (s *server) dialInfo(callID string) dialInfo {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.dials[callID]
+}
+
+// callJSON is the Call resource (spec §5), with conferenceId, conference
+// and memberId while the call is a member (or dialled to join one).
+type callJSON struct {
+	ID                 string `json:"id"`
+	Direction          string `json:"direction"`
+	From               string `json:"from"`
+	To                 string `json:"to"`
+	State              string `json:"state"`
+	StartTime          string `json:"startTime"`
+	ActiveTime         string `json:"activeTime,omitempty"`
+	EndTime            string `json:"endTime,omitempty"`
+	ChargeableDuration *int64 `json:"chargeableDuration,omitempty"`
+	CallTimeout        int64  `json:"callTimeout,omitempty"`
+	callbackJSON
+	ConferenceID string `json:"conferenceId,omitempty"`
+	Conference   string `json:"conference,omitempty"`
+	MemberID     string `json:"memberId,omitempty"`
+}
+
+func (s *server) renderCall(r *http.Request, user string, c *bridge.Call) callJSON {
+	in := c.Info()
+	d := s.dialInfo(in.ID)
+	out := callJSON{ID: in.ID, Direction: in.Direction, From: in.From, To: in.To, State: in.State,
+		StartTime: formatTime(in.Created), ActiveTime: formatTime(in.Answered), EndTime: formatTime(in.Ended),
+		CallTimeout: d.callTimeout, callbackJSON: renderCallback(in.Callback), MemberID: in.MemberID}
+	if !in.Ended.IsZero() {
+		// Whole seconds from answer to end, rounded up; 0 unanswered.
+		var secs int64
+		if !in.Answered.IsZero() {
+			secs = int64((in.Ended.Sub(in.Answered) + time.Second - 1) / time.Second)
+		}
+		out.ChargeableDuration = &secs
+	}
+	conf := in.ConferenceID
+	if conf == "" && in.State == bridge.CallStarted {
+		conf = d.conferenceID
+	}
+	if conf != "" {
+		out.ConferenceID = conf
+		out.Conference = userURL(r, user, "conferences", conf)
+	}
+	return out
+}
+
+// GET /calls: the user's calls, newest first; conferenceId lists the calls
+// that have been members of that conference (or are dialled to join it),
+// all of them unless page or size is given; state filters.
+func (s *server) listCalls(w http.ResponseWriter, r *http.Request, user string) error {
+	q := r.URL.Query()
+	state := q.Get("state")
+	switch state {
+	case "", bridge.CallStarted, bridge.CallActive, bridge.CallCompleted:
+	default:
+		return errOneOf("query", "state", "started, active, completed")
+	}
+	p, err := readPaging(r)
+	if err != nil {
+		return err
+	}
+	var calls []*bridge.Call
+	if confID := q.Get("conferenceId"); confID != "" {
+		calls = s.conferenceCalls(user, confID)
+		if !p.explicit {
+			p.size = max(len(calls), 1)
+		}
+	} else {
+		calls = s.b.Calls(user)
+	}
+	var list []callJSON
+	for _, c := range calls {
+		if state == "" || c.State() == state {
+			list = append(list, s.renderCall(r, user, c))
+		}
+	}
+	lo, hi := pageOf(w, r, p, len(list))
+	out := list[lo:hi]
+	if out == nil {
+		out = []callJSON{}
+	}
+	writeJSON(w, http.StatusOK, out)
+	return nil
+}
+
+// conferenceCalls returns the user's calls that were ever members of
+// confID or are dialled to join it, newest first. A conference that is not
+// the user's has none.
+func (s *server) conferenceCalls(user, confID string) []*bridge.Call {
+	seen := map[string]bool{}
+	var out []*bridge.Call
+	if c, err := s.conference(user, confID); err == nil {
+		for _, m := range c.Members() {
+			call := m.Call()
+			if !seen[call.ID()] {
+				seen[call.ID()] = true
+				out = append(out, call)
+			}
+		}
+	}
+	s.mu.Lock()
+	var dialled []string
+	for id, d := range s.dials {
+		if d.conferenceID == confID && !seen[id] {
+			dialled = append(dialled, id)
+		}
+	}
+	s.mu.Unlock()
+	for _, id := range dialled {
+		if call, ok := s.call(user, id); ok {
+			out = append(out, call)
+		}
+	}
+	slices.SortStableFunc(out, func(x, y *bridge.Call) int { return y.Info().Created.Compare(x.Info().Created) })
+	return out
+}
+
+// GET /calls/{callId}.
+func (s *server) getCall(w http.ResponseWriter, r *http.Request, user string) error {
+	id := r.PathValue("callId")
+	c, found := s.call(user, id)
+	if !found {
+		return errCallNotFound(id)
+	}
+	writeJSON(w, http.StatusOK, s.renderCall(r, user, c))
+	return nil
+}
+
+// maxCallTimeout is Catapult's limit of callTimeout, in seconds.
+const maxCallTimeout = 300
+
+// POST /calls: dial out to a SIP URI. 201 with the call's Location at
+// once; the call rings in state started. With conferenceId (an extension
+// of Catapult's meaning) the answered call joins that conference.
+func (s *server) createCall(w http.ResponseWriter, r *http.Request, user string) error {
+	b, err := readBody(w, r, s.maxBody, "call")
+	if err != nil {
+		return err
+	}
+	rd := &reader{b: b}
+	opts := bridge.DialOptions{UserID: user}
+	opts.From = readFrom(rd)
+	to := rd.str("to")
+	switch {
+	case to == nil:
+		rd.fail(errMissing("call", "to"))
+	case !validSIPURI(*to):
+		rd.fail(errInvalid("call", "to", "must be a SIP URI (sip:user@host or sips:user@host)"))
+	default:
+		opts.To = *to
+	}
+	var info dialInfo
+	if v := rd.integer("callTimeout"); v != nil {
+		switch {
+		case *v <= 0:
+			rd.fail(errInvalid("call", "callTimeout", "must be greater than 0"))
+		case *v > maxCallTimeout:
+			rd.fail(errInvalid("call", "callTimeout", "exceeds the limit of %d", maxCallTimeout))
+		default:
+			info.callTimeout = *v
+			opts.Timeout = time.Duration(*v) * time.Second
+		}
+	}
+	callbackFields(rd, &opts.Callback)
+	confID := rd.str("conferenceId")
+	if rd.err != nil {
+		return rd.err
+	}
+	if confID != nil && *confID != "" {
+		c, err := s.conference(user, *confID)
+		if err != nil {
+			return errCallConferenceID(*confID)
+		}
+		if c.State() == bridge.StateCompleted {
+			return errConferenceState(c.ID(), bridge.StateCompleted)
+		}
+		opts.ConferenceID = c.ID()
+		info.conferenceID = c.ID()
+	}
+	call, err := s.b.DialOut(opts)
+	switch {
+	case errors.Is(err, bridge.ErrNoDialer):
+		return errCallCreation(opts.From, opts.To, "outbound calling is not configured")
+	case errors.Is(err, bridge.ErrDraining):
+		return errCallCreation(opts.From, opts.To, "the server is shutting down")
+	case errors.Is(err, bridge.ErrNotFound):
+		return errCallConferenceID(opts.ConferenceID)
+	case errors.Is(err, bridge.ErrConferenceComplete):
+		return errConferenceState(opts.ConferenceID, bridge.StateCompleted)
+	case err != nil:
+		return err
+	}
+	s.mu.Lock()
+	s.dials[call.ID()] = info
+	s.mu.Unlock()
+	created(w, userURL(r, user, "calls", call.ID()))
+	return nil
+}
+
+// validSIPURI accepts sip: and sips: URIs with a host and nothing that
+// could break a SIP header (spaces, control characters, <, >, ").
+func validSIPURI(u string) bool {
+	if hasControl(u) || strings.ContainsAny(u, `<>"`) {
+		return false
+	}
+	lower := strings.ToLower(u)
+	var rest string
+	switch {
+	case strings.HasPrefix(lower, "sip:"):
+		rest = u[4:]
+	case strings.HasPrefix(lower, "sips:"):
+		rest = u[5:]
+	default:
+		return false
+	}
+	if i := strings.IndexAny(rest, ";?"); i >= 0 {
+		rest = rest[:i]
+	}
+	if i := strings.LastIndexByte(rest, '@'); i >= 0 {
+		if i == 0 {
+			return false
+		}
+		rest = rest[i+1:]
+	}
+	return rest != "" && rest[0] != ':'
+}
+
+// hangupTimeout bounds the BYE of POST /calls/{id} {"state":"completed"}.
+const hangupTimeout = 10 * time.Second
+
+// POST /calls/{callId}: {"state":"completed"} hangs up (200; a call that
+// has ended already answers 200 too). Other states are not supported here
+// (400); {} changes nothing.
+func (s *server) updateCall(w http.ResponseWriter, r *http.Request, user string) error {
+	id := r.PathValue("callId")
+	call, found := s.call(user, id)
+	if !found {
+		return errCallNotFound(id)
+	}
+	b, err := readBody(w, r, s.maxBody, "call")
+	if err != nil {
+		return err
+	}
+	rd := &reader{b: b}
+	state := rd.str("state")
+	if state != nil && strings.TrimSpace(*state) != bridge.CallCompleted {
+		rd.fail(errOneOf("call", "state", bridge.CallCompleted))
+	}
+	if rd.err != nil {
+		return rd.err
+	}
+	if state != nil && call.State() != bridge.CallCompleted {
+		ctx, cancel := context.WithTimeout(context.WithoutCancel(r.Context()), hangupTimeout)
+		defer cancel()
+		if err := call.Hangup(ctx, "NORMAL_CLEARING"); err != nil {
+			s.log.Info("hangup", "call", id, "err", err)
+		}
+	}
+	ok(w)
+	return nil
+}

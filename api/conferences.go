@@ -1,0 +1,186 @@
+package api
+
+import (
+	"errors"
+	"net/http"
+	"strings"
+
+	"chorus/bridge"
+)
+
+// conferenceJSON is the Conference resource (spec §2.2). Optional fields
+// that were never set are left out.
+type conferenceJSON struct {
+	ID            string `json:"id"`
+	State         string `json:"state"`
+	From          string `json:"from"`
+	CreatedTime   string `json:"createdTime"`
+	CompletedTime string `json:"completedTime,omitempty"`
+	ActiveMembers int    `json:"activeMembers"`
+	Hold          bool   `json:"hold"`
+	Mute          bool   `json:"mute"`
+	Profile       string `json:"profile"`
+	callbackJSON
+}
+
+func renderConference(c *bridge.Conference) conferenceJSON {
+	in := c.Info()
+	return conferenceJSON{ID: in.ID, State: in.State, From: in.From, CreatedTime: formatTime(in.Created),
+		CompletedTime: formatTime(in.Completed), ActiveMembers: in.ActiveMembers, Hold: in.Hold, Mute: in.Mute,
+		Profile: in.Profile, callbackJSON: renderCallback(in.Callback)}
+}
+
+// maxFromLen bounds the from of a conference or call.
+const maxFromLen = 128
+
+// readFrom reads the required from property.
+func readFrom(rd *reader) string {
+	v := rd.str("from")
+	switch {
+	case v == nil:
+		rd.fail(errMissing(rd.b.resource, "from"))
+	case strings.TrimSpace(*v) == "":
+		rd.fail(errBlank(rd.b.resource, "from"))
+	case len(*v) > maxFromLen:
+		rd.fail(errInvalid(rd.b.resource, "from", "exceeds the limit of %d", maxFromLen))
+	case hasControl(*v):
+		rd.fail(errInvalid(rd.b.resource, "from", "must not contain spaces or control characters"))
+	default:
+		return *v
+	}
+	return ""
+}
+
+// POST /conferences: 201, empty body, Location of the new conference.
+func (s *server) createConference(w http.ResponseWriter, r *http.Request, user string) error {
+	b, err := readBody(w, r, s.maxBody, "conference")
+	if err != nil {
+		return err
+	}
+	rd := &reader{b: b}
+	opts := bridge.ConferenceOptions{UserID: user}
+	opts.From = readFrom(rd)
+	if v := rd.str("profile"); v != nil {
+		switch p := strings.ToLower(strings.TrimSpace(*v)); p {
+		case "":
+		case bridge.ProfileInterpretDigits, bridge.ProfilePassthruDigits:
+			opts.Profile = p
+		default:
+			rd.fail(errOneOf("conference", "profile", bridge.ProfileInterpretDigits+", "+bridge.ProfilePassthruDigits))
+		}
+	}
+	callbackFields(rd, &opts.Callback)
+	// mute and hold at creation are an extension (Catapult has them only
+	// on update).
+	if v := rd.boolean("mute"); v != nil {
+		opts.Mute = *v
+	}
+	if v := rd.boolean("hold"); v != nil {
+		opts.Hold = *v
+	}
+	if rd.err != nil {
+		return rd.err
+	}
+	c, err := s.b.CreateConference(opts)
+	if err != nil {
+		if errors.Is(err, bridge.ErrDraining) {
+			return errUnavailable("The server is shutting down and accepts no new conferences")
+		}
+		return err
+	}
+	created(w, userURL(r, user, "conferences", c.ID()))
+	return nil
+}
+
+// GET /conferences/{conferenceId}.
+func (s *server) getConference(w http.ResponseWriter, r *http.Request, user string) error {
+	c, err := s.conference(user, r.PathValue("conferenceId"))
+	if err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusOK, renderConference(c))
+	return nil
+}
+
+// GET /conferences (extension): the user's conferences, newest first,
+// optionally of one state, a page at a time.
+func (s *server) listConferences(w http.ResponseWriter, r *http.Request, user string) error {
+	state := r.URL.Query().Get("state")
+	switch state {
+	case "", bridge.StateCreated, bridge.StateActive, bridge.StateCompleted:
+	default:
+		return errOneOf("query", "state", "created, active, completed")
+	}
+	p, err := readPaging(r)
+	if err != nil {
+		return err
+	}
+	var list []conferenceJSON
+	for _, c := range s.b.Conferences(user) {
+		cj := renderConference(c)
+		if state == "" || cj.State == state {
+			list = append(list, cj)
+		}
+	}
+	lo, hi := pageOf(w, r, p, len(list))
+	out := list[lo:hi]
+	if out == nil {
+		out = []conferenceJSON{}
+	}
+	writeJSON(w, http.StatusOK, out)
+	return nil
+}
+
+// POST /conferences/{conferenceId}: change properties, or terminate with
+// {"state":"completed"}. Every property is checked before any is applied.
+//
+// A completed conference is final: any change is 403 conference-error.
+// Asking a completed conference to complete again changes nothing, so it
+// answers 200 (SDK "remove" calls are safe to retry); so does {}.
+func (s *server) updateConference(w http.ResponseWriter, r *http.Request, user string) error {
+	c, err := s.conference(user, r.PathValue("conferenceId"))
+	if err != nil {
+		return err
+	}
+	b, err := readBody(w, r, s.maxBody, "conference")
+	if err != nil {
+		return err
+	}
+	rd := &reader{b: b}
+	complete := false
+	if v := rd.str("state"); v != nil {
+		if strings.TrimSpace(*v) != bridge.StateCompleted {
+			rd.fail(errOneOf("conference", "state", bridge.StateCompleted))
+		}
+		complete = true
+	}
+	mute := rd.boolean("mute")
+	hold := rd.boolean("hold")
+	cb := c.Callback()
+	cbSet := callbackFields(rd, &cb)
+	if rd.err != nil {
+		return rd.err
+	}
+	changes := mute != nil || hold != nil || cbSet
+	if c.State() == bridge.StateCompleted {
+		if changes {
+			return errConferenceState(c.ID(), bridge.StateCompleted)
+		}
+		ok(w)
+		return nil
+	}
+	if cbSet {
+		c.SetCallback(cb)
+	}
+	if mute != nil {
+		c.SetMute(*mute)
+	}
+	if hold != nil {
+		c.SetHold(*hold)
+	}
+	if complete {
+		c.Complete()
+	}
+	ok(w)
+	return nil
+}

@@ -1,0 +1,180 @@
+package api
+
+import (
+	"errors"
+	"fmt"
+	"net/http"
+)
+
+// Error categories, as Catapult names them (lower-case section names of
+// its error table).
+const (
+	catAuthentication = "authentication"
+	catAuthorization  = "authorization"
+	catBadRequest     = "bad-request"
+	catForbidden      = "forbidden"
+	catLimit          = "limit"
+	catNotFound       = "not-found"
+	catUnavailable    = "unavailable"
+	catBackend        = "backend"
+)
+
+// detail is one {name, value} pair of an error body's details.
+type detail struct {
+	Name  string `json:"name"`
+	Value string `json:"value"`
+}
+
+// apiError is an error answered as Catapult's error body.
+type apiError struct {
+	Status   int      `json:"-"`
+	Category string   `json:"category"`
+	Code     string   `json:"code"`
+	Message  string   `json:"message"`
+	Details  []detail `json:"details"`
+}
+
+func (e *apiError) Error() string { return fmt.Sprintf("%d %s: %s", e.Status, e.Code, e.Message) }
+
+func newError(status int, category, code, format string, args ...any) *apiError {
+	return &apiError{Status: status, Category: category, Code: code,
+		Message: fmt.Sprintf(format, args...), Details: []detail{}}
+}
+
+// withDetail adds a {name, value} pair to the error's details.
+func (e *apiError) withDetail(name, value string) *apiError {
+	e.Details = append(e.Details, detail{Name: name, Value: value})
+	return e
+}
+
+// The errors of the API, by the code Catapult gives them.
+
+func errUnauthorized(msg string) *apiError {
+	return newError(http.StatusUnauthorized, catAuthentication, "unauthorized", "%s", msg)
+}
+
+func errUserAccessDenied(caller, userID string) *apiError {
+	return newError(http.StatusUnauthorized, catAuthorization, "user-access-denied",
+		"User %s does not have permission to access user %s", caller, userID)
+}
+
+func errConferenceNotFound(id string) *apiError {
+	return newError(http.StatusNotFound, catNotFound, "conference-not-found",
+		"The conference %s could not be found", id)
+}
+
+func errMemberNotFound(id string) *apiError {
+	return newError(http.StatusNotFound, catNotFound, "conference-member-not-found",
+		"The conference member %s could not be found", id)
+}
+
+func errCallNotFound(id string) *apiError {
+	return newError(http.StatusNotFound, catNotFound, "call-not-found", "The call %s could not be found", id)
+}
+
+func errResourceNotFound() *apiError {
+	return newError(http.StatusNotFound, catNotFound, "resource-not-found", "The requested resource could not be found.")
+}
+
+func errMethodNotAllowed(method string) *apiError {
+	return newError(http.StatusMethodNotAllowed, catBadRequest, "method-not-allowed",
+		"The method %s is not allowed on this resource", method)
+}
+
+func errConferenceState(id, state string) *apiError {
+	return newError(http.StatusForbidden, catForbidden, "conference-error",
+		"Unable to update conference %s. Invalid conference state %s", id, state)
+}
+
+func errMemberState(id, state string) *apiError {
+	return newError(http.StatusForbidden, catForbidden, "member-invalid-state",
+		"Unable to update conference member %s. Invalid member state %s", id, state)
+}
+
+func errMaxMembers(id string) *apiError {
+	return newError(http.StatusForbidden, catLimit, "conference-max-members",
+		"The conference %s reached the max number of members", id)
+}
+
+func errCallIDNotFound(id string) *apiError {
+	return newError(http.StatusForbidden, catForbidden, "call-id-not-found", "Call Id not found. callId %s", id)
+}
+
+func errCallConferenceID(id string) *apiError {
+	return newError(http.StatusForbidden, catForbidden, "invalid-call-conference-id",
+		"Invalid conference Id in call. conferenceId %s", id)
+}
+
+func errCallState(id, state string) *apiError {
+	return newError(http.StatusForbidden, catForbidden, "call-invalid-state",
+		"Unable to update call %s. Invalid call state %s", id, state)
+}
+
+func errCallUnavailable(id string) *apiError {
+	return newError(http.StatusServiceUnavailable, catUnavailable, "call-unavailable",
+		"The call %s is being initialized and cannot be modified now retry your operation later", id)
+}
+
+func errCallCreation(from, to, why string) *apiError {
+	return newError(http.StatusServiceUnavailable, catUnavailable, "call-creation-failure",
+		"A call from %s to %s could not be created: %s", from, to, why)
+}
+
+func errMediaUnavailable() *apiError {
+	return newError(http.StatusServiceUnavailable, catUnavailable, "media-unavailable",
+		"Audio playback is not available on this server")
+}
+
+func errUnavailable(msg string) *apiError {
+	return newError(http.StatusServiceUnavailable, catUnavailable, "service-unavailable", "%s", msg)
+}
+
+func errInternal() *apiError {
+	return newError(http.StatusInternalServerError, catBackend, "internal-error", "An internal error occurred")
+}
+
+func errTooLarge(limit int64) *apiError {
+	return newError(http.StatusRequestEntityTooLarge, catBadRequest, "request-too-large",
+		"The request body exceeds the limit of %d bytes", limit)
+}
+
+func errBadJSON(why string) *apiError {
+	return newError(http.StatusBadRequest, catBadRequest, "invalid-json", "The request body is not valid JSON: %s", why)
+}
+
+// The 400 validation errors name the resource and the property, in the
+// words of Catapult's templates.
+
+func errMissing(resource, prop string) *apiError {
+	return newError(http.StatusBadRequest, catBadRequest, "missing-property",
+		"The '%s' resource property '%s' is required but was not specified", resource, prop).withDetail("property", prop)
+}
+
+func errBlank(resource, prop string) *apiError {
+	return newError(http.StatusBadRequest, catBadRequest, "blank-property",
+		"The '%s' resource property '%s' must contain at least one non-whitespace character", resource, prop).withDetail("property", prop)
+}
+
+func errInvalid(resource, prop, format string, args ...any) *apiError {
+	return newError(http.StatusBadRequest, catBadRequest, "validation-error",
+		"The '%s' resource property '%s' %s", resource, prop, fmt.Sprintf(format, args...)).withDetail("property", prop)
+}
+
+func errOneOf(resource, prop, values string) *apiError {
+	return errInvalid(resource, prop, "must be one of the following values: %s", values)
+}
+
+func errCallbackURL(u string) *apiError {
+	return newError(http.StatusBadRequest, catBadRequest, "callback-invalid-url",
+		"The URL %s is not a valid callbackUrl/fallbackUrl", u)
+}
+
+// asAPIError turns any error into the body to answer with: an *apiError as
+// it is, anything else as a 500.
+func asAPIError(err error) *apiError {
+	var ae *apiError
+	if errors.As(err, &ae) {
+		return ae
+	}
+	return errInternal()
+}

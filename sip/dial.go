@@ -1,0 +1,152 @@
+package sip
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"strings"
+	"sync"
+
+	"github.com/emiago/sipgo"
+	"github.com/emiago/sipgo/sip"
+
+	"chorus/bridge"
+	"chorus/media"
+)
+
+// outCall is a call we dialled. It implements bridge.Leg.
+type outCall struct {
+	s      *Server
+	sess   *media.Session
+	call   *bridge.Call
+	log    *slog.Logger
+	cancel context.CancelFunc // abandons the dial while it rings
+
+	mu  sync.Mutex
+	dlg *sipgo.DialogClientSession
+}
+
+// Media implements bridge.Leg.
+func (c *outCall) Media() *media.Session { return c.sess }
+
+// Hangup implements bridge.Leg: BYE once answered, else CANCEL.
+func (c *outCall) Hangup(ctx context.Context, cause string) error {
+	c.mu.Lock()
+	dlg := c.dlg
+	c.mu.Unlock()
+	c.log.Info("hanging up", "cause", cause)
+	if dlg == nil || dlg.LoadState() < sip.DialogStateConfirmed {
+		c.cancel() // WaitAnswer sends CANCEL
+		return nil
+	}
+	if err := dlg.Bye(ctx); err != nil {
+		return fmt.Errorf("bye: %w", err)
+	}
+	return nil
+}
+
+// Dial implements bridge.Dialer: an INVITE to a SIP URI with our offer.
+func (s *Server) Dial(ctx context.Context, call *bridge.Call, from, to string) error {
+	var uri sip.Uri
+	if err := sip.ParseUri(to, &uri); err != nil || uri.Host == "" {
+		return fmt.Errorf("dial %q: bad SIP URI", to)
+	}
+	if strings.ContainsAny(from, "\r\n<>\" ") {
+		return fmt.Errorf("dial: bad from %q", from)
+	}
+	conn, err := s.ports.Listen()
+	if err != nil {
+		return err
+	}
+	port := conn.LocalAddr().(*net.UDPAddr).Port
+	sess, err := media.NewSession(conn, func() { s.ports.Release(port) })
+	if err != nil {
+		_ = conn.Close()
+		return err
+	}
+	ctx, cancel := context.WithCancel(ctx)
+	c := &outCall{s: s, sess: sess, call: call, cancel: cancel,
+		log: s.log.With("call", call.ID(), "to", to)}
+	call.SetLeg(c)
+	fail := func(err error) error {
+		cancel()
+		_ = sess.Close()
+		return err
+	}
+
+	ic := &inCall{s: s, sess: sess, sessionID: randUint64()}
+	offer, err := ic.offer()
+	if err != nil {
+		return fail(err)
+	}
+	transport := "udp"
+	if t, ok := uri.UriParams.Get("transport"); ok {
+		transport = strings.ToLower(t)
+	}
+	req := sip.NewRequest(sip.INVITE, uri)
+	req.SetTransport(strings.ToUpper(transport))
+	req.SetBody(offer)
+	req.AppendHeader(sip.NewHeader("Content-Type", "application/sdp"))
+	fromHdr := &sip.FromHeader{Address: sip.Uri{Scheme: "sip", User: from, Host: s.cfg.PublicIP.String()}, Params: sip.NewParams()}
+	fromHdr.Params.Add("tag", sip.GenerateTagN(16))
+	req.AppendHeader(fromHdr)
+	ct := s.contact(transport)
+	req.AppendHeader(&ct)
+	req.AppendHeader(sip.NewHeader("Allow", allowMethods))
+
+	dlg, err := s.outDialogs.WriteInvite(ctx, req)
+	if err != nil {
+		return fail(fmt.Errorf("invite %s: %w", to, err))
+	}
+	c.mu.Lock()
+	c.dlg = dlg
+	c.mu.Unlock()
+	if err := dlg.WaitAnswer(ctx, sipgo.AnswerOptions{}); err != nil {
+		_ = dlg.Close()
+		var de *sipgo.ErrDialogResponse
+		if errors.As(err, &de) {
+			return fail(&bridge.DialError{Status: de.Res.StatusCode, Reason: de.Res.Reason})
+		}
+		return fail(fmt.Errorf("invite %s: %w", to, err))
+	}
+	ans, err := ParseSDP(dlg.InviteResponse.Body())
+	if err == nil && !ans.Remote().IsValid() {
+		err = fmt.Errorf("%w: answer has no address", ErrBadSDP)
+	}
+	if err := dlg.Ack(ctx); err != nil {
+		_ = dlg.Close()
+		return fail(fmt.Errorf("ack: %w", err))
+	}
+	if err != nil {
+		c.log.Info("bad answer", "err", err)
+		_ = dlg.Bye(context.WithoutCancel(ctx))
+		_ = dlg.Close()
+		return fail(err)
+	}
+	te := ans.TelephoneEventPT
+	if te != telephoneEventPT {
+		te = 0
+	}
+	sess.SetParams(media.Params{Remote: ans.Remote(), Codec: ans.Codecs[0], TelephoneEventPT: te, Direction: answerDirection(ans)})
+	c.mu.Lock()
+	s.mu.Lock()
+	s.outCalls[dlg.ID] = c
+	s.mu.Unlock()
+	c.mu.Unlock()
+	call.Answered()
+	c.log.Info("call answered", "remote", ans.Remote(), "codec", ans.Codecs[0], "rtp", sess.LocalAddr())
+	go func() {
+		<-dlg.Context().Done()
+		s.mu.Lock()
+		delete(s.outCalls, dlg.ID)
+		s.mu.Unlock()
+		call.Ended("hangup")
+		_ = dlg.Close()
+		_ = sess.Close()
+		cancel()
+		c.log.Info("call ended", "stats", sess.Stats())
+	}()
+	return nil
+}
