@@ -32,6 +32,9 @@ import (
 )
 
 func main() {
+	// sipgo logs through a process-wide logger: set it once, before any
+	// SIP traffic, with remote-input errors demoted to debug.
+	sip.SetLibraryLogger(slog.New(slog.NewTextHandler(os.Stderr, nil)))
 	if err := run(context.Background(), os.Args[1:], os.Getenv, os.Stdout, os.Stderr, nil); err != nil {
 		if !errors.Is(err, flag.ErrHelp) {
 			fmt.Fprintln(os.Stderr, "chorus:", err)
@@ -55,7 +58,6 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	}
 	level, _ := parseLevel(cfg.LogLevel)
 	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level}))
-	sip.SetLibraryLogger(log)
 
 	listenHost, _, _ := net.SplitHostPort(cfg.SIPAddr)
 	bindIP := netip.IPv4Unspecified()
@@ -76,15 +78,6 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		return err
 	}
 	defer sipSrv.Close()
-	udpAddr, err := sipSrv.ListenUDP(cfg.SIPAddr)
-	if err != nil {
-		return err
-	}
-	// TCP on the same port as UDP (the usual :5060 for both).
-	tcpAddr, err := sipSrv.ListenTCP(net.JoinHostPort(listenHost, fmt.Sprint(udpAddr.Port())))
-	if err != nil {
-		return err
-	}
 
 	mux := http.NewServeMux()
 	mux.Handle("GET /metrics", metricsHandler(br, ports))
@@ -99,8 +92,20 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	if err != nil {
 		return fmt.Errorf("listen http %s: %w", cfg.HTTPAddr, err)
 	}
+	defer hl.Close()
+	// Everything the bridge reports to or calls on is wired before the
+	// first SIP packet can arrive.
 	br.SetDialer(sipSrv)
 	dispatcher := mountAPI(mux, cfg, br, hl.Addr(), log)
+	udpAddr, err := sipSrv.ListenUDP(cfg.SIPAddr)
+	if err != nil {
+		return err
+	}
+	// TCP on the same port as UDP (the usual :5060 for both).
+	tcpAddr, err := sipSrv.ListenTCP(net.JoinHostPort(listenHost, fmt.Sprint(udpAddr.Port())))
+	if err != nil {
+		return err
+	}
 	httpSrv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second, ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelWarn)}
 	go func() { _ = httpSrv.Serve(hl) }()
 

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"net"
 	"net/http"
 	"os"
@@ -17,7 +18,14 @@ import (
 	"time"
 
 	"chorus/internal/testphone"
+	"chorus/sip"
 )
+
+func TestMain(m *testing.M) {
+	// As main does: sipgo's process-wide logger, set once.
+	sip.SetLibraryLogger(slog.New(slog.DiscardHandler))
+	os.Exit(m.Run())
+}
 
 func noEnv(string) string { return "" }
 
