@@ -72,7 +72,11 @@ func (p *PortPool) Listen() (*net.UDPConn, error) {
 			}
 			delete(p.resting, port)
 		}
-		conn, err := net.ListenUDP("udp", net.UDPAddrFromAddrPort(netip.AddrPortFrom(p.ip, uint16(port))))
+		network := "udp6"
+		if p.ip.Is4() {
+			network = "udp4" // an AF_INET socket even on 0.0.0.0
+		}
+		conn, err := net.ListenUDP(network, net.UDPAddrFromAddrPort(netip.AddrPortFrom(p.ip, uint16(port))))
 		if err != nil {
 			if errors.Is(err, syscall.EADDRINUSE) {
 				continue // someone else holds it

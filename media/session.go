@@ -3,6 +3,8 @@ package media
 import (
 	"crypto/rand"
 	"encoding/binary"
+	"errors"
+	"fmt"
 	"net"
 	"net/netip"
 	"sync"
@@ -107,19 +109,22 @@ type Session struct {
 	lastFrom int64 // unix nanos of the last packet from the latched address
 	closed   bool
 
+	// fd is the socket's descriptor, used directly for recvmmsg and
+	// sendto. It is only used under mu with closed false, and Close marks
+	// closed under mu before the socket is closed, so it never names a
+	// closed or reused descriptor.
+	fd    uintptr
+	inet6 bool // an AF_INET6 socket: IPv4 peers go as v4-mapped addresses
+
 	// send state
 	hdr     rtp.Header
 	started bool
 	wbuf    [maxPacket]byte
+	wsa     syscall.RawSockaddrAny
 
 	// receive state (poll goroutine)
-	rbuf    [maxPacket]byte
+	rx      rxBatch
 	pkt     rtp.Packet
-	rn      int
-	rerr    syscall.Errno
-	rsa     syscall.RawSockaddrAny
-	rsaLen  uint32
-	readFn  func(fd uintptr) bool
 	lastRTP atomic.Int64 // unix nanos of the last valid packet
 
 	packetsIn, packetsOut, malformed, strangers, unknownPT, sendErrors atomic.Uint64
@@ -134,6 +139,16 @@ func NewSession(conn *net.UDPConn, onClose func()) (*Session, error) {
 	}
 	s := &Session{conn: conn, raw: raw, onClose: onClose}
 	s.local = conn.LocalAddr().(*net.UDPAddr).AddrPort()
+	var sa syscall.Sockaddr
+	cerr := raw.Control(func(fd uintptr) {
+		s.fd = fd
+		sa, err = syscall.Getsockname(int(fd))
+	})
+	if cerr != nil || err != nil {
+		return nil, fmt.Errorf("media: socket: %w", errors.Join(cerr, err))
+	}
+	_, s.inet6 = sa.(*syscall.SockaddrInet6)
+	s.rx.init()
 	var b [10]byte
 	_, _ = rand.Read(b[:])
 	s.hdr = rtp.Header{
@@ -142,7 +157,6 @@ func NewSession(conn *net.UDPConn, onClose func()) (*Session, error) {
 		SequenceNumber: binary.BigEndian.Uint16(b[4:6]),
 		Timestamp:      binary.BigEndian.Uint32(b[6:10]),
 	}
-	s.readFn = s.readOnce
 	s.lastRTP.Store(time.Now().UnixNano())
 	return s, nil
 }
@@ -206,18 +220,16 @@ func (s *Session) Stats() SessionStats {
 	}
 }
 
-// readOnce is the RawConn callback: one non-blocking recvfrom into rbuf.
-func (s *Session) readOnce(fd uintptr) bool {
-	s.rsaLen = uint32(syscall.SizeofSockaddrAny)
-	s.rn, s.rerr = recvfrom(fd, s.rbuf[:], &s.rsa, &s.rsaLen)
-	return true // never wait for readiness
-}
-
 // Flush discards everything queued on the socket (audio that arrived while
 // nobody was polling would otherwise be played late).
 func (s *Session) Flush() {
-	for range 4096 {
-		if err := s.raw.Read(s.readFn); err != nil || s.rerr != 0 {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		return
+	}
+	for range 1024 {
+		if n, errno := s.rx.recv(s.fd); errno != 0 || n < recvBatch {
 			return
 		}
 	}
@@ -235,16 +247,22 @@ func (s *Session) Poll(now time.Time, h Handler) int {
 	nowNs := now.UnixNano()
 	count := 0
 	for count < maxPerPoll {
-		if err := s.raw.Read(s.readFn); err != nil || s.rerr != 0 {
+		n, errno := s.rx.recv(s.fd)
+		if errno != 0 {
 			break
 		}
-		count++
-		from, ok := sockaddrToAddrPort(&s.rsa)
-		if !ok {
-			s.malformed.Add(1)
-			continue
+		for i := range n {
+			count++
+			from, ok := sockaddrToAddrPort(&s.rx.names[i])
+			if !ok {
+				s.malformed.Add(1)
+				continue
+			}
+			s.handle(nowNs, from, s.rx.bufs[i][:min(int(s.rx.msgs[i].n), maxPacket)], h)
 		}
-		s.handle(nowNs, from, s.rbuf[:s.rn], h)
+		if n < recvBatch {
+			break // drained: no need for a call that returns EAGAIN
+		}
 	}
 	return count
 }
@@ -335,9 +353,13 @@ func (s *Session) write(pt uint8, marker bool, payload []byte, advance uint32) e
 	s.hdr.SequenceNumber++
 	s.hdr.Timestamp += advance
 	s.started = true
-	if _, err := s.conn.WriteToUDPAddrPort(s.wbuf[:n], dst); err != nil {
+	if s.inet6 && dst.Addr().Is4() {
+		dst = netip.AddrPortFrom(netip.AddrFrom16(dst.Addr().As16()), dst.Port())
+	}
+	saLen := sockaddrFrom(dst, &s.wsa)
+	if errno := sendto(s.fd, s.wbuf[:n], &s.wsa, saLen); errno != 0 {
 		s.sendErrors.Add(1)
-		return err
+		return fmt.Errorf("media: send to %s: %w", dst, errno)
 	}
 	s.packetsOut.Add(1)
 	return nil
