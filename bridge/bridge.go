@@ -24,6 +24,9 @@ type Config struct {
 	LoudestN int
 	// RTPTimeout hangs up a call whose RTP stopped for this long (default 30 s).
 	RTPTimeout time.Duration
+	// Retention is how long completed conferences and calls stay visible
+	// to the API before Prune forgets them (default 1 h).
+	Retention time.Duration
 	// Now is the clock (default time.Now).
 	Now func() time.Time
 }
@@ -37,6 +40,9 @@ func (c *Config) setDefaults() {
 	}
 	if c.RTPTimeout <= 0 {
 		c.RTPTimeout = 30 * time.Second
+	}
+	if c.Retention <= 0 {
+		c.Retention = time.Hour
 	}
 	if c.Now == nil {
 		c.Now = time.Now
@@ -343,6 +349,7 @@ func (c *Call) Ended(cause string) {
 	c.state = CallCompleted
 	c.ended = c.b.cfg.Now()
 	c.cause = cause
+	c.leg = nil // the record stays for the API; its signalling and media go
 	m := c.member
 	cb := c.callback
 	confID := c.confID
@@ -427,3 +434,41 @@ func (b *Bridge) HangupAll(ctx context.Context, cause string) {
 // and speech events of the API layer) through the same sink, so that
 // applications receive every event in one order.
 func (b *Bridge) Publish(ev Event) { b.publish(ev) }
+
+// Prune forgets conferences and calls completed longer than the retention
+// ago, so that a long-running bridge does not grow without bound. It
+// returns how many of each it dropped.
+func (b *Bridge) Prune() (confs, calls int) {
+	cutoff := b.cfg.Now().Add(-b.cfg.Retention)
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	for id, c := range b.confs {
+		if info := c.Info(); info.State == StateCompleted && info.Completed.Before(cutoff) {
+			delete(b.confs, id)
+			confs++
+		}
+	}
+	for id, c := range b.calls {
+		if info := c.Info(); info.State == CallCompleted && info.Ended.Before(cutoff) {
+			delete(b.calls, id)
+			calls++
+		}
+	}
+	return confs, calls
+}
+
+// RunJanitor calls Prune every interval until ctx ends.
+func (b *Bridge) RunJanitor(ctx context.Context, interval time.Duration) {
+	t := time.NewTicker(interval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			if confs, calls := b.Prune(); confs+calls > 0 {
+				b.log.Debug("pruned completed records", "conferences", confs, "calls", calls)
+			}
+		}
+	}
+}

@@ -48,6 +48,11 @@ type Conference struct {
 	// rebuilt on join and leave, never modified in place.
 	members atomic.Pointer[[]*Member]
 
+	// gone are members that left, whose memory the mixer frees at its next
+	// tick (or when it stops).
+	gone      []*Member
+	goneCount atomic.Int32
+
 	audio slot // file or sentence for the whole room
 	tone  slot // join and leave tones
 
@@ -246,6 +251,8 @@ func (c *Conference) removeMember(m *Member, hangup bool, cause string) bool {
 	m.removed = c.b.cfg.Now()
 	m.mu.Unlock()
 	m.state.Store(false)
+	c.gone = append(c.gone, m)
+	c.goneCount.Add(1)
 	active := len(next)
 	last := active == 0
 	c.mu.Unlock()

@@ -34,23 +34,31 @@ type Member struct {
 
 	audio slot // audio to this member only
 
-	// Mixer goroutine state.
-	jb        media.JitterBuffer
-	det       dtmf.Detector
-	digits    [8]rune
-	nDigits   int
-	in        [media.FrameSamples]int16
-	contrib   [media.FrameSamples]int32
-	priv      [media.FrameSamples]int16
-	out       [media.FrameSamples]int16
-	payload   [media.FrameSamples]byte
-	energy    int32 // mean absolute sample value of this tick's frame
-	prevE     int32
-	smooth    int32 // smoothed energy for loudest-N
-	hang      int   // frames of hangover left
-	selected  bool  // mixed this tick
-	scoreVal  int32
+	// Mixer goroutine state. mx (with the session's use) is released by
+	// the mixer once the member has left, so that a removed member kept for
+	// the API's records holds no buffers.
+	mx       *mixState
+	energy   int32 // mean absolute sample value of this tick's frame
+	prevE    int32
+	smooth   int32 // smoothed energy for loudest-N
+	hang     int   // frames of hangover left
+	selected bool  // mixed this tick
+	scoreVal int32
+
 	timingOut atomic.Bool
+}
+
+// mixState is a member's audio working memory, used only by the mixer.
+type mixState struct {
+	jb      media.JitterBuffer
+	det     dtmf.Detector
+	digits  [8]rune
+	nDigits int
+	in      [media.FrameSamples]int16
+	contrib [media.FrameSamples]int32
+	priv    [media.FrameSamples]int16
+	out     [media.FrameSamples]int16
+	payload [media.FrameSamples]byte
 }
 
 // hangoverFrames keeps the gate open for 400 ms after the last loud frame.
@@ -61,6 +69,7 @@ func newMember(c *Conference, call *Call, sess *media.Session, opts MemberOption
 	m.joinTone.Store(opts.JoinTone)
 	m.leavingTone.Store(opts.LeavingTone)
 	m.log = c.log.With("member", m.id, "call", call.id)
+	m.mx = &mixState{}
 	m.state.Store(true)
 	if opts.Mute != nil {
 		m.mute.Store(*opts.Mute)
@@ -188,16 +197,24 @@ func (m *Member) Info() MemberInfo {
 
 // Audio implements media.Handler: audio goes into the jitter buffer.
 func (m *Member) Audio(ssrc, ts uint32, codec media.Codec, payload []byte) {
-	m.jb.Put(ssrc, ts, codec, payload)
+	m.mx.jb.Put(ssrc, ts, codec, payload)
 }
 
 // Event implements media.Handler: telephone-events go to the detector and
 // never into the mix.
 func (m *Member) Event(ssrc, ts uint32, payload []byte) {
-	if d, ok := m.det.Feed(ssrc, ts, payload); ok && m.nDigits < len(m.digits) {
-		m.digits[m.nDigits] = d
-		m.nDigits++
+	x := m.mx
+	if d, ok := x.det.Feed(ssrc, ts, payload); ok && x.nDigits < len(x.digits) {
+		x.digits[x.nDigits] = d
+		x.nDigits++
 	}
 }
 
 func (m *Member) score() int32 { return m.scoreVal }
+
+// release drops the member's audio memory and session. Only the mixer
+// calls it, after the member has left its snapshot.
+func (m *Member) release() {
+	m.mx = nil
+	m.sess = nil
+}

@@ -54,6 +54,7 @@ func (c *Conference) run(ctx context.Context) {
 	st := c.b.stats
 	timer := time.NewTimer(time.Hour)
 	defer timer.Stop()
+	defer c.releaseGone() // the members of a finished conference
 	next := time.Now()
 	for {
 		next = next.Add(TickInterval)
@@ -85,18 +86,22 @@ func (c *Conference) mixOnce(now time.Time) {
 	x := &c.mix
 	x.tick++
 	st := c.b.stats
+	if c.goneCount.Load() > 0 {
+		c.releaseGone()
+	}
 	st.Ticks.Add(1)
 	members := *c.members.Load()
 
 	// 1. Input: drain sockets, apply digits, take a frame, gate it.
 	var polled uint64
 	for _, m := range members {
+		mx := m.mx
 		polled += uint64(m.sess.Poll(now, m))
-		for i := range m.nDigits {
-			c.handleDigit(m, m.digits[i])
+		for i := range mx.nDigits {
+			c.handleDigit(m, mx.digits[i])
 		}
-		m.nDigits = 0
-		m.gate(m.jb.Read(m.in[:]))
+		mx.nDigits = 0
+		m.gate(mx.jb.Read(mx.in[:]))
 	}
 	st.PacketsIn.Add(polled)
 
@@ -120,9 +125,10 @@ func (c *Conference) mixOnce(now time.Time) {
 	for _, m := range x.talkers {
 		m.selected = true
 		g := gainQ14[m.talk.Load()-MinLevel]
-		for i, s := range m.in {
+		contrib := &m.mx.contrib
+		for i, s := range m.mx.in {
 			v := int32(s) * g >> 14
-			m.contrib[i] = v
+			contrib[i] = v
 			x.acc[i] += v
 		}
 	}
@@ -141,6 +147,7 @@ func (c *Conference) mixOnce(now time.Time) {
 	// 4. Output: each member hears the sum minus itself.
 	var sent, encodes uint64
 	for _, m := range members {
+		mx := m.mx
 		codec := m.sess.Params().Codec
 		if codec != media.PCMA {
 			codec = media.PCMU
@@ -151,7 +158,7 @@ func (c *Conference) mixOnce(now time.Time) {
 			payload = x.silence[codec][:]
 		default:
 			rx := m.receive.Load() - MinLevel
-			private := m.audio.frame(m.priv[:])
+			private := m.audio.frame(mx.priv[:])
 			if !m.selected && !private {
 				sh := &x.shared[codec][rx]
 				if sh.tick != x.tick {
@@ -169,16 +176,16 @@ func (c *Conference) mixOnce(now time.Time) {
 			g := int64(gainQ14[rx])
 			for i, v := range x.acc {
 				if m.selected {
-					v -= m.contrib[i]
+					v -= mx.contrib[i]
 				}
 				if private {
-					v += int32(m.priv[i])
+					v += int32(mx.priv[i])
 				}
-				m.out[i] = limit(int64(v) * g >> 14)
+				mx.out[i] = limit(int64(v) * g >> 14)
 			}
-			codec.Encode(m.payload[:], m.out[:])
+			codec.Encode(mx.payload[:], mx.out[:])
 			encodes++
-			payload = m.payload[:]
+			payload = mx.payload[:]
 		}
 		if m.sess.WriteAudio(payload) == nil {
 			sent++
@@ -190,6 +197,19 @@ func (c *Conference) mixOnce(now time.Time) {
 	// 5. RTP timeouts.
 	if x.tick%timeoutCheckTicks == 0 {
 		c.checkTimeouts(now, members)
+	}
+}
+
+// releaseGone frees the memory of members that left before this tick: no
+// snapshot the mixer will read holds them any more.
+func (c *Conference) releaseGone() {
+	c.mu.Lock()
+	gone := c.gone
+	c.gone = nil
+	c.goneCount.Store(0)
+	c.mu.Unlock()
+	for _, m := range gone {
+		m.release()
 	}
 }
 
@@ -219,14 +239,14 @@ func (m *Member) gate(live bool) {
 	var e int32
 	if live {
 		var sum int32
-		for _, s := range m.in {
+		for _, s := range m.mx.in {
 			if s < 0 {
 				sum -= int32(s)
 			} else {
 				sum += int32(s)
 			}
 		}
-		e = sum / int32(len(m.in))
+		e = sum / int32(len(m.mx.in))
 	}
 	th := gateThreshold[m.sens.Load()-MinLevel]
 	switch {

@@ -38,6 +38,7 @@ type Config struct {
 	LoudestN    int           `json:"loudestN"`
 	AutoCreate  bool          `json:"autoCreate"`
 	DrainPeriod time.Duration `json:"drainPeriod"`
+	Retention   time.Duration `json:"retention"`
 
 	rtpLow, rtpHigh int
 	publicIP        netip.Addr
@@ -46,7 +47,8 @@ type Config struct {
 
 func defaultConfig() Config {
 	return Config{SIPAddr: ":5060", HTTPAddr: "127.0.0.1:8080", RTPPorts: "10000-20000", LogLevel: "info",
-		RTPTimeout: 30 * time.Second, MaxMembers: 20, LoudestN: 8, AutoCreate: true, DrainPeriod: 0}
+		RTPTimeout: 30 * time.Second, MaxMembers: 20, LoudestN: 8, AutoCreate: true, DrainPeriod: 0,
+		Retention: time.Hour}
 }
 
 // userList collects repeated --user flags.
@@ -80,6 +82,7 @@ func loadConfig(args []string, getenv func(string) string, stderr io.Writer) (Co
 	fs.Int("loudest-n", cfg.LoudestN, "talkers mixed at once (env CHORUS_LOUDEST_N)")
 	fs.Bool("auto-create", cfg.AutoCreate, "create a conference for an unknown dialled number (env CHORUS_AUTO_CREATE)")
 	fs.Duration("drain-period", cfg.DrainPeriod, "after SIGTERM, hang up remaining calls after this long; 0 waits for them (env CHORUS_DRAIN_PERIOD)")
+	fs.Duration("retention", cfg.Retention, "how long completed conferences and calls stay visible to the API (env CHORUS_RETENTION)")
 	if err := fs.Parse(args); err != nil {
 		return cfg, err
 	}
@@ -154,6 +157,8 @@ func (c *Config) setField(name, v string) error {
 		c.RTPTimeout, err = time.ParseDuration(v)
 	case "drain-period":
 		c.DrainPeriod, err = time.ParseDuration(v)
+	case "retention":
+		c.Retention, err = time.ParseDuration(v)
 	case "max-members":
 		c.MaxMembers, err = strconv.Atoi(v)
 	case "loudest-n":
@@ -188,6 +193,9 @@ func (c *Config) validate() error {
 	}
 	if c.LoudestN < 1 {
 		errs = append(errs, fmt.Errorf("loudest-n must be at least 1, got %d", c.LoudestN))
+	}
+	if c.Retention < time.Minute {
+		errs = append(errs, fmt.Errorf("retention must be at least 1m, got %s", c.Retention))
 	}
 	if c.RTPTimeout < time.Second {
 		errs = append(errs, fmt.Errorf("rtp-timeout must be at least 1s, got %s", c.RTPTimeout))

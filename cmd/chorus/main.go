@@ -71,7 +71,10 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		return err
 	}
 	br := bridge.New(bridge.Config{DefaultUser: cfg.Users[0].ID, AutoCreate: cfg.AutoCreate,
-		MaxMembers: cfg.MaxMembers, LoudestN: cfg.LoudestN, RTPTimeout: cfg.RTPTimeout}, log, nil)
+		MaxMembers: cfg.MaxMembers, LoudestN: cfg.LoudestN, RTPTimeout: cfg.RTPTimeout, Retention: cfg.Retention}, log, nil)
+	janitorCtx, stopJanitor := context.WithCancel(context.Background())
+	defer stopJanitor()
+	go br.RunJanitor(janitorCtx, time.Minute)
 
 	sipSrv, err := sip.New(sip.Config{PublicIP: cfg.publicIP, Ports: ports, Bridge: br, Log: log})
 	if err != nil {
