@@ -230,6 +230,7 @@ type Call struct {
 	member   *Member
 	callback Callback
 	confID   string // the conference a dialled call will join, or last joined
+	memberID string // the member it last was
 }
 
 // CallInfo is a snapshot of a call.
@@ -302,6 +303,7 @@ func (c *Call) Info() CallInfo {
 	ci := CallInfo{ID: c.id, UserID: c.userID, From: c.from, To: c.to, Direction: c.direction,
 		State: c.state, Created: c.created, Answered: c.answered, Ended: c.ended, Cause: c.cause,
 		Callback: c.callback}
+	ci.ConferenceID, ci.MemberID = c.confID, c.memberID // also after leaving: call history
 	if c.member != nil {
 		ci.ConferenceID = c.member.conf.id
 		ci.MemberID = c.member.id

@@ -208,6 +208,7 @@ func (c *Conference) AddMember(call *Call, opts MemberOptions) (*Member, error) 
 	call.mu.Lock()
 	call.member = m
 	call.confID = c.id
+	call.memberID = m.id
 	call.mu.Unlock()
 	c.b.stats.Members.Add(1)
 	m.log.Info("member joined", "active", active, "codec", leg.Media().Params().Codec)
@@ -251,6 +252,7 @@ func (c *Conference) removeMember(m *Member, hangup bool, cause string) bool {
 	m.removed = c.b.cfg.Now()
 	m.mu.Unlock()
 	m.state.Store(false)
+	m.talking.Store(false)
 	c.gone = append(c.gone, m)
 	c.goneCount.Add(1)
 	active := len(next)
