@@ -2,6 +2,7 @@ package bridge
 
 import (
 	"context"
+	"runtime/debug"
 	"time"
 
 	"chorus/media"
@@ -75,9 +76,23 @@ func (c *Conference) run(ctx context.Context) {
 			st.Restarts.Add(1)
 		}
 		st.observeLateness(late)
-		c.mixOnce(now)
+		c.safeMixOnce(now)
 		st.TickNanos.Add(uint64(time.Since(now)))
 	}
+}
+
+// safeMixOnce runs a tick; a panic (a bug) is logged and counted and the
+// conference goes on with its next tick rather than taking every call of
+// the process down.
+func (c *Conference) safeMixOnce(now time.Time) {
+	defer func() {
+		if r := recover(); r != nil {
+			if c.b.stats.Panics.Add(1) <= 10 {
+				c.log.Error("mixer panic", "panic", r, "stack", string(debug.Stack()))
+			}
+		}
+	}()
+	c.mixOnce(now)
 }
 
 // mixOnce runs one tick: read every member, mix, send. Tests call it

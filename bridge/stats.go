@@ -25,6 +25,7 @@ type Stats struct {
 	Encodes    atomic.Uint64 // G.711 frames encoded (shared ones once)
 	PacketsIn  atomic.Uint64 // RTP datagrams read by mixers
 	PacketsOut atomic.Uint64 // RTP packets sent by mixers
+	Panics     atomic.Uint64 // mixer ticks that panicked (bugs), recovered
 
 	// Lateness counts ticks by how late they woke: bucket i holds those at
 	// most LatenessBuckets[i] late, the last one the rest.

@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"net"
 	"net/netip"
+	"runtime/debug"
 	"strings"
 	"sync"
 
@@ -87,13 +88,13 @@ func New(cfg Config) (*Server, error) {
 		calls: map[string]*inCall{}, outCalls: map[string]*outCall{}, contacts: map[string]sip.ContactHeader{}}
 	s.dialogs = sipgo.NewDialogServerCache(client, s.contact("udp"))
 	s.outDialogs = sipgo.NewDialogClientCache(client, s.contact("udp"))
-	srv.OnInvite(s.onInvite)
-	srv.OnAck(s.onAck)
-	srv.OnBye(s.onBye)
-	srv.OnCancel(s.onCancel)
-	srv.OnOptions(s.onOptions)
-	srv.OnInfo(s.onInfo)
-	srv.OnUpdate(s.onUpdate)
+	srv.OnInvite(s.safe(s.onInvite))
+	srv.OnAck(s.safe(s.onAck))
+	srv.OnBye(s.safe(s.onBye))
+	srv.OnCancel(s.safe(s.onCancel))
+	srv.OnOptions(s.safe(s.onOptions))
+	srv.OnInfo(s.safe(s.onInfo))
+	srv.OnUpdate(s.safe(s.onUpdate))
 	return s, nil
 }
 
@@ -157,6 +158,22 @@ func (s *Server) contact(transport string) sip.ContactHeader {
 		return c
 	}
 	return sip.ContactHeader{Address: sip.Uri{Scheme: "sip", User: "chorus", Host: s.cfg.PublicIP.String()}}
+}
+
+// safe wraps a handler so that a bug triggered by one request answers 500
+// and is logged, instead of taking the whole process and every call down
+// (sipgo runs handlers on their own goroutines, without a recover).
+func (s *Server) safe(h sipgo.RequestHandler) sipgo.RequestHandler {
+	return func(req *sip.Request, tx sip.ServerTransaction) {
+		defer func() {
+			if r := recover(); r != nil {
+				s.log.Error("sip handler panic", "method", req.Method, "sip_call_id", callID(req), "panic", r,
+					"stack", string(debug.Stack()))
+				s.respond(req, tx, sip.StatusInternalServerError, "Server Error")
+			}
+		}()
+		h(req, tx)
+	}
 }
 
 // respond sends a final or provisional response built from req.

@@ -31,6 +31,7 @@ func metricsHandler(br *bridge.Bridge, ports *media.PortPool) http.Handler {
 		counter("chorus_mixer_encodes_total", "G.711 frames encoded (shared encodes once).", st.Encodes.Load())
 		counter("chorus_rtp_packets_in_total", "RTP datagrams read by the mixers.", st.PacketsIn.Load())
 		counter("chorus_rtp_packets_out_total", "RTP packets sent by the mixers.", st.PacketsOut.Load())
+		counter("chorus_mixer_panics_total", "Mixer ticks that panicked and were recovered (bugs).", st.Panics.Load())
 		fmt.Fprintf(w, "# HELP chorus_mixer_tick_seconds_total Time spent mixing.\n# TYPE chorus_mixer_tick_seconds_total counter\nchorus_mixer_tick_seconds_total %g\n",
 			float64(st.TickNanos.Load())/1e9)
 		fmt.Fprintf(w, "# HELP chorus_mixer_tick_lateness_seconds How late mixer ticks woke.\n# TYPE chorus_mixer_tick_lateness_seconds histogram\n")
