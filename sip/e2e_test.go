@@ -88,7 +88,10 @@ func (tb *testBridge) dial(t testing.TB, opts testphone.Options) *testphone.Phon
 	return p
 }
 
-func level(rec []int16, f float64) float64 { return audiotest.LevelDBFS(rec, f, 8000) }
+// level is what a listener heard at f most of the time: the median over
+// 100 ms blocks, so that a packet delayed by a loaded machine does not
+// read as a level change.
+func level(rec []int16, f float64) float64 { return audiotest.MedianLevelDBFS(rec, f, 8000, 800) }
 
 // listen waits d and returns what each phone received meanwhile.
 func listen(d time.Duration, phones ...*testphone.Phone) [][]int16 {

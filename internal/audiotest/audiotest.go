@@ -11,6 +11,7 @@ package audiotest
 import (
 	"math"
 	"math/rand/v2"
+	"sort"
 )
 
 // FullScale is the peak amplitude of a 0 dBFS sine.
@@ -138,4 +139,21 @@ func clip16(v float64) int16 {
 		return math.MinInt16
 	}
 	return int16(v)
+}
+
+// MedianLevelDBFS splits samples into blocks of blockSamples and returns
+// the median of the blocks' LevelDBFS at freqHz. A loaded test machine can
+// delay a packet or two, leaving a short gap in a recording; the median
+// reads the level the listener heard most of the time, unmoved by such
+// gaps, where a level over the whole window would dip.
+func MedianLevelDBFS(samples []int16, freqHz float64, sampleRate, blockSamples int) float64 {
+	if blockSamples <= 0 || len(samples) < blockSamples {
+		return LevelDBFS(samples, freqHz, sampleRate)
+	}
+	levels := make([]float64, 0, len(samples)/blockSamples)
+	for i := 0; i+blockSamples <= len(samples); i += blockSamples {
+		levels = append(levels, LevelDBFS(samples[i:i+blockSamples], freqHz, sampleRate))
+	}
+	sort.Float64s(levels)
+	return levels[len(levels)/2]
 }

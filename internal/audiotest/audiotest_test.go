@@ -111,3 +111,15 @@ func TestNoise(t *testing.T) {
 		}
 	}
 }
+
+func TestMedianLevelIgnoresGaps(t *testing.T) {
+	x := make([]int16, 8000)
+	Tone(x, 1000, -20, 8000, nil)
+	clear(x[1600:3200]) // a 200 ms gap
+	if got := MedianLevelDBFS(x, 1000, 8000, 800); math.Abs(got+20) > 0.3 {
+		t.Errorf("median level %.2f, want -20", got)
+	}
+	if got := LevelDBFS(x, 1000, 8000); got > -20.5 {
+		t.Errorf("whole-window level %.2f should dip below -20 with the gap", got)
+	}
+}
