@@ -90,3 +90,30 @@ func offerSDP(port int, formats string, rtpmaps ...string) string {
 	}
 	return b.String()
 }
+
+// toTag returns the To header's tag of a SIP message.
+func toTag(msg string) string {
+	for _, line := range strings.Split(msg, "\r\n") {
+		name, val, ok := strings.Cut(line, ":")
+		if !ok || !(strings.EqualFold(name, "To") || name == "t") {
+			continue
+		}
+		if _, tag, ok := strings.Cut(val, "tag="); ok {
+			tag, _, _ = strings.Cut(tag, ";")
+			return strings.TrimSpace(tag)
+		}
+	}
+	return ""
+}
+
+// read returns the next message received (a response or a request), or ""
+// after the timeout.
+func (r *rawSIP) read(timeout time.Duration) string {
+	buf := make([]byte, 65535)
+	_ = r.conn.SetReadDeadline(time.Now().Add(timeout))
+	n, _, err := r.conn.ReadFromUDPAddrPort(buf)
+	if err != nil {
+		return ""
+	}
+	return string(buf[:n])
+}

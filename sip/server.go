@@ -12,6 +12,7 @@ import (
 	"runtime/debug"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/emiago/sipgo"
 	"github.com/emiago/sipgo/sip"
@@ -39,6 +40,10 @@ type Config struct {
 	Bridge *bridge.Bridge
 	// Log is the logger; each call gets a child scoped with its ids.
 	Log *slog.Logger
+	// AnswerDelay, if set, makes an incoming call ring (180) this long
+	// before it is answered, as a PBX's ringing phase would; 0 answers at
+	// once.
+	AnswerDelay time.Duration
 }
 
 // Server is the SIP side of Chorus.
@@ -293,6 +298,23 @@ func (s *Server) onInvite(req *sip.Request, tx sip.ServerTransaction) {
 		delete(s.calls, dlg.ID)
 		s.mu.Unlock()
 	}()
+
+	if d := s.cfg.AnswerDelay; d > 0 {
+		// Ring first. A CANCEL meanwhile is answered by the transaction
+		// layer (200, then 487 carrying this 180's To-tag) and ends the
+		// dialog's context.
+		ct := s.contact(req.Transport())
+		_ = dlg.Respond(sip.StatusRinging, "Ringing", nil, &ct)
+		t := time.NewTimer(d)
+		select {
+		case <-t.C:
+		case <-dlg.Context().Done():
+			t.Stop()
+			c.log.Info("cancelled while ringing")
+			c.call.Ended("cancel")
+			return
+		}
+	}
 
 	var body []byte
 	if hasOffer {

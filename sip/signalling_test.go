@@ -221,3 +221,54 @@ func waitFor(t testing.TB, what string, cond func() bool) {
 		time.Sleep(20 * time.Millisecond)
 	}
 }
+
+// TestCancelWhileRinging: with a ringing phase, a CANCEL gets 200, the
+// INVITE 487 with the same To-tag as the 180, and no member joins.
+func TestCancelWhileRinging(t *testing.T) {
+	tb := startBridge(t, bridge.Config{AutoCreate: true}, 27500, 27999)
+	tb.srv.cfg.AnswerDelay = 3 * time.Second
+	raw := newRawSIP(t, tb.udp)
+	invite := raw.request("INVITE", "1000", "application/sdp", offerSDP(4000, "0"))
+	raw.send(invite)
+	var ringing string
+	for ringing == "" {
+		msg := raw.read(3 * time.Second)
+		if msg == "" {
+			t.Fatal("no 180 Ringing")
+		}
+		if strings.HasPrefix(msg, "SIP/2.0 180") {
+			ringing = msg
+		}
+	}
+	// CANCEL: the INVITE's Via, From, To, Call-ID and CSeq number.
+	cancel := strings.Replace(strings.SplitN(invite, "\r\n\r\n", 2)[0], "INVITE sip:", "CANCEL sip:", 1)
+	cancel = strings.Replace(cancel, "CSeq: 1 INVITE", "CSeq: 1 CANCEL", 1)
+	cancel = strings.Replace(cancel, "Content-Type: application/sdp\r\n", "", 1)
+	cancel = cancel[:strings.Index(cancel, "Content-Length:")] + "Content-Length: 0\r\n\r\n"
+	raw.send(cancel)
+	var got200, got487 string
+	for got200 == "" || got487 == "" {
+		msg := raw.read(3 * time.Second)
+		if msg == "" {
+			t.Fatalf("after CANCEL: 200 %t, 487 %t", got200 != "", got487 != "")
+		}
+		switch {
+		case strings.HasPrefix(msg, "SIP/2.0 200") && strings.Contains(msg, "CANCEL"):
+			got200 = msg
+		case strings.HasPrefix(msg, "SIP/2.0 487"):
+			got487 = msg
+		}
+	}
+	if a, b := toTag(ringing), toTag(got487); a == "" || a != b {
+		t.Errorf("487 To-tag %q differs from the 180's %q", b, a)
+	}
+	conf := waitConference(t, tb, "1000")
+	time.Sleep(200 * time.Millisecond)
+	if n := conf.Info().ActiveMembers; n != 0 {
+		t.Errorf("%d members after a cancelled call", n)
+	}
+	calls := tb.b.Calls("u-test")
+	if len(calls) != 1 || calls[0].State() != bridge.CallCompleted {
+		t.Errorf("cancelled call not completed: %+v", calls)
+	}
+}

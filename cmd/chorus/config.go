@@ -39,6 +39,7 @@ type Config struct {
 	AutoCreate  bool          `json:"autoCreate"`
 	DrainPeriod time.Duration `json:"drainPeriod"`
 	Retention   time.Duration `json:"retention"`
+	AnswerDelay time.Duration `json:"answerDelay"`
 
 	rtpLow, rtpHigh int
 	publicIP        netip.Addr
@@ -82,6 +83,7 @@ func loadConfig(args []string, getenv func(string) string, stderr io.Writer) (Co
 	fs.Int("loudest-n", cfg.LoudestN, "talkers mixed at once (env CHORUS_LOUDEST_N)")
 	fs.Bool("auto-create", cfg.AutoCreate, "create a conference for an unknown dialled number (env CHORUS_AUTO_CREATE)")
 	fs.Duration("drain-period", cfg.DrainPeriod, "after SIGTERM, hang up remaining calls after this long; 0 waits for them (env CHORUS_DRAIN_PERIOD)")
+	fs.Duration("answer-delay", cfg.AnswerDelay, "ring (180) this long before answering a call; 0 answers at once (env CHORUS_ANSWER_DELAY)")
 	fs.Duration("retention", cfg.Retention, "how long completed conferences and calls stay visible to the API (env CHORUS_RETENTION)")
 	if err := fs.Parse(args); err != nil {
 		return cfg, err
@@ -157,6 +159,8 @@ func (c *Config) setField(name, v string) error {
 		c.RTPTimeout, err = time.ParseDuration(v)
 	case "drain-period":
 		c.DrainPeriod, err = time.ParseDuration(v)
+	case "answer-delay":
+		c.AnswerDelay, err = time.ParseDuration(v)
 	case "retention":
 		c.Retention, err = time.ParseDuration(v)
 	case "max-members":
@@ -193,6 +197,9 @@ func (c *Config) validate() error {
 	}
 	if c.LoudestN < 1 {
 		errs = append(errs, fmt.Errorf("loudest-n must be at least 1, got %d", c.LoudestN))
+	}
+	if c.AnswerDelay < 0 || c.AnswerDelay > time.Minute {
+		errs = append(errs, fmt.Errorf("answer-delay must be within 0-1m, got %s", c.AnswerDelay))
 	}
 	if c.Retention < time.Minute {
 		errs = append(errs, fmt.Errorf("retention must be at least 1m, got %s", c.Retention))

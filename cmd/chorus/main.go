@@ -76,7 +76,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	defer stopJanitor()
 	go br.RunJanitor(janitorCtx, time.Minute)
 
-	sipSrv, err := sip.New(sip.Config{PublicIP: cfg.publicIP, Ports: ports, Bridge: br, Log: log})
+	sipSrv, err := sip.New(sip.Config{PublicIP: cfg.publicIP, Ports: ports, Bridge: br, Log: log, AnswerDelay: cfg.AnswerDelay})
 	if err != nil {
 		return err
 	}
