@@ -4,6 +4,7 @@ import (
 	"context"
 	"math"
 	"net"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -270,5 +271,64 @@ func TestCancelWhileRinging(t *testing.T) {
 	calls := tb.b.Calls("u-test")
 	if len(calls) != 1 || calls[0].State() != bridge.CallCompleted {
 		t.Errorf("cancelled call not completed: %+v", calls)
+	}
+}
+
+// TestSessionRefresh: a raw client's dialog is refreshed by UPDATE (with and
+// without SDP) and by a re-INVITE without SDP, each answered 200.
+func TestSessionRefresh(t *testing.T) {
+	tb := startBridge(t, bridge.Config{AutoCreate: true}, 20000, 20499)
+	raw := newRawSIP(t, tb.udp)
+	invite := raw.request("INVITE", "1000", "application/sdp", offerSDP(4000, "0"))
+	code, resp := raw.final(invite, 3*time.Second)
+	if code != 200 {
+		t.Fatalf("INVITE: %d", code)
+	}
+	tag := toTag(resp)
+	head := strings.SplitN(invite, "\r\n\r\n", 2)[0]
+	// inDialog rewrites the INVITE's headers into request method with CSeq
+	// seq, the bridge's To-tag, a new branch, and body.
+	inDialog := func(method string, seq int, contentType, body string) string {
+		var b strings.Builder
+		for i, line := range strings.Split(head, "\r\n") {
+			switch {
+			case i == 0:
+				line = strings.Replace(line, "INVITE", method, 1)
+			case strings.HasPrefix(line, "Via:"):
+				line = line[:strings.Index(line, "branch=")] + "branch=z9hG4bK" + randHex(8) + ";rport"
+			case strings.HasPrefix(line, "To:"):
+				line += ";tag=" + tag
+			case strings.HasPrefix(line, "CSeq:"):
+				line = "CSeq: " + strconv.Itoa(seq) + " " + method
+			case strings.HasPrefix(line, "Content-Type:"), strings.HasPrefix(line, "Content-Length:"):
+				continue
+			}
+			b.WriteString(line + "\r\n")
+		}
+		if contentType != "" {
+			b.WriteString("Content-Type: " + contentType + "\r\n")
+		}
+		b.WriteString("Content-Length: " + strconv.Itoa(len(body)) + "\r\n\r\n" + body)
+		return b.String()
+	}
+	raw.send(inDialog("ACK", 1, "", ""))
+	if code, resp := raw.final(inDialog("UPDATE", 2, "", ""), 3*time.Second); code != 200 {
+		t.Errorf("UPDATE without SDP: %d\n%s", code, resp)
+	}
+	if code, resp := raw.final(inDialog("UPDATE", 3, "application/sdp", offerSDP(4002, "0")), 3*time.Second); code != 200 || !strings.Contains(resp, "m=audio") {
+		t.Errorf("UPDATE with SDP: %d\n%s", code, resp)
+	}
+	code, resp = raw.final(inDialog("INVITE", 4, "", ""), 3*time.Second)
+	if code != 200 || !strings.Contains(resp, "m=audio") {
+		t.Errorf("re-INVITE without SDP: %d\n%s", code, resp)
+	}
+	raw.send(inDialog("ACK", 4, "application/sdp", offerSDP(4002, "0")))
+	if code, _ := raw.final(inDialog("BYE", 5, "", ""), 3*time.Second); code != 200 {
+		t.Errorf("BYE: %d", code)
+	}
+	call := tb.b.Calls("u-test")[0]
+	waitFor(t, "call completed", func() bool { return call.State() == bridge.CallCompleted })
+	if got := call.Info(); got.ConferenceID == "" {
+		t.Error("call never joined")
 	}
 }
