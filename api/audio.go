@@ -84,15 +84,17 @@ func readAudio(b *body) (audioRequest, error) {
 }
 
 // audioTarget is what the API knows of one room's or one member's audio:
-// the kind of the latest request, its fetch in flight, the playback now
-// playing. Requests are numbered: a fetch whose request was superseded (by
-// a newer request or a stop of its kind) is dropped.
+// the request in flight (its kind and fetch) and the playback now playing
+// (its kind), which may be of different kinds: a stop acts on each only if
+// it is of the stop's kind. Requests are numbered: a fetch whose request was
+// superseded (by a newer request or a stop of its kind) is dropped.
 type audioTarget struct {
-	mu      sync.Mutex
-	seq     uint64
-	kind    string
-	cancel  context.CancelFunc
-	playing *bridge.Playback
+	mu          sync.Mutex
+	seq         uint64
+	pendingKind string // kind of the request being fetched or rendered, "" if none
+	cancel      context.CancelFunc
+	playing     *bridge.Playback
+	playingKind string
 }
 
 // target returns the audio state of key ("conf/<id>" or a member id).
@@ -190,15 +192,16 @@ func (s *server) audioRequest(w http.ResponseWriter, req audioRequest, p player)
 	t := s.target(p.key)
 	if req.stop {
 		t.mu.Lock()
-		if t.kind == req.kind {
-			t.seq++
+		if t.pendingKind == req.kind {
+			t.seq++ // the fetch in flight will be dropped
+			t.pendingKind = ""
 			if t.cancel != nil {
 				t.cancel()
 				t.cancel = nil
 			}
-			if t.playing != nil {
-				p.stop()
-			}
+		}
+		if t.playing != nil && t.playingKind == req.kind {
+			p.stop()
 		}
 		t.mu.Unlock()
 		ok(w)
@@ -215,7 +218,7 @@ func (s *server) audioRequest(w http.ResponseWriter, req audioRequest, p player)
 		t.cancel()
 	}
 	t.cancel = cancel
-	t.kind = req.kind
+	t.pendingKind = req.kind
 	t.mu.Unlock()
 	go s.render(ctx, cancel, t, seq, req, p)
 	ok(w)
@@ -242,6 +245,7 @@ func (s *server) render(ctx context.Context, cancel context.CancelFunc, t *audio
 		return
 	}
 	t.cancel = nil
+	t.pendingKind = ""
 	if err == nil && len(pcm) == 0 {
 		err = errEmptyAudio
 	}
@@ -258,12 +262,12 @@ func (s *server) render(ctx context.Context, cancel context.CancelFunc, t *audio
 	pb = bridge.NewPlayback(pcm, req.loop, func(status string) {
 		t.mu.Lock()
 		if t.playing == pb {
-			t.playing = nil
+			t.playing, t.playingKind = nil, ""
 		}
 		t.mu.Unlock()
 		s.publishAudio(p, "done", status)
 	})
-	t.playing = pb
+	t.playing, t.playingKind = pb, req.kind
 	// started goes out under t.mu, before the replaced playback's done
 	// (its callback waits for t.mu): the order is new started, old done.
 	s.publishAudio(p, "started", "started")

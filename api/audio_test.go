@@ -223,3 +223,36 @@ func TestMemberAudioRemovedWhilePlaying(t *testing.T) {
 		return ev.Type == bridge.EventPlayback && ev.State == "done" && ev.Tag == "r"
 	})
 }
+
+// TestAudioStopActsOnItsKind: what plays and what is being fetched may be
+// of different kinds; a stop acts on each only if it is of its kind.
+func TestAudioStopActsOnItsKind(t *testing.T) {
+	e := newEnv(t)
+	conf := e.createConf(alice)
+	e.addMember(alice, conf, "")
+	p := "/conferences/" + conf + "/audio"
+	// Speech plays (looping), then a slow file is requested: a speech stop
+	// still stops the speech.
+	e.as(alice, "POST", p, `{"sentence":"hello","loopEnabled":true,"tag":"speech"}`).mustOK(t)
+	e.events.waitFor(t, "speech started", isAudio(bridge.EventConferenceSpeak, "started", "started", "speech"))
+	e.as(alice, "POST", p, `{"fileUrl":"http://a.example/slow.wav","tag":"slow"}`).mustOK(t)
+	eventually(t, "fetch started", func() bool { return e.audio.fetches.Load() == 1 })
+	e.as(alice, "POST", p, `{"sentence":""}`).mustOK(t)
+	e.events.waitFor(t, "speech stopped", isAudio(bridge.EventConferenceSpeak, "done", "stopped", "speech"))
+
+	// A file plays, a sentence is being rendered: a speech stop drops the
+	// sentence and does not stop the file.
+	e.as(alice, "POST", p, `{"fileUrl":"http://a.example/x.wav","loopEnabled":true,"tag":"file"}`).mustOK(t)
+	e.events.waitFor(t, "file started", isAudio(bridge.EventConferencePlayback, "started", "started", "file"))
+	e.as(alice, "POST", p, `{"sentence":"slow sentence","tag":"late"}`).mustOK(t)
+	e.as(alice, "POST", p, `{"sentence":""}`).mustOK(t)
+	time.Sleep(300 * time.Millisecond)
+	for _, ev := range e.audioEvents() {
+		if ev.Tag == "file" && ev.State == "done" {
+			t.Fatalf("a speech stop ended the file: %+v", ev)
+		}
+		if ev.Tag == "late" {
+			t.Fatalf("a stopped sentence still raised %+v", ev)
+		}
+	}
+}
