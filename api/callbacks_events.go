@@ -118,6 +118,7 @@ func (d *Dispatcher) eventPayload(ev bridge.Event, cb bridge.Callback) cbPayload
 		addStr("conferenceId", ev.ConferenceID)
 		addStr("conferenceUri", confURI)
 		add("status", cbAudioStatus(ev))
+		cbAudioEnd(addStr, ev)
 
 	case bridge.EventAnswer:
 		addStr("from", ev.From)
@@ -145,6 +146,7 @@ func (d *Dispatcher) eventPayload(ev bridge.Event, cb bridge.Callback) cbPayload
 		addStr("callUri", callURI)
 		st := cbAudioStatus(ev)
 		add("status", st)
+		cbAudioEnd(addStr, ev)
 		if ev.Type == bridge.EventSpeak {
 			if st == "started" {
 				add("state", "PLAYBACK_START")
@@ -216,4 +218,14 @@ func cbHangupCause(c string) string {
 		return "NORMAL_TEMPORARY_FAILURE"
 	}
 	return "NORMAL_CLEARING"
+}
+
+// cbAudioEnd adds, to a done playback or speak event, how it ended
+// ("done", "stopped", "replaced", "removed" or "error") as the extension
+// field endReason: Catapult's status says only done, and an application may
+// want to tell a failed fetch from a finished file.
+func cbAudioEnd(addStr func(k, v string), ev bridge.Event) {
+	if cbAudioStatus(ev) == "done" && ev.Status != "" && ev.Status != "started" {
+		addStr("endReason", ev.Status)
+	}
 }

@@ -201,7 +201,7 @@ func TestCallbackEventShapes(t *testing.T) {
 		{bridge.Event{Type: bridge.EventConferencePlayback, UserID: u, ConferenceID: cf, State: "start", Time: at, Tag: "audio-tag"}, bridge.Callback{Tag: "conf-tag"},
 			`{"eventType":"conference-playback","conferenceId":"conf-1","conferenceUri":"http://127.0.0.1:8080/v1/users/u-1/conferences/conf-1","status":"started","time":"2013-07-12T22:53:11.646Z","tag":"audio-tag"}`},
 		{bridge.Event{Type: bridge.EventConferenceSpeak, UserID: u, ConferenceID: cf, State: "done", Status: "stopped", Time: at}, bridge.Callback{},
-			`{"eventType":"conference-speak","conferenceId":"conf-1","conferenceUri":"http://127.0.0.1:8080/v1/users/u-1/conferences/conf-1","status":"done","time":"2013-07-12T22:53:11.646Z"}`},
+			`{"eventType":"conference-speak","conferenceId":"conf-1","conferenceUri":"http://127.0.0.1:8080/v1/users/u-1/conferences/conf-1","status":"done","endReason":"stopped","time":"2013-07-12T22:53:11.646Z"}`},
 		{bridge.Event{Type: bridge.EventAnswer, UserID: u, CallID: c, From: "+15753222083", To: "+13865245000", Time: at, Tag: "example-tag"}, bridge.Callback{},
 			`{"eventType":"answer","from":"+15753222083","to":"+13865245000","callId":"c-1","callUri":"http://127.0.0.1:8080/v1/users/u-1/calls/c-1","callState":"active","time":"2013-07-12T22:53:11.646Z","tag":"example-tag"}`},
 		{bridge.Event{Type: bridge.EventHangup, UserID: u, CallID: c, From: "+1", To: "+2", Cause: "hangup", Time: at}, bridge.Callback{},
@@ -213,9 +213,9 @@ func TestCallbackEventShapes(t *testing.T) {
 		{bridge.Event{Type: bridge.EventSpeak, UserID: u, CallID: c, State: "started", Time: at, Tag: "s"}, bridge.Callback{},
 			`{"eventType":"speak","callId":"c-1","callUri":"http://127.0.0.1:8080/v1/users/u-1/calls/c-1","status":"started","state":"PLAYBACK_START","time":"2013-07-12T22:53:11.646Z","tag":"s"}`},
 		{bridge.Event{Type: bridge.EventSpeak, UserID: u, CallID: c, State: "done", Status: "done", Time: at}, bridge.Callback{},
-			`{"eventType":"speak","callId":"c-1","callUri":"http://127.0.0.1:8080/v1/users/u-1/calls/c-1","status":"done","state":"PLAYBACK_STOP","time":"2013-07-12T22:53:11.646Z"}`},
+			`{"eventType":"speak","callId":"c-1","callUri":"http://127.0.0.1:8080/v1/users/u-1/calls/c-1","status":"done","endReason":"done","state":"PLAYBACK_STOP","time":"2013-07-12T22:53:11.646Z"}`},
 		{bridge.Event{Type: bridge.EventPlayback, UserID: u, CallID: c, State: "done", Status: "error", Time: at}, bridge.Callback{},
-			`{"eventType":"playback","callId":"c-1","callUri":"http://127.0.0.1:8080/v1/users/u-1/calls/c-1","status":"done","time":"2013-07-12T22:53:11.646Z"}`},
+			`{"eventType":"playback","callId":"c-1","callUri":"http://127.0.0.1:8080/v1/users/u-1/calls/c-1","status":"done","endReason":"error","time":"2013-07-12T22:53:11.646Z"}`},
 	}
 	for _, tc := range tests {
 		got := string(d.eventPayload(tc.ev, tc.cb).json())
