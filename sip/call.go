@@ -14,16 +14,16 @@ import (
 	"chorus/media"
 )
 
-// inCall is an answered (or being answered) inbound call. It implements
-// bridge.Leg.
-type inCall struct {
+// leg is the media side of a call, inbound or dialled: its RTP session and
+// our session description towards the peer (RFC 3264 offer/answer), which
+// either side may change during the call.
+type leg struct {
 	s         *Server
-	dlg       *sipgo.DialogServerSession
 	sess      *media.Session
 	call      *bridge.Call
 	log       *slog.Logger
 	sessionID uint64
-	transport string
+	done      <-chan struct{} // closed when the dialog ends
 
 	mu         sync.Mutex
 	sdpVersion uint64
@@ -32,7 +32,15 @@ type inCall struct {
 }
 
 // Media implements bridge.Leg.
-func (c *inCall) Media() *media.Session { return c.sess }
+func (c *leg) Media() *media.Session { return c.sess }
+
+// inCall is an answered (or being answered) inbound call. It implements
+// bridge.Leg.
+type inCall struct {
+	*leg
+	dlg       *sipgo.DialogServerSession
+	transport string
+}
 
 // Hangup implements bridge.Leg: BYE to the caller.
 func (c *inCall) Hangup(ctx context.Context, cause string) error {
@@ -43,7 +51,7 @@ func (c *inCall) Hangup(ctx context.Context, cause string) error {
 	return nil
 }
 
-func (c *inCall) gotAck(req *sip.Request) {
+func (c *leg) gotAck(req *sip.Request) {
 	c.mu.Lock()
 	if len(req.Body()) > 0 {
 		c.ackBody = append([]byte(nil), req.Body()...)
@@ -58,7 +66,7 @@ func (c *inCall) gotAck(req *sip.Request) {
 	}
 }
 
-func (c *inCall) sdp(codecs []media.Codec, te uint8, dir media.Direction) ([]byte, error) {
+func (c *leg) sdp(codecs []media.Codec, te uint8, dir media.Direction) ([]byte, error) {
 	c.mu.Lock()
 	v := c.sdpVersion
 	c.sdpVersion++
@@ -69,7 +77,7 @@ func (c *inCall) sdp(codecs []media.Codec, te uint8, dir media.Direction) ([]byt
 
 // answer applies the caller's offer and returns our answer: the first
 // codec of theirs we support, their telephone-event payload type.
-func (c *inCall) answer(offer Description) ([]byte, error) {
+func (c *leg) answer(offer Description) ([]byte, error) {
 	dir := answerDirection(offer)
 	c.sess.SetParams(media.Params{Remote: offer.Remote(), Codec: offer.Codecs[0],
 		TelephoneEventPT: offer.TelephoneEventPT, Direction: dir})
@@ -77,12 +85,12 @@ func (c *inCall) answer(offer Description) ([]byte, error) {
 }
 
 // offer returns our offer for an INVITE without SDP (answer in the ACK).
-func (c *inCall) offer() ([]byte, error) {
+func (c *leg) offer() ([]byte, error) {
 	return c.sdp([]media.Codec{media.PCMU, media.PCMA}, telephoneEventPT, media.SendRecv)
 }
 
 // applyAckAnswer reads the SDP answer carried by the ACK.
-func (c *inCall) applyAckAnswer() error {
+func (c *leg) applyAckAnswer() error {
 	c.mu.Lock()
 	body := c.ackBody
 	c.mu.Unlock()
@@ -104,7 +112,7 @@ func (c *inCall) applyAckAnswer() error {
 
 // update applies an offer in a re-INVITE or UPDATE and returns our answer.
 // Without an offer it returns our current description as an offer.
-func (c *inCall) update(body []byte) ([]byte, error) {
+func (c *leg) update(body []byte) ([]byte, error) {
 	cur := c.sess.Params()
 	if len(body) == 0 {
 		return c.sdp([]media.Codec{cur.Codec}, cur.TelephoneEventPT, cur.Direction)
@@ -131,7 +139,7 @@ func (c *inCall) update(body []byte) ([]byte, error) {
 
 // respondReliably sends a 2xx to a re-INVITE and, over UDP, retransmits it
 // until the ACK arrives (RFC 3261 §13.3.1.4), which sipgo leaves to us.
-func (c *inCall) respondReliably(req *sip.Request, tx sip.ServerTransaction, res *sip.Response) {
+func (c *leg) respondReliably(req *sip.Request, tx sip.ServerTransaction, res *sip.Response) {
 	reliable := !isUDP(req.Transport())
 	ch := make(chan uint32, 4)
 	if !reliable {
@@ -167,7 +175,7 @@ func (c *inCall) respondReliably(req *sip.Request, tx sip.ServerTransaction, res
 			case <-deadline:
 				t.Stop()
 				return
-			case <-c.dlg.Context().Done():
+			case <-c.done:
 				t.Stop()
 				return
 			}

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"log/slog"
 	"net"
 	"strings"
 	"sync"
@@ -18,24 +17,18 @@ import (
 
 // outCall is a call we dialled. It implements bridge.Leg.
 type outCall struct {
-	s      *Server
-	sess   *media.Session
-	call   *bridge.Call
-	log    *slog.Logger
+	*leg
 	cancel context.CancelFunc // abandons the dial while it rings
 
-	mu  sync.Mutex
+	dmu sync.Mutex
 	dlg *sipgo.DialogClientSession
 }
 
-// Media implements bridge.Leg.
-func (c *outCall) Media() *media.Session { return c.sess }
-
 // Hangup implements bridge.Leg: BYE once answered, else CANCEL.
 func (c *outCall) Hangup(ctx context.Context, cause string) error {
-	c.mu.Lock()
+	c.dmu.Lock()
 	dlg := c.dlg
-	c.mu.Unlock()
+	c.dmu.Unlock()
 	c.log.Info("hanging up", "cause", cause)
 	if dlg == nil || dlg.LoadState() < sip.DialogStateConfirmed {
 		c.cancel() // WaitAnswer sends CANCEL
@@ -67,8 +60,8 @@ func (s *Server) Dial(ctx context.Context, call *bridge.Call, from, to string) e
 		return err
 	}
 	ctx, cancel := context.WithCancel(ctx)
-	c := &outCall{s: s, sess: sess, call: call, cancel: cancel,
-		log: s.log.With("call", call.ID(), "to", to)}
+	c := &outCall{leg: &leg{s: s, sess: sess, call: call, sessionID: randUint64(), done: ctx.Done(),
+		log: s.log.With("call", call.ID(), "to", to)}, cancel: cancel}
 	call.SetLeg(c)
 	fail := func(err error) error {
 		cancel()
@@ -76,8 +69,7 @@ func (s *Server) Dial(ctx context.Context, call *bridge.Call, from, to string) e
 		return err
 	}
 
-	ic := &inCall{s: s, sess: sess, sessionID: randUint64()}
-	offer, err := ic.offer()
+	offer, err := c.offer()
 	if err != nil {
 		return fail(err)
 	}
@@ -100,9 +92,9 @@ func (s *Server) Dial(ctx context.Context, call *bridge.Call, from, to string) e
 	if err != nil {
 		return fail(fmt.Errorf("invite %s: %w", to, err))
 	}
-	c.mu.Lock()
+	c.dmu.Lock()
 	c.dlg = dlg
-	c.mu.Unlock()
+	c.dmu.Unlock()
 	if err := dlg.WaitAnswer(ctx, sipgo.AnswerOptions{}); err != nil {
 		_ = dlg.Close()
 		var de *sipgo.ErrDialogResponse
@@ -130,11 +122,9 @@ func (s *Server) Dial(ctx context.Context, call *bridge.Call, from, to string) e
 		te = 0
 	}
 	sess.SetParams(media.Params{Remote: ans.Remote(), Codec: ans.Codecs[0], TelephoneEventPT: te, Direction: answerDirection(ans)})
-	c.mu.Lock()
 	s.mu.Lock()
 	s.outCalls[dlg.ID] = c
 	s.mu.Unlock()
-	c.mu.Unlock()
 	call.Answered()
 	c.log.Info("call answered", "remote", ans.Remote(), "codec", ans.Codecs[0], "rtp", sess.LocalAddr())
 	go func() {

@@ -283,7 +283,8 @@ func (s *Server) onInvite(req *sip.Request, tx sip.ServerTransaction) {
 	}
 	_ = dlg.Respond(sip.StatusTrying, "Trying", nil)
 
-	c := &inCall{s: s, dlg: dlg, sess: sess, sessionID: randUint64(), transport: req.Transport()}
+	c := &inCall{leg: &leg{s: s, sess: sess, sessionID: randUint64(), done: dlg.Context().Done()},
+		dlg: dlg, transport: req.Transport()}
 	from := ""
 	if f := req.From(); f != nil {
 		from = f.Address.User
@@ -378,10 +379,29 @@ func (s *Server) lookup(req *sip.Request) (*inCall, *sipgo.DialogServerSession, 
 }
 
 func (s *Server) onAck(req *sip.Request, tx sip.ServerTransaction) {
-	if c, _, err := s.lookup(req); err == nil {
-		c.gotAck(req)
+	if l, _ := s.findLeg(req); l != nil {
+		l.gotAck(req)
 	}
 	_ = s.dialogs.ReadAck(req, tx)
+}
+
+// findLeg finds the call of an in-dialog request, inbound or dialled, and
+// the dialog that checks the request's CSeq.
+func (s *Server) findLeg(req *sip.Request) (*leg, *sipgo.Dialog) {
+	if c, dlg, err := s.lookup(req); err == nil {
+		return c.leg, &dlg.Dialog
+	}
+	dlg, err := s.outDialogs.MatchRequestDialog(req)
+	if err != nil {
+		return nil, nil
+	}
+	s.mu.Lock()
+	c := s.outCalls[dlg.ID]
+	s.mu.Unlock()
+	if c == nil {
+		return nil, nil
+	}
+	return c.leg, &dlg.Dialog
 }
 
 func (s *Server) onBye(req *sip.Request, tx sip.ServerTransaction) {
@@ -410,8 +430,8 @@ func (s *Server) onOptions(req *sip.Request, tx sip.ServerTransaction) {
 
 // onInfo takes DTMF by SIP INFO (application/dtmf-relay, application/dtmf).
 func (s *Server) onInfo(req *sip.Request, tx sip.ServerTransaction) {
-	call, log := s.lookupCall(req)
-	if call == nil {
+	l, _ := s.findLeg(req)
+	if l == nil {
 		s.respond(req, tx, sip.StatusCallTransactionDoesNotExists, "Call/Transaction Does Not Exist")
 		return
 	}
@@ -425,38 +445,20 @@ func (s *Server) onInfo(req *sip.Request, tx sip.ServerTransaction) {
 	}
 	d, err := dtmf.ParseInfo(ct, req.Body())
 	if err != nil {
-		log.Info("bad INFO", "err", err)
+		l.log.Info("bad INFO", "err", err)
 		s.respond(req, tx, sip.StatusUnsupportedMediaType, "Unsupported Media Type",
 			sip.NewHeader("Accept", "application/dtmf-relay, application/dtmf"))
 		return
 	}
 	s.respond(req, tx, sip.StatusOK, "OK")
-	call.Digit(d)
-}
-
-// lookupCall finds the call of an in-dialog request, inbound or dialled.
-func (s *Server) lookupCall(req *sip.Request) (*bridge.Call, *slog.Logger) {
-	if c, _, err := s.lookup(req); err == nil {
-		return c.call, c.log
-	}
-	dlg, err := s.outDialogs.MatchRequestDialog(req)
-	if err != nil {
-		return nil, nil
-	}
-	s.mu.Lock()
-	c := s.outCalls[dlg.ID]
-	s.mu.Unlock()
-	if c == nil {
-		return nil, nil
-	}
-	return c.call, c.log
+	l.call.Digit(d)
 }
 
 // onReInvite handles a re-INVITE: hold and resume, a new remote address,
 // a session refresh.
 func (s *Server) onReInvite(req *sip.Request, tx sip.ServerTransaction) {
-	c, dlg, err := s.lookup(req)
-	if err != nil {
+	c, dlg := s.findLeg(req)
+	if c == nil {
 		s.respond(req, tx, sip.StatusCallTransactionDoesNotExists, "Call/Transaction Does Not Exist")
 		return
 	}
@@ -478,8 +480,8 @@ func (s *Server) onReInvite(req *sip.Request, tx sip.ServerTransaction) {
 
 // onUpdate handles UPDATE (RFC 3311), mostly session-timer refreshes.
 func (s *Server) onUpdate(req *sip.Request, tx sip.ServerTransaction) {
-	c, dlg, err := s.lookup(req)
-	if err != nil {
+	c, dlg := s.findLeg(req)
+	if c == nil {
 		s.respond(req, tx, sip.StatusCallTransactionDoesNotExists, "Call/Transaction Does Not Exist")
 		return
 	}

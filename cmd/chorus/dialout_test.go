@@ -178,3 +178,62 @@ func freePort(t *testing.T) int {
 	defer c.Close()
 	return c.LocalAddr().(*net.UDPAddr).Port
 }
+
+// TestDialOutCalleeHolds: the far end of a dialled call puts the bridge on
+// hold with a re-INVITE; the bridge answers recvonly (checked by the sipp
+// scenario) and stops sending to it; removing the member sends its BYE.
+func TestDialOutCalleeHolds(t *testing.T) {
+	sipp, err := exec.LookPath("sipp")
+	if err != nil {
+		t.Fatal("sipp not found: install the Debian package sip-tester (.ci/run does)")
+	}
+	r := startChorus(t, "29800-29999")
+	alice := client{t: t, base: fmt.Sprintf("http://%s/v1/users/u-alice", r.HTTP), token: "alice-token", secret: "alice-secret"}
+	resp, _ := alice.do("POST", "/conferences", map[string]any{"from": "+15557770001"})
+	loc := resp.Header.Get("Location")
+	confID := loc[strings.LastIndex(loc, "/")+1:]
+
+	sipPort, mediaPort := freePort(t), freePort(t)
+	uas := exec.Command(sipp, "-sf", "testdata/sipp/uas_hold.xml", "-i", "127.0.0.1", "-p", strconv.Itoa(sipPort),
+		"-mi", "127.0.0.1", "-mp", strconv.Itoa(mediaPort), "-m", "1", "-nostdin", "-timeout", "20s", "-timeout_error")
+	uas.Dir = "../.."
+	var uasOut bytes.Buffer
+	uas.Stdout, uas.Stderr = &uasOut, &uasOut
+	if err := uas.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = uas.Process.Kill() }()
+	time.Sleep(300 * time.Millisecond)
+
+	resp, body := alice.do("POST", "/calls", map[string]any{"from": "+15557770001",
+		"to": fmt.Sprintf("sip:callee@127.0.0.1:%d", sipPort), "conferenceId": confID})
+	if resp.StatusCode != 201 {
+		t.Fatalf("dial out: %d %s", resp.StatusCode, body)
+	}
+	// Wait until the member is in and the hold has been answered.
+	var members []map[string]any
+	deadline := time.Now().Add(5 * time.Second)
+	for len(members) == 0 && time.Now().Before(deadline) {
+		_, body = alice.do("GET", "/conferences/"+confID+"/members", nil)
+		_ = json.Unmarshal(body, &members)
+		time.Sleep(50 * time.Millisecond)
+	}
+	if len(members) != 1 {
+		t.Fatalf("members: %s\n%s", body, uasOut.String())
+	}
+	time.Sleep(time.Second) // the re-INVITE comes 300 ms after the ACK
+	resp, body = alice.do("POST", "/conferences/"+confID+"/members/"+fmt.Sprint(members[0]["id"]), map[string]any{"state": "completed"})
+	if resp.StatusCode != 200 {
+		t.Fatalf("remove member: %d %s", resp.StatusCode, body)
+	}
+	waitErr := make(chan error, 1)
+	go func() { waitErr <- uas.Wait() }()
+	select {
+	case err := <-waitErr:
+		if err != nil {
+			t.Errorf("sipp callee failed (re-INVITE not answered recvonly, or no BYE): %v\n%s", err, uasOut.String())
+		}
+	case <-time.After(10 * time.Second):
+		t.Errorf("sipp callee did not finish\n%s", uasOut.String())
+	}
+}
