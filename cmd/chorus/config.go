@@ -40,6 +40,7 @@ type Config struct {
 	DrainPeriod time.Duration `json:"drainPeriod"`
 	Retention   time.Duration `json:"retention"`
 	AnswerDelay time.Duration `json:"answerDelay"`
+	PprofAddr   string        `json:"pprofAddr"`
 
 	rtpLow, rtpHigh int
 	publicIP        netip.Addr
@@ -83,6 +84,7 @@ func loadConfig(args []string, getenv func(string) string, stderr io.Writer) (Co
 	fs.Int("loudest-n", cfg.LoudestN, "talkers mixed at once (env CHORUS_LOUDEST_N)")
 	fs.Bool("auto-create", cfg.AutoCreate, "create a conference for an unknown dialled number (env CHORUS_AUTO_CREATE)")
 	fs.Duration("drain-period", cfg.DrainPeriod, "after SIGTERM, hang up remaining calls after this long; 0 waits for them (env CHORUS_DRAIN_PERIOD)")
+	fs.String("pprof-addr", "", "serve Go's net/http/pprof profiles on this address (e.g. 127.0.0.1:6060); off by default (env CHORUS_PPROF_ADDR)")
 	fs.Duration("answer-delay", cfg.AnswerDelay, "ring (180) this long before answering a call; 0 answers at once (env CHORUS_ANSWER_DELAY)")
 	fs.Duration("retention", cfg.Retention, "how long completed conferences and calls stay visible to the API (env CHORUS_RETENTION)")
 	if err := fs.Parse(args); err != nil {
@@ -159,6 +161,8 @@ func (c *Config) setField(name, v string) error {
 		c.RTPTimeout, err = time.ParseDuration(v)
 	case "drain-period":
 		c.DrainPeriod, err = time.ParseDuration(v)
+	case "pprof-addr":
+		c.PprofAddr = v
 	case "answer-delay":
 		c.AnswerDelay, err = time.ParseDuration(v)
 	case "retention":
