@@ -92,3 +92,13 @@ func sockaddrToAddrPort(rsa *syscall.RawSockaddrAny) (netip.AddrPort, bool) {
 	}
 	return netip.AddrPort{}, false
 }
+
+// dupCloexec duplicates a descriptor with close-on-exec set, so that
+// programs the bridge starts (espeak-ng) never inherit RTP sockets.
+func dupCloexec(fd uintptr) (uintptr, error) {
+	nfd, _, errno := syscall.Syscall(syscall.SYS_FCNTL, fd, syscall.F_DUPFD_CLOEXEC, 0)
+	if errno != 0 {
+		return 0, errno
+	}
+	return nfd, nil
+}

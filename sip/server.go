@@ -385,6 +385,26 @@ func (s *Server) onAck(req *sip.Request, tx sip.ServerTransaction) {
 	_ = s.dialogs.ReadAck(req, tx)
 }
 
+// waitConfirmed waits, briefly, until the dialog's 2xx has been ACKed. A
+// request that overtakes the ACK (UDP reorders; phones send INFO or UPDATE
+// right after it) would otherwise advance the dialog's CSeq first, and
+// sipgo would then reject the ACK and end the call.
+func waitConfirmed(dlg *sipgo.Dialog) {
+	if dlg == nil || dlg.LoadState() != sip.DialogStateEstablished {
+		return
+	}
+	ch := dlg.StateRead()
+	t := time.NewTimer(time.Second)
+	defer t.Stop()
+	for dlg.LoadState() == sip.DialogStateEstablished {
+		select {
+		case <-ch:
+		case <-t.C:
+			return
+		}
+	}
+}
+
 // findLeg finds the call of an in-dialog request, inbound or dialled, and
 // the dialog that checks the request's CSeq.
 func (s *Server) findLeg(req *sip.Request) (*leg, *sipgo.Dialog) {
@@ -462,6 +482,7 @@ func (s *Server) onReInvite(req *sip.Request, tx sip.ServerTransaction) {
 		s.respond(req, tx, sip.StatusCallTransactionDoesNotExists, "Call/Transaction Does Not Exist")
 		return
 	}
+	waitConfirmed(dlg)
 	if err := dlg.ReadRequest(req, tx); err != nil {
 		s.respond(req, tx, sip.StatusInternalServerError, "Server Error", sip.NewHeader("Retry-After", "1"))
 		return
@@ -485,6 +506,7 @@ func (s *Server) onUpdate(req *sip.Request, tx sip.ServerTransaction) {
 		s.respond(req, tx, sip.StatusCallTransactionDoesNotExists, "Call/Transaction Does Not Exist")
 		return
 	}
+	waitConfirmed(dlg)
 	if err := dlg.ReadRequest(req, tx); err != nil {
 		s.respond(req, tx, sip.StatusInternalServerError, "Server Error", sip.NewHeader("Retry-After", "1"))
 		return
