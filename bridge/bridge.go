@@ -72,6 +72,7 @@ type Bridge struct {
 	wg       sync.WaitGroup // mixer goroutines
 
 	dialer Dialer
+	clock  *clock
 
 	// manualClock leaves mixers unstarted so tests step them with mixOnce.
 	manualClock bool
@@ -86,8 +87,10 @@ func New(cfg Config, log *slog.Logger, events EventSink) *Bridge {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	return &Bridge{cfg: cfg, log: log, events: events, stats: &Stats{},
+	b := &Bridge{cfg: cfg, log: log, events: events, stats: &Stats{},
 		confs: map[string]*Conference{}, calls: map[string]*Call{}}
+	b.clock = newClock(b)
+	return b
 }
 
 // Config returns the effective configuration.

@@ -43,6 +43,7 @@ type Conference struct {
 	stop      context.CancelFunc
 
 	mute, hold atomic.Bool
+	ended      atomic.Bool // completed: the clock drops it
 
 	// members is the snapshot the mixer iterates: the active members,
 	// rebuilt on join and leave, never modified in place.
@@ -194,13 +195,7 @@ func (c *Conference) AddMember(call *Call, opts MemberOptions) (*Member, error) 
 	startMixer := c.state == StateCreated
 	c.state = StateActive
 	if startMixer && !c.b.manualClock {
-		ctx, cancel := context.WithCancel(context.Background())
-		c.stop = cancel
-		c.b.wg.Add(1)
-		go func() {
-			defer c.b.wg.Done()
-			c.run(ctx)
-		}()
+		c.b.clock.start(c)
 	}
 	active := len(next)
 	c.mu.Unlock()
@@ -299,6 +294,7 @@ func (c *Conference) complete() {
 		return
 	}
 	c.state = StateCompleted
+	c.ended.Store(true)
 	c.completed = c.b.cfg.Now()
 	stop := c.stop
 	c.mu.Unlock()

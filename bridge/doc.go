@@ -7,8 +7,10 @@
 // outside world it publishes as Events to an EventSink, which package api
 // turns into HTTP callbacks.
 //
-// Each active conference runs one mixer goroutine on a 20 ms clock. A tick
-// (Conference.mixOnce) drains every member's RTP socket without blocking,
+// Every active conference is mixed on a 20 ms clock: small rooms share a few
+// clock goroutines (one per GOMAXPROCS, each running the ticks of its rooms
+// in turn), and a room of 64 members or more gets a goroutine of its own. A
+// tick (Conference.mixOnce) drains every member's RTP socket without blocking,
 // feeds the jitter buffers and DTMF detectors, takes one frame from each
 // member, gates it (mic sensitivity), picks the loudest talkers, sums them
 // in int32, and sends each member the sum minus its own contribution with

@@ -49,8 +49,8 @@ func (x *mixer) init(loudestN int) {
 	}
 }
 
-// run is the conference's mixer goroutine: one mixOnce per 20 ms tick until
-// ctx ends.
+// run is the mixer goroutine of a big conference (see dedicatedMembers):
+// one mixOnce per 20 ms tick until ctx ends.
 func (c *Conference) run(ctx context.Context) {
 	st := c.b.stats
 	timer := time.NewTimer(time.Hour)
@@ -163,7 +163,7 @@ func (c *Conference) mixOnce(now time.Time) {
 	var sent, encodes uint64
 	for _, m := range members {
 		mx := m.mx
-		codec := m.sess.Params().Codec
+		codec := m.sess.Codec()
 		if codec != media.PCMA {
 			codec = media.PCMU
 		}

@@ -257,21 +257,37 @@ func (j *JitterBuffer) Read(dst []int16) bool {
 // concealment it cross-fades from the continuing concealment into the real
 // signal, so the joint has no step.
 func (j *JitterBuffer) copyOut(dst []int16, n int) {
-	for i := range n {
+	i := 0
+	for ; i < n && j.fadeIn > 0; i++ { // the fade back from a concealment
 		s := j.pcm[(j.readTS+uint32(i))%ringSamples]
-		if j.fadeIn > 0 {
-			g := int32(fadeSamples - j.fadeIn)
-			s = int16((int32(s)*g + j.concealSample()*(fadeSamples-g)) / fadeSamples)
-			j.fadeIn--
-		}
+		g := int32(fadeSamples - j.fadeIn)
+		s = int16((int32(s)*g + j.concealSample()*(fadeSamples-g)) / fadeSamples)
+		j.fadeIn--
 		dst[i] = s
 		j.hist[j.histPos] = s
 		j.histPos = (j.histPos + 1) % len(j.hist)
+	}
+	if i < n { // the rest: block copies out of the ring and into the history
+		from := i
+		for i < n {
+			i += copy(dst[i:n], j.pcm[(j.readTS+uint32(i))%ringSamples:])
+		}
+		j.pushHist(dst[from:n])
 	}
 	j.readTS += uint32(n)
 	if j.fadeIn == 0 {
 		j.concealRun = 0
 	}
+}
+
+// pushHist appends played samples to the history ring.
+func (j *JitterBuffer) pushHist(s []int16) {
+	if len(s) > len(j.hist) {
+		s = s[len(s)-len(j.hist):]
+	}
+	k := copy(j.hist[j.histPos:], s)
+	copy(j.hist[:], s[k:])
+	j.histPos = (j.histPos + len(s)) % len(j.hist)
 }
 
 // conceal synthesises missing samples: the output before the gap mirrored

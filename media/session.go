@@ -123,7 +123,8 @@ type Session struct {
 	// receive state (poll goroutine)
 	rx      rxBatch
 	pkt     rtp.Packet
-	lastRTP atomic.Int64 // unix nanos of the last valid packet
+	lastRTP atomic.Int64  // unix nanos of the last valid packet
+	codec   atomic.Uint32 // params.Codec, for Codec
 
 	packetsIn, packetsOut, malformed, strangers, unknownPT, sendErrors atomic.Uint64
 }
@@ -190,7 +191,12 @@ func (s *Session) SetParams(p Params) {
 		s.latched = netip.AddrPort{}
 	}
 	s.params = p
+	s.codec.Store(uint32(p.Codec))
 }
+
+// Codec returns the codec we send, without taking the session's lock (the
+// mixer asks once per member per tick).
+func (s *Session) Codec() Codec { return Codec(s.codec.Load()) }
 
 // Params returns the current parameters.
 func (s *Session) Params() Params {
