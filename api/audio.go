@@ -118,28 +118,39 @@ type player struct {
 	event bridge.Event // Type and ids; State, Status and Tag are set per event
 }
 
+// readAudioBody reads and validates an audio request body.
+func (s *server) readAudioBody(w http.ResponseWriter, r *http.Request) (audioRequest, error) {
+	b, err := readBody(w, r, s.maxBody, "audio")
+	if err != nil {
+		return audioRequest{}, err
+	}
+	return readAudio(b)
+}
+
+// event returns the event type of the request's kind and its tag, the
+// request's own or else the target's.
+func (req audioRequest) event(fileType, speechType, targetTag string) (typ, tag string) {
+	typ, tag = fileType, req.tag
+	if req.kind == kindSpeech {
+		typ = speechType
+	}
+	if tag == "" {
+		tag = targetTag
+	}
+	return typ, tag
+}
+
 // POST /conferences/{id}/audio: file or speech into the whole room.
 func (s *server) conferenceAudio(w http.ResponseWriter, r *http.Request, user string) error {
 	c, err := s.conference(user, r.PathValue("conferenceId"))
 	if err != nil {
 		return err
 	}
-	b, err := readBody(w, r, s.maxBody, "audio")
+	req, err := s.readAudioBody(w, r)
 	if err != nil {
 		return err
 	}
-	req, err := readAudio(b)
-	if err != nil {
-		return err
-	}
-	typ := bridge.EventConferencePlayback
-	if req.kind == kindSpeech {
-		typ = bridge.EventConferenceSpeak
-	}
-	tag := req.tag
-	if tag == "" {
-		tag = c.Callback().Tag
-	}
+	typ, tag := req.event(bridge.EventConferencePlayback, bridge.EventConferenceSpeak, c.Callback().Tag)
 	p := player{key: "conf/" + c.ID(),
 		alive: func() bool { return c.State() != bridge.StateCompleted },
 		play:  c.Play, stop: c.StopAudio,
@@ -157,22 +168,11 @@ func (s *server) memberAudio(w http.ResponseWriter, r *http.Request, user string
 	if err != nil {
 		return err
 	}
-	b, err := readBody(w, r, s.maxBody, "audio")
+	req, err := s.readAudioBody(w, r)
 	if err != nil {
 		return err
 	}
-	req, err := readAudio(b)
-	if err != nil {
-		return err
-	}
-	typ := bridge.EventPlayback
-	if req.kind == kindSpeech {
-		typ = bridge.EventSpeak
-	}
-	tag := req.tag
-	if tag == "" {
-		tag = m.Call().Info().Callback.Tag
-	}
+	typ, tag := req.event(bridge.EventPlayback, bridge.EventSpeak, m.Call().Info().Callback.Tag)
 	p := player{key: m.ID(), alive: m.Active, play: m.Play, stop: m.StopAudio,
 		event: bridge.Event{Type: typ, UserID: user, ConferenceID: c.ID(), MemberID: m.ID(), CallID: m.Call().ID(), Tag: tag}}
 	if !req.stop {
