@@ -38,7 +38,7 @@ func logger(t testing.TB) *slog.Logger {
 }
 
 // startBridge runs a bridge with SIP on loopback ports chosen at run time.
-func startBridge(t testing.TB, cfg bridge.Config, rtpLow, rtpHigh int) *testBridge {
+func startBridge(t testing.TB, cfg bridge.Config, rtpLow, rtpHigh int, opts ...func(*Config)) *testBridge {
 	t.Helper()
 	if cfg.DefaultUser == "" {
 		cfg.DefaultUser = "u-test"
@@ -49,7 +49,11 @@ func startBridge(t testing.TB, cfg bridge.Config, rtpLow, rtpHigh int) *testBrid
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv, err := New(Config{PublicIP: netip.MustParseAddr("127.0.0.1"), Ports: ports, Bridge: b, Log: log})
+	sc := Config{PublicIP: netip.MustParseAddr("127.0.0.1"), Ports: ports, Bridge: b, Log: log}
+	for _, o := range opts {
+		o(&sc)
+	}
+	srv, err := New(sc)
 	if err != nil {
 		t.Fatal(err)
 	}

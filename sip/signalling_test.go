@@ -226,8 +226,7 @@ func waitFor(t testing.TB, what string, cond func() bool) {
 // TestCancelWhileRinging: with a ringing phase, a CANCEL gets 200, the
 // INVITE 487 with the same To-tag as the 180, and no member joins.
 func TestCancelWhileRinging(t *testing.T) {
-	tb := startBridge(t, bridge.Config{AutoCreate: true}, 27500, 27999)
-	tb.srv.cfg.AnswerDelay = 3 * time.Second
+	tb := startBridge(t, bridge.Config{AutoCreate: true}, 27500, 27999, func(c *Config) { c.AnswerDelay = 3 * time.Second })
 	raw := newRawSIP(t, tb.udp)
 	invite := raw.request("INVITE", "1000", "application/sdp", offerSDP(4000, "0"))
 	raw.send(invite)
