@@ -35,12 +35,14 @@ type mixer struct {
 	room     [media.FrameSamples]int16
 	out      [media.FrameSamples]int16
 	talkers  []*Member
+	rx       *media.RecvBuffer       // shared by every member's socket
 	shared   [3][numLevels]sharedOut // by media.Codec, receive level
 	silence  [3][media.FrameSamples]byte
 }
 
 func (x *mixer) init(loudestN int) {
 	x.loudestN = loudestN
+	x.rx = media.NewRecvBuffer()
 	x.talkers = make([]*Member, 0, loudestN+1)
 	for _, c := range []media.Codec{media.PCMU, media.PCMA} {
 		for i := range x.silence[c] {
@@ -111,7 +113,7 @@ func (c *Conference) mixOnce(now time.Time) {
 	var polled uint64
 	for _, m := range members {
 		mx := m.mx
-		polled += uint64(m.sess.Poll(now, m))
+		polled += uint64(m.sess.PollInto(now, m, x.rx))
 		for i := range mx.nDigits {
 			c.handleDigit(m, mx.digits[i])
 		}

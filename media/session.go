@@ -19,6 +19,9 @@ import (
 // then fail to parse.
 const maxPacket = 1500
 
+// maxSend is the largest packet we send: an RTP header and 60 ms of G.711.
+const maxSend = 12 + 480
+
 // maxPerPoll bounds the packets one Poll drains, so one flooding peer cannot
 // hold up a mixer tick.
 const maxPerPoll = 32
@@ -117,11 +120,11 @@ type Session struct {
 	// send state
 	hdr     rtp.Header
 	started bool
-	wbuf    [maxPacket]byte
+	wbuf    [maxSend]byte
 	wsa     syscall.RawSockaddrAny
 
 	// receive state (poll goroutine)
-	rx      rxBatch
+	rx      *rxBatch // for Poll; the mixer passes its own to PollInto
 	pkt     rtp.Packet
 	lastRTP atomic.Int64  // unix nanos of the last valid packet
 	codec   atomic.Uint32 // params.Codec, for Codec
@@ -159,7 +162,6 @@ func NewSession(conn *net.UDPConn, onClose func()) (*Session, error) {
 	// socket lives on through the duplicate.
 	_ = conn.Close()
 	_, s.inet6 = sa.(*syscall.SockaddrInet6)
-	s.rx.init()
 	var b [10]byte
 	_, _ = rand.Read(b[:])
 	s.hdr = rtp.Header{
@@ -244,8 +246,10 @@ func (s *Session) Flush() {
 	if s.closed {
 		return
 	}
+	var d drainBatch
+	d.init()
 	for range 1024 {
-		if n, errno := s.rx.recv(s.fd); errno != 0 || n < recvBatch {
+		if n, errno := d.recv(s.fd); errno != 0 || n < recvBatch {
 			return
 		}
 	}
@@ -255,6 +259,32 @@ func (s *Session) Flush() {
 // blocking and hands the valid ones to h. now is the poll time. It returns
 // the number of datagrams read.
 func (s *Session) Poll(now time.Time, h Handler) int {
+	if s.rx == nil {
+		s.rx = &rxBatch{}
+		s.rx.init()
+	}
+	return s.poll(now, h, s.rx)
+}
+
+// RecvBuffer is the memory a receive needs (a few datagrams and their
+// source addresses). One goroutine polling many sessions shares one, so
+// that sessions hold no receive memory of their own.
+type RecvBuffer struct{ b rxBatch }
+
+// NewRecvBuffer returns a buffer for PollInto.
+func NewRecvBuffer() *RecvBuffer {
+	r := &RecvBuffer{}
+	r.b.init()
+	return r
+}
+
+// PollInto is Poll reading into buf, which the caller owns and must not
+// use from two goroutines at once. The payloads handed to h alias buf.
+func (s *Session) PollInto(now time.Time, h Handler, buf *RecvBuffer) int {
+	return s.poll(now, h, &buf.b)
+}
+
+func (s *Session) poll(now time.Time, h Handler, rx *rxBatch) int {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.closed {
@@ -263,18 +293,18 @@ func (s *Session) Poll(now time.Time, h Handler) int {
 	nowNs := now.UnixNano()
 	count := 0
 	for count < maxPerPoll {
-		n, errno := s.rx.recv(s.fd)
+		n, errno := rx.recv(s.fd)
 		if errno != 0 {
 			break
 		}
 		for i := range n {
 			count++
-			from, ok := sockaddrToAddrPort(&s.rx.names[i])
+			from, ok := sockaddrToAddrPort(&rx.names[i])
 			if !ok {
 				s.malformed.Add(1)
 				continue
 			}
-			s.handle(nowNs, from, s.rx.bufs[i][:min(int(s.rx.msgs[i].n), maxPacket)], h)
+			s.handle(nowNs, from, rx.bufs[i][:min(int(rx.msgs[i].n), maxPacket)], h)
 		}
 		if n < recvBatch {
 			break // drained: no need for a call that returns EAGAIN

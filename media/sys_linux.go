@@ -53,6 +53,32 @@ func (b *rxBatch) recv(fd uintptr) (int, syscall.Errno) {
 	return int(n), 0
 }
 
+// drainBatch reads datagrams only to discard them: every message lands,
+// truncated, in one small buffer, with no source address.
+type drainBatch struct {
+	msgs [recvBatch]mmsghdr
+	iovs [recvBatch]syscall.Iovec
+	buf  [16]byte
+}
+
+func (d *drainBatch) init() {
+	for i := range d.msgs {
+		d.iovs[i].Base = &d.buf[0]
+		d.iovs[i].SetLen(len(d.buf))
+		d.msgs[i].hdr.Iov = &d.iovs[i]
+		d.msgs[i].hdr.Iovlen = 1
+	}
+}
+
+func (d *drainBatch) recv(fd uintptr) (int, syscall.Errno) {
+	n, _, errno := syscall.Syscall6(syscall.SYS_RECVMMSG, fd, uintptr(unsafe.Pointer(&d.msgs[0])),
+		recvBatch, syscall.MSG_DONTWAIT, 0, 0)
+	if errno != 0 {
+		return 0, errno
+	}
+	return int(n), 0
+}
+
 // sendto is sendto(2) on a raw descriptor with a caller-owned address: no
 // allocation and none of the net package's per-call locking.
 func sendto(fd uintptr, b []byte, sa *syscall.RawSockaddrAny, saLen uint32) syscall.Errno {

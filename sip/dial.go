@@ -127,8 +127,7 @@ func (s *Server) Dial(ctx context.Context, call *bridge.Call, from, to string) e
 	s.mu.Unlock()
 	call.Answered()
 	c.log.Info("call answered", "remote", ans.Remote(), "codec", ans.Codecs[0], "rtp", sess.LocalAddr())
-	go func() {
-		<-dlg.Context().Done()
+	context.AfterFunc(dlg.Context(), func() {
 		s.mu.Lock()
 		delete(s.outCalls, dlg.ID)
 		s.mu.Unlock()
@@ -137,6 +136,6 @@ func (s *Server) Dial(ctx context.Context, call *bridge.Call, from, to string) e
 		_ = sess.Close()
 		cancel()
 		c.log.Info("call ended", "stats", sess.Stats())
-	}()
+	})
 	return nil
 }

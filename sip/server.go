@@ -267,7 +267,14 @@ func (s *Server) onInvite(req *sip.Request, tx sip.ServerTransaction) {
 		s.reject(req, tx, log, err)
 		return
 	}
-	defer sess.Close()
+	// Until the call is established and handed to context.AfterFunc below,
+	// this handler owns the clean-up.
+	handedOff := false
+	defer func() {
+		if !handedOff {
+			_ = sess.Close()
+		}
+	}()
 
 	dlg, err := s.dialogs.ReadInvite(req, tx)
 	if err != nil {
@@ -275,7 +282,11 @@ func (s *Server) onInvite(req *sip.Request, tx sip.ServerTransaction) {
 		s.respond(req, tx, sip.StatusBadRequest, "Bad Request")
 		return
 	}
-	defer dlg.Close()
+	defer func() {
+		if !handedOff {
+			_ = dlg.Close()
+		}
+	}()
 	// A CANCEL is answered with 487 built from req by the transaction
 	// layer: give req the dialog's To-tag so the 487 matches our 1xx.
 	if tag, ok := dlg.InviteRequest.To().Params.Get("tag"); ok {
@@ -294,10 +305,15 @@ func (s *Server) onInvite(req *sip.Request, tx sip.ServerTransaction) {
 	s.mu.Lock()
 	s.calls[dlg.ID] = c
 	s.mu.Unlock()
-	defer func() {
+	forget := func() {
 		s.mu.Lock()
 		delete(s.calls, dlg.ID)
 		s.mu.Unlock()
+	}
+	defer func() {
+		if !handedOff {
+			forget()
+		}
 	}()
 
 	if d := s.cfg.AnswerDelay; d > 0 {
@@ -352,9 +368,16 @@ func (s *Server) onInvite(req *sip.Request, tx sip.ServerTransaction) {
 		c.log.Info("join failed", "err", err)
 		_ = c.Hangup(context.Background(), "join-failed")
 	}
-	<-dlg.Context().Done()
-	c.call.Ended("hangup")
-	c.log.Info("call ended", "stats", sess.Stats())
+	// The call lives on without a goroutine of its own: when the dialog
+	// ends (BYE either way), the call ends and its resources go.
+	handedOff = true
+	context.AfterFunc(dlg.Context(), func() {
+		c.call.Ended("hangup")
+		c.log.Info("call ended", "stats", sess.Stats())
+		forget()
+		_ = dlg.Close()
+		_ = sess.Close()
+	})
 }
 
 func callID(req *sip.Request) string {
