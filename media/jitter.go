@@ -53,8 +53,12 @@ type JitterStats struct {
 // A JitterBuffer is used by one goroutine (the mixer's); it allocates
 // nothing after construction. The zero value is ready to use.
 type JitterBuffer struct {
-	pcm   [ringSamples]int16
-	stamp [ringSamples]uint32 // RTP timestamp held by each slot
+	pcm [ringSamples]int16
+	// stamp holds the low 16 bits of the RTP timestamp of each slot's
+	// sample. A slot is current when they match: a stale slot could only
+	// pass for current after 32 laps (8 s) unwritten, and restart marks
+	// every slot stale whenever a stream (re)starts.
+	stamp [ringSamples]uint16
 
 	primed   bool
 	ssrc     uint32
@@ -113,7 +117,7 @@ func (j *JitterBuffer) restart(ssrc, ts uint32) {
 	for i := range j.stamp {
 		slot := uint32(i)
 		off := (slot - ts) % ringSamples
-		j.stamp[i] = ts + off - ringSamples
+		j.stamp[i] = uint16(ts + off - ringSamples)
 	}
 	j.stats.Resyncs++
 }
@@ -172,7 +176,7 @@ func (j *JitterBuffer) Put(ssrc, ts uint32, codec Codec, payload []byte) {
 		t := ts + uint32(i)
 		slot := t % ringSamples
 		j.pcm[slot] = table[payload[i]]
-		j.stamp[slot] = t
+		j.stamp[slot] = uint16(t)
 	}
 	if end := ts + uint32(n); int32(end-j.highTS) > 0 {
 		j.highTS = end
@@ -186,7 +190,7 @@ func (j *JitterBuffer) Put(ssrc, ts uint32, codec Codec, payload []byte) {
 func (j *JitterBuffer) available(limit int) int {
 	for i := range limit {
 		t := j.readTS + uint32(i)
-		if j.stamp[t%ringSamples] != t {
+		if j.stamp[t%ringSamples] != uint16(t) {
 			return i
 		}
 	}
@@ -234,7 +238,7 @@ func (j *JitterBuffer) Read(dst []int16) bool {
 		for i := range want {
 			t := j.readTS
 			slot := t % ringSamples
-			if j.stamp[slot] == t {
+			if j.stamp[slot] == uint16(t) {
 				j.copyOut(dst[i:i+1], 1)
 			} else if int32(j.highTS-t) <= 0 {
 				// Past the newest audio: the rest has not arrived
