@@ -25,7 +25,7 @@ func freeUDPPort(t *testing.T) int {
 func TestAgainstSippUAS(t *testing.T) {
 	sipp, err := exec.LookPath("sipp")
 	if err != nil {
-		t.Skip("sipp (Debian package sip-tester) is not installed")
+		t.Fatal("sipp not found: install the Debian package sip-tester (.ci/run does)")
 	}
 	sipPort, mediaPort := freeUDPPort(t), freeUDPPort(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
