@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"net"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
@@ -18,7 +17,6 @@ import (
 	"time"
 
 	"chorus/bridge"
-	"chorus/media"
 )
 
 // cbReq is one request an application received.
@@ -249,8 +247,8 @@ func TestCallbackBridgeLifecycle(t *testing.T) {
 	}
 	// call 1 has no callback of its own: its events go to the conference's.
 	// call 2 has its own.
-	c1 := b.NewCall("u-test", "+1001", "+15550001000", bridge.DirectionIn, cbFakeLeg(t), bridge.Callback{})
-	c2 := b.NewCall("u-test", "+1002", "+15550001000", bridge.DirectionIn, cbFakeLeg(t),
+	c1 := b.NewCall("u-test", "+1001", "+15550001000", bridge.DirectionIn, newLeg(t), bridge.Callback{})
+	c2 := b.NewCall("u-test", "+1002", "+15550001000", bridge.DirectionIn, newLeg(t),
 		bridge.Callback{URL: callApp.url("/call"), Tag: "call-2"})
 	c1.Answered()
 	c2.Answered()
@@ -343,36 +341,6 @@ func TestCallbackBridgeLifecycle(t *testing.T) {
 	if st := cbIdle(t, d); st.Failed != 0 || st.Dropped != 0 {
 		t.Errorf("stats %+v", st)
 	}
-}
-
-// cbFakeLeg is a call's signalling reduced to what the bridge uses, over a
-// real media session on loopback.
-type cbLeg struct{ sess *media.Session }
-
-func (l *cbLeg) Media() *media.Session                { return l.sess }
-func (l *cbLeg) Hangup(context.Context, string) error { return nil }
-
-func cbFakeLeg(t *testing.T) *cbLeg {
-	t.Helper()
-	phone, err := net.ListenUDP("udp", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	conn, err := net.ListenUDP("udp", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	sess, err := media.NewSession(conn, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	sess.SetParams(media.Params{Remote: phone.LocalAddr().(*net.UDPAddr).AddrPort(), Codec: media.PCMU,
-		TelephoneEventPT: 101, Direction: media.SendRecv})
-	t.Cleanup(func() {
-		_ = sess.Close()
-		_ = phone.Close()
-	})
-	return &cbLeg{sess: sess}
 }
 
 func TestCallbackGETQueryAndCredentials(t *testing.T) {
