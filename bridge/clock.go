@@ -74,22 +74,11 @@ func (s *shard) remove(c *Conference) {
 func (s *shard) run(b *Bridge) {
 	defer b.wg.Done()
 	st := b.stats
-	timer := time.NewTimer(time.Hour)
-	defer timer.Stop()
+	p := newPacer(st)
+	defer p.stop()
 	var list []*Conference
-	next := time.Now()
 	for {
-		next = next.Add(TickInterval)
-		if d := time.Until(next); d > 0 {
-			timer.Reset(d)
-			<-timer.C
-		}
-		now := time.Now()
-		late := now.Sub(next)
-		if late > maxCatchUp {
-			next = now
-			st.Restarts.Add(1)
-		}
+		now, _ := p.wait(nil)
 		s.mu.Lock()
 		if len(s.confs) == 0 {
 			s.running = false
@@ -98,7 +87,6 @@ func (s *shard) run(b *Bridge) {
 		}
 		list = append(list[:0], s.confs...)
 		s.mu.Unlock()
-		st.observeLateness(late)
 		for _, c := range list {
 			switch {
 			case c.ended.Load():
@@ -133,4 +121,47 @@ func (c *Conference) startDedicated() {
 		defer c.b.wg.Done()
 		c.run(ctx)
 	}()
+}
+
+// pacer wakes a mixer loop every TickInterval. A tick later than
+// maxCatchUp restarts the schedule from now (bounded catch-up); lateness
+// and restarts go to the stats.
+type pacer struct {
+	st    *Stats
+	timer *time.Timer
+	next  time.Time
+}
+
+func newPacer(st *Stats) *pacer {
+	return &pacer{st: st, timer: time.NewTimer(time.Hour), next: time.Now()}
+}
+
+func (p *pacer) stop() { p.timer.Stop() }
+
+// wait sleeps until the next tick and returns the wake time, or false when
+// done closes first (a nil done never does).
+func (p *pacer) wait(done <-chan struct{}) (time.Time, bool) {
+	p.next = p.next.Add(TickInterval)
+	if d := time.Until(p.next); d > 0 {
+		p.timer.Reset(d)
+		select {
+		case <-done:
+			return time.Time{}, false
+		case <-p.timer.C:
+		}
+	} else {
+		select {
+		case <-done:
+			return time.Time{}, false
+		default:
+		}
+	}
+	now := time.Now()
+	late := now.Sub(p.next)
+	if late > maxCatchUp {
+		p.next = now
+		p.st.Restarts.Add(1)
+	}
+	p.st.observeLateness(late)
+	return now, true
 }

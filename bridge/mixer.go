@@ -55,29 +55,14 @@ func (x *mixer) init(loudestN int) {
 // one mixOnce per 20 ms tick until ctx ends.
 func (c *Conference) run(ctx context.Context) {
 	st := c.b.stats
-	timer := time.NewTimer(time.Hour)
-	defer timer.Stop()
+	p := newPacer(st)
+	defer p.stop()
 	defer c.releaseGone() // the members of a finished conference
-	next := time.Now()
 	for {
-		next = next.Add(TickInterval)
-		if d := time.Until(next); d > 0 {
-			timer.Reset(d)
-			select {
-			case <-ctx.Done():
-				return
-			case <-timer.C:
-			}
-		} else if ctx.Err() != nil {
+		now, ok := p.wait(ctx.Done())
+		if !ok {
 			return
 		}
-		now := time.Now()
-		late := now.Sub(next)
-		if late > maxCatchUp {
-			next = now
-			st.Restarts.Add(1)
-		}
-		st.observeLateness(late)
 		c.safeMixOnce(now)
 		st.TickNanos.Add(uint64(time.Since(now)))
 	}
