@@ -7,6 +7,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"chorus/media"
@@ -27,6 +28,9 @@ type Config struct {
 	// Retention is how long completed conferences and calls stay visible
 	// to the API before Prune forgets them (default 1 h).
 	Retention time.Duration
+	// MixerPriority is how mixer threads are scheduled (zero: normal; the
+	// binary defaults to PriorityRealtime).
+	MixerPriority Priority
 	// Now is the clock (default time.Now).
 	Now func() time.Time
 }
@@ -76,6 +80,9 @@ type Bridge struct {
 
 	// manualClock leaves mixers unstarted so tests step them with mixOnce.
 	manualClock bool
+	// priorityRefused is set once the first mixer thread was refused its
+	// configured priority (logged once, not per room).
+	priorityRefused atomic.Bool
 }
 
 // New returns a bridge. events may be nil.

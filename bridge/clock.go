@@ -21,18 +21,22 @@ const dedicatedMembers = 64
 type clock struct {
 	b      *Bridge
 	shards []*shard
+	epoch  time.Time // shard i ticks at epoch + i·TickInterval/len(shards) + k·TickInterval
 }
 
 type shard struct {
+	phase   time.Duration // offset of this shard's ticks from the clock's epoch
 	mu      sync.Mutex
 	confs   []*Conference
 	running bool
 }
 
 func newClock(b *Bridge) *clock {
-	k := &clock{b: b, shards: make([]*shard, runtime.GOMAXPROCS(0))}
+	k := &clock{b: b, shards: make([]*shard, runtime.GOMAXPROCS(0)), epoch: time.Now()}
 	for i := range k.shards {
-		k.shards[i] = &shard{}
+		// Spread the shards over the tick, so that they do not all wake at
+		// once and queue for the cores and Go's Ps.
+		k.shards[i] = &shard{phase: time.Duration(i) * TickInterval / time.Duration(len(k.shards))}
 	}
 	return k
 }
@@ -54,7 +58,7 @@ func (k *clock) start(c *Conference) {
 	if !best.running {
 		best.running = true
 		k.b.wg.Add(1)
-		go best.run(k.b)
+		go best.run(k.b, k.epoch)
 	}
 	best.mu.Unlock()
 }
@@ -71,14 +75,16 @@ func (s *shard) remove(c *Conference) {
 }
 
 // run is a shard's clock goroutine.
-func (s *shard) run(b *Bridge) {
+func (s *shard) run(b *Bridge, epoch time.Time) {
 	defer b.wg.Done()
 	st := b.stats
-	p := newPacer(st)
+	p := newPacer(context.Background(), b)
+	p.align(epoch.Add(s.phase))
 	defer p.stop()
 	var list []*Conference
+	w := newTickWorker() // one for every room of the shard
 	for {
-		now, _ := p.wait(nil)
+		now, _ := p.wait()
 		s.mu.Lock()
 		if len(s.confs) == 0 {
 			s.running = false
@@ -96,10 +102,11 @@ func (s *shard) run(b *Bridge) {
 				s.remove(c)
 				c.startDedicated()
 			default:
-				c.safeMixOnce(now)
+				c.safeMixOnce(now, w)
 			}
 		}
 		clear(list) // hold no finished conference until the next tick
+		w.flush(st)
 		st.TickNanos.Add(uint64(time.Since(now)))
 	}
 }
@@ -125,43 +132,88 @@ func (c *Conference) startDedicated() {
 
 // pacer wakes a mixer loop every TickInterval. A tick later than
 // maxCatchUp restarts the schedule from now (bounded catch-up); lateness
-// and restarts go to the stats.
+// and restarts go to the stats. A restart also drops a raised priority
+// (see PriorityRealtime).
 type pacer struct {
-	st    *Stats
-	timer *time.Timer
+	b     *Bridge
+	sleep *sleeper
 	next  time.Time
+	ctx   context.Context
 }
 
-func newPacer(st *Stats) *pacer {
-	return &pacer{st: st, timer: time.NewTimer(time.Hour), next: time.Now()}
+// newPacer starts a schedule whose first tick is one TickInterval from
+// now; ctx ending wakes and ends it. It must be called on the goroutine
+// that waits on it.
+func newPacer(ctx context.Context, b *Bridge) *pacer {
+	s, refused := newSleeper(b.cfg.MixerPriority)
+	if refused != nil && b.priorityRefused.CompareAndSwap(false, true) {
+		b.log.Warn("mixer runs at a lower priority than configured; grant CAP_SYS_NICE or raise RLIMIT_RTPRIO (systemd: LimitRTPRIO=) for real-time mixing",
+			"want", b.cfg.MixerPriority, "got", s.priority, "err", refused)
+	}
+	return &pacer{b: b, sleep: s, next: time.Now(), ctx: ctx}
 }
 
-func (p *pacer) stop() { p.timer.Stop() }
+func (p *pacer) stop() { p.sleep.close() }
+
+// align moves the schedule so that ticks fall on at + k·TickInterval,
+// the first one less than a tick from now.
+func (p *pacer) align(at time.Time) {
+	now := time.Now()
+	since := now.Sub(at) % TickInterval
+	if since < 0 {
+		since += TickInterval
+	}
+	p.next = now.Add(-since) // the last aligned time; wait adds a tick
+}
 
 // wait sleeps until the next tick and returns the wake time, or false when
-// done closes first (a nil done never does).
-func (p *pacer) wait(done <-chan struct{}) (time.Time, bool) {
+// the pacer's context ends first.
+func (p *pacer) wait() (time.Time, bool) {
 	p.next = p.next.Add(TickInterval)
-	if d := time.Until(p.next); d > 0 {
-		p.timer.Reset(d)
-		select {
-		case <-done:
+	if time.Until(p.next) > 0 {
+		if !p.sleep.until(p.ctx, p.next) {
 			return time.Time{}, false
-		case <-p.timer.C:
 		}
-	} else {
-		select {
-		case <-done:
-			return time.Time{}, false
-		default:
-		}
+	} else if p.ctx.Err() != nil {
+		return time.Time{}, false
 	}
 	now := time.Now()
 	late := now.Sub(p.next)
+	st := p.b.stats
 	if late > maxCatchUp {
 		p.next = now
-		p.st.Restarts.Add(1)
+		st.Restarts.Add(1)
+		if p.sleep.demote() {
+			st.Demotions.Add(1)
+			p.b.log.Warn("mixer fell behind real time: its thread drops to normal priority", "late", late)
+		}
 	}
-	p.st.observeLateness(late)
+	st.observeLateness(late)
 	return now, true
+}
+
+// timerSleeper sleeps with a time.Timer: the portable fallback of sleeper.
+type timerSleeper struct{ t *time.Timer }
+
+func (s *timerSleeper) until(ctx context.Context, t time.Time) bool {
+	if ctx.Err() != nil {
+		return false
+	}
+	if s.t == nil {
+		s.t = time.NewTimer(time.Until(t))
+	} else {
+		s.t.Reset(time.Until(t))
+	}
+	select {
+	case <-ctx.Done():
+		return false
+	case <-s.t.C:
+		return true
+	}
+}
+
+func (s *timerSleeper) close() {
+	if s.t != nil {
+		s.t.Stop()
+	}
 }

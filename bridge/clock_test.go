@@ -2,8 +2,11 @@ package bridge
 
 import (
 	"context"
+	"errors"
+	"fmt"
 	"math"
 	"net"
+	"strings"
 	"testing"
 	"time"
 
@@ -100,5 +103,114 @@ func TestClock(t *testing.T) {
 	case <-waited:
 	case <-time.After(2 * time.Second):
 		t.Fatal("clock goroutines still running after every room completed")
+	}
+}
+
+// TestSleeper: in each of its ways of sleeping, the sleeper never wakes
+// before its time, a cancelled context ends a long sleep promptly, and a
+// sleep after the cancel reports no tick.
+func TestSleeper(t *testing.T) {
+	for _, mode := range []string{"realtime", "normal"} {
+		t.Run(mode, func(t *testing.T) {
+			errc := make(chan error, 1)
+			go func() { errc <- sleeperRun(mode) }() // a goroutine of its own: it may lock its thread
+			if err := <-errc; err != nil {
+				t.Fatal(err)
+			}
+		})
+	}
+}
+
+func sleeperRun(mode string) error {
+	want := PriorityNormal
+	if mode == "realtime" {
+		want = PriorityRealtime
+	}
+	s, _ := newSleeper(want)
+	defer s.close()
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	for range 5 {
+		at := time.Now().Add(5 * time.Millisecond)
+		if !s.until(ctx, at) {
+			return fmt.Errorf("sleep ended early")
+		}
+		if early := time.Until(at); early > 0 {
+			return fmt.Errorf("woke %v before its time", early)
+		}
+	}
+	go func() {
+		time.Sleep(20 * time.Millisecond)
+		cancel()
+	}()
+	start := time.Now()
+	if s.until(ctx, time.Now().Add(time.Hour)) {
+		return fmt.Errorf("an hour's sleep reported a tick")
+	}
+	if d := time.Since(start); d > 10*time.Second {
+		return fmt.Errorf("cancel took %v", d)
+	}
+	if s.until(ctx, time.Now().Add(time.Millisecond)) {
+		return fmt.Errorf("a sleep after cancel reported a tick")
+	}
+	return nil
+}
+
+// TestRaisePriority: a refused priority falls back to the next lower one
+// and the first refusal is reported; normal is never asked for.
+func TestRaisePriority(t *testing.T) {
+	refuse := func(above Priority) func(Priority) error {
+		return func(p Priority) error {
+			if p > above {
+				return errors.New("operation not permitted")
+			}
+			return nil
+		}
+	}
+	for _, tc := range []struct {
+		want, allowed, got Priority
+		refused            bool
+	}{
+		{PriorityRealtime, PriorityRealtime, PriorityRealtime, false},
+		{PriorityRealtime, PriorityHigh, PriorityHigh, true},
+		{PriorityRealtime, PriorityNormal, PriorityNormal, true},
+		{PriorityHigh, PriorityHigh, PriorityHigh, false},
+		{PriorityNormal, PriorityNormal, PriorityNormal, false},
+	} {
+		got, err := raisePriority(tc.want, refuse(tc.allowed))
+		if got != tc.got || (err != nil) != tc.refused {
+			t.Errorf("want %v allowed %v: got %v, %v", tc.want, tc.allowed, got, err)
+		}
+		if err != nil && !strings.Contains(err.Error(), tc.want.String()) {
+			t.Errorf("refusal %q does not name %v", err, tc.want)
+		}
+	}
+	for _, s := range []string{"normal", "high", "realtime", "RealTime"} {
+		if p, err := ParsePriority(s); err != nil || !strings.EqualFold(p.String(), s) {
+			t.Errorf("ParsePriority(%q) = %v, %v", s, p, err)
+		}
+	}
+	if _, err := ParsePriority("fast"); err == nil {
+		t.Error("ParsePriority(fast) accepted")
+	}
+}
+
+// TestPacerAlign: an aligned pacer's ticks fall on its phase, and the
+// clock's shards are spread over the tick.
+func TestPacerAlign(t *testing.T) {
+	b := New(Config{}, nil, nil)
+	p := newPacer(context.Background(), b)
+	defer p.stop()
+	at := time.Now().Add(-3*TickInterval + 7*time.Millisecond)
+	p.align(at)
+	if off := p.next.Sub(at) % TickInterval; off != 0 {
+		t.Errorf("next is %v off the phase", off)
+	}
+	if d := time.Until(p.next); d > 0 || d <= -TickInterval {
+		t.Errorf("last aligned time is %v from now, want within the past tick", d)
+	}
+	k := b.clock
+	if n := len(k.shards); n > 1 && k.shards[1].phase != TickInterval/time.Duration(n) {
+		t.Errorf("shard 1 phase %v with %d shards", k.shards[1].phase, n)
 	}
 }

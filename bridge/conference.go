@@ -57,7 +57,8 @@ type Conference struct {
 	audio slot // file or sentence for the whole room
 	tone  slot // join and leave tones
 
-	mix mixer // mixer goroutine state
+	mix        mixer       // mixer goroutine state
+	testWorker *tickWorker // mixOnce's (tests step the mixer with it)
 }
 
 func newConference(b *Bridge, opts ConferenceOptions) *Conference {

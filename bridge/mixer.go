@@ -35,14 +35,15 @@ type mixer struct {
 	room     [media.FrameSamples]int16
 	out      [media.FrameSamples]int16
 	talkers  []*Member
-	rx       *media.RecvBuffer       // shared by every member's socket
-	shared   [3][numLevels]sharedOut // by media.Codec, receive level
-	silence  [3][media.FrameSamples]byte
+	// shared is made on first use: most rooms only ever need one or two
+	// of these 27 (codec × receive level), and a room of 5 should not
+	// carry 4.5 KiB of them.
+	shared  [3][numLevels]*sharedOut // by media.Codec, receive level
+	silence [3][media.FrameSamples]byte
 }
 
 func (x *mixer) init(loudestN int) {
 	x.loudestN = loudestN
-	x.rx = media.NewRecvBuffer()
 	x.talkers = make([]*Member, 0, loudestN+1)
 	for _, c := range []media.Codec{media.PCMU, media.PCMA} {
 		for i := range x.silence[c] {
@@ -55,15 +56,17 @@ func (x *mixer) init(loudestN int) {
 // one mixOnce per 20 ms tick until ctx ends.
 func (c *Conference) run(ctx context.Context) {
 	st := c.b.stats
-	p := newPacer(st)
+	p := newPacer(ctx, c.b)
 	defer p.stop()
 	defer c.releaseGone() // the members of a finished conference
+	w := newTickWorker()
 	for {
-		now, ok := p.wait(ctx.Done())
+		now, ok := p.wait()
 		if !ok {
 			return
 		}
-		c.safeMixOnce(now)
+		c.safeMixOnce(now, w)
+		w.flush(st)
 		st.TickNanos.Add(uint64(time.Since(now)))
 	}
 }
@@ -71,7 +74,7 @@ func (c *Conference) run(ctx context.Context) {
 // safeMixOnce runs a tick; a panic (a bug) is logged and counted and the
 // conference goes on with its next tick rather than taking every call of
 // the process down.
-func (c *Conference) safeMixOnce(now time.Time) {
+func (c *Conference) safeMixOnce(now time.Time, w *tickWorker) {
 	defer func() {
 		if r := recover(); r != nil {
 			if c.b.stats.Panics.Add(1) <= 10 {
@@ -79,33 +82,62 @@ func (c *Conference) safeMixOnce(now time.Time) {
 			}
 		}
 	}()
-	c.mixOnce(now)
+	c.mixTick(now, w)
 }
 
-// mixOnce runs one tick: read every member, mix, send. Tests call it
+// mixOnce runs one tick with a receive buffer of its own. Tests call it
 // directly to step the mixer without the clock.
 func (c *Conference) mixOnce(now time.Time) {
+	if c.testWorker == nil {
+		c.testWorker = newTickWorker()
+	}
+	c.mixTick(now, c.testWorker)
+	c.testWorker.flush(c.b.stats)
+}
+
+// tickWorker is what a goroutine running mixer ticks owns: the receive
+// memory every socket it drains shares (a clock shard's rooms share one),
+// and counters it adds to Stats once per round rather than with five
+// contended atomics per room per tick.
+type tickWorker struct {
+	rx                             *media.RecvBuffer
+	ticks, mixed, encodes, in, out uint64
+}
+
+func newTickWorker() *tickWorker { return &tickWorker{rx: media.NewRecvBuffer()} }
+
+// flush adds the counters to st and zeroes them.
+func (w *tickWorker) flush(st *Stats) {
+	st.Ticks.Add(w.ticks)
+	st.Mixed.Add(w.mixed)
+	st.Encodes.Add(w.encodes)
+	st.PacketsIn.Add(w.in)
+	st.PacketsOut.Add(w.out)
+	w.ticks, w.mixed, w.encodes, w.in, w.out = 0, 0, 0, 0, 0
+}
+
+// mixTick runs one tick: read every member, mix, send.
+func (c *Conference) mixTick(now time.Time, w *tickWorker) {
 	x := &c.mix
 	x.tick++
-	st := c.b.stats
 	if c.goneCount.Load() > 0 {
 		c.releaseGone()
 	}
-	st.Ticks.Add(1)
+	w.ticks++
 	members := *c.members.Load()
 
 	// 1. Input: drain sockets, apply digits, take a frame, gate it.
 	var polled uint64
 	for _, m := range members {
 		mx := m.mx
-		polled += uint64(m.sess.PollInto(now, m, x.rx))
+		polled += uint64(m.sess.PollInto(now, m, w.rx))
 		for i := range mx.nDigits {
 			c.handleDigit(m, mx.digits[i])
 		}
 		mx.nDigits = 0
 		m.gate(mx.jb.Read(mx.in[:]))
 	}
-	st.PacketsIn.Add(polled)
+	w.in += polled
 
 	// 2. Choose the talkers: open gate, not muted or held, loudest first.
 	x.talkers = x.talkers[:0]
@@ -134,7 +166,7 @@ func (c *Conference) mixOnce(now time.Time) {
 			x.acc[i] += v
 		}
 	}
-	st.Mixed.Add(uint64(len(x.talkers)))
+	w.mixed += uint64(len(x.talkers))
 	if c.audio.frame(x.room[:]) {
 		for i, s := range x.room {
 			x.acc[i] += int32(s)
@@ -162,7 +194,11 @@ func (c *Conference) mixOnce(now time.Time) {
 			rx := m.receive.Load() - MinLevel
 			private := m.audio.frame(mx.priv[:])
 			if !m.selected && !private {
-				sh := &x.shared[codec][rx]
+				sh := x.shared[codec][rx]
+				if sh == nil {
+					sh = new(sharedOut)
+					x.shared[codec][rx] = sh
+				}
 				if sh.tick != x.tick {
 					sh.tick = x.tick
 					g := int64(gainQ14[rx])
@@ -193,8 +229,8 @@ func (c *Conference) mixOnce(now time.Time) {
 			sent++
 		}
 	}
-	st.PacketsOut.Add(sent)
-	st.Encodes.Add(encodes)
+	w.out += sent
+	w.encodes += encodes
 
 	// 5. RTP timeouts.
 	if x.tick%timeoutCheckTicks == 0 {

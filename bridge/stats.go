@@ -20,6 +20,7 @@ type Stats struct {
 
 	Ticks      atomic.Uint64 // mixer ticks
 	Restarts   atomic.Uint64 // clock restarts after a stall beyond the catch-up bound
+	Demotions  atomic.Uint64 // mixer threads dropped from a raised priority after a restart
 	TickNanos  atomic.Uint64 // time spent mixing
 	Mixed      atomic.Uint64 // talker frames mixed
 	Encodes    atomic.Uint64 // G.711 frames encoded (shared ones once)

@@ -14,6 +14,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"chorus/bridge"
 )
 
 // User is one API account: the id in URLs, and the Basic auth pair.
@@ -41,8 +43,11 @@ type Config struct {
 	Retention   time.Duration `json:"retention"`
 	AnswerDelay time.Duration `json:"answerDelay"`
 	PprofAddr   string        `json:"pprofAddr"`
+	// MixerPriority is normal, high or realtime (see bridge.Priority).
+	MixerPriority string `json:"mixerPriority"`
 
 	rtpLow, rtpHigh int
+	mixerPriority   bridge.Priority
 	publicIP        netip.Addr
 	generatedUser   bool
 }
@@ -50,7 +55,7 @@ type Config struct {
 func defaultConfig() Config {
 	return Config{SIPAddr: ":5060", HTTPAddr: "127.0.0.1:8080", RTPPorts: "10000-20000", LogLevel: "info",
 		RTPTimeout: 30 * time.Second, MaxMembers: 20, LoudestN: 8, AutoCreate: true, DrainPeriod: 0,
-		Retention: time.Hour}
+		Retention: time.Hour, MixerPriority: "realtime"}
 }
 
 // userList collects repeated --user flags.
@@ -86,6 +91,7 @@ func loadConfig(args []string, getenv func(string) string, stderr io.Writer) (Co
 	fs.Duration("drain-period", cfg.DrainPeriod, "after SIGTERM, hang up remaining calls after this long; 0 waits for them (env CHORUS_DRAIN_PERIOD)")
 	fs.String("pprof-addr", "", "serve Go's net/http/pprof profiles on this address (e.g. 127.0.0.1:6060); off by default (env CHORUS_PPROF_ADDR)")
 	fs.Duration("answer-delay", cfg.AnswerDelay, "ring (180) this long before answering a call; 0 answers at once (env CHORUS_ANSWER_DELAY)")
+	fs.String("mixer-priority", cfg.MixerPriority, "scheduling of mixer threads: realtime (SCHED_FIFO; needs CAP_SYS_NICE or RLIMIT_RTPRIO, else falls back), high (nice -10) or normal (env CHORUS_MIXER_PRIORITY)")
 	fs.Duration("retention", cfg.Retention, "how long completed conferences and calls stay visible to the API (env CHORUS_RETENTION)")
 	if err := fs.Parse(args); err != nil {
 		return cfg, err
@@ -163,6 +169,8 @@ func (c *Config) setField(name, v string) error {
 		c.DrainPeriod, err = time.ParseDuration(v)
 	case "pprof-addr":
 		c.PprofAddr = v
+	case "mixer-priority":
+		c.MixerPriority = v
 	case "answer-delay":
 		c.AnswerDelay, err = time.ParseDuration(v)
 	case "retention":
@@ -207,6 +215,11 @@ func (c *Config) validate() error {
 	}
 	if c.Retention < time.Minute {
 		errs = append(errs, fmt.Errorf("retention must be at least 1m, got %s", c.Retention))
+	}
+	if p, err := bridge.ParsePriority(c.MixerPriority); err != nil {
+		errs = append(errs, err)
+	} else {
+		c.mixerPriority = p
 	}
 	if c.RTPTimeout < time.Second {
 		errs = append(errs, fmt.Errorf("rtp-timeout must be at least 1s, got %s", c.RTPTimeout))

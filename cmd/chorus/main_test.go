@@ -17,6 +17,7 @@ import (
 	"testing"
 	"time"
 
+	"chorus/bridge"
 	"chorus/internal/testphone"
 	"chorus/sip"
 )
@@ -39,6 +40,13 @@ func TestConfigDefaults(t *testing.T) {
 	}
 	if !cfg.generatedUser || len(cfg.Users) != 1 {
 		t.Errorf("no development user generated: %+v", cfg.Users)
+	}
+	if cfg.mixerPriority != bridge.PriorityRealtime {
+		t.Errorf("mixer priority %v, want realtime", cfg.mixerPriority)
+	}
+	cfg, err = loadConfig(nil, func(k string) string { return map[string]string{"CHORUS_MIXER_PRIORITY": "normal"}[k] }, io.Discard)
+	if err != nil || cfg.mixerPriority != bridge.PriorityNormal {
+		t.Errorf("CHORUS_MIXER_PRIORITY=normal: %v, %v", cfg.mixerPriority, err)
 	}
 }
 
@@ -75,6 +83,7 @@ func TestConfigErrors(t *testing.T) {
 		"public-ip":   {"--public-ip", "not-an-ip"},
 		"sip-addr":    {"--sip-addr", "nope"},
 		"max-members": {"--max-members", "0"},
+		"realtime":    {"--mixer-priority", "fast"},
 		"not defined": {"--no-such-flag"},
 		"unexpected":  {"extra"},
 	}

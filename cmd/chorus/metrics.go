@@ -27,6 +27,7 @@ func metricsHandler(br *bridge.Bridge, ports *media.PortPool) http.Handler {
 		gauge("chorus_rtp_ports_in_use", "RTP ports allocated.", float64(ports.InUse()))
 		counter("chorus_mixer_ticks_total", "Mixer ticks.", st.Ticks.Load())
 		counter("chorus_mixer_restarts_total", "Mixer clock restarts after a stall.", st.Restarts.Load())
+		counter("chorus_mixer_demotions_total", "Mixer threads dropped from a raised priority after falling behind real time.", st.Demotions.Load())
 		counter("chorus_mixer_mixed_frames_total", "Talker frames mixed.", st.Mixed.Load())
 		counter("chorus_mixer_encodes_total", "G.711 frames encoded (shared encodes once).", st.Encodes.Load())
 		counter("chorus_rtp_packets_in_total", "RTP datagrams read by the mixers.", st.PacketsIn.Load())
