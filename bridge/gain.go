@@ -40,10 +40,18 @@ const limiterKnee = 24576
 // limit maps a mixed sample to int16. Below the knee it is exact; above, a
 // tanh curve approaches full scale without ever reaching or wrapping it, so
 // several people shouting give a compressed mix instead of harsh clipping.
+//
+// The common case is small enough for the compiler to inline into the
+// mixer's per-sample loops; only samples above the knee pay for a call.
 func limit(x int64) int16 {
 	if x <= limiterKnee && x >= -limiterKnee {
 		return int16(x)
 	}
+	return limitAbove(x)
+}
+
+// limitAbove is limit above the knee.
+func limitAbove(x int64) int16 {
 	const span = 32767 - limiterKnee
 	a := x
 	if a < 0 {

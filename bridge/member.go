@@ -12,40 +12,38 @@ import (
 
 // Member is a call in a conference.
 type Member struct {
+	// What the mixer reads every tick, first and together, so that a
+	// listener costs the mixer as few cache lines as possible.
+	sess *media.Session
+	// mx is released by the mixer once the member has left, so that a
+	// removed member kept for the API's records holds no buffers.
+	mx               *mixState
+	conf             *Conference
+	audio            slot  // audio to this member only
+	hang             int32 // frames of hangover left
+	energy           int32 // mean absolute sample value of this tick's frame
+	prevE            int32
+	smooth           int32 // smoothed energy for loudest-N
+	scoreVal         int32
+	talk             atomic.Int32
+	receive          atomic.Int32
+	sens             atomic.Int32
+	selected         bool // mixed this tick
+	mute, hold       atomic.Bool
+	muteSet, holdSet atomic.Bool // set on the member: the conference's value no longer applies
+	talking          atomic.Bool
+
 	id          string
-	conf        *Conference
 	call        *Call
-	sess        *media.Session
 	log         *slog.Logger
 	added       time.Time
 	joinTone    atomic.Bool
 	leavingTone atomic.Bool
+	state       atomic.Bool // active
+	timingOut   atomic.Bool
 
 	mu      sync.Mutex
 	removed time.Time
-
-	state            atomic.Bool // active
-	mute, hold       atomic.Bool
-	muteSet, holdSet atomic.Bool // set on the member: the conference's value no longer applies
-	talk             atomic.Int32
-	receive          atomic.Int32
-	sens             atomic.Int32
-	talking          atomic.Bool
-
-	audio slot // audio to this member only
-
-	// Mixer goroutine state. mx (with the session's use) is released by
-	// the mixer once the member has left, so that a removed member kept for
-	// the API's records holds no buffers.
-	mx       *mixState
-	energy   int32 // mean absolute sample value of this tick's frame
-	prevE    int32
-	smooth   int32 // smoothed energy for loudest-N
-	hang     int   // frames of hangover left
-	selected bool  // mixed this tick
-	scoreVal int32
-
-	timingOut atomic.Bool
 }
 
 // mixState is a member's audio working memory, used only by the mixer.

@@ -80,6 +80,10 @@ func (s *slot) stop(status string) {
 	}
 }
 
+// playing reports whether the slot holds a playback, without touching
+// anything else.
+func (s *slot) playing() bool { return s.p.Load() != nil }
+
 // frame reads the slot's next frame into dst; false when nothing plays.
 func (s *slot) frame(dst []int16) bool {
 	p := s.p.Load()

@@ -3,6 +3,8 @@ package media
 import (
 	"math"
 	"testing"
+
+	"github.com/zaf/g711"
 )
 
 // g711MaxError is the largest quantisation error G.711 allows for a sample
@@ -44,6 +46,24 @@ func TestCodecRoundTripAllSamples(t *testing.T) {
 			}
 			t.Logf("%v: worst absolute round-trip error %d", c, worst)
 		})
+	}
+}
+
+// TestEncodeTables: the table encoder gives exactly zaf/g711's code word
+// for every one of the 65536 samples.
+func TestEncodeTables(t *testing.T) {
+	var pcm [1]int16
+	var got [1]byte
+	for x := math.MinInt16; x <= math.MaxInt16; x++ {
+		pcm[0] = int16(x)
+		PCMU.Encode(got[:], pcm[:])
+		if want := g711.EncodeUlawFrame(int16(x)); got[0] != want {
+			t.Fatalf("PCMU %d: %#02x, g711 %#02x", x, got[0], want)
+		}
+		PCMA.Encode(got[:], pcm[:])
+		if want := g711.EncodeAlawFrame(int16(x)); got[0] != want {
+			t.Fatalf("PCMA %d: %#02x, g711 %#02x", x, got[0], want)
+		}
 	}
 }
 

@@ -104,7 +104,8 @@ type Session struct {
 	local   netip.AddrPort
 	onClose func()
 
-	mu       sync.Mutex // guards params, latch and the send state
+	mu       sync.Mutex    // guards params, latch and the send state
+	codec    atomic.Uint32 // params.Codec, for Codec; beside mu, which the mixer takes next
 	params   Params
 	latched  netip.AddrPort
 	lastFrom int64 // unix nanos of the last packet from the latched address
@@ -126,8 +127,7 @@ type Session struct {
 	// receive state (poll goroutine)
 	rx      *rxBatch // for Poll; the mixer passes its own to PollInto
 	pkt     rtp.Packet
-	lastRTP atomic.Int64  // unix nanos of the last valid packet
-	codec   atomic.Uint32 // params.Codec, for Codec
+	lastRTP atomic.Int64 // unix nanos of the last valid packet
 
 	packetsIn, packetsOut, malformed, strangers, unknownPT, sendErrors atomic.Uint64
 }
