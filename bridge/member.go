@@ -25,6 +25,7 @@ type Member struct {
 	prevE            int32
 	smooth           int32 // smoothed energy for loudest-N
 	scoreVal         int32
+	talkGain         int32 // the talk gain (Q14) this tick's mix used
 	talk             atomic.Int32
 	receive          atomic.Int32
 	sens             atomic.Int32
@@ -52,11 +53,9 @@ type mixState struct {
 	det     dtmf.Detector
 	digits  [8]rune
 	nDigits int
-	in      [media.FrameSamples]int16
-	contrib [media.FrameSamples]int32
-	priv    [media.FrameSamples]int16
-	out     [media.FrameSamples]int16
-	payload [media.FrameSamples]byte
+	in      [media.FrameSamples]int16 // this tick's frame, gated
+	priv    [media.FrameSamples]int16 // this tick's frame of audio to this member only
+	payload [media.FrameSamples]byte  // this member's own encoded output
 }
 
 // hangoverFrames keeps the gate open for 400 ms after the last loud frame.

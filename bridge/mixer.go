@@ -33,7 +33,6 @@ type mixer struct {
 	tick     uint64
 	acc      [media.FrameSamples]int32
 	room     [media.FrameSamples]int16
-	out      [media.FrameSamples]int16
 	talkers  []*Member
 	// shared is made on first use: most rooms only ever need one or two
 	// of these 27 (codec × receive level), and a room of 5 should not
@@ -159,11 +158,9 @@ func (c *Conference) mixTick(now time.Time, w *tickWorker) {
 	for _, m := range x.talkers {
 		m.selected = true
 		g := gainQ14[m.talk.Load()-MinLevel]
-		contrib := &m.mx.contrib
+		m.talkGain = g // phase 4 subtracts exactly this, even if the level changes meanwhile
 		for i, s := range m.mx.in {
-			v := int32(s) * g >> 14
-			contrib[i] = v
-			x.acc[i] += v
+			x.acc[i] += int32(s) * g >> 14
 		}
 	}
 	w.mixed += uint64(len(x.talkers))
@@ -178,7 +175,9 @@ func (c *Conference) mixTick(now time.Time, w *tickWorker) {
 		}
 	}
 
-	// 4. Output: each member hears the sum minus itself.
+	// 4. Output: each member hears the sum minus itself, limited and
+	// encoded in the same pass (no intermediate PCM frame to write and
+	// read back through the cache).
 	var sent, encodes uint64
 	for _, m := range members {
 		codec := m.sess.Codec()
@@ -205,9 +204,8 @@ func (c *Conference) mixTick(now time.Time, w *tickWorker) {
 					sh.tick = x.tick
 					g := int64(gainQ14[rx])
 					for i, v := range x.acc {
-						x.out[i] = limit(int64(v) * g >> 14)
+						sh.payload[i] = codec.EncodeSample(limit(int64(v) * g >> 14))
 					}
-					codec.Encode(sh.payload[:], x.out[:])
 					encodes++
 				}
 				payload = sh.payload[:]
@@ -215,23 +213,24 @@ func (c *Conference) mixTick(now time.Time, w *tickWorker) {
 			}
 			mx := m.mx
 			g := int64(gainQ14[rx])
+			tg := m.talkGain
 			switch {
 			case m.selected && !private: // a talker: everyone but itself
 				for i, v := range x.acc {
-					mx.out[i] = limit(int64(v-mx.contrib[i]) * g >> 14)
+					v -= int32(mx.in[i]) * tg >> 14
+					mx.payload[i] = codec.EncodeSample(limit(int64(v) * g >> 14))
 				}
 			default:
 				for i, v := range x.acc {
 					if m.selected {
-						v -= mx.contrib[i]
+						v -= int32(mx.in[i]) * tg >> 14
 					}
 					if private {
 						v += int32(mx.priv[i])
 					}
-					mx.out[i] = limit(int64(v) * g >> 14)
+					mx.payload[i] = codec.EncodeSample(limit(int64(v) * g >> 14))
 				}
 			}
-			codec.Encode(mx.payload[:], mx.out[:])
 			encodes++
 			payload = mx.payload[:]
 		}

@@ -137,6 +137,15 @@ func (c Codec) Encode(dst []byte, pcm []int16) int {
 	return n
 }
 
+// EncodeSample encodes one sample, for loops that compute and encode in
+// one pass; it inlines to a table lookup.
+func (c Codec) EncodeSample(x int16) byte {
+	if c == PCMA {
+		return linearToAlaw[uint16(x)>>4]
+	}
+	return linearToUlaw[uint16(x)>>2]
+}
+
 // Silence returns the code word of a zero sample.
 func (c Codec) Silence() byte {
 	if c == PCMA {

@@ -49,7 +49,7 @@ func TestCodecRoundTripAllSamples(t *testing.T) {
 	}
 }
 
-// TestEncodeTables: the table encoder gives exactly zaf/g711's code word
+// TestEncodeTables: Encode and EncodeSample give exactly zaf/g711's code word
 // for every one of the 65536 samples.
 func TestEncodeTables(t *testing.T) {
 	var pcm [1]int16
@@ -63,6 +63,9 @@ func TestEncodeTables(t *testing.T) {
 		PCMA.Encode(got[:], pcm[:])
 		if want := g711.EncodeAlawFrame(int16(x)); got[0] != want {
 			t.Fatalf("PCMA %d: %#02x, g711 %#02x", x, got[0], want)
+		}
+		if PCMU.EncodeSample(int16(x)) != g711.EncodeUlawFrame(int16(x)) || PCMA.EncodeSample(int16(x)) != g711.EncodeAlawFrame(int16(x)) {
+			t.Fatalf("EncodeSample(%d) differs from g711", x)
 		}
 	}
 }
