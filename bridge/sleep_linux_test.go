@@ -77,3 +77,30 @@ func TestPacerDemotes(t *testing.T) {
 		t.Fatalf("restarts %d, demotions %d, policy %d", st.Restarts.Load(), st.Demotions.Load(), r.policy)
 	}
 }
+
+// TestHighPriorityThread: PriorityHigh sets nice −10 on the calling thread
+// only, where the kernel allows it.
+func TestHighPriorityThread(t *testing.T) {
+	type result struct {
+		err  error
+		nice int32
+	}
+	res := make(chan result, 1)
+	go func() {
+		runtime.LockOSThread() // the goroutine ends locked: the thread goes with it
+		var r result
+		if r.err = setThreadPriority(PriorityHigh); r.err == nil {
+			if a, err := unix.SchedGetAttr(0, 0); err == nil {
+				r.nice = a.Nice
+			}
+		}
+		res <- r
+	}()
+	r := <-res
+	if r.err != nil {
+		t.Skipf("nice -10 not granted here: %v", r.err)
+	}
+	if r.nice != -10 {
+		t.Fatalf("nice %d, want -10", r.nice)
+	}
+}
