@@ -9,8 +9,10 @@
 //
 // Every active conference is mixed on a 20 ms clock: small rooms share a few
 // clock goroutines (one per GOMAXPROCS, each running the ticks of its rooms
-// in turn), and a room of 64 members or more gets a goroutine of its own. A
-// tick (Conference.mixOnce) drains every member's RTP socket without blocking,
+// in turn, at phases spread over the 20 ms), and a room of 64 members or
+// more gets a goroutine of its own. Each of those loops runs on a thread of
+// its own at real-time priority where the system allows (see Priority). A
+// tick (Conference.mixTick) drains every member's RTP socket without blocking,
 // feeds the jitter buffers and DTMF detectors, takes one frame from each
 // member, gates it (mic sensitivity), picks the loudest talkers, sums them
 // in int32, and sends each member the sum minus its own contribution with

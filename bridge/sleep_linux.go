@@ -10,24 +10,24 @@ import (
 
 // parkMargin is how long before a tick a raised mixer thread stops waiting
 // parked in Go's scheduler and sleeps in the kernel instead. Sleeping the
-// whole tick in a system call made the runtime's sysmon take the P from
-// the thread every 10 ms (the goroutine looks like one running without a
-// reschedule), and the churn that followed, sysmon waking every 20 µs to
-// do it, cost a nearly idle bridge (10 callers) 8 % of a core against
-// 1.4 % at normal priority; parked, it costs 2–2.7 %, and the bridge at
-// 1000 callers in 200 rooms 10 % less.
-// Parked, the thread holds no P and the goroutine reschedules every tick;
-// the kernel sleep covers only the last stretch, where precision matters,
-// and the margin absorbs a late wake from the park (p99 4–7 ms under load
-// at normal priority), so it stays under sysmon's 10 ms.
+// whole tick in a system call keeps the goroutine on one schedtick for
+// over 10 ms, so the runtime's sysmon preempts it and takes its P every
+// tick, then spins at 20 µs to do it again: a bridge with 10 callers spent
+// 8 % of a core on that, against 1.4 % at normal priority. Parked, the
+// thread holds no P and the goroutine reschedules every tick (10 callers:
+// 2–2.7 %; 1000 callers in 200 rooms: 10 % less CPU). The kernel sleep
+// covers only the last stretch, where precision matters; the margin
+// absorbs a late wake from the park (p99 4–7 ms under load) and stays
+// under sysmon's 10 ms.
 const parkMargin = 8 * time.Millisecond
 
 // sleeper wakes a mixer loop at an absolute time. At a raised priority
 // (PriorityHigh, PriorityRealtime) the goroutine is locked to a thread of
-// its own, which sleeps in clock_nanosleep(2) with TIMER_ABSTIME, so the
-// kernel wakes that very thread, at its priority, when the tick is due; the
-// thread ends with the goroutine, so its priority never leaks to other
-// goroutines. At normal priority it is a time.Timer.
+// its own, which parks until parkMargin before the tick and then sleeps
+// in clock_nanosleep(2) with TIMER_ABSTIME, so the kernel wakes that very
+// thread, at its priority, when the tick is due; the thread ends with the
+// goroutine, so its priority never leaks to other goroutines. At normal
+// priority it is a time.Timer.
 //
 // Measured under load (1000 callers and their load generator on a 2-core
 // VM): a timer woke ticks p99 4–7 ms late; a timerfd(2) read through Go's
@@ -38,7 +38,6 @@ type sleeper struct {
 	priority Priority  // granted; > PriorityNormal means a locked thread
 	base     time.Time // time.Now() when mono was read
 	mono     int64     // CLOCK_MONOTONIC at base, in ns
-	demoted  bool      // was raised, now normal: still its own thread
 	timer    timerSleeper
 }
 
@@ -85,7 +84,7 @@ func (s *sleeper) demote() bool {
 		return false
 	}
 	_ = setThreadPriority(PriorityNormal)
-	s.priority, s.demoted = PriorityNormal, true // still a locked thread of its own
+	s.priority = PriorityNormal // the thread stays locked and sleeps on a timer from now on
 	return true
 }
 
@@ -93,7 +92,7 @@ func (s *sleeper) monoAt(t time.Time) int64 { return s.mono + int64(t.Sub(s.base
 
 // until sleeps until t. It returns false when ctx ends first.
 func (s *sleeper) until(ctx context.Context, t time.Time) bool {
-	if s.base.IsZero() || s.priority == PriorityNormal && !s.demoted {
+	if s.priority == PriorityNormal {
 		return s.timer.until(ctx, t)
 	}
 	// A locked thread of its own: park until the last stretch, then
