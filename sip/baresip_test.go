@@ -51,7 +51,7 @@ func TestBaresipCaller(t *testing.T) {
 	dir := t.TempDir()
 	wav := filepath.Join(dir, "tone.wav")
 	writeToneWAV(t, wav, 8000.0/11, -12, 12)
-	sipPort, rtpPort := freeUDPPort(t), freeUDPPort(t)
+	sipPort, rtpPort := testphone.FreeUDPPort(t), testphone.FreeUDPPort(t)
 	config := fmt.Sprintf(`poll_method epoll
 net_interface 127.0.0.1
 sip_listen 127.0.0.1:%d

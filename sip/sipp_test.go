@@ -3,7 +3,6 @@ package sip
 import (
 	"bytes"
 	"context"
-	"net"
 	"os/exec"
 	"strconv"
 	"testing"
@@ -14,31 +13,17 @@ import (
 	"chorus/internal/testphone"
 )
 
-// freeUDPPort returns a loopback UDP port free at the moment of asking.
-func freeUDPPort(t *testing.T) int {
-	t.Helper()
-	c, err := net.ListenUDP("udp", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	return c.LocalAddr().(*net.UDPAddr).Port
-}
-
 // TestSippPcapCaller: sipp, a peer nobody here wrote, plays its A-law
 // sample (30 ms packets) into a room; a second caller hears it.
 func TestSippPcapCaller(t *testing.T) {
-	sipp, err := exec.LookPath("sipp")
-	if err != nil {
-		t.Fatal("sipp not found: install the Debian package sip-tester (.ci/run does)")
-	}
+	sipp := testphone.Sipp(t)
 	tb := startBridge(t, bridge.Config{AutoCreate: true}, 28000, 28499)
 	listener := tb.dial(t, testphone.Options{User: "1000"})
 
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, sipp, tb.udp.String(), "-sf", "testdata/sipp/uac_pcap.xml", "-s", "1000",
-		"-i", "127.0.0.1", "-p", strconv.Itoa(freeUDPPort(t)), "-mi", "127.0.0.1", "-mp", strconv.Itoa(freeUDPPort(t)),
+		"-i", "127.0.0.1", "-p", strconv.Itoa(testphone.FreeUDPPort(t)), "-mi", "127.0.0.1", "-mp", strconv.Itoa(testphone.FreeUDPPort(t)),
 		"-m", "1", "-nostdin", "-timeout", "25s", "-timeout_error")
 	cmd.Dir = ".." // the scenario names its pcap relative to the repository root
 	var out bytes.Buffer

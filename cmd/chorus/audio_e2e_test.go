@@ -576,12 +576,9 @@ func TestAudioRoom(t *testing.T) {
 	// by POST /calls, answered by sipp): its playback and speak events go
 	// there, not to the conference.
 	t.Run("MemberEventsToCallCallback", func(t *testing.T) {
-		sipp, err := exec.LookPath("sipp")
-		if err != nil {
-			t.Fatal("sipp not found: install the Debian package sip-tester (.ci/run does)")
-		}
+		sipp := testphone.Sipp(t)
 		callEvents := rg.callEvents
-		sipPort, mediaPort := freePort(t), freePort(t)
+		sipPort, mediaPort := testphone.FreeUDPPort(t), testphone.FreeUDPPort(t)
 		uas := exec.Command(sipp, "-sn", "uas", "-i", "127.0.0.1", "-p", fmt.Sprint(sipPort), "-mi", "127.0.0.1",
 			"-mp", fmt.Sprint(mediaPort), "-m", "1", "-nostdin")
 		var uasOut bytes.Buffer

@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"io"
 	"math"
-	"net"
 	"net/http"
 	"os/exec"
 	"strconv"
@@ -81,10 +80,7 @@ func (c client) do(method, path string, body any) (*http.Response, []byte) {
 // the phone hears its own tone come back through sipp; removing the
 // member hangs sipp up.
 func TestDialOutIntoConference(t *testing.T) {
-	sipp, err := exec.LookPath("sipp")
-	if err != nil {
-		t.Fatal("sipp not found: install the Debian package sip-tester (.ci/run does)")
-	}
+	sipp := testphone.Sipp(t)
 	r := startChorus(t, "29600-29799")
 	alice := client{t: t, base: fmt.Sprintf("http://%s/v1/users/u-alice", r.HTTP), token: "alice-token", secret: "alice-secret"}
 
@@ -105,7 +101,7 @@ func TestDialOutIntoConference(t *testing.T) {
 	defer phone.Close()
 
 	// sipp as the far end: answers and echoes RTP.
-	sipPort, mediaPort := freePort(t), freePort(t)
+	sipPort, mediaPort := testphone.FreeUDPPort(t), testphone.FreeUDPPort(t)
 	uas := exec.Command(sipp, "-sn", "uas", "-i", "127.0.0.1", "-p", strconv.Itoa(sipPort), "-mi", "127.0.0.1",
 		"-mp", strconv.Itoa(mediaPort), "-rtp_echo", "-m", "1", "-nostdin")
 	var uasOut bytes.Buffer
@@ -169,31 +165,18 @@ func TestDialOutIntoConference(t *testing.T) {
 	}
 }
 
-func freePort(t *testing.T) int {
-	t.Helper()
-	c, err := net.ListenUDP("udp", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	return c.LocalAddr().(*net.UDPAddr).Port
-}
-
 // TestDialOutCalleeHolds: the far end of a dialled call puts the bridge on
 // hold with a re-INVITE; the bridge answers recvonly (checked by the sipp
 // scenario) and stops sending to it; removing the member sends its BYE.
 func TestDialOutCalleeHolds(t *testing.T) {
-	sipp, err := exec.LookPath("sipp")
-	if err != nil {
-		t.Fatal("sipp not found: install the Debian package sip-tester (.ci/run does)")
-	}
+	sipp := testphone.Sipp(t)
 	r := startChorus(t, "29800-29999")
 	alice := client{t: t, base: fmt.Sprintf("http://%s/v1/users/u-alice", r.HTTP), token: "alice-token", secret: "alice-secret"}
 	resp, _ := alice.do("POST", "/conferences", map[string]any{"from": "+15557770001"})
 	loc := resp.Header.Get("Location")
 	confID := loc[strings.LastIndex(loc, "/")+1:]
 
-	sipPort, mediaPort := freePort(t), freePort(t)
+	sipPort, mediaPort := testphone.FreeUDPPort(t), testphone.FreeUDPPort(t)
 	uas := exec.Command(sipp, "-sf", "testdata/sipp/uas_hold.xml", "-i", "127.0.0.1", "-p", strconv.Itoa(sipPort),
 		"-mi", "127.0.0.1", "-mp", strconv.Itoa(mediaPort), "-m", "1", "-nostdin", "-timeout", "20s", "-timeout_error")
 	uas.Dir = "../.."

@@ -2,32 +2,17 @@ package testphone
 
 import (
 	"context"
-	"net"
 	"os/exec"
 	"strconv"
 	"testing"
 	"time"
 )
 
-// freeUDPPort returns a UDP port on 127.0.0.1 that was free a moment ago.
-func freeUDPPort(t *testing.T) int {
-	t.Helper()
-	pc, err := net.ListenPacket("udp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer pc.Close()
-	return pc.LocalAddr().(*net.UDPAddr).Port
-}
-
 // TestAgainstSippUAS dials sipp's built-in UAS with RTP echo, a peer this
 // package did not write.
 func TestAgainstSippUAS(t *testing.T) {
-	sipp, err := exec.LookPath("sipp")
-	if err != nil {
-		t.Fatal("sipp not found: install the Debian package sip-tester (.ci/run does)")
-	}
-	sipPort, mediaPort := freeUDPPort(t), freeUDPPort(t)
+	sipp := Sipp(t)
+	sipPort, mediaPort := FreeUDPPort(t), FreeUDPPort(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, sipp, "-sn", "uas", "-i", "127.0.0.1", "-p", strconv.Itoa(sipPort),
