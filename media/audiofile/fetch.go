@@ -9,6 +9,8 @@ import (
 	"net/url"
 	"strings"
 	"time"
+
+	"chorus/internal/egress"
 )
 
 // Fetcher defaults.
@@ -38,9 +40,16 @@ func (e *StatusError) Error() string {
 // its fields are not changed.
 type Fetcher struct {
 	// Client sends the requests. Nil means a client whose Timeout is
-	// Timeout. Whatever the client, the whole fetch (connect, headers and
-	// body) is also bounded by Timeout through the request's context.
+	// Timeout and whose connections and redirects pass through Targets.
+	// Whatever the client, the whole fetch (connect, headers and body) is
+	// also bounded by Timeout through the request's context.
 	Client *http.Client
+	// Targets is the outbound request policy of the default client: which
+	// addresses a fetch may connect to, checked at connect time and on
+	// every redirect. Nil is the safe default, which refuses loopback,
+	// private, link-local and other internal addresses; a refused target
+	// fails the fetch with an error wrapping egress.ErrRefused.
+	Targets *egress.Policy
 	// MaxBytes caps the size of the file; a bigger one fails with
 	// ErrTooLarge without reading more than MaxBytes+1 bytes. Zero or
 	// negative means DefaultMaxBytes.
@@ -83,7 +92,11 @@ func (f *Fetcher) Fetch(ctx context.Context, rawURL string) ([]int16, error) {
 	}
 	client := f.Client
 	if client == nil {
-		client = &http.Client{Timeout: timeout}
+		// A transport per fetch, without keep-alive: fetches are rare,
+		// and no idle connection outlives its Fetch.
+		t := f.Targets.Transport()
+		t.DisableKeepAlives = true
+		client = &http.Client{Timeout: timeout, Transport: t, CheckRedirect: f.Targets.CheckRedirect}
 	}
 
 	ctx, cancel := context.WithTimeout(ctx, timeout)

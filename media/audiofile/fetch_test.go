@@ -7,9 +7,12 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"net/netip"
 	"strings"
 	"testing"
 	"time"
+
+	"chorus/internal/egress"
 )
 
 func TestFetchWAV(t *testing.T) {
@@ -19,7 +22,7 @@ func TestFetchWAV(t *testing.T) {
 		w.Write(wav)
 	}))
 	defer srv.Close()
-	var f Fetcher
+	f := Fetcher{Targets: allowLoopback()}
 	pcm, err := f.Fetch(context.Background(), srv.URL+"/tone.wav")
 	if err != nil {
 		t.Fatal(err)
@@ -56,7 +59,7 @@ func TestFetchErrors(t *testing.T) {
 	srv := httptest.NewServer(mux)
 	defer srv.Close()
 
-	f := &Fetcher{MaxBytes: 1 << 20, Timeout: 5 * time.Second}
+	f := &Fetcher{Targets: allowLoopback(), MaxBytes: 1 << 20, Timeout: 5 * time.Second}
 	for _, tc := range []struct {
 		path string
 		want error
@@ -96,7 +99,7 @@ func TestFetchErrors(t *testing.T) {
 }
 
 func TestFetchSchemes(t *testing.T) {
-	var f Fetcher
+	f := Fetcher{Targets: allowLoopback()}
 	for _, u := range []string{"file:///etc/passwd", "ftp://example.com/a.wav", "/etc/passwd", "gopher://x/", "data:audio/wav;base64,UklGRg=="} {
 		if _, err := f.Fetch(context.Background(), u); !errors.Is(err, ErrUnsupportedScheme) {
 			t.Errorf("%s: err = %v, want ErrUnsupportedScheme", u, err)
@@ -111,7 +114,7 @@ func TestFetchRedactsPassword(t *testing.T) {
 	srv := httptest.NewServer(http.NotFoundHandler())
 	defer srv.Close()
 	u := strings.Replace(srv.URL, "http://", "http://user:secret@", 1)
-	var f Fetcher
+	f := Fetcher{Targets: allowLoopback()}
 	_, err := f.Fetch(context.Background(), u+"/x.wav")
 	if err == nil || strings.Contains(err.Error(), "secret") {
 		t.Fatalf("err = %v", err)
@@ -138,7 +141,7 @@ func TestFetchTimeouts(t *testing.T) {
 	defer close(release)
 
 	t.Run("fetcher-timeout", func(t *testing.T) {
-		f := &Fetcher{Timeout: 200 * time.Millisecond}
+		f := &Fetcher{Targets: allowLoopback(), Timeout: 200 * time.Millisecond}
 		start := time.Now()
 		_, err := f.Fetch(context.Background(), srv.URL+"/slow-headers")
 		if err == nil || time.Since(start) > 3*time.Second {
@@ -149,7 +152,7 @@ func TestFetchTimeouts(t *testing.T) {
 		}
 	})
 	t.Run("ctx-timeout-slow-body", func(t *testing.T) {
-		var f Fetcher
+		f := Fetcher{Targets: allowLoopback()}
 		ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
 		defer cancel()
 		start := time.Now()
@@ -162,7 +165,7 @@ func TestFetchTimeouts(t *testing.T) {
 		for len(arrived) > 0 {
 			<-arrived
 		}
-		var f Fetcher
+		f := Fetcher{Targets: allowLoopback()}
 		ctx, cancel := context.WithCancel(context.Background())
 		go func() { <-arrived; cancel() }()
 		_, err := f.Fetch(ctx, srv.URL+"/slow-headers")
@@ -180,10 +183,16 @@ func TestFetchUnreachable(t *testing.T) {
 	}
 	addr := l.Addr().String()
 	l.Close()
-	var f Fetcher
+	f := Fetcher{Targets: allowLoopback()}
 	_, err = f.Fetch(context.Background(), "http://"+addr+"/a.wav")
 	var opErr *net.OpError
 	if !errors.As(err, &opErr) || !strings.Contains(err.Error(), addr) {
 		t.Fatalf("err = %v, want a network error naming %s", err, addr)
 	}
+}
+
+// allowLoopback is the outbound policy of tests that fetch from their own
+// loopback servers: it allows 127.0.0.1 and nothing else internal.
+func allowLoopback() *egress.Policy {
+	return egress.New(egress.Options{Allow: []netip.Prefix{netip.MustParsePrefix("127.0.0.1/32")}})
 }
