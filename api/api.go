@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"chorus/bridge"
+	"chorus/internal/egress"
 )
 
 // User is an API account: its id (the {userId} of every path) and the
@@ -43,6 +44,13 @@ type Config struct {
 	// AudioTimeout bounds fetching a file or rendering a sentence
 	// (default 30 s); on expiry the done event carries status "error".
 	AudioTimeout time.Duration
+	// Targets is the outbound request policy: a fileUrl, callbackUrl,
+	// fallbackUrl or dial-out target that it refuses when the request is
+	// made (a refused address, a name that resolves only to refused
+	// addresses, a scheme other than http(s)) gets a 400 with the reason.
+	// Nil is the safe default, which refuses internal addresses. The
+	// fetcher, the dispatcher and the dialer check again at connect time.
+	Targets *egress.Policy
 }
 
 // Defaults of Config.
@@ -62,6 +70,7 @@ type server struct {
 	maxBody      int64
 	answerWait   time.Duration
 	audioTimeout time.Duration
+	outbound     *egress.Policy
 	mux          *http.ServeMux
 
 	mu      sync.Mutex
@@ -101,7 +110,7 @@ var routes = []route{
 // anything else.
 func New(cfg Config) http.Handler {
 	s := &server{users: cfg.Users, b: cfg.Bridge, audio: cfg.Audio, log: cfg.Log, maxBody: cfg.MaxBody,
-		answerWait: cfg.AnswerWait, audioTimeout: cfg.AudioTimeout, mux: http.NewServeMux(),
+		answerWait: cfg.AnswerWait, audioTimeout: cfg.AudioTimeout, outbound: cfg.Targets, mux: http.NewServeMux(),
 		dials: map[string]dialInfo{}, targets: map[string]*audioTarget{}}
 	if s.log == nil {
 		s.log = slog.New(slog.DiscardHandler)

@@ -176,7 +176,7 @@ func newEnv(t *testing.T, opts ...envOption) *env {
 	t.Helper()
 	e := &env{t: t, events: &eventLog{}, audio: &fakeAudio{ms: 200}, dialer: &fakeDialer{t: t}}
 	bcfg := bridge.Config{DefaultUser: alice.ID, AutoCreate: true}
-	cfg := Config{Users: []User{alice, bob}, Audio: e.audio, AnswerWait: 2 * time.Second}
+	cfg := Config{Users: []User{alice, bob}, Audio: e.audio, AnswerWait: 2 * time.Second, Targets: allowLoopback()}
 	for _, o := range opts {
 		o(&bcfg, &cfg)
 	}

@@ -124,7 +124,11 @@ func (s *server) readAudioBody(w http.ResponseWriter, r *http.Request) (audioReq
 	if err != nil {
 		return audioRequest{}, err
 	}
-	return readAudio(b)
+	req, err := readAudio(b)
+	if err == nil && req.kind == kindFile && !req.stop {
+		err = s.checkFileURL(r.Context(), req.fileURL)
+	}
+	return req, err
 }
 
 // event returns the event type of the request's kind and its tag, the

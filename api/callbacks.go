@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"chorus/bridge"
+	"chorus/internal/egress"
 )
 
 // Callback delivery defaults.
@@ -40,8 +41,15 @@ type DispatcherConfig struct {
 	// call's events go. Without it every event is dropped (no callback).
 	Bridge *bridge.Bridge
 	// Client sends the requests; nil gives a client with sane transport
-	// settings (dial and TLS handshake timeouts, pooled connections).
+	// settings (dial and TLS handshake timeouts, pooled connections) whose
+	// connections and redirects pass through Targets.
 	Client *http.Client
+	// Targets is the outbound request policy of the default client. Nil is
+	// the safe default, which refuses loopback, private, link-local and
+	// other internal addresses. A refused delivery is not retried: the
+	// event goes to fallbackUrl, and is given up (logged and counted as
+	// Failed) if that is refused or fails too.
+	Targets *egress.Policy
 	// Log receives one warning per event given up, one per queue overflow.
 	Log *slog.Logger
 	// MaxRetries is the number of delivery attempts to callbackUrl before
@@ -158,7 +166,7 @@ func NewDispatcher(cfg DispatcherConfig) *Dispatcher {
 	d := &Dispatcher{cfg: cfg, client: cfg.Client, log: cfg.Log,
 		queues: map[cbKey]*cbQueue{}, callConf: map[string]string{}}
 	if d.client == nil {
-		d.client = cbDefaultClient()
+		d.client = cbDefaultClient(cfg.Targets)
 	}
 	if d.log == nil {
 		d.log = slog.New(slog.DiscardHandler)
@@ -167,10 +175,12 @@ func NewDispatcher(cfg DispatcherConfig) *Dispatcher {
 	return d
 }
 
-func cbDefaultClient() *http.Client {
-	return &http.Client{Transport: &http.Transport{
-		Proxy:                 http.ProxyFromEnvironment,
-		DialContext:           (&net.Dialer{Timeout: 5 * time.Second, KeepAlive: 30 * time.Second}).DialContext,
+// cbDefaultClient connects only where targets allows, at connect time
+// and on every redirect. It uses no proxy: through one, the policy would
+// check the proxy's address instead of the application's.
+func cbDefaultClient(targets *egress.Policy) *http.Client {
+	return &http.Client{CheckRedirect: targets.CheckRedirect, Transport: &http.Transport{
+		DialContext:           targets.Dialer(net.Dialer{Timeout: 5 * time.Second, KeepAlive: 30 * time.Second}).DialContext,
 		ForceAttemptHTTP2:     true,
 		MaxIdleConns:          100,
 		MaxIdleConnsPerHost:   4,
@@ -437,6 +447,9 @@ func (d *Dispatcher) attempt(rawURL string, get bool, p cbPayload, timeout time.
 	req.Header.Set("User-Agent", d.cfg.UserAgent)
 	resp, err := d.client.Do(req)
 	if err != nil {
+		if errors.Is(err, egress.ErrRefused) {
+			return err, true // the same address will be refused again
+		}
 		if errors.Is(err, context.DeadlineExceeded) && d.ctx.Err() == nil {
 			return fmt.Errorf("no answer within callbackTimeout %v: %w", timeout, err), false
 		}

@@ -121,6 +121,9 @@ func cbSetup(t *testing.T, cfg DispatcherConfig) (*bridge.Bridge, *Dispatcher) {
 	t.Helper()
 	b := bridge.New(bridge.Config{}, nil, nil)
 	cfg.Bridge = b
+	if cfg.Targets == nil {
+		cfg.Targets = allowLoopback() // the test servers are on 127.0.0.1
+	}
 	if cfg.Backoff == 0 {
 		cfg.Backoff = time.Millisecond
 	}

@@ -190,6 +190,12 @@ func (s *server) createCall(w http.ResponseWriter, r *http.Request, user string)
 	if rd.err != nil {
 		return rd.err
 	}
+	if err := s.checkDialTarget(r.Context(), opts.To); err != nil {
+		return err
+	}
+	if err := s.checkCallback(r.Context(), opts.Callback); err != nil {
+		return err
+	}
 	if confID != nil && *confID != "" {
 		c, err := s.conference(user, *confID)
 		if err != nil {

@@ -81,6 +81,9 @@ func (s *server) createConference(w http.ResponseWriter, r *http.Request, user s
 	if rd.err != nil {
 		return rd.err
 	}
+	if err := s.checkCallback(r.Context(), opts.Callback); err != nil {
+		return err
+	}
 	c, err := s.b.CreateConference(opts)
 	if err != nil {
 		if errors.Is(err, bridge.ErrDraining) {
@@ -160,6 +163,11 @@ func (s *server) updateConference(w http.ResponseWriter, r *http.Request, user s
 	cbSet := callbackFields(rd, &cb)
 	if rd.err != nil {
 		return rd.err
+	}
+	if cbSet {
+		if err := s.checkCallback(r.Context(), cb); err != nil {
+			return err
+		}
 	}
 	changes := mute != nil || hold != nil || cbSet
 	if c.State() == bridge.StateCompleted {

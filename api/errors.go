@@ -169,6 +169,20 @@ func errCallbackURL(u string) *apiError {
 		"The URL %s is not a valid callbackUrl/fallbackUrl", u)
 }
 
+// errCallbackRefused is a callbackUrl or fallbackUrl that the outbound
+// request policy refuses, with the reason.
+func errCallbackRefused(prop, u, reason string) *apiError {
+	return newError(http.StatusBadRequest, catBadRequest, "callback-invalid-url",
+		"The URL %s is not a valid callbackUrl/fallbackUrl: %s", u, reason).
+		withDetail("property", prop).withDetail("reason", reason)
+}
+
+// errTargetRefused is a fileUrl or dial-out target that the outbound
+// request policy refuses, with the reason.
+func errTargetRefused(resource, prop, reason string) *apiError {
+	return errInvalid(resource, prop, "is refused: %s", reason).withDetail("reason", reason)
+}
+
 // asAPIError turns any error into the body to answer with: an *apiError as
 // it is, anything else as a 500.
 func asAPIError(err error) *apiError {
