@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"time"
+
+	"chorus/internal/egress"
 )
 
 // ErrNoDialer means outbound calls are not configured.
@@ -107,6 +109,9 @@ func dialCause(err error) string {
 		return "NORMAL_TEMPORARY_FAILURE"
 	case errors.Is(err, context.DeadlineExceeded):
 		return "NO_ANSWER"
+	case errors.Is(err, egress.ErrRefused):
+		// The outbound request policy refused the target (Q.850 cause 52).
+		return "OUTGOING_CALL_BARRED"
 	}
 	return "NORMAL_TEMPORARY_FAILURE"
 }

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"net/netip"
 	"strings"
 	"sync"
 
@@ -40,7 +41,9 @@ func (c *outCall) Hangup(ctx context.Context, cause string) error {
 	return nil
 }
 
-// Dial implements bridge.Dialer: an INVITE to a SIP URI with our offer.
+// Dial implements bridge.Dialer: an INVITE to a SIP URI with our offer. A
+// target the outbound request policy refuses fails before the INVITE is
+// sent, with an error wrapping egress.ErrRefused (see dialDestination).
 func (s *Server) Dial(ctx context.Context, call *bridge.Call, from, to string) error {
 	var uri sip.Uri
 	if err := sip.ParseUri(to, &uri); err != nil || uri.Host == "" {
@@ -48,6 +51,14 @@ func (s *Server) Dial(ctx context.Context, call *bridge.Call, from, to string) e
 	}
 	if strings.ContainsAny(from, "\r\n<>\" ") {
 		return fmt.Errorf("dial: bad from %q", from)
+	}
+	transport := "udp"
+	if t, ok := uri.UriParams.Get("transport"); ok {
+		transport = strings.ToLower(t)
+	}
+	dest, err := s.dialDestination(ctx, uri, transport)
+	if err != nil {
+		return fmt.Errorf("dial %s: %w", to, err)
 	}
 	conn, err := s.ports.Listen()
 	if err != nil {
@@ -73,12 +84,9 @@ func (s *Server) Dial(ctx context.Context, call *bridge.Call, from, to string) e
 	if err != nil {
 		return fail(err)
 	}
-	transport := "udp"
-	if t, ok := uri.UriParams.Get("transport"); ok {
-		transport = strings.ToLower(t)
-	}
 	req := sip.NewRequest(sip.INVITE, uri)
 	req.SetTransport(strings.ToUpper(transport))
+	req.SetDestination(dest.String())
 	req.SetBody(offer)
 	req.AppendHeader(sip.NewHeader("Content-Type", "application/sdp"))
 	fromHdr := &sip.FromHeader{Address: sip.Uri{Scheme: "sip", User: from, Host: s.cfg.PublicIP.String()}, Params: sip.NewParams()}
@@ -138,4 +146,32 @@ func (s *Server) Dial(ctx context.Context, call *bridge.Call, from, to string) e
 		c.log.Info("call ended", "stats", sess.Stats())
 	})
 	return nil
+}
+
+// dialDestination resolves the host of a dial-out target with the outbound
+// request policy (cfg.Targets) and returns the checked address the INVITE
+// goes to, for UDP, TCP and TLS alike: sipgo is given this address, never
+// the name, so it cannot resolve the name again to somewhere the policy
+// refuses (DNS rebinding). The Request-URI keeps the name. A target that
+// is a refused address, or a name that resolves only to refused addresses,
+// fails with an error wrapping egress.ErrRefused before any packet is sent.
+// Names are looked up as A/AAAA records (RFC 3263 §4.2 with a port or a
+// literal); SRV records are not consulted.
+func (s *Server) dialDestination(ctx context.Context, uri sip.Uri, transport string) (netip.AddrPort, error) {
+	port := uri.Port
+	if port <= 0 || port > 65535 {
+		port = sip.DefaultPort(transport)
+	}
+	host := strings.TrimSuffix(strings.TrimPrefix(uri.Host, "["), "]")
+	addrs, err := s.cfg.Targets.Resolve(ctx, host, uint16(port))
+	if err != nil {
+		return netip.AddrPort{}, err
+	}
+	// IPv4 first, as sipgo prefers it and the RTP socket is IPv4 by default.
+	for _, a := range addrs {
+		if a.Is4() {
+			return netip.AddrPortFrom(a, uint16(port)), nil
+		}
+	}
+	return netip.AddrPortFrom(addrs[0], uint16(port)), nil
 }

@@ -19,6 +19,7 @@ import (
 
 	"chorus/bridge"
 	"chorus/dtmf"
+	"chorus/internal/egress"
 	"chorus/media"
 )
 
@@ -44,6 +45,10 @@ type Config struct {
 	// before it is answered, as a PBX's ringing phase would; 0 answers at
 	// once.
 	AnswerDelay time.Duration
+	// Targets is the outbound request policy of dial-out (see Dial). Nil is
+	// the safe default, which refuses loopback, private and other internal
+	// addresses.
+	Targets *egress.Policy
 }
 
 // Server is the SIP side of Chorus.
