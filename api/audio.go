@@ -2,12 +2,14 @@ package api
 
 import (
 	"context"
+	"errors"
 	"net/http"
 	"strings"
 	"sync"
 	"unicode/utf8"
 
 	"chorus/bridge"
+	"chorus/internal/egress"
 )
 
 // Kinds of audio; a stop request stops only its own kind.
@@ -255,7 +257,11 @@ func (s *server) render(ctx context.Context, cancel context.CancelFunc, t *audio
 	}
 	if err != nil {
 		s.log.Info("audio failed", "kind", req.kind, "target", p.key, "err", err)
-		s.publishAudio(p, "done", "error")
+		status := "error"
+		if errors.Is(err, egress.ErrRefused) {
+			status = "refused" // the outbound request policy, at connect time or on a redirect
+		}
+		s.publishAudio(p, "done", status)
 		return
 	}
 	if !p.alive() {

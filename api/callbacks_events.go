@@ -221,7 +221,7 @@ func cbHangupCause(c string) string {
 }
 
 // cbAudioEnd adds, to a done playback or speak event, how it ended
-// ("done", "stopped", "replaced", "removed" or "error") as the extension
+// ("done", "stopped", "replaced", "removed", "error" or "refused") as the extension
 // field endReason: Catapult's status says only done, and an application may
 // want to tell a failed fetch from a finished file.
 func cbAudioEnd(addStr func(k, v string), ev bridge.Event) {
