@@ -8,6 +8,7 @@ import (
 
 	"chorus/api"
 	"chorus/bridge"
+	"chorus/internal/egress"
 	"chorus/media/audiofile"
 	"chorus/media/tts"
 )
@@ -30,7 +31,7 @@ func (a audioSources) Speak(ctx context.Context, text, gender, locale, voice str
 // mountAPI adds the control API to mux and routes the bridge's events to
 // the applications' callbacks. It returns the dispatcher, to be closed
 // last at shutdown.
-func mountAPI(mux *http.ServeMux, cfg Config, br *bridge.Bridge, httpAddr net.Addr, log *slog.Logger) *api.Dispatcher {
+func mountAPI(mux *http.ServeMux, cfg Config, br *bridge.Bridge, httpAddr net.Addr, targets *egress.Policy, log *slog.Logger) *api.Dispatcher {
 	users := make([]api.User, len(cfg.Users))
 	for i, u := range cfg.Users {
 		users[i] = api.User{ID: u.ID, Token: u.Token, Secret: u.Secret}
@@ -39,15 +40,15 @@ func mountAPI(mux *http.ServeMux, cfg Config, br *bridge.Bridge, httpAddr net.Ad
 	if err := engine.Available(); err != nil {
 		log.Warn("text to speech unavailable: sentences will fail", "err", err)
 	}
-	mux.Handle("/", api.New(api.Config{Users: users, Bridge: br, Log: log,
-		Audio: audioSources{fetch: &audiofile.Fetcher{}, tts: engine}}))
+	mux.Handle("/", api.New(api.Config{Users: users, Bridge: br, Log: log, Targets: targets,
+		Audio: audioSources{fetch: &audiofile.Fetcher{Targets: targets}, tts: engine}}))
 	// Event URIs name the API as callers reach it: the public address when
 	// it listens on every interface.
 	host, port, _ := net.SplitHostPort(httpAddr.String())
 	if ip := net.ParseIP(host); ip == nil || ip.IsUnspecified() {
 		host = cfg.publicIP.String()
 	}
-	d := api.NewDispatcher(api.DispatcherConfig{Bridge: br, Log: log, BaseURL: "http://" + net.JoinHostPort(host, port)})
+	d := api.NewDispatcher(api.DispatcherConfig{Bridge: br, Log: log, Targets: targets, BaseURL: "http://" + net.JoinHostPort(host, port)})
 	br.SetEventSink(d)
 	return d
 }

@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"chorus/bridge"
+	"chorus/internal/egress"
 )
 
 // User is one API account: the id in URLs, and the Basic auth pair.
@@ -45,10 +46,17 @@ type Config struct {
 	PprofAddr   string        `json:"pprofAddr"`
 	// MixerPriority is normal, high or realtime (see bridge.Priority).
 	MixerPriority string `json:"mixerPriority"`
+	// AllowPrivateTargets lets audio fetches, callbacks and dial-out reach
+	// loopback, private and carrier-grade NAT addresses (egress.Options).
+	AllowPrivateTargets bool `json:"allowPrivateTargets"`
+	// TargetAllow lists CIDRs (or single addresses) those outbound requests
+	// may reach whatever their class.
+	TargetAllow []string `json:"targetAllow"`
 
 	rtpLow, rtpHigh int
 	mixerPriority   bridge.Priority
 	publicIP        netip.Addr
+	targetAllow     []netip.Prefix
 	generatedUser   bool
 }
 
@@ -71,6 +79,45 @@ func (u userList) Set(v string) error {
 	return nil
 }
 
+// cidrList collects repeated --target-allow flags.
+type cidrList struct{ list *[]string }
+
+func (c cidrList) String() string { return "" }
+func (c cidrList) Set(v string) error {
+	if _, err := parsePrefix(v); err != nil {
+		return err
+	}
+	*c.list = append(*c.list, strings.TrimSpace(v))
+	return nil
+}
+
+// parsePrefix reads a CIDR, or a single address as its /32 or /128.
+func parsePrefix(v string) (netip.Prefix, error) {
+	v = strings.TrimSpace(v)
+	if p, err := netip.ParsePrefix(v); err == nil {
+		return p.Masked(), nil
+	}
+	if a, err := netip.ParseAddr(v); err == nil {
+		return netip.PrefixFrom(a, a.BitLen()), nil
+	}
+	return netip.Prefix{}, fmt.Errorf("want a CIDR such as 10.0.0.0/8 or an address, got %q", v)
+}
+
+// targetPolicy is the outbound request policy of fileUrl fetches,
+// callbacks and dial-out. The bridge's listening ports are added to it as
+// they bind; its RTP range is known now.
+func (c Config) targetPolicy() *egress.Policy {
+	p := egress.New(egress.Options{AllowPrivate: c.AllowPrivateTargets, Allow: c.targetAllow,
+		LocalAddrs: []netip.Addr{c.publicIP}})
+	p.AddOwnPorts(uint16(c.rtpLow), uint16(c.rtpHigh))
+	if _, port, err := net.SplitHostPort(c.PprofAddr); err == nil {
+		if n, err := strconv.ParseUint(port, 10, 16); err == nil {
+			p.AddOwnPorts(uint16(n), uint16(n))
+		}
+	}
+	return p
+}
+
 // loadConfig builds the configuration from args and the environment.
 func loadConfig(args []string, getenv func(string) string, stderr io.Writer) (Config, error) {
 	cfg := defaultConfig()
@@ -78,6 +125,7 @@ func loadConfig(args []string, getenv func(string) string, stderr io.Writer) (Co
 	fs.SetOutput(stderr)
 	configFile := fs.String("config", "", "JSON config file (env CHORUS_CONFIG)")
 	var flagUsers []User
+	var flagAllow []string
 	fs.String("sip-addr", cfg.SIPAddr, "SIP listen address, UDP and TCP (env CHORUS_SIP_ADDR)")
 	fs.String("http-addr", cfg.HTTPAddr, "control API listen address (env CHORUS_HTTP_ADDR)")
 	fs.String("rtp-ports", cfg.RTPPorts, "RTP port range LOW-HIGH (env CHORUS_RTP_PORTS)")
@@ -93,6 +141,8 @@ func loadConfig(args []string, getenv func(string) string, stderr io.Writer) (Co
 	fs.Duration("answer-delay", cfg.AnswerDelay, "ring (180) this long before answering a call; 0 answers at once (env CHORUS_ANSWER_DELAY)")
 	fs.String("mixer-priority", cfg.MixerPriority, "scheduling of mixer threads: realtime (SCHED_FIFO; needs CAP_SYS_NICE or RLIMIT_RTPRIO, else falls back), high (nice -10) or normal (env CHORUS_MIXER_PRIORITY)")
 	fs.Duration("retention", cfg.Retention, "how long completed conferences and calls stay visible to the API (env CHORUS_RETENTION)")
+	fs.Bool("allow-private-targets", cfg.AllowPrivateTargets, "let fileUrl fetches, callbacks and dial-out reach loopback, private (RFC 1918, fc00::/7) and CGNAT addresses; link-local, multicast and the bridge's own ports stay refused (env CHORUS_ALLOW_PRIVATE_TARGETS)")
+	fs.Var(cidrList{&flagAllow}, "target-allow", "CIDR that fileUrl fetches, callbacks and dial-out may reach whatever its kind, repeatable (env CHORUS_TARGET_ALLOW, comma-separated)")
 	if err := fs.Parse(args); err != nil {
 		return cfg, err
 	}
@@ -118,7 +168,7 @@ func loadConfig(args []string, getenv func(string) string, stderr io.Writer) (Co
 	var errs []error
 	// Environment, then flags, for every setting but users.
 	fs.VisitAll(func(f *flag.Flag) {
-		if f.Name == "config" || f.Name == "user" {
+		if f.Name == "config" || f.Name == "user" || f.Name == "target-allow" {
 			return
 		}
 		val, ok := "", false
@@ -143,6 +193,16 @@ func loadConfig(args []string, getenv func(string) string, stderr io.Writer) (Co
 	}
 	if len(flagUsers) > 0 {
 		cfg.Users = flagUsers
+	}
+	if v := getenv("CHORUS_TARGET_ALLOW"); v != "" && len(flagAllow) == 0 {
+		for _, c := range strings.Split(v, ",") {
+			if err := (cidrList{&flagAllow}).Set(c); err != nil {
+				errs = append(errs, fmt.Errorf("CHORUS_TARGET_ALLOW: %w", err))
+			}
+		}
+	}
+	if len(flagAllow) > 0 {
+		cfg.TargetAllow = flagAllow
 	}
 	if err := errors.Join(errs...); err != nil {
 		return cfg, err
@@ -181,6 +241,8 @@ func (c *Config) setField(name, v string) error {
 		c.LoudestN, err = strconv.Atoi(v)
 	case "auto-create":
 		c.AutoCreate, err = strconv.ParseBool(v)
+	case "allow-private-targets":
+		c.AllowPrivateTargets, err = strconv.ParseBool(v)
 	}
 	return err
 }
@@ -242,6 +304,15 @@ func (c *Config) validate() error {
 		c.publicIP = ip
 	} else {
 		c.publicIP = guessPublicIP(c.SIPAddr)
+	}
+	c.targetAllow = nil
+	for _, v := range c.TargetAllow {
+		p, err := parsePrefix(v)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("target-allow: %w", err))
+			continue
+		}
+		c.targetAllow = append(c.targetAllow, p)
 	}
 	if len(c.Users) == 0 {
 		c.Users = []User{{ID: "u-" + randomString(20), Token: "t-" + randomString(20), Secret: randomString(24)}}

@@ -26,7 +26,9 @@ func startChorus(t *testing.T, rtp string) ready {
 	done := make(chan error, 1)
 	go func() {
 		done <- run(ctx, []string{"--sip-addr", "127.0.0.1:0", "--http-addr", "127.0.0.1:0", "--rtp-ports", rtp,
-			"--user", "u-alice:alice-token:alice-secret", "--user", "u-bob:bob-token:bob-secret"}, noEnv, io.Discard, io.Discard,
+			"--user", "u-alice:alice-token:alice-secret", "--user", "u-bob:bob-token:bob-secret",
+			// The tests' own applications, files and phones are on 127.0.0.1.
+			"--target-allow", "127.0.0.1/32"}, noEnv, io.Discard, io.Discard,
 			func(r ready) { readyCh <- r })
 	}()
 	t.Cleanup(func() {

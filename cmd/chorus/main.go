@@ -77,7 +77,9 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	defer stopJanitor()
 	go br.RunJanitor(janitorCtx, time.Minute)
 
-	sipSrv, err := sip.New(sip.Config{PublicIP: cfg.publicIP, Ports: ports, Bridge: br, Log: log, AnswerDelay: cfg.AnswerDelay})
+	targets := cfg.targetPolicy()
+	sipSrv, err := sip.New(sip.Config{PublicIP: cfg.publicIP, Ports: ports, Bridge: br, Log: log, AnswerDelay: cfg.AnswerDelay,
+		Targets: targets})
 	if err != nil {
 		return err
 	}
@@ -97,14 +99,16 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		return fmt.Errorf("listen http %s: %w", cfg.HTTPAddr, err)
 	}
 	defer hl.Close()
+	targets.AddOwnPorts(uint16(hl.Addr().(*net.TCPAddr).Port), uint16(hl.Addr().(*net.TCPAddr).Port))
 	// Everything the bridge reports to or calls on is wired before the
 	// first SIP packet can arrive.
 	br.SetDialer(sipSrv)
-	dispatcher := mountAPI(mux, cfg, br, hl.Addr(), log)
+	dispatcher := mountAPI(mux, cfg, br, hl.Addr(), targets, log)
 	udpAddr, err := sipSrv.ListenUDP(cfg.SIPAddr)
 	if err != nil {
 		return err
 	}
+	targets.AddOwnPorts(udpAddr.Port(), udpAddr.Port()) // TCP listens on the same port
 	// TCP on the same port as UDP (the usual :5060 for both).
 	tcpAddr, err := sipSrv.ListenTCP(net.JoinHostPort(listenHost, fmt.Sprint(udpAddr.Port())))
 	if err != nil {
