@@ -200,6 +200,8 @@ func TestOutboundPolicy(t *testing.T) {
 		}
 		expect400(t, alice, "dial own SIP port", "/calls", map[string]any{"from": "+1", "to": fmt.Sprintf("sip:x@127.0.0.1:%d", r.SIPUDP.Port())},
 			"validation-error", "listener of this bridge")
+		expect400(t, alice, "dial own HTTP port", "/calls", map[string]any{"from": "+1", "to": fmt.Sprintf("sip:x@127.0.0.1:%d;transport=tcp", ownHTTP)},
+			"validation-error", "listener of this bridge")
 		expect400(t, alice, "dial 127.0.0.2", "/calls", map[string]any{"from": "+1", "to": "sip:x@127.0.0.2"}, "validation-error", "loopback")
 
 		// Refused later: an allowed server redirects to a refused target.
