@@ -31,7 +31,9 @@ const (
 // newHTTPServer is the API's http.Server: timeouts, a header cap, HTTP/1.1
 // only (so that one connection is one request at a time and the
 // connection cap is also a cap on requests in progress), and the
-// limiter's view of each connection's state.
+// limiter's view of each connection's state. The server's own error lines
+// (failed TLS handshakes, malformed requests) come one per connection, so
+// anyone could flood the log with them: they are debug, not warn.
 func newHTTPServer(h http.Handler, lim *connLimiter, tlsCfg *tls.Config, log *slog.Logger) *http.Server {
 	srv := &http.Server{Handler: h, ReadHeaderTimeout: httpReadHeaderTimeout, ReadTimeout: httpReadTimeout,
 		WriteTimeout: httpWriteTimeout, IdleTimeout: httpIdleTimeout, MaxHeaderBytes: httpMaxHeaderBytes,
