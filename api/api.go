@@ -2,6 +2,7 @@ package api
 
 import (
 	"context"
+	"errors"
 	"log/slog"
 	"net/http"
 	"net/url"
@@ -9,6 +10,7 @@ import (
 	"strings"
 	"sync"
 	"time"
+	"unicode/utf8"
 
 	"chorus/bridge"
 	"chorus/internal/egress"
@@ -51,6 +53,19 @@ type Config struct {
 	// Nil is the safe default, which refuses internal addresses. The
 	// fetcher, the dispatcher and the dialer check again at connect time.
 	Targets *egress.Policy
+	// AuthFailures is how many wrong credentials one source address may
+	// send a minute; beyond, its requests get 429 until it may try again
+	// (default DefaultAuthFailures).
+	AuthFailures int
+	// AuthSources bounds how many source addresses the failure limit
+	// remembers (default DefaultAuthSources).
+	AuthSources int
+	// MaxLiveConferences bounds the conferences of one user that are not
+	// completed, counted when the API creates one (default
+	// DefaultMaxLiveConferences); beyond, 403 max-live-conferences.
+	MaxLiveConferences int
+	// Now is the clock of the failure limit (default time.Now).
+	Now func() time.Time
 }
 
 // Defaults of Config.
@@ -58,6 +73,9 @@ const (
 	DefaultMaxBody      = 64 << 10
 	DefaultAnswerWait   = 60 * time.Second
 	DefaultAudioTimeout = 30 * time.Second
+	// DefaultMaxLiveConferences: enough for any one application, small
+	// enough that one user's rooms cannot crowd out the others'.
+	DefaultMaxLiveConferences = 100
 )
 
 // server is the API's state: configuration plus what the bridge does not
@@ -72,6 +90,13 @@ type server struct {
 	audioTimeout time.Duration
 	outbound     *egress.Policy
 	mux          *http.ServeMux
+	now          func() time.Time
+	authLimit    *authLimiter
+	maxLive      int
+
+	// createMu makes counting a user's live conferences and creating one a
+	// single step, so that concurrent creates cannot pass the limit.
+	createMu sync.Mutex
 
 	mu      sync.Mutex
 	dials   map[string]dialInfo     // call id → how POST /calls made it
@@ -124,6 +149,22 @@ func New(cfg Config) http.Handler {
 	if s.audioTimeout <= 0 {
 		s.audioTimeout = DefaultAudioTimeout
 	}
+	s.now = cfg.Now
+	if s.now == nil {
+		s.now = time.Now
+	}
+	s.maxLive = cfg.MaxLiveConferences
+	if s.maxLive <= 0 {
+		s.maxLive = DefaultMaxLiveConferences
+	}
+	failures, sources := cfg.AuthFailures, cfg.AuthSources
+	if failures <= 0 {
+		failures = DefaultAuthFailures
+	}
+	if sources <= 0 {
+		sources = DefaultAuthSources
+	}
+	s.authLimit = newAuthLimiter(failures, sources, s.now, s.log)
 	for _, rt := range routes {
 		s.mux.Handle(rt.method+" "+rt.path, s.wrap(rt))
 	}
@@ -185,8 +226,18 @@ func (s *server) writeError(w http.ResponseWriter, r *http.Request, err error) {
 	} else {
 		s.log.Debug("api error", "method", r.Method, "path", r.URL.Path, "status", ae.Status, "code", ae.Code)
 	}
-	if ae.Status == http.StatusUnauthorized {
+	switch ae.Status {
+	case http.StatusUnauthorized:
 		w.Header().Set("WWW-Authenticate", `Basic realm="chorus"`)
+	case http.StatusTooManyRequests:
+		w.Header().Set("Retry-After", strconv.FormatInt(ae.retryAfter, 10))
+		w.Header().Set("X-RateLimit-Reset", strconv.FormatInt(ae.reset.UnixMilli(), 10))
+	}
+	if ae.Category == catAuthentication || ae.Status == http.StatusTooManyRequests {
+		// A refused caller's body is not read: close rather than drain
+		// it (a slow body would hold the connection), and make a guesser
+		// pay a new connection per try.
+		w.Header().Set("Connection", "close")
 	}
 	writeJSON(w, ae.Status, ae)
 }
@@ -256,10 +307,14 @@ func (s *server) call(user, id string) (*bridge.Call, bool) {
 	return c, true
 }
 
-// Paging of list endpoints, as Catapult's calls list.
+// Paging of list endpoints, as Catapult's calls list. maxPage bounds the
+// page number so that page×size never overflows and a page past any real
+// list is refused rather than computed: 100,000 pages of 1,000 are more
+// items than a user can hold within the retention.
 const (
 	defaultPageSize = 25
 	maxPageSize     = 1000
+	maxPage         = 100000
 )
 
 // paging reads page (0-based) and size from the query.
@@ -268,31 +323,38 @@ type paging struct {
 	explicit   bool // page or size was given
 }
 
+// readPaging reads page and size: whole decimal numbers within their
+// limits, else 400 validation-error naming the parameter (never a crash on
+// a huge value). An empty value is absent.
 func readPaging(r *http.Request) (paging, error) {
 	p := paging{size: defaultPageSize}
 	q := r.URL.Query()
 	if v := q.Get("page"); v != "" {
-		n, err := strconv.Atoi(strings.TrimSpace(v))
-		if err != nil || n < 0 {
+		n, err := strconv.ParseInt(strings.TrimSpace(v), 10, 64)
+		switch {
+		case err != nil && !errors.Is(err, strconv.ErrRange), err == nil && n < 0:
 			return p, errInvalid("query", "page", "must be a whole number not less than 0")
+		case err != nil, n > maxPage:
+			return p, errInvalid("query", "page", "exceeds the limit of %d", maxPage)
 		}
-		p.page, p.explicit = n, true
+		p.page, p.explicit = int(n), true
 	}
 	if v := q.Get("size"); v != "" {
-		n, err := strconv.Atoi(strings.TrimSpace(v))
-		if err != nil || n < 1 {
+		n, err := strconv.ParseInt(strings.TrimSpace(v), 10, 64)
+		switch {
+		case err != nil && !errors.Is(err, strconv.ErrRange), err == nil && n < 1:
 			return p, errInvalid("query", "size", "must be a whole number greater than 0")
-		}
-		if n > maxPageSize {
+		case err != nil, n > maxPageSize:
 			return p, errInvalid("query", "size", "exceeds the limit of %d", maxPageSize)
 		}
-		p.size, p.explicit = n, true
+		p.size, p.explicit = int(n), true
 	}
 	return p, nil
 }
 
 // pageOf cuts one page out of n items and sets a Link rel="next" header
-// (RFC 8288, followed by the Python and C# SDKs) when more follow.
+// (RFC 8288, followed by the Python and C# SDKs) when more follow. page and
+// size are within their limits (readPaging), so page×size cannot overflow.
 func pageOf(w http.ResponseWriter, r *http.Request, p paging, n int) (lo, hi int) {
 	lo = min(p.page*p.size, n)
 	hi = min(lo+p.size, n)
@@ -313,11 +375,11 @@ func pageOf(w http.ResponseWriter, r *http.Request, p paging, n int) (lo, hi int
 func callbackFields(rd *reader, cb *bridge.Callback) bool {
 	set := false
 	if v := rd.str("callbackUrl"); v != nil {
-		rd.fail(checkCallbackURL(*v))
+		rd.fail(checkCallbackURL(rd.b.resource, "callbackUrl", *v))
 		cb.URL, set = *v, true
 	}
 	if v := rd.str("fallbackUrl"); v != nil {
-		rd.fail(checkCallbackURL(*v))
+		rd.fail(checkCallbackURL(rd.b.resource, "fallbackUrl", *v))
 		cb.FallbackURL, set = *v, true
 	}
 	if v := rd.str("callbackHttpMethod"); v != nil {
@@ -340,19 +402,42 @@ func callbackFields(rd *reader, cb *bridge.Callback) bool {
 		}
 		set = true
 	}
-	if v := rd.str("tag"); v != nil {
+	if v := readTag(rd); v != nil {
 		cb.Tag, set = *v, true
 	}
 	return set
 }
 
+// Per-value caps on what a user can make the bridge keep: every stored
+// string is bounded, so memory per resource is bounded too.
+const (
+	// maxTagLen bounds a tag, in characters (Bandwidth's limit).
+	maxTagLen = 256
+	// maxURLLen bounds callbackUrl, fallbackUrl and fileUrl, in bytes.
+	maxURLLen = 2048
+)
+
+// readTag reads the tag property: at most maxTagLen characters.
+func readTag(rd *reader) *string {
+	v := rd.str("tag")
+	if v != nil && utf8.RuneCountInString(*v) > maxTagLen {
+		rd.fail(errInvalid(rd.b.resource, "tag", "exceeds the limit of %d characters", maxTagLen))
+		return nil
+	}
+	return v
+}
+
 // maxCallbackTimeoutMs is Catapult's default and limit of callbackTimeout.
 const maxCallbackTimeoutMs = 10000
 
-// checkCallbackURL accepts "" (no URL) and absolute http(s) URLs.
-func checkCallbackURL(raw string) *apiError {
+// checkCallbackURL accepts "" (no URL) and absolute http(s) URLs of at
+// most maxURLLen bytes.
+func checkCallbackURL(resource, prop, raw string) *apiError {
 	if raw == "" {
 		return nil
+	}
+	if len(raw) > maxURLLen {
+		return errInvalid(resource, prop, "exceeds the limit of %d characters", maxURLLen)
 	}
 	if !isHTTPURL(raw) {
 		return errCallbackURL(raw)

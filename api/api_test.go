@@ -440,9 +440,10 @@ func TestBodyTooLarge(t *testing.T) {
 	res.Body.Close()
 	resp{status: res.StatusCode, header: res.Header, body: data}.expectError(t, 413, "request-too-large")
 
-	// The default limit is 64 KiB.
+	// The default limit is 64 KiB (unknown properties are ignored, but
+	// read).
 	e2 := newEnv(t)
-	ok := `{"from":"+1555","tag":"` + strings.Repeat("x", 60<<10) + `"}`
+	ok := `{"from":"+1555","unknown":"` + strings.Repeat("x", 60<<10) + `"}`
 	e2.mustCreate(e2.as(alice, "POST", "/conferences", ok), "/v1/users/u-alice/conferences")
 	huge := `{"from":"+1555","tag":"` + strings.Repeat("x", 65<<10) + `"}`
 	e2.as(alice, "POST", "/conferences", huge).expectError(t, 413, "request-too-large")

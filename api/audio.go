@@ -56,7 +56,7 @@ func readAudio(b *body) (audioRequest, error) {
 	if v := rd.boolean("loopEnabled"); v != nil {
 		req.loop = *v
 	}
-	if v := rd.str("tag"); v != nil {
+	if v := readTag(rd); v != nil {
 		req.tag = *v
 	}
 	if rd.err != nil {
@@ -69,6 +69,9 @@ func readAudio(b *body) (audioRequest, error) {
 		return req, errMissing("audio", "fileUrl' or 'sentence")
 	case file != nil:
 		req.kind, req.fileURL, req.stop = kindFile, *file, *file == ""
+		if len(*file) > maxURLLen {
+			return req, errInvalid("audio", "fileUrl", "exceeds the limit of %d characters", maxURLLen)
+		}
 		if !req.stop && !isHTTPURL(*file) {
 			return req, errInvalid("audio", "fileUrl", "is not a valid http or https URL")
 		}

@@ -13,7 +13,16 @@ import (
 // time over SHA-256 digests (equal lengths), so timing tells nothing about
 // which part was wrong. A user with an empty token or secret never
 // matches.
+//
+// Wrong credentials count against the request's source address; a source
+// that has sent too many in the last minute gets 429 without its
+// credentials being looked at (authLimiter). Missing credentials and a
+// valid user on another user's path do not count: they guess nothing.
 func (s *server) authenticate(r *http.Request) (string, error) {
+	src := sourceKey(r.RemoteAddr)
+	if wait, blocked := s.authLimit.blocked(src); blocked {
+		return "", errTooManyFailures(wait, s.now())
+	}
 	token, secret, ok := r.BasicAuth()
 	if !ok {
 		return "", errUnauthorized("Authentication is required: send HTTP Basic credentials (API token and secret)")
@@ -30,6 +39,7 @@ func (s *server) authenticate(r *http.Request) (string, error) {
 		}
 	}
 	if found < 0 {
+		s.authLimit.fail(src)
 		return "", errUnauthorized("The API token and secret are not valid")
 	}
 	u := s.users[found]

@@ -87,7 +87,9 @@ func (s *server) listCalls(w http.ResponseWriter, r *http.Request, user string) 
 	if confID := q.Get("conferenceId"); confID != "" {
 		calls = s.conferenceCalls(user, confID)
 		if !p.explicit {
-			p.size = max(len(calls), 1)
+			// Every call of the conference, up to the page size limit
+			// (Link rel="next" names the rest).
+			p.size = min(max(len(calls), 1), maxPageSize)
 		}
 	} else {
 		calls = s.b.Calls(user)

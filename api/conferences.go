@@ -84,6 +84,11 @@ func (s *server) createConference(w http.ResponseWriter, r *http.Request, user s
 	if err := s.checkCallback(r.Context(), opts.Callback); err != nil {
 		return err
 	}
+	s.createMu.Lock()
+	defer s.createMu.Unlock()
+	if err := s.checkLiveConferences(user); err != nil {
+		return err
+	}
 	c, err := s.b.CreateConference(opts)
 	if err != nil {
 		if errors.Is(err, bridge.ErrDraining) {
@@ -92,6 +97,22 @@ func (s *server) createConference(w http.ResponseWriter, r *http.Request, user s
 		return err
 	}
 	created(w, userURL(r, user, "conferences", c.ID()))
+	return nil
+}
+
+// checkLiveConferences refuses a new conference to a user who has
+// maxLive conferences that are not completed. Dial-in auto-create is
+// not limited here: who may call in is the SIP side's to decide.
+func (s *server) checkLiveConferences(user string) error {
+	live := 0
+	for _, c := range s.b.Conferences(user) {
+		if c.State() != bridge.StateCompleted {
+			live++
+		}
+	}
+	if live >= s.maxLive {
+		return errLiveConferences(user, s.maxLive)
+	}
 	return nil
 }
 

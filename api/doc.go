@@ -17,6 +17,13 @@
 // goroutine, and playback and speech events go out through the bridge's
 // event sink with the bridge's own events, in one order.
 //
+// Limits keep one caller from hurting the others: an address that sends
+// too many wrong credentials gets 429 with Retry-After before its
+// credentials are checked (authLimiter); every stored string (tag, URLs),
+// list page (page, size) and a user's live conferences are bounded, and
+// anything out of bounds is a 400 or 403 naming the limit. The HTTP
+// server's timeouts and connection cap live in the binary (cmd/chorus).
+//
 // The OpenAPI 3 description of every route is embedded (openapi.json) and
 // served without auth at GET /openapi.json.
 package api

@@ -4,6 +4,8 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"strconv"
+	"time"
 )
 
 // Error categories, as Catapult names them (lower-case section names of
@@ -17,6 +19,7 @@ const (
 	catNotFound       = "not-found"
 	catUnavailable    = "unavailable"
 	catBackend        = "backend"
+	catTooMany        = "too-many-requests"
 )
 
 // detail is one {name, value} pair of an error body's details.
@@ -32,6 +35,11 @@ type apiError struct {
 	Code     string   `json:"code"`
 	Message  string   `json:"message"`
 	Details  []detail `json:"details"`
+
+	// Of a 429: seconds for Retry-After (RFC 9110 §10.2.3) and the time
+	// for Catapult's X-RateLimit-Reset (epoch milliseconds).
+	retryAfter int64
+	reset      time.Time
 }
 
 func (e *apiError) Error() string { return fmt.Sprintf("%d %s: %s", e.Status, e.Code, e.Message) }
@@ -51,6 +59,24 @@ func (e *apiError) withDetail(name, value string) *apiError {
 
 func errUnauthorized(msg string) *apiError {
 	return newError(http.StatusUnauthorized, catAuthentication, "unauthorized", "%s", msg)
+}
+
+// errTooManyFailures is the 429 of a source that sent too many wrong
+// credentials; it may try again after wait. Status and code are
+// Catapult's rate-limit answer; the headers are set by writeError.
+func errTooManyFailures(wait time.Duration, now time.Time) *apiError {
+	secs := int64((wait + time.Second - 1) / time.Second)
+	e := newError(http.StatusTooManyRequests, catTooMany, "rate-limit-reached",
+		"Too many failed authentication attempts from this address: retry after %d seconds", secs)
+	e.retryAfter = secs
+	e.reset = now.Add(wait)
+	return e.withDetail("retryAfter", strconv.FormatInt(secs, 10))
+}
+
+func errLiveConferences(user string, limit int) *apiError {
+	return newError(http.StatusForbidden, catLimit, "max-live-conferences",
+		"User %s reached the limit of %d live conferences: complete one to create another", user, limit).
+		withDetail("limit", strconv.Itoa(limit))
 }
 
 func errUserAccessDenied(caller, userID string) *apiError {

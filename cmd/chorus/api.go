@@ -41,14 +41,15 @@ func mountAPI(mux *http.ServeMux, cfg Config, br *bridge.Bridge, httpAddr net.Ad
 		log.Warn("text to speech unavailable: sentences will fail", "err", err)
 	}
 	mux.Handle("/", api.New(api.Config{Users: users, Bridge: br, Log: log, Targets: targets,
-		Audio: audioSources{fetch: &audiofile.Fetcher{Targets: targets}, tts: engine}}))
+		Audio:        audioSources{fetch: &audiofile.Fetcher{Targets: targets}, tts: engine},
+		AuthFailures: cfg.HTTPAuthFailures, MaxLiveConferences: cfg.MaxConferencesPerUser}))
 	// Event URIs name the API as callers reach it: the public address when
 	// it listens on every interface.
 	host, port, _ := net.SplitHostPort(httpAddr.String())
 	if ip := net.ParseIP(host); ip == nil || ip.IsUnspecified() {
 		host = cfg.publicIP.String()
 	}
-	d := api.NewDispatcher(api.DispatcherConfig{Bridge: br, Log: log, Targets: targets, BaseURL: "http://" + net.JoinHostPort(host, port)})
+	d := api.NewDispatcher(api.DispatcherConfig{Bridge: br, Log: log, Targets: targets, BaseURL: cfg.httpScheme() + "://" + net.JoinHostPort(host, port)})
 	br.SetEventSink(d)
 	return d
 }

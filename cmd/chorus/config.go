@@ -2,6 +2,7 @@ package main
 
 import (
 	"crypto/rand"
+	"crypto/tls"
 	"encoding/json"
 	"errors"
 	"flag"
@@ -15,6 +16,7 @@ import (
 	"strings"
 	"time"
 
+	"chorus/api"
 	"chorus/bridge"
 	"chorus/internal/egress"
 )
@@ -52,18 +54,30 @@ type Config struct {
 	// TargetAllow lists CIDRs (or single addresses) those outbound requests
 	// may reach whatever their class.
 	TargetAllow []string `json:"targetAllow"`
+	// HTTPTLSCert and HTTPTLSKey (PEM files) serve the API over HTTPS.
+	HTTPTLSCert string `json:"httpTlsCert"`
+	HTTPTLSKey  string `json:"httpTlsKey"`
+	// HTTPMaxConns caps open API connections (see connLimiter).
+	HTTPMaxConns int `json:"httpMaxConns"`
+	// HTTPAuthFailures is how many wrong API credentials one address may
+	// send a minute before it gets 429.
+	HTTPAuthFailures int `json:"httpAuthFailures"`
+	// MaxConferencesPerUser caps a user's live conferences made through the API.
+	MaxConferencesPerUser int `json:"maxConferencesPerUser"`
 
 	rtpLow, rtpHigh int
 	mixerPriority   bridge.Priority
 	publicIP        netip.Addr
 	targetAllow     []netip.Prefix
+	httpTLS         *tls.Config
 	generatedUser   bool
 }
 
 func defaultConfig() Config {
 	return Config{SIPAddr: ":5060", HTTPAddr: "127.0.0.1:8080", RTPPorts: "10000-20000", LogLevel: "info",
 		RTPTimeout: 30 * time.Second, MaxMembers: 20, LoudestN: 8, AutoCreate: true, DrainPeriod: 0,
-		Retention: time.Hour, MixerPriority: "realtime"}
+		Retention: time.Hour, MixerPriority: "realtime", HTTPMaxConns: defaultHTTPMaxConns,
+		HTTPAuthFailures: api.DefaultAuthFailures, MaxConferencesPerUser: api.DefaultMaxLiveConferences}
 }
 
 // userList collects repeated --user flags.
@@ -143,6 +157,11 @@ func loadConfig(args []string, getenv func(string) string, stderr io.Writer) (Co
 	fs.Duration("retention", cfg.Retention, "how long completed conferences and calls stay visible to the API (env CHORUS_RETENTION)")
 	fs.Bool("allow-private-targets", cfg.AllowPrivateTargets, "let fileUrl fetches, callbacks and dial-out reach loopback, private (RFC 1918, fc00::/7) and CGNAT addresses; link-local, multicast and the bridge's own ports stay refused (env CHORUS_ALLOW_PRIVATE_TARGETS)")
 	fs.Var(cidrList{&flagAllow}, "target-allow", "CIDR that fileUrl fetches, callbacks and dial-out may reach whatever its kind, repeatable (env CHORUS_TARGET_ALLOW, comma-separated)")
+	fs.String("http-tls-cert", "", "PEM certificate (chain) to serve the API over HTTPS, with --http-tls-key (env CHORUS_HTTP_TLS_CERT)")
+	fs.String("http-tls-key", "", "PEM private key of --http-tls-cert (env CHORUS_HTTP_TLS_KEY)")
+	fs.Int("http-max-conns", cfg.HTTPMaxConns, "open API connections at most; beyond, the oldest idle one is closed (env CHORUS_HTTP_MAX_CONNS)")
+	fs.Int("http-auth-failures", cfg.HTTPAuthFailures, "wrong API credentials one address may send a minute before its requests get 429 (env CHORUS_HTTP_AUTH_FAILURES)")
+	fs.Int("max-conferences-per-user", cfg.MaxConferencesPerUser, "live conferences one API user may create (env CHORUS_MAX_CONFERENCES_PER_USER)")
 	if err := fs.Parse(args); err != nil {
 		return cfg, err
 	}
@@ -243,6 +262,16 @@ func (c *Config) setField(name, v string) error {
 		c.AutoCreate, err = strconv.ParseBool(v)
 	case "allow-private-targets":
 		c.AllowPrivateTargets, err = strconv.ParseBool(v)
+	case "http-tls-cert":
+		c.HTTPTLSCert = v
+	case "http-tls-key":
+		c.HTTPTLSKey = v
+	case "http-max-conns":
+		c.HTTPMaxConns, err = strconv.Atoi(v)
+	case "http-auth-failures":
+		c.HTTPAuthFailures, err = strconv.Atoi(v)
+	case "max-conferences-per-user":
+		c.MaxConferencesPerUser, err = strconv.Atoi(v)
 	}
 	return err
 }
@@ -283,6 +312,20 @@ func (c *Config) validate() error {
 	} else {
 		c.mixerPriority = p
 	}
+	if c.HTTPMaxConns < 16 {
+		errs = append(errs, fmt.Errorf("http-max-conns must be at least 16, got %d", c.HTTPMaxConns))
+	}
+	if c.HTTPAuthFailures < 1 || c.HTTPAuthFailures > 10000 {
+		errs = append(errs, fmt.Errorf("http-auth-failures must be within 1-10000, got %d", c.HTTPAuthFailures))
+	}
+	if c.MaxConferencesPerUser < 1 {
+		errs = append(errs, fmt.Errorf("max-conferences-per-user must be at least 1, got %d", c.MaxConferencesPerUser))
+	}
+	if tc, err := loadHTTPTLS(c.HTTPTLSCert, c.HTTPTLSKey); err != nil {
+		errs = append(errs, err)
+	} else {
+		c.httpTLS = tc
+	}
 	if c.RTPTimeout < time.Second {
 		errs = append(errs, fmt.Errorf("rtp-timeout must be at least 1s, got %s", c.RTPTimeout))
 	}
@@ -319,6 +362,14 @@ func (c *Config) validate() error {
 		c.generatedUser = true
 	}
 	return errors.Join(errs...)
+}
+
+// httpScheme is how clients reach the API: https with a certificate.
+func (c *Config) httpScheme() string {
+	if c.httpTLS != nil {
+		return "https"
+	}
+	return "http"
 }
 
 func parseLevel(s string) (slog.Level, error) {

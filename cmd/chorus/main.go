@@ -119,15 +119,14 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 			return err
 		}
 	}
-	httpSrv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second, ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelWarn)}
-	go func() { _ = httpSrv.Serve(hl) }()
+	httpSrv := startHTTP(cfg, mux, hl, log)
 
 	log.Info("chorus listening", "sip_udp", udpAddr, "sip_tcp", tcpAddr, "http", hl.Addr(),
 		"rtp_ports", cfg.RTPPorts, "public_ip", cfg.publicIP)
 	if cfg.generatedUser {
 		u := cfg.Users[0]
-		fmt.Fprintf(stdout, "No --user given; generated a development user:\n  user id: %s\n  token:   %s\n  secret:  %s\n  try: curl -u %s:%s http://%s/v1/users/%s/conferences\n",
-			u.ID, u.Token, u.Secret, u.Token, u.Secret, hl.Addr(), u.ID)
+		fmt.Fprintf(stdout, "No --user given; generated a development user:\n  user id: %s\n  token:   %s\n  secret:  %s\n  try: curl -u %s:%s %s://%s/v1/users/%s/conferences\n",
+			u.ID, u.Token, u.Secret, u.Token, u.Secret, cfg.httpScheme(), hl.Addr(), u.ID)
 	}
 	fmt.Fprintf(stdout, "Call sip:1000@%s to join conference 1000.\n", netip.AddrPortFrom(cfg.publicIP, udpAddr.Port()))
 	if onReady != nil {
