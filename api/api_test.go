@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"net"
 	"net/http"
@@ -168,6 +169,7 @@ type env struct {
 	events *eventLog
 	audio  *fakeAudio
 	dialer *fakeDialer
+	nconf  int // numbers given to conferences: a live number is held once
 }
 
 type envOption func(*bridge.Config, *Config)
@@ -314,7 +316,8 @@ func (e *env) mustCreate(r resp, want string) string {
 // createConf makes a conference of u and returns its id.
 func (e *env) createConf(u User) string {
 	e.t.Helper()
-	r := e.as(u, "POST", "/conferences", `{"from":"+15551230000"}`)
+	e.nconf++
+	r := e.as(u, "POST", "/conferences", fmt.Sprintf(`{"from":"+1555123%04d"}`, e.nconf))
 	return e.mustCreate(r, "/v1/users/"+u.ID+"/conferences")
 }
 

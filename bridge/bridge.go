@@ -69,9 +69,14 @@ type Bridge struct {
 	events EventSink
 	stats  *Stats
 
-	mu       sync.Mutex
-	confs    map[string]*Conference
-	calls    map[string]*Call
+	mu    sync.Mutex
+	confs map[string]*Conference
+	calls map[string]*Call
+	// numbers is the routing index: each dial-in number (a conference's
+	// from) to the one live conference holding it. A conference enters it
+	// when created and leaves it when completed, both under mu, so a
+	// lookup-or-create in Route is one atomic step.
+	numbers  map[string]*Conference
 	draining bool
 	wg       sync.WaitGroup // mixer goroutines
 
@@ -95,7 +100,7 @@ func New(cfg Config, log *slog.Logger, events EventSink) *Bridge {
 		log = slog.New(slog.DiscardHandler)
 	}
 	b := &Bridge{cfg: cfg, log: log, events: events, stats: &Stats{},
-		confs: map[string]*Conference{}, calls: map[string]*Call{}}
+		confs: map[string]*Conference{}, calls: map[string]*Call{}, numbers: map[string]*Conference{}}
 	b.clock = newClock(b)
 	return b
 }
@@ -131,22 +136,74 @@ type ConferenceOptions struct {
 	Hold     bool
 }
 
-// CreateConference makes an empty conference in state created.
+// CreateConference makes an empty conference in state created. Its from
+// number, if any, must not be held by another live conference of any user
+// (ErrNumberInUse): a number routes to exactly one room.
 func (b *Bridge) CreateConference(opts ConferenceOptions) (*Conference, error) {
+	b.mu.Lock()
+	c, err := b.createLocked(opts)
+	b.mu.Unlock()
+	if err != nil {
+		return nil, err
+	}
+	b.created(c)
+	return c, nil
+}
+
+// createLocked registers a new conference and its number. b.mu is held;
+// the caller announces the conference with created once it is released.
+func (b *Bridge) createLocked(opts ConferenceOptions) (*Conference, error) {
+	if b.draining {
+		return nil, ErrDraining
+	}
+	if b.holder(opts.From) != nil {
+		return nil, fmt.Errorf("create conference from %q: %w", opts.From, ErrNumberInUse)
+	}
 	if opts.Profile == "" {
 		opts.Profile = ProfileInterpretDigits
 	}
 	c := newConference(b, opts)
-	b.mu.Lock()
-	if b.draining {
-		b.mu.Unlock()
-		return nil, ErrDraining
-	}
 	b.confs[c.id] = c
-	b.mu.Unlock()
-	b.stats.Conferences.Add(1)
-	b.publish(Event{Type: EventConference, UserID: c.userID, ConferenceID: c.id, State: StateCreated, Tag: opts.Callback.Tag})
+	if c.from != "" {
+		b.numbers[c.from] = c
+	}
 	return c, nil
+}
+
+// holder returns the live conference holding number, or nil. A conference
+// that is completing (its index entry not yet removed) holds it no more.
+// b.mu is held.
+func (b *Bridge) holder(number string) *Conference {
+	if number == "" {
+		return nil
+	}
+	c, ok := b.numbers[number]
+	if !ok {
+		return nil
+	}
+	if c.ended.Load() {
+		delete(b.numbers, number)
+		return nil
+	}
+	return c
+}
+
+// created counts and announces a new conference.
+func (b *Bridge) created(c *Conference) {
+	b.stats.Conferences.Add(1)
+	b.publish(Event{Type: EventConference, UserID: c.userID, ConferenceID: c.id, State: StateCreated, Tag: c.Callback().Tag})
+}
+
+// releaseNumber takes a completed conference out of the routing index.
+func (b *Bridge) releaseNumber(c *Conference) {
+	if c.from == "" {
+		return
+	}
+	b.mu.Lock()
+	if b.numbers[c.from] == c {
+		delete(b.numbers, c.from)
+	}
+	b.mu.Unlock()
 }
 
 // Conference returns a conference by id.
@@ -173,7 +230,10 @@ func (b *Bridge) Conferences(userID string) []*Conference {
 
 // Route finds the conference a dial-in to number (the Request-URI user part)
 // belongs in, as design.md decides: a conference id, the from number of a
-// live conference, or a new conference when auto-create is on.
+// live conference (held by one conference across all users, found in the
+// index), or a new conference when auto-create is on. Finding and
+// creating are one step under the bridge's lock, so callers dialling a new
+// number at once all land in the same room.
 func (b *Bridge) Route(number string) (*Conference, error) {
 	b.mu.Lock()
 	if strings.HasPrefix(number, ConferencePrefix) {
@@ -187,22 +247,21 @@ func (b *Bridge) Route(number string) (*Conference, error) {
 		}
 		return c, nil
 	}
-	var found *Conference
-	for _, c := range b.confs {
-		if c.from == number && c.State() != StateCompleted {
-			if found == nil || c.created.After(found.created) {
-				found = c
-			}
-		}
-	}
-	b.mu.Unlock()
-	if found != nil {
-		return found, nil
+	if c := b.holder(number); c != nil {
+		b.mu.Unlock()
+		return c, nil
 	}
 	if !b.cfg.AutoCreate || number == "" {
+		b.mu.Unlock()
 		return nil, fmt.Errorf("route %q: %w", number, ErrNoRoute)
 	}
-	return b.CreateConference(ConferenceOptions{UserID: b.cfg.DefaultUser, From: number})
+	c, err := b.createLocked(ConferenceOptions{UserID: b.cfg.DefaultUser, From: number})
+	b.mu.Unlock()
+	if err != nil {
+		return nil, fmt.Errorf("route %q: %w", number, err)
+	}
+	b.created(c)
+	return c, nil
 }
 
 // Call states.

@@ -299,6 +299,7 @@ func (c *Conference) complete() {
 	c.completed = c.b.cfg.Now()
 	stop := c.stop
 	c.mu.Unlock()
+	c.b.releaseNumber(c) // the next caller to the number makes a new room
 	if stop != nil {
 		stop()
 	}
