@@ -15,14 +15,14 @@ import (
 
 // dialIn is one raw UDP caller placing one call: INVITE, ACK, BYE.
 type dialIn struct {
-	r                 *rawSIP
-	number            string
-	callID, fromTag   string
-	toTag             string
-	invite            string
-	status            int
-	byeStatus         int
-	last              string // the final response to the INVITE
+	r               *rawSIP
+	number          string
+	callID, fromTag string
+	toTag           string
+	invite          string
+	status          int
+	byeStatus       int
+	last            string // the final response to the INVITE
 }
 
 func newDialIn(t testing.TB, to netip.AddrPort) *dialIn {
