@@ -300,6 +300,10 @@ type Call struct {
 	callback Callback
 	confID   string // the conference a dialled call will join, or last joined
 	memberID string // the member it last was
+	// phoneHold: the phone holds the call (its last offer or answer left us
+	// no sendrecv). It lives on the call so that it survives a move between
+	// conferences; the member mirrors it for the mixer.
+	phoneHold bool
 }
 
 // CallInfo is a snapshot of a call.
@@ -392,6 +396,35 @@ func (c *Call) Member() *Member {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	return c.member
+}
+
+// SetPhoneHold records that the phone put the call on hold, or took it off
+// hold: its SDP offer was sendonly, inactive or had c=0.0.0.0 (RFC 3264
+// §8.4; RFC 2543's hold), so that our direction is not sendrecv. A held
+// call's member is not mixed, so the phone's hold music never reaches the
+// room, and a conference-member event reports the change.
+func (c *Call) SetPhoneHold(v bool) {
+	c.mu.Lock()
+	changed := c.phoneHold != v
+	c.phoneHold = v
+	m := c.member
+	if m != nil {
+		m.phoneHold.Store(v)
+	}
+	c.mu.Unlock()
+	if changed {
+		c.log.Info("phone hold", "held", v)
+		if m != nil {
+			m.changed()
+		}
+	}
+}
+
+// PhoneHold reports whether the phone holds the call.
+func (c *Call) PhoneHold() bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.phoneHold
 }
 
 // Answered marks the call active (the 200 OK was sent or received).

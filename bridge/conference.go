@@ -205,11 +205,13 @@ func (c *Conference) AddMember(call *Call, opts MemberOptions) (*Member, error) 
 	call.member = m
 	call.confID = c.id
 	call.memberID = m.id
+	m.phoneHold.Store(call.phoneHold) // a change since newMember read it
 	call.mu.Unlock()
 	c.b.stats.Members.Add(1)
 	m.log.Info("member joined", "active", active, "codec", leg.Media().Params().Codec)
 	c.b.publish(Event{Type: EventConferenceMember, UserID: c.userID, ConferenceID: c.id, MemberID: m.id,
-		CallID: call.id, State: StateActive, ActiveMembers: active, Mute: m.Muted(), Hold: m.Held(), Tag: c.Callback().Tag})
+		CallID: call.id, State: StateActive, ActiveMembers: active, Mute: m.Muted(), Hold: m.Held(),
+		PhoneHold: m.PhoneHold(), Tag: c.Callback().Tag})
 	if opts.JoinTone {
 		c.tone.play(NewPlayback(joinTone, false, nil))
 	}

@@ -5,7 +5,7 @@ import "time"
 // Event types, named as the Catapult callbacks are.
 const (
 	EventConference         = "conference"          // State: created, completed
-	EventConferenceMember   = "conference-member"   // State: active, completed; Mute/Hold changes
+	EventConferenceMember   = "conference-member"   // State: active, completed; Mute/Hold/PhoneHold changes
 	EventConferencePlayback = "conference-playback" // State: start, done
 	EventConferenceSpeak    = "conference-speak"    // State: started, done
 	EventAnswer             = "answer"              // a call was answered
@@ -28,6 +28,7 @@ type Event struct {
 	ActiveMembers int
 	Mute          bool
 	Hold          bool
+	PhoneHold     bool // conference-member: the phone holds the call
 	Digit         string
 	Cause         string
 	Status        string // "done", "error", "stopped", "replaced" for playback ends

@@ -32,6 +32,7 @@ type Member struct {
 	selected         bool // mixed this tick
 	mute, hold       atomic.Bool
 	muteSet, holdSet atomic.Bool // set on the member: the conference's value no longer applies
+	phoneHold        atomic.Bool // the phone holds the call (Call.SetPhoneHold): not mixed
 	talking          atomic.Bool
 
 	id          string
@@ -76,6 +77,7 @@ func newMember(c *Conference, call *Call, sess *media.Session, opts MemberOption
 		m.hold.Store(*opts.Hold)
 		m.holdSet.Store(true)
 	}
+	m.phoneHold.Store(call.PhoneHold())
 	return m
 }
 
@@ -129,8 +131,12 @@ func (m *Member) changed() {
 	c := m.conf
 	c.b.publish(Event{Type: EventConferenceMember, UserID: c.userID, ConferenceID: c.id, MemberID: m.id,
 		CallID: m.call.id, State: StateActive, ActiveMembers: len(*c.members.Load()),
-		Mute: m.Muted(), Hold: m.Held(), Tag: c.Callback().Tag})
+		Mute: m.Muted(), Hold: m.Held(), PhoneHold: m.PhoneHold(), Tag: c.Callback().Tag})
 }
+
+// PhoneHold reports whether the member's phone holds the call (see
+// Call.SetPhoneHold): nothing it sends is mixed.
+func (m *Member) PhoneHold() bool { return m.phoneHold.Load() }
 
 // Levels returns talk volume, receive volume and mic sensitivity, each
 // −4..+4.
@@ -175,6 +181,7 @@ type MemberInfo struct {
 	Mute, Hold, JoinTone, Leaving   bool
 	Talk, Receive, Sensitivity      int
 	Talking                         bool
+	PhoneHold                       bool // the phone holds the call
 }
 
 // Info returns a snapshot.
@@ -189,7 +196,7 @@ func (m *Member) Info() MemberInfo {
 	t, r, s := m.Levels()
 	return MemberInfo{ID: m.id, CallID: m.call.id, ConferenceID: m.conf.id, State: st, Added: m.added,
 		Removed: removed, Mute: m.Muted(), Hold: m.Held(), JoinTone: m.joinTone.Load(), Leaving: m.leavingTone.Load(),
-		Talk: t, Receive: r, Sensitivity: s, Talking: m.Talking()}
+		Talk: t, Receive: r, Sensitivity: s, Talking: m.Talking(), PhoneHold: m.PhoneHold()}
 }
 
 // Audio implements media.Handler: audio goes into the jitter buffer.

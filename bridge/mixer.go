@@ -134,16 +134,19 @@ func (c *Conference) mixTick(now time.Time, w *tickWorker) {
 			c.handleDigit(m, mx.digits[i])
 		}
 		mx.nDigits = 0
-		m.gate(mx.jb.Read(mx.in[:]))
+		// A phone that holds the call still sends (hold music): its frame
+		// is taken from the buffer and treated as silence.
+		m.gate(mx.jb.Read(mx.in[:]) && !m.phoneHold.Load())
 	}
 	w.in += polled
 
-	// 2. Choose the talkers: open gate, not muted or held, loudest first.
+	// 2. Choose the talkers: open gate, not muted or held (by the room or
+	// by the phone), loudest first.
 	x.talkers = x.talkers[:0]
 	for _, m := range members {
 		wasSelected := m.selected
 		m.selected = false
-		if m.hang == 0 || m.Muted() || m.Held() {
+		if m.hang == 0 || m.Muted() || m.Held() || m.phoneHold.Load() {
 			continue
 		}
 		score := m.smooth
