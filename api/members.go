@@ -108,7 +108,12 @@ func (s *server) addMember(w http.ResponseWriter, r *http.Request, user string) 
 	if !found {
 		return errCallIDNotFound(*callID)
 	}
-	dialled := s.dialInfo(call.ID()).conferenceID
+	// A call dialled with a conferenceId names it on its record until it
+	// first joins.
+	dialled := ""
+	if in := call.Info(); in.Direction == bridge.DirectionOut && in.MemberID == "" {
+		dialled = in.ConferenceID
+	}
 	if dialled != "" && dialled != c.ID() && call.Member() == nil && call.State() != bridge.CallCompleted {
 		return errCallConferenceID(c.ID())
 	}

@@ -304,6 +304,9 @@ type Call struct {
 	// no sendrecv). It lives on the call so that it survives a move between
 	// conferences; the member mirrors it for the mixer.
 	phoneHold bool
+	// dialTimeout is the ringing bound DialOut was asked for (zero: the
+	// default), kept for the API's callTimeout.
+	dialTimeout time.Duration
 }
 
 // CallInfo is a snapshot of a call.
@@ -313,6 +316,9 @@ type CallInfo struct {
 	Cause                                  string
 	ConferenceID, MemberID                 string
 	Callback                               Callback
+	// DialTimeout is the ringing bound an outbound call was placed with,
+	// zero if none was asked for.
+	DialTimeout time.Duration
 }
 
 // NewCall registers a call. leg may be nil until the call is set up.
@@ -375,7 +381,7 @@ func (c *Call) Info() CallInfo {
 	defer c.mu.Unlock()
 	ci := CallInfo{ID: c.id, UserID: c.userID, From: c.from, To: c.to, Direction: c.direction,
 		State: c.state, Created: c.created, Answered: c.answered, Ended: c.ended, Cause: c.cause,
-		Callback: c.callback}
+		Callback: c.callback, DialTimeout: c.dialTimeout}
 	ci.ConferenceID, ci.MemberID = c.confID, c.memberID // also after leaving: call history
 	if c.member != nil {
 		ci.ConferenceID = c.member.conf.id
@@ -540,16 +546,22 @@ func (b *Bridge) HangupAll(ctx context.Context, cause string) {
 func (b *Bridge) Publish(ev Event) { b.publish(ev) }
 
 // Prune forgets conferences and calls completed longer than the retention
-// ago, so that a long-running bridge does not grow without bound. It
-// returns how many of each it dropped.
+// ago, so that a long-running bridge does not grow without bound; members
+// that left a live conference that long ago go too (a room that lives for
+// days would otherwise keep every short call it ever had). It returns how
+// many conferences and calls it dropped.
 func (b *Bridge) Prune() (confs, calls int) {
 	cutoff := b.cfg.Now().Add(-b.cfg.Retention)
 	b.mu.Lock()
-	defer b.mu.Unlock()
+	var live []*Conference
 	for id, c := range b.confs {
-		if info := c.Info(); info.State == StateCompleted && info.Completed.Before(cutoff) {
+		info := c.Info()
+		switch {
+		case info.State == StateCompleted && info.Completed.Before(cutoff):
 			delete(b.confs, id)
 			confs++
+		case info.State != StateCompleted:
+			live = append(live, c)
 		}
 	}
 	for id, c := range b.calls {
@@ -557,6 +569,10 @@ func (b *Bridge) Prune() (confs, calls int) {
 			delete(b.calls, id)
 			calls++
 		}
+	}
+	b.mu.Unlock()
+	for _, c := range live {
+		c.pruneMembers(cutoff)
 	}
 	return confs, calls
 }

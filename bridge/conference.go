@@ -57,7 +57,11 @@ type Conference struct {
 	audio slot // file or sentence for the whole room
 	tone  slot // join and leave tones
 
-	mix        mixer       // mixer goroutine state
+	// mix is the mixer's working memory (about 2 kB). Only the goroutine
+	// running the room's ticks touches it, and it drops it once the room
+	// has ended, so that a completed record kept for the API is small.
+	mix        *mixer
+	attach     attachment
 	testWorker *tickWorker // mixOnce's (tests step the mixer with it)
 }
 
@@ -68,7 +72,7 @@ func newConference(b *Bridge, opts ConferenceOptions) *Conference {
 	c.mute.Store(opts.Mute)
 	c.hold.Store(opts.Hold)
 	c.members.Store(&[]*Member{})
-	c.mix.init(b.cfg.LoudestN)
+	c.mix = newMixer(b.cfg.LoudestN)
 	return c
 }
 
@@ -140,6 +144,32 @@ func (c *Conference) Members() []*Member {
 	defer c.mu.Unlock()
 	return append([]*Member(nil), c.all...)
 }
+
+// pruneMembers forgets the members that left before cutoff.
+func (c *Conference) pruneMembers(cutoff time.Time) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	keep := c.all[:0]
+	for _, m := range c.all {
+		if m.Active() {
+			keep = append(keep, m)
+			continue
+		}
+		m.mu.Lock()
+		removed := m.removed
+		m.mu.Unlock()
+		if removed.IsZero() || !removed.Before(cutoff) {
+			keep = append(keep, m)
+		}
+	}
+	clear(c.all[len(keep):])
+	c.all = keep
+}
+
+// Attachment returns what the layer above keeps for this conference (the
+// API: its audio requests), made by mk on first use. It lives and is
+// pruned with the conference's record, so the API keeps no map of its own.
+func (c *Conference) Attachment(mk func() any) any { return c.attach.get(mk) }
 
 // Member returns a member by id.
 func (c *Conference) Member(id string) (*Member, bool) {
@@ -296,10 +326,14 @@ func (c *Conference) complete() {
 		c.mu.Unlock()
 		return
 	}
+	neverMixed := c.state == StateCreated // no mixer started, and none will
 	c.state = StateCompleted
 	c.ended.Store(true)
 	c.completed = c.b.cfg.Now()
 	stop := c.stop
+	if neverMixed {
+		c.mix = nil
+	}
 	c.mu.Unlock()
 	c.b.releaseNumber(c) // the next caller to the number makes a new room
 	if stop != nil {

@@ -46,7 +46,29 @@ type Member struct {
 
 	mu      sync.Mutex
 	removed time.Time
+	attach  attachment
 }
+
+// attachment is a value a layer above the bridge keeps with a record,
+// made on first use.
+type attachment struct {
+	mu sync.Mutex
+	v  any
+}
+
+func (a *attachment) get(mk func() any) any {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if a.v == nil {
+		a.v = mk()
+	}
+	return a.v
+}
+
+// Attachment returns what the layer above keeps for this member (the API:
+// its audio requests), made by mk on first use. It lives and is pruned with
+// the member's record.
+func (m *Member) Attachment(mk func() any) any { return m.attach.get(mk) }
 
 // mixState is a member's audio working memory, used only by the mixer.
 type mixState struct {

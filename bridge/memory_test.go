@@ -63,7 +63,7 @@ func shortCall(t testing.TB, b *Bridge, conf *Conference, w *tickWorker, now tim
 // conference keep for the retention, measured on the heap over a few
 // thousand of each.
 func TestCompletedRecordMemory(t *testing.T) {
-	const n = 3000
+	const n = 5000
 	perCall, perConf := measureRecords(t, n)
 	t.Logf("completed call (with its member record): %.0f bytes; completed conference: %.0f bytes", perCall, perConf)
 	if perCall > maxRecordBytes {

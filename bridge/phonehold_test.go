@@ -17,7 +17,7 @@ func TestPhoneHoldNotMixed(t *testing.T) {
 	r := newRoom(t, Config{})
 	a := r.join(media.PCMU, tone(music, -10)) // the phone that holds
 	b := r.join(media.PCMU, nil)              // a listener
-	r.join(media.PCMU, tone(8000.0/11, -20)) // the room, which the held phone still hears
+	r.join(media.PCMU, tone(8000.0/11, -20))  // the room, which the held phone still hears
 	r.step(10)
 	heard := func(what string) (atB, atA float64) {
 		m := r.mark()
