@@ -4,8 +4,10 @@ import (
 	"bytes"
 	"context"
 	"math"
+	"net"
 	"os/exec"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -91,4 +93,63 @@ func TestSippPhoneHoldMusic(t *testing.T) {
 	if got := level(after, toneHz); math.Abs(got-toneDB) > 2 {
 		t.Errorf("after the resume the room hears the phone at %.1f dBFS, want %d", got, toneDB)
 	}
+}
+
+// TestPhoneHoldSignalling: every way a phone may hold sets the member's
+// phoneHold, and every sendrecv offer clears it: a sendonly first INVITE,
+// an UPDATE with c=0.0.0.0, a re-INVITE with a=inactive (RFC 3264 §8.4,
+// RFC 3311).
+func TestPhoneHoldSignalling(t *testing.T) {
+	tb := startBridge(t, bridge.Config{AutoCreate: true}, 32600, 32799)
+	d := newDialIn(t, tb.udp)
+	d.prepare("4100")
+	port := d.r.conn.LocalAddr().(*net.UDPAddr).Port
+	sdp := func(dir, addr string) string {
+		return strings.Replace(offerSDP(port, "0", "0 PCMU/8000"), "c=IN IP4 127.0.0.1", "c=IN IP4 "+addr, 1) + "a=" + dir + "\r\n"
+	}
+	offer := func(method string, cseq int, body, wantDir string) {
+		t.Helper()
+		d.r.send(d.msg(method, cseq, "application/sdp", body))
+		code, res := d.finalFor(method, 5*time.Second)
+		if code != 200 || !strings.Contains(res, "a="+wantDir) {
+			t.Fatalf("%s %d: %d, want 200 with a=%s:\n%s", method, cseq, code, wantDir, res)
+		}
+		if d.toTag == "" {
+			d.toTag = toTag(res)
+		}
+		if method == "INVITE" {
+			d.r.send(d.msg("ACK", cseq, "", ""))
+		}
+	}
+	offer("INVITE", 1, sdp("sendonly", "127.0.0.1"), "recvonly")
+	conf := waitConference(t, tb, "4100")
+	waitFor(t, "the held caller joined", func() bool { return conf.Info().ActiveMembers == 1 })
+	m := conf.Members()[0]
+	steps := []struct {
+		method      string
+		dir, addr   string
+		answer      string
+		held        bool
+		description string
+	}{
+		{"UPDATE", "sendrecv", "127.0.0.1", "sendrecv", false, "UPDATE sendrecv resumes"},
+		{"UPDATE", "sendrecv", "0.0.0.0", "inactive", true, "UPDATE with c=0.0.0.0 holds"},
+		{"INVITE", "sendrecv", "127.0.0.1", "sendrecv", false, "re-INVITE sendrecv resumes"},
+		{"INVITE", "inactive", "127.0.0.1", "inactive", true, "re-INVITE inactive holds"},
+		{"INVITE", "sendrecv", "127.0.0.1", "sendrecv", false, "re-INVITE sendrecv resumes"},
+	}
+	if !m.Info().PhoneHold {
+		t.Error("a sendonly first INVITE: the member does not show phoneHold")
+	}
+	for i, s := range steps {
+		offer(s.method, i+2, sdp(s.dir, s.addr), s.answer)
+		if got := m.Info().PhoneHold; got != s.held {
+			t.Errorf("%s: phoneHold %v, want %v", s.description, got, s.held)
+		}
+	}
+	d.r.send(d.msg("BYE", len(steps)+2, "", ""))
+	if code, _ := d.finalFor("BYE", 5*time.Second); code != 200 {
+		t.Errorf("BYE: %d", code)
+	}
+	waitFor(t, "the room completes", func() bool { return conf.State() == bridge.StateCompleted })
 }
