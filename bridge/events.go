@@ -18,9 +18,13 @@ const (
 // Event is something an application may want to hear about. Zero fields
 // do not apply to the event's type.
 type Event struct {
-	Type          string
-	Time          time.Time
-	UserID        string
+	Type   string
+	Time   time.Time
+	UserID string
+	// ConferenceID is set on every event of a call that has joined a
+	// conference (the one it last joined, or is dialled to join), so that
+	// an event consumer keeps a member call's events, its hangup included,
+	// in its conference's order without a call → conference map.
 	ConferenceID  string
 	MemberID      string
 	CallID        string
