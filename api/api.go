@@ -78,8 +78,9 @@ const (
 	DefaultMaxLiveConferences = 100
 )
 
-// server is the API's state: configuration plus what the bridge does not
-// keep (how calls were dialled, what each audio target is playing).
+// server is the API's state: its configuration only. What it knows per
+// resource lives on the bridge's records (audio requests as attachments),
+// so that nothing here outlives the bridge's retention.
 type server struct {
 	users        []User
 	b            *bridge.Bridge
@@ -97,10 +98,6 @@ type server struct {
 	// createMu makes counting a user's live conferences and creating one a
 	// single step, so that concurrent creates cannot pass the limit.
 	createMu sync.Mutex
-
-	mu      sync.Mutex
-	dials   map[string]dialInfo     // call id → how POST /calls made it
-	targets map[string]*audioTarget // "conf/<id>" or member id → its audio
 }
 
 // route is one endpoint; the table is also what the OpenAPI test checks.
@@ -135,8 +132,7 @@ var routes = []route{
 // anything else.
 func New(cfg Config) http.Handler {
 	s := &server{users: cfg.Users, b: cfg.Bridge, audio: cfg.Audio, log: cfg.Log, maxBody: cfg.MaxBody,
-		answerWait: cfg.AnswerWait, audioTimeout: cfg.AudioTimeout, outbound: cfg.Targets, mux: http.NewServeMux(),
-		dials: map[string]dialInfo{}, targets: map[string]*audioTarget{}}
+		answerWait: cfg.AnswerWait, audioTimeout: cfg.AudioTimeout, outbound: cfg.Targets, mux: http.NewServeMux()}
 	if s.log == nil {
 		s.log = slog.New(slog.DiscardHandler)
 	}

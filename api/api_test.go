@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"net"
 	"net/http"
@@ -168,6 +169,7 @@ type env struct {
 	events *eventLog
 	audio  *fakeAudio
 	dialer *fakeDialer
+	nconf  int // numbers given to conferences: a live number is held once
 }
 
 type envOption func(*bridge.Config, *Config)
@@ -314,7 +316,8 @@ func (e *env) mustCreate(r resp, want string) string {
 // createConf makes a conference of u and returns its id.
 func (e *env) createConf(u User) string {
 	e.t.Helper()
-	r := e.as(u, "POST", "/conferences", `{"from":"+15551230000"}`)
+	e.nconf++
+	r := e.as(u, "POST", "/conferences", fmt.Sprintf(`{"from":"+1555123%04d"}`, e.nconf))
 	return e.mustCreate(r, "/v1/users/"+u.ID+"/conferences")
 }
 
@@ -677,5 +680,48 @@ func TestCrossUserMatrix(t *testing.T) {
 	}
 	if n := e.audio.fetches.Load(); n != 0 {
 		t.Errorf("Alice made %d fetches on Bob's behalf", n)
+	}
+}
+
+// TestCrossUserNumbers: a dial-in number belongs to the one live
+// conference that holds it, whoever's it is. Bob cannot take Alice's live
+// number (409 number-in-use, naming nothing of hers), Alice's callers
+// always land in Alice's room, and the number is free again once her
+// conference completes.
+func TestCrossUserNumbers(t *testing.T) {
+	e := newEnv(t)
+	aConf := e.mustCreate(e.as(alice, "POST", "/conferences", `{"from":"1000"}`), "/v1/users/"+alice.ID+"/conferences")
+	bConf := e.mustCreate(e.as(bob, "POST", "/conferences", `{"from":"2000"}`), "/v1/users/"+bob.ID+"/conferences")
+
+	r := e.as(bob, "POST", "/conferences", `{"from":"1000"}`)
+	ae := r.expectError(t, 409, "number-in-use")
+	if ae.Category != "conflict" || strings.Contains(string(r.body), aConf) || strings.Contains(string(r.body), alice.ID) {
+		t.Errorf("409 body %s", r.body)
+	}
+	e.as(alice, "POST", "/conferences", `{"from":"1000"}`).expectError(t, 409, "number-in-use")
+	e.as(alice, "POST", "/conferences", `{"from":"2000"}`).expectError(t, 409, "number-in-use")
+	var bobs []conferenceJSON
+	e.getJSON(bob, "/conferences", &bobs)
+	if len(bobs) != 1 || bobs[0].ID != bConf {
+		t.Errorf("Bob's conferences after the refused create: %+v", bobs)
+	}
+
+	// Dial-ins land in the room of the number's owner, every time.
+	for range 5 {
+		c, err := e.b.Route("1000")
+		if err != nil || c.ID() != aConf || c.UserID() != alice.ID {
+			t.Fatalf("a caller to Alice's 1000 landed in %v (%v)", c, err)
+		}
+		c, err = e.b.Route("2000")
+		if err != nil || c.ID() != bConf || c.UserID() != bob.ID {
+			t.Fatalf("a caller to Bob's 2000 landed in %v (%v)", c, err)
+		}
+	}
+
+	// Completing Alice's conference frees 1000; now Bob's room gets its callers.
+	e.as(alice, "POST", "/conferences/"+aConf, `{"state":"completed"}`).mustOK(t)
+	bConf2 := e.mustCreate(e.as(bob, "POST", "/conferences", `{"from":"1000"}`), "/v1/users/"+bob.ID+"/conferences")
+	if c, err := e.b.Route("1000"); err != nil || c.ID() != bConf2 {
+		t.Fatalf("after Alice's room completed, a caller to 1000 landed in %v (%v), want Bob's new room", c, err)
 	}
 }

@@ -102,21 +102,17 @@ type audioTarget struct {
 	playingKind string
 }
 
-// target returns the audio state of key ("conf/<id>" or a member id).
-func (s *server) target(key string) *audioTarget {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	t := s.targets[key]
-	if t == nil {
-		t = &audioTarget{}
-		s.targets[key] = t
-	}
-	return t
+// attachedTarget is the audio state of a conference or member, kept on
+// its bridge record (made on first use) so that it goes when the record is
+// pruned: the API keeps no map of its own.
+func attachedTarget(r interface{ Attachment(func() any) any }) *audioTarget {
+	return r.Attachment(func() any { return &audioTarget{} }).(*audioTarget)
 }
 
 // player is where a request's audio goes.
 type player struct {
-	key   string
+	key   string // names the target in logs
+	t     *audioTarget
 	alive func() bool
 	play  func(*bridge.Playback)
 	stop  func()
@@ -160,7 +156,7 @@ func (s *server) conferenceAudio(w http.ResponseWriter, r *http.Request, user st
 		return err
 	}
 	typ, tag := req.event(bridge.EventConferencePlayback, bridge.EventConferenceSpeak, c.Callback().Tag)
-	p := player{key: "conf/" + c.ID(),
+	p := player{key: "conf/" + c.ID(), t: attachedTarget(c),
 		alive: func() bool { return c.State() != bridge.StateCompleted },
 		play:  c.Play, stop: c.StopAudio,
 		event: bridge.Event{Type: typ, UserID: user, ConferenceID: c.ID(), Tag: tag}}
@@ -182,7 +178,7 @@ func (s *server) memberAudio(w http.ResponseWriter, r *http.Request, user string
 		return err
 	}
 	typ, tag := req.event(bridge.EventPlayback, bridge.EventSpeak, m.Call().Info().Callback.Tag)
-	p := player{key: m.ID(), alive: m.Active, play: m.Play, stop: m.StopAudio,
+	p := player{key: m.ID(), t: attachedTarget(m), alive: m.Active, play: m.Play, stop: m.StopAudio,
 		event: bridge.Event{Type: typ, UserID: user, ConferenceID: c.ID(), MemberID: m.ID(), CallID: m.Call().ID(), Tag: tag}}
 	if !req.stop {
 		if c.State() == bridge.StateCompleted {
@@ -198,7 +194,7 @@ func (s *server) memberAudio(w http.ResponseWriter, r *http.Request, user string
 // audioRequest stops, or starts fetching or rendering off the request
 // goroutine, and answers 200 at once.
 func (s *server) audioRequest(w http.ResponseWriter, req audioRequest, p player) error {
-	t := s.target(p.key)
+	t := p.t
 	if req.stop {
 		t.mu.Lock()
 		if t.pendingKind == req.kind {

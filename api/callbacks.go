@@ -32,7 +32,6 @@ const (
 	cbMaxBackoff        = 30 * time.Second
 	cbDefaultQueueLimit = 1000
 	cbMaxResponseDrain  = 64 << 10
-	cbMaxCallConf       = 100_000
 )
 
 // DispatcherConfig configures a Dispatcher. Zero fields take the defaults.
@@ -98,11 +97,10 @@ type Dispatcher struct {
 	ctx    context.Context // cancelled when Close gives up waiting
 	cancel context.CancelFunc
 
-	mu       sync.Mutex
-	queues   map[cbKey]*cbQueue
-	callConf map[string]string // call id → conference it last joined, until its hangup
-	closed   bool
-	wg       sync.WaitGroup
+	mu     sync.Mutex
+	queues map[cbKey]*cbQueue
+	closed bool
+	wg     sync.WaitGroup
 
 	published, delivered, failed, retried, fallback, dropped, noCallback atomic.Uint64
 	pending, workers                                                     atomic.Int64
@@ -164,7 +162,7 @@ func NewDispatcher(cfg DispatcherConfig) *Dispatcher {
 	}
 	cfg.BaseURL = strings.TrimRight(cfg.BaseURL, "/")
 	d := &Dispatcher{cfg: cfg, client: cfg.Client, log: cfg.Log,
-		queues: map[cbKey]*cbQueue{}, callConf: map[string]string{}}
+		queues: map[cbKey]*cbQueue{}}
 	if d.client == nil {
 		d.client = cbDefaultClient(cfg.Targets)
 	}
@@ -203,23 +201,11 @@ func (d *Dispatcher) Publish(ev bridge.Event) {
 		return
 	}
 	d.published.Add(1)
+	// A member call's own events (hangup in particular, which comes after
+	// the member left) stay in its conference's order: the bridge names
+	// the conference a call joined on every event of the call, so the
+	// dispatcher keeps no call → conference map of its own.
 	confID := ev.ConferenceID
-	if ev.CallID != "" {
-		// A member call's own events (hangup in particular, which comes
-		// after the member left) stay in its conference's order.
-		switch {
-		case ev.Type == bridge.EventConferenceMember && ev.State == bridge.StateActive && ev.ConferenceID != "":
-			if len(d.callConf) >= cbMaxCallConf {
-				clear(d.callConf) // hangups went missing: start over rather than grow
-			}
-			d.callConf[ev.CallID] = ev.ConferenceID
-		case confID == "":
-			confID = d.callConf[ev.CallID]
-		}
-		if ev.Type == bridge.EventHangup {
-			delete(d.callConf, ev.CallID)
-		}
-	}
 	key := cbKey{conf: true, id: confID}
 	if confID == "" {
 		key = cbKey{id: ev.CallID}

@@ -113,6 +113,7 @@ func (d *Dispatcher) eventPayload(ev bridge.Event, cb bridge.Callback) cbPayload
 		add("activeMembers", ev.ActiveMembers)
 		add("hold", ev.Hold)
 		add("mute", ev.Mute)
+		add("phoneHold", ev.PhoneHold) // extension
 
 	case bridge.EventConferencePlayback, bridge.EventConferenceSpeak:
 		addStr("conferenceId", ev.ConferenceID)

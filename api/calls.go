@@ -11,19 +11,6 @@ import (
 	"chorus/bridge"
 )
 
-// dialInfo is what POST /calls knew about a call that the bridge does not
-// keep.
-type dialInfo struct {
-	conferenceID string
-	callTimeout  int64 // seconds
-}
-
-func (s *server) dialInfo(callID string) dialInfo {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.dials[callID]
-}
-
 // callJSON is the Call resource (spec §5), with conferenceId, conference
 // and memberId while the call is a member (or dialled to join one).
 type callJSON struct {
@@ -45,10 +32,9 @@ type callJSON struct {
 
 func (s *server) renderCall(r *http.Request, user string, c *bridge.Call) callJSON {
 	in := c.Info()
-	d := s.dialInfo(in.ID)
 	out := callJSON{ID: in.ID, Direction: in.Direction, From: in.From, To: in.To, State: in.State,
 		StartTime: formatTime(in.Created), ActiveTime: formatTime(in.Answered), EndTime: formatTime(in.Ended),
-		CallTimeout: d.callTimeout, callbackJSON: renderCallback(in.Callback), MemberID: in.MemberID}
+		CallTimeout: int64(in.DialTimeout / time.Second), callbackJSON: renderCallback(in.Callback), MemberID: in.MemberID}
 	if !in.Ended.IsZero() {
 		// Whole seconds from answer to end, rounded up; 0 unanswered.
 		var secs int64
@@ -57,10 +43,7 @@ func (s *server) renderCall(r *http.Request, user string, c *bridge.Call) callJS
 		}
 		out.ChargeableDuration = &secs
 	}
-	conf := in.ConferenceID
-	if conf == "" && in.State == bridge.CallStarted {
-		conf = d.conferenceID
-	}
+	conf := in.ConferenceID // also the conference a ringing dialled call will join
 	if conf != "" {
 		out.ConferenceID = conf
 		out.Conference = userURL(r, user, "conferences", conf)
@@ -124,16 +107,10 @@ func (s *server) conferenceCalls(user, confID string) []*bridge.Call {
 			}
 		}
 	}
-	s.mu.Lock()
-	var dialled []string
-	for id, d := range s.dials {
-		if d.conferenceID == confID && !seen[id] {
-			dialled = append(dialled, id)
-		}
-	}
-	s.mu.Unlock()
-	for _, id := range dialled {
-		if call, ok := s.call(user, id); ok {
+	// Calls dialled to join it and still ringing (or that failed) are not
+	// members: the bridge's call record names the conference.
+	for _, call := range s.b.Calls(user) {
+		if !seen[call.ID()] && call.Info().ConferenceID == confID {
 			out = append(out, call)
 		}
 	}
@@ -175,7 +152,6 @@ func (s *server) createCall(w http.ResponseWriter, r *http.Request, user string)
 	default:
 		opts.To = *to
 	}
-	var info dialInfo
 	if v := rd.integer("callTimeout"); v != nil {
 		switch {
 		case *v <= 0:
@@ -183,7 +159,6 @@ func (s *server) createCall(w http.ResponseWriter, r *http.Request, user string)
 		case *v > maxCallTimeout:
 			rd.fail(errInvalid("call", "callTimeout", "exceeds the limit of %d", maxCallTimeout))
 		default:
-			info.callTimeout = *v
 			opts.Timeout = time.Duration(*v) * time.Second
 		}
 	}
@@ -207,7 +182,6 @@ func (s *server) createCall(w http.ResponseWriter, r *http.Request, user string)
 			return errConferenceState(c.ID(), bridge.StateCompleted)
 		}
 		opts.ConferenceID = c.ID()
-		info.conferenceID = c.ID()
 	}
 	call, err := s.b.DialOut(opts)
 	switch {
@@ -222,9 +196,6 @@ func (s *server) createCall(w http.ResponseWriter, r *http.Request, user string)
 	case err != nil:
 		return err
 	}
-	s.mu.Lock()
-	s.dials[call.ID()] = info
-	s.mu.Unlock()
 	created(w, userURL(r, user, "calls", call.ID()))
 	return nil
 }

@@ -91,8 +91,11 @@ func (s *server) createConference(w http.ResponseWriter, r *http.Request, user s
 	}
 	c, err := s.b.CreateConference(opts)
 	if err != nil {
-		if errors.Is(err, bridge.ErrDraining) {
+		switch {
+		case errors.Is(err, bridge.ErrDraining):
 			return errUnavailable("The server is shutting down and accepts no new conferences")
+		case errors.Is(err, bridge.ErrNumberInUse):
+			return errNumberInUse(opts.From)
 		}
 		return err
 	}

@@ -17,6 +17,7 @@ const (
 	catForbidden      = "forbidden"
 	catLimit          = "limit"
 	catNotFound       = "not-found"
+	catConflict       = "conflict"
 	catUnavailable    = "unavailable"
 	catBackend        = "backend"
 	catTooMany        = "too-many-requests"
@@ -87,6 +88,15 @@ func errUserAccessDenied(caller, userID string) *apiError {
 func errConferenceNotFound(id string) *apiError {
 	return newError(http.StatusNotFound, catNotFound, "conference-not-found",
 		"The conference %s could not be found", id)
+}
+
+// errNumberInUse: the from of a new conference is the dial-in number of
+// another live conference (of any user: a number routes to one room). The
+// other conference is not named, since it may be another user's.
+func errNumberInUse(number string) *apiError {
+	return newError(http.StatusConflict, catConflict, "number-in-use",
+		"The number %s is the from of another live conference; complete that conference or choose another number", number).
+		withDetail("property", "from")
 }
 
 func errMemberNotFound(id string) *apiError {

@@ -3,6 +3,7 @@ package api
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"log/slog"
 	"net"
 	"net/http"
@@ -64,12 +65,10 @@ type json0 = map[string]any
 func TestListConferenceCallsCapped(t *testing.T) {
 	e := newEnv(t)
 	conf := e.createConf(alice)
-	s := e.srv.Config.Handler.(*server)
-	for range maxPageSize + 1 { // calls dialled to join the conference
-		call := e.b.NewCall(alice.ID, "+1", "sip:x@127.0.0.1", bridge.DirectionOut, nil, bridge.Callback{})
-		s.mu.Lock()
-		s.dials[call.ID()] = dialInfo{conferenceID: conf}
-		s.mu.Unlock()
+	for range maxPageSize + 1 { // calls dialled to join the conference (and refused at once)
+		if _, err := e.b.DialOut(bridge.DialOptions{UserID: alice.ID, From: "+1", To: "sip:busy@127.0.0.1", ConferenceID: conf}); err != nil {
+			t.Fatal(err)
+		}
 	}
 	var out []json0
 	r := e.getJSON(alice, "/calls?conferenceId="+conf, &out)
@@ -119,9 +118,10 @@ func TestLiveConferenceLimit(t *testing.T) {
 	e := newEnv(t, func(_ *bridge.Config, c *Config) { c.MaxLiveConferences = limit })
 	var wg sync.WaitGroup
 	var created, refused atomic.Int32
-	for range 3 * limit {
+	for i := range 3 * limit {
 		wg.Go(func() {
-			req, _ := http.NewRequest("POST", e.srv.URL+"/v1/users/u-alice/conferences", strings.NewReader(`{"from":"+1"}`))
+			body := fmt.Sprintf(`{"from":"+1%03d"}`, i) // numbers are held by one live room each
+			req, _ := http.NewRequest("POST", e.srv.URL+"/v1/users/u-alice/conferences", strings.NewReader(body))
 			req.SetBasicAuth(alice.Token, alice.Secret)
 			res, err := e.srv.Client().Do(req)
 			if err != nil {
@@ -143,7 +143,7 @@ func TestLiveConferenceLimit(t *testing.T) {
 	if created.Load() != limit || refused.Load() != 2*limit {
 		t.Fatalf("%d created, %d refused; want %d and %d", created.Load(), refused.Load(), limit, 2*limit)
 	}
-	ae := e.as(alice, "POST", "/conferences", `{"from":"+1"}`).expectError(t, 403, "max-live-conferences")
+	ae := e.as(alice, "POST", "/conferences", `{"from":"+1999"}`).expectError(t, 403, "max-live-conferences")
 	if ae.Category != "limit" || !strings.Contains(ae.Message, strconv.Itoa(limit)) {
 		t.Errorf("%+v", ae)
 	}
@@ -153,7 +153,7 @@ func TestLiveConferenceLimit(t *testing.T) {
 	confs := e.b.Conferences(alice.ID)
 	e.as(alice, "POST", "/conferences/"+confs[0].ID(), `{"state":"completed"}`).mustOK(t)
 	e.createConf(alice)
-	e.as(alice, "POST", "/conferences", `{"from":"+1"}`).expectError(t, 403, "max-live-conferences")
+	e.as(alice, "POST", "/conferences", `{"from":"+1999"}`).expectError(t, 403, "max-live-conferences")
 }
 
 // fakeClock is a settable clock.

@@ -26,6 +26,7 @@ type memberJSON struct {
 	ReceiveVolume int    `json:"receiveVolume"`
 	Sensitivity   int    `json:"sensitivity"`
 	Talking       bool   `json:"talking"`
+	PhoneHold     bool   `json:"phoneHold"` // extension: the phone holds the call (RFC 3264 §8.4)
 }
 
 func renderMember(r *http.Request, user string, m *bridge.Member) memberJSON {
@@ -33,7 +34,7 @@ func renderMember(r *http.Request, user string, m *bridge.Member) memberJSON {
 	return memberJSON{ID: in.ID, State: in.State, AddedTime: formatTime(in.Added), RemovedTime: formatTime(in.Removed),
 		Hold: in.Hold, Mute: in.Mute, JoinTone: in.JoinTone, LeavingTone: in.Leaving,
 		Call: userURL(r, user, "calls", in.CallID), TalkVolume: in.Talk, ReceiveVolume: in.Receive,
-		Sensitivity: in.Sensitivity, Talking: in.Talking}
+		Sensitivity: in.Sensitivity, Talking: in.Talking, PhoneHold: in.PhoneHold}
 }
 
 // Member level limits (design.md: −4..+4 steps).
@@ -107,7 +108,12 @@ func (s *server) addMember(w http.ResponseWriter, r *http.Request, user string) 
 	if !found {
 		return errCallIDNotFound(*callID)
 	}
-	dialled := s.dialInfo(call.ID()).conferenceID
+	// A call dialled with a conferenceId names it on its record until it
+	// first joins.
+	dialled := ""
+	if in := call.Info(); in.Direction == bridge.DirectionOut && in.MemberID == "" {
+		dialled = in.ConferenceID
+	}
 	if dialled != "" && dialled != c.ID() && call.Member() == nil && call.State() != bridge.CallCompleted {
 		return errCallConferenceID(c.ID())
 	}

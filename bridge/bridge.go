@@ -69,9 +69,14 @@ type Bridge struct {
 	events EventSink
 	stats  *Stats
 
-	mu       sync.Mutex
-	confs    map[string]*Conference
-	calls    map[string]*Call
+	mu    sync.Mutex
+	confs map[string]*Conference
+	calls map[string]*Call
+	// numbers is the routing index: each dial-in number (a conference's
+	// from) to the one live conference holding it. A conference enters it
+	// when created and leaves it when completed, both under mu, so a
+	// lookup-or-create in Route is one atomic step.
+	numbers  map[string]*Conference
 	draining bool
 	wg       sync.WaitGroup // mixer goroutines
 
@@ -95,7 +100,7 @@ func New(cfg Config, log *slog.Logger, events EventSink) *Bridge {
 		log = slog.New(slog.DiscardHandler)
 	}
 	b := &Bridge{cfg: cfg, log: log, events: events, stats: &Stats{},
-		confs: map[string]*Conference{}, calls: map[string]*Call{}}
+		confs: map[string]*Conference{}, calls: map[string]*Call{}, numbers: map[string]*Conference{}}
 	b.clock = newClock(b)
 	return b
 }
@@ -131,22 +136,74 @@ type ConferenceOptions struct {
 	Hold     bool
 }
 
-// CreateConference makes an empty conference in state created.
+// CreateConference makes an empty conference in state created. Its from
+// number, if any, must not be held by another live conference of any user
+// (ErrNumberInUse): a number routes to exactly one room.
 func (b *Bridge) CreateConference(opts ConferenceOptions) (*Conference, error) {
+	b.mu.Lock()
+	c, err := b.createLocked(opts)
+	b.mu.Unlock()
+	if err != nil {
+		return nil, err
+	}
+	b.created(c)
+	return c, nil
+}
+
+// createLocked registers a new conference and its number. b.mu is held;
+// the caller announces the conference with created once it is released.
+func (b *Bridge) createLocked(opts ConferenceOptions) (*Conference, error) {
+	if b.draining {
+		return nil, ErrDraining
+	}
+	if b.holder(opts.From) != nil {
+		return nil, fmt.Errorf("create conference from %q: %w", opts.From, ErrNumberInUse)
+	}
 	if opts.Profile == "" {
 		opts.Profile = ProfileInterpretDigits
 	}
 	c := newConference(b, opts)
-	b.mu.Lock()
-	if b.draining {
-		b.mu.Unlock()
-		return nil, ErrDraining
-	}
 	b.confs[c.id] = c
-	b.mu.Unlock()
-	b.stats.Conferences.Add(1)
-	b.publish(Event{Type: EventConference, UserID: c.userID, ConferenceID: c.id, State: StateCreated, Tag: opts.Callback.Tag})
+	if c.from != "" {
+		b.numbers[c.from] = c
+	}
 	return c, nil
+}
+
+// holder returns the live conference holding number, or nil. A conference
+// that is completing (its index entry not yet removed) holds it no more.
+// b.mu is held.
+func (b *Bridge) holder(number string) *Conference {
+	if number == "" {
+		return nil
+	}
+	c, ok := b.numbers[number]
+	if !ok {
+		return nil
+	}
+	if c.ended.Load() {
+		delete(b.numbers, number)
+		return nil
+	}
+	return c
+}
+
+// created counts and announces a new conference.
+func (b *Bridge) created(c *Conference) {
+	b.stats.Conferences.Add(1)
+	b.publish(Event{Type: EventConference, UserID: c.userID, ConferenceID: c.id, State: StateCreated, Tag: c.Callback().Tag})
+}
+
+// releaseNumber takes a completed conference out of the routing index.
+func (b *Bridge) releaseNumber(c *Conference) {
+	if c.from == "" {
+		return
+	}
+	b.mu.Lock()
+	if b.numbers[c.from] == c {
+		delete(b.numbers, c.from)
+	}
+	b.mu.Unlock()
 }
 
 // Conference returns a conference by id.
@@ -173,7 +230,10 @@ func (b *Bridge) Conferences(userID string) []*Conference {
 
 // Route finds the conference a dial-in to number (the Request-URI user part)
 // belongs in, as design.md decides: a conference id, the from number of a
-// live conference, or a new conference when auto-create is on.
+// live conference (held by one conference across all users, found in the
+// index), or a new conference when auto-create is on. Finding and
+// creating are one step under the bridge's lock, so callers dialling a new
+// number at once all land in the same room.
 func (b *Bridge) Route(number string) (*Conference, error) {
 	b.mu.Lock()
 	if strings.HasPrefix(number, ConferencePrefix) {
@@ -187,22 +247,21 @@ func (b *Bridge) Route(number string) (*Conference, error) {
 		}
 		return c, nil
 	}
-	var found *Conference
-	for _, c := range b.confs {
-		if c.from == number && c.State() != StateCompleted {
-			if found == nil || c.created.After(found.created) {
-				found = c
-			}
-		}
-	}
-	b.mu.Unlock()
-	if found != nil {
-		return found, nil
+	if c := b.holder(number); c != nil {
+		b.mu.Unlock()
+		return c, nil
 	}
 	if !b.cfg.AutoCreate || number == "" {
+		b.mu.Unlock()
 		return nil, fmt.Errorf("route %q: %w", number, ErrNoRoute)
 	}
-	return b.CreateConference(ConferenceOptions{UserID: b.cfg.DefaultUser, From: number})
+	c, err := b.createLocked(ConferenceOptions{UserID: b.cfg.DefaultUser, From: number})
+	b.mu.Unlock()
+	if err != nil {
+		return nil, fmt.Errorf("route %q: %w", number, err)
+	}
+	b.created(c)
+	return c, nil
 }
 
 // Call states.
@@ -241,6 +300,13 @@ type Call struct {
 	callback Callback
 	confID   string // the conference a dialled call will join, or last joined
 	memberID string // the member it last was
+	// phoneHold: the phone holds the call (its last offer or answer left us
+	// no sendrecv). It lives on the call so that it survives a move between
+	// conferences; the member mirrors it for the mixer.
+	phoneHold bool
+	// dialTimeout is the ringing bound DialOut was asked for (zero: the
+	// default), kept for the API's callTimeout.
+	dialTimeout time.Duration
 }
 
 // CallInfo is a snapshot of a call.
@@ -250,6 +316,9 @@ type CallInfo struct {
 	Cause                                  string
 	ConferenceID, MemberID                 string
 	Callback                               Callback
+	// DialTimeout is the ringing bound an outbound call was placed with,
+	// zero if none was asked for.
+	DialTimeout time.Duration
 }
 
 // NewCall registers a call. leg may be nil until the call is set up.
@@ -312,7 +381,7 @@ func (c *Call) Info() CallInfo {
 	defer c.mu.Unlock()
 	ci := CallInfo{ID: c.id, UserID: c.userID, From: c.from, To: c.to, Direction: c.direction,
 		State: c.state, Created: c.created, Answered: c.answered, Ended: c.ended, Cause: c.cause,
-		Callback: c.callback}
+		Callback: c.callback, DialTimeout: c.dialTimeout}
 	ci.ConferenceID, ci.MemberID = c.confID, c.memberID // also after leaving: call history
 	if c.member != nil {
 		ci.ConferenceID = c.member.conf.id
@@ -333,6 +402,35 @@ func (c *Call) Member() *Member {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	return c.member
+}
+
+// SetPhoneHold records that the phone put the call on hold, or took it off
+// hold: its SDP offer was sendonly, inactive or had c=0.0.0.0 (RFC 3264
+// §8.4; RFC 2543's hold), so that our direction is not sendrecv. A held
+// call's member is not mixed, so the phone's hold music never reaches the
+// room, and a conference-member event reports the change.
+func (c *Call) SetPhoneHold(v bool) {
+	c.mu.Lock()
+	changed := c.phoneHold != v
+	c.phoneHold = v
+	m := c.member
+	if m != nil {
+		m.phoneHold.Store(v)
+	}
+	c.mu.Unlock()
+	if changed {
+		c.log.Info("phone hold", "held", v)
+		if m != nil {
+			m.changed()
+		}
+	}
+}
+
+// PhoneHold reports whether the phone holds the call.
+func (c *Call) PhoneHold() bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.phoneHold
 }
 
 // Answered marks the call active (the 200 OK was sent or received).
@@ -448,16 +546,22 @@ func (b *Bridge) HangupAll(ctx context.Context, cause string) {
 func (b *Bridge) Publish(ev Event) { b.publish(ev) }
 
 // Prune forgets conferences and calls completed longer than the retention
-// ago, so that a long-running bridge does not grow without bound. It
-// returns how many of each it dropped.
+// ago, so that a long-running bridge does not grow without bound; members
+// that left a live conference that long ago go too (a room that lives for
+// days would otherwise keep every short call it ever had). It returns how
+// many conferences and calls it dropped.
 func (b *Bridge) Prune() (confs, calls int) {
 	cutoff := b.cfg.Now().Add(-b.cfg.Retention)
 	b.mu.Lock()
-	defer b.mu.Unlock()
+	var live []*Conference
 	for id, c := range b.confs {
-		if info := c.Info(); info.State == StateCompleted && info.Completed.Before(cutoff) {
+		info := c.Info()
+		switch {
+		case info.State == StateCompleted && info.Completed.Before(cutoff):
 			delete(b.confs, id)
 			confs++
+		case info.State != StateCompleted:
+			live = append(live, c)
 		}
 	}
 	for id, c := range b.calls {
@@ -465,6 +569,10 @@ func (b *Bridge) Prune() (confs, calls int) {
 			delete(b.calls, id)
 			calls++
 		}
+	}
+	b.mu.Unlock()
+	for _, c := range live {
+		c.pruneMembers(cutoff)
 	}
 	return confs, calls
 }

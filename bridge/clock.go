@@ -3,6 +3,7 @@ package bridge
 import (
 	"context"
 	"runtime"
+	"slices"
 	"sync"
 	"time"
 )
@@ -66,11 +67,11 @@ func (k *clock) start(c *Conference) {
 func (s *shard) remove(c *Conference) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	for i, x := range s.confs {
-		if x == c {
-			s.confs = append(s.confs[:i], s.confs[i+1:]...)
-			return
-		}
+	if i := slices.Index(s.confs, c); i >= 0 {
+		// slices.Delete zeroes the vacated tail slot: a plain append would
+		// leave the last conference in the backing array, reachable long
+		// after it completed and was pruned.
+		s.confs = slices.Delete(s.confs, i, i+1)
 	}
 }
 
@@ -97,7 +98,7 @@ func (s *shard) run(b *Bridge, epoch time.Time) {
 			switch {
 			case c.ended.Load():
 				s.remove(c)
-				c.releaseGone()
+				c.releaseEnded()
 			case len(*c.members.Load()) >= dedicatedMembers:
 				s.remove(c)
 				c.startDedicated()
@@ -118,7 +119,7 @@ func (c *Conference) startDedicated() {
 	if c.state == StateCompleted {
 		c.mu.Unlock()
 		cancel()
-		c.releaseGone()
+		c.releaseEnded()
 		return
 	}
 	c.stop = cancel

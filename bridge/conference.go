@@ -57,7 +57,11 @@ type Conference struct {
 	audio slot // file or sentence for the whole room
 	tone  slot // join and leave tones
 
-	mix        mixer       // mixer goroutine state
+	// mix is the mixer's working memory (about 2 kB). Only the goroutine
+	// running the room's ticks touches it, and it drops it once the room
+	// has ended, so that a completed record kept for the API is small.
+	mix        *mixer
+	attach     attachment
 	testWorker *tickWorker // mixOnce's (tests step the mixer with it)
 }
 
@@ -68,7 +72,7 @@ func newConference(b *Bridge, opts ConferenceOptions) *Conference {
 	c.mute.Store(opts.Mute)
 	c.hold.Store(opts.Hold)
 	c.members.Store(&[]*Member{})
-	c.mix.init(b.cfg.LoudestN)
+	c.mix = newMixer(b.cfg.LoudestN)
 	return c
 }
 
@@ -141,6 +145,32 @@ func (c *Conference) Members() []*Member {
 	return append([]*Member(nil), c.all...)
 }
 
+// pruneMembers forgets the members that left before cutoff.
+func (c *Conference) pruneMembers(cutoff time.Time) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	keep := c.all[:0]
+	for _, m := range c.all {
+		if m.Active() {
+			keep = append(keep, m)
+			continue
+		}
+		m.mu.Lock()
+		removed := m.removed
+		m.mu.Unlock()
+		if removed.IsZero() || !removed.Before(cutoff) {
+			keep = append(keep, m)
+		}
+	}
+	clear(c.all[len(keep):])
+	c.all = keep
+}
+
+// Attachment returns what the layer above keeps for this conference (the
+// API: its audio requests), made by mk on first use. It lives and is
+// pruned with the conference's record, so the API keeps no map of its own.
+func (c *Conference) Attachment(mk func() any) any { return c.attach.get(mk) }
+
 // Member returns a member by id.
 func (c *Conference) Member(id string) (*Member, bool) {
 	c.mu.Lock()
@@ -205,11 +235,13 @@ func (c *Conference) AddMember(call *Call, opts MemberOptions) (*Member, error) 
 	call.member = m
 	call.confID = c.id
 	call.memberID = m.id
+	m.phoneHold.Store(call.phoneHold) // a change since newMember read it
 	call.mu.Unlock()
 	c.b.stats.Members.Add(1)
 	m.log.Info("member joined", "active", active, "codec", leg.Media().Params().Codec)
 	c.b.publish(Event{Type: EventConferenceMember, UserID: c.userID, ConferenceID: c.id, MemberID: m.id,
-		CallID: call.id, State: StateActive, ActiveMembers: active, Mute: m.Muted(), Hold: m.Held(), Tag: c.Callback().Tag})
+		CallID: call.id, State: StateActive, ActiveMembers: active, Mute: m.Muted(), Hold: m.Held(),
+		PhoneHold: m.PhoneHold(), Tag: c.Callback().Tag})
 	if opts.JoinTone {
 		c.tone.play(NewPlayback(joinTone, false, nil))
 	}
@@ -294,11 +326,16 @@ func (c *Conference) complete() {
 		c.mu.Unlock()
 		return
 	}
+	neverMixed := c.state == StateCreated // no mixer started, and none will
 	c.state = StateCompleted
 	c.ended.Store(true)
 	c.completed = c.b.cfg.Now()
 	stop := c.stop
+	if neverMixed {
+		c.mix = nil
+	}
 	c.mu.Unlock()
+	c.b.releaseNumber(c) // the next caller to the number makes a new room
 	if stop != nil {
 		stop()
 	}

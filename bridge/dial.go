@@ -56,15 +56,17 @@ func (b *Bridge) DialOut(opts DialOptions) (*Call, error) {
 		}
 		conf = c
 	}
+	requested := opts.Timeout
 	if opts.Timeout <= 0 {
 		opts.Timeout = 60 * time.Second
 	}
 	call := b.NewCall(opts.UserID, opts.From, opts.To, DirectionOut, nil, opts.Callback)
+	call.mu.Lock()
+	call.dialTimeout = requested
 	if conf != nil {
-		call.mu.Lock()
 		call.confID = conf.id
-		call.mu.Unlock()
 	}
+	call.mu.Unlock()
 	go func() {
 		ctx, cancel := context.WithTimeout(context.Background(), opts.Timeout)
 		defer cancel()

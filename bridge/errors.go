@@ -12,4 +12,5 @@ var (
 	ErrNoRoute            = errors.New("no conference for this number")
 	ErrDraining           = errors.New("bridge is draining")
 	ErrMemberRemoved      = errors.New("member is removed")
+	ErrNumberInUse        = errors.New("number is held by another live conference")
 )

@@ -5,7 +5,7 @@ import "time"
 // Event types, named as the Catapult callbacks are.
 const (
 	EventConference         = "conference"          // State: created, completed
-	EventConferenceMember   = "conference-member"   // State: active, completed; Mute/Hold changes
+	EventConferenceMember   = "conference-member"   // State: active, completed; Mute/Hold/PhoneHold changes
 	EventConferencePlayback = "conference-playback" // State: start, done
 	EventConferenceSpeak    = "conference-speak"    // State: started, done
 	EventAnswer             = "answer"              // a call was answered
@@ -18,9 +18,13 @@ const (
 // Event is something an application may want to hear about. Zero fields
 // do not apply to the event's type.
 type Event struct {
-	Type          string
-	Time          time.Time
-	UserID        string
+	Type   string
+	Time   time.Time
+	UserID string
+	// ConferenceID is set on every event of a call that has joined a
+	// conference (the one it last joined, or is dialled to join), so that
+	// an event consumer keeps a member call's events, its hangup included,
+	// in its conference's order without a call → conference map.
 	ConferenceID  string
 	MemberID      string
 	CallID        string
@@ -28,6 +32,7 @@ type Event struct {
 	ActiveMembers int
 	Mute          bool
 	Hold          bool
+	PhoneHold     bool // conference-member: the phone holds the call
 	Digit         string
 	Cause         string
 	Status        string // "done", "error", "stopped", "replaced" for playback ends

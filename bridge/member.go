@@ -32,6 +32,7 @@ type Member struct {
 	selected         bool // mixed this tick
 	mute, hold       atomic.Bool
 	muteSet, holdSet atomic.Bool // set on the member: the conference's value no longer applies
+	phoneHold        atomic.Bool // the phone holds the call (Call.SetPhoneHold): not mixed
 	talking          atomic.Bool
 
 	id          string
@@ -45,7 +46,29 @@ type Member struct {
 
 	mu      sync.Mutex
 	removed time.Time
+	attach  attachment
 }
+
+// attachment is a value a layer above the bridge keeps with a record,
+// made on first use.
+type attachment struct {
+	mu sync.Mutex
+	v  any
+}
+
+func (a *attachment) get(mk func() any) any {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if a.v == nil {
+		a.v = mk()
+	}
+	return a.v
+}
+
+// Attachment returns what the layer above keeps for this member (the API:
+// its audio requests), made by mk on first use. It lives and is pruned with
+// the member's record.
+func (m *Member) Attachment(mk func() any) any { return m.attach.get(mk) }
 
 // mixState is a member's audio working memory, used only by the mixer.
 type mixState struct {
@@ -76,6 +99,7 @@ func newMember(c *Conference, call *Call, sess *media.Session, opts MemberOption
 		m.hold.Store(*opts.Hold)
 		m.holdSet.Store(true)
 	}
+	m.phoneHold.Store(call.PhoneHold())
 	return m
 }
 
@@ -129,8 +153,12 @@ func (m *Member) changed() {
 	c := m.conf
 	c.b.publish(Event{Type: EventConferenceMember, UserID: c.userID, ConferenceID: c.id, MemberID: m.id,
 		CallID: m.call.id, State: StateActive, ActiveMembers: len(*c.members.Load()),
-		Mute: m.Muted(), Hold: m.Held(), Tag: c.Callback().Tag})
+		Mute: m.Muted(), Hold: m.Held(), PhoneHold: m.PhoneHold(), Tag: c.Callback().Tag})
 }
+
+// PhoneHold reports whether the member's phone holds the call (see
+// Call.SetPhoneHold): nothing it sends is mixed.
+func (m *Member) PhoneHold() bool { return m.phoneHold.Load() }
 
 // Levels returns talk volume, receive volume and mic sensitivity, each
 // −4..+4.
@@ -175,6 +203,7 @@ type MemberInfo struct {
 	Mute, Hold, JoinTone, Leaving   bool
 	Talk, Receive, Sensitivity      int
 	Talking                         bool
+	PhoneHold                       bool // the phone holds the call
 }
 
 // Info returns a snapshot.
@@ -189,7 +218,7 @@ func (m *Member) Info() MemberInfo {
 	t, r, s := m.Levels()
 	return MemberInfo{ID: m.id, CallID: m.call.id, ConferenceID: m.conf.id, State: st, Added: m.added,
 		Removed: removed, Mute: m.Muted(), Hold: m.Held(), JoinTone: m.joinTone.Load(), Leaving: m.leavingTone.Load(),
-		Talk: t, Receive: r, Sensitivity: s, Talking: m.Talking()}
+		Talk: t, Receive: r, Sensitivity: s, Talking: m.Talking(), PhoneHold: m.PhoneHold()}
 }
 
 // Audio implements media.Handler: audio goes into the jitter buffer.

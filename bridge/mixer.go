@@ -41,14 +41,15 @@ type mixer struct {
 	silence [3][media.FrameSamples]byte
 }
 
-func (x *mixer) init(loudestN int) {
-	x.loudestN = loudestN
+func newMixer(loudestN int) *mixer {
+	x := &mixer{loudestN: loudestN}
 	x.talkers = make([]*Member, 0, loudestN+1)
 	for _, c := range []media.Codec{media.PCMU, media.PCMA} {
 		for i := range x.silence[c] {
 			x.silence[c][i] = c.Silence()
 		}
 	}
+	return x
 }
 
 // run is the mixer goroutine of a big conference (see dedicatedMembers):
@@ -57,7 +58,7 @@ func (c *Conference) run(ctx context.Context) {
 	st := c.b.stats
 	p := newPacer(ctx, c.b)
 	defer p.stop()
-	defer c.releaseGone() // the members of a finished conference
+	defer c.releaseEnded() // the members and mixer of a finished conference
 	w := newTickWorker()
 	for {
 		now, ok := p.wait()
@@ -90,8 +91,9 @@ func (c *Conference) mixOnce(now time.Time) {
 	if c.testWorker == nil {
 		c.testWorker = newTickWorker()
 	}
-	c.mixTick(now, c.testWorker)
-	c.testWorker.flush(c.b.stats)
+	w := c.testWorker // a tick that finds the room ended drops it
+	c.mixTick(now, w)
+	w.flush(c.b.stats)
 }
 
 // tickWorker is what a goroutine running mixer ticks owns: the receive
@@ -117,7 +119,11 @@ func (w *tickWorker) flush(st *Stats) {
 
 // mixTick runs one tick: read every member, mix, send.
 func (c *Conference) mixTick(now time.Time, w *tickWorker) {
-	x := &c.mix
+	if c.ended.Load() {
+		c.releaseEnded() // a room stepped by hand after it completed
+		return
+	}
+	x := c.mix
 	x.tick++
 	if c.goneCount.Load() > 0 {
 		c.releaseGone()
@@ -134,16 +140,19 @@ func (c *Conference) mixTick(now time.Time, w *tickWorker) {
 			c.handleDigit(m, mx.digits[i])
 		}
 		mx.nDigits = 0
-		m.gate(mx.jb.Read(mx.in[:]))
+		// A phone that holds the call still sends (hold music): its frame
+		// is taken from the buffer and treated as silence.
+		m.gate(mx.jb.Read(mx.in[:]) && !m.phoneHold.Load())
 	}
 	w.in += polled
 
-	// 2. Choose the talkers: open gate, not muted or held, loudest first.
+	// 2. Choose the talkers: open gate, not muted or held (by the room or
+	// by the phone), loudest first.
 	x.talkers = x.talkers[:0]
 	for _, m := range members {
 		wasSelected := m.selected
 		m.selected = false
-		if m.hang == 0 || m.Muted() || m.Held() {
+		if m.hang == 0 || m.Muted() || m.Held() || m.phoneHold.Load() {
 			continue
 		}
 		score := m.smooth
@@ -258,6 +267,15 @@ func (c *Conference) releaseGone() {
 	for _, m := range gone {
 		m.release()
 	}
+}
+
+// releaseEnded frees what a completed conference no longer needs: its
+// members' audio memory and its mixer's. Only the goroutine that ran the
+// room's ticks calls it, once no tick of the room can follow.
+func (c *Conference) releaseEnded() {
+	c.releaseGone()
+	c.mix = nil
+	c.testWorker = nil
 }
 
 // insertTalker keeps x.talkers sorted by score, at most loudestN long.

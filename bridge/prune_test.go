@@ -40,3 +40,34 @@ func TestPrune(t *testing.T) {
 		t.Error("live conference pruned")
 	}
 }
+
+// TestPruneMembersOfLiveRoom: a room that lives on forgets the members
+// (and so the calls) that left it longer than the retention ago, and keeps
+// the active ones and the recent ones.
+func TestPruneMembersOfLiveRoom(t *testing.T) {
+	now := time.Now()
+	r := newRoom(t, Config{Retention: time.Hour, Now: func() time.Time { return now }})
+	stays := r.join(media.PCMU, nil)
+	old := r.join(media.PCMU, nil)
+	r.step(1)
+	old.call.Ended("bye")
+	now = now.Add(30 * time.Minute)
+	recent := r.join(media.PCMU, nil)
+	r.step(1)
+	recent.call.Ended("bye")
+	now = now.Add(45 * time.Minute) // old left 75 min ago, recent 45 min ago
+	r.b.Prune()
+	var ids []string
+	for _, m := range r.conf.Members() {
+		ids = append(ids, m.ID())
+	}
+	if len(ids) != 2 || ids[0] != stays.member.ID() || ids[1] != recent.member.ID() {
+		t.Errorf("members after Prune %v, want the active one and the recent one", ids)
+	}
+	if _, ok := r.b.Call(old.call.ID()); ok {
+		t.Error("the old call's record is still there")
+	}
+	if r.conf.State() != StateActive {
+		t.Errorf("the room is %s", r.conf.State())
+	}
+}

@@ -81,6 +81,7 @@ func (c *leg) answer(offer Description) ([]byte, error) {
 	dir := answerDirection(offer)
 	c.sess.SetParams(media.Params{Remote: offer.Remote(), Codec: offer.Codecs[0],
 		TelephoneEventPT: offer.TelephoneEventPT, Direction: dir})
+	c.call.SetPhoneHold(dir != media.SendRecv) // RFC 3264 §8.4: its audio (hold music) stays out of the room
 	return c.sdp(offer.Codecs[:1], offer.TelephoneEventPT, dir)
 }
 
@@ -107,6 +108,7 @@ func (c *leg) applyAckAnswer() error {
 	}
 	dir := answerDirection(ans)
 	c.sess.SetParams(media.Params{Remote: ans.Remote(), Codec: ans.Codecs[0], TelephoneEventPT: te, Direction: dir})
+	c.call.SetPhoneHold(dir != media.SendRecv) // RFC 3264 §8.4: its audio (hold music) stays out of the room
 	return nil
 }
 
@@ -133,6 +135,7 @@ func (c *leg) update(body []byte) ([]byte, error) {
 		remote = cur.Remote // c=0.0.0.0 hold keeps the old address
 	}
 	c.sess.SetParams(media.Params{Remote: remote, Codec: codec, TelephoneEventPT: offer.TelephoneEventPT, Direction: dir})
+	c.call.SetPhoneHold(dir != media.SendRecv) // RFC 3264 §8.4: its audio (hold music) stays out of the room
 	c.log.Info("media updated", "remote", remote, "codec", codec, "direction", dir)
 	return c.sdp([]media.Codec{codec}, offer.TelephoneEventPT, dir)
 }

@@ -1,0 +1,163 @@
+package sip
+
+import (
+	"fmt"
+	"net"
+	"net/netip"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"chorus/bridge"
+)
+
+// dialIn is one raw UDP caller placing one call: INVITE, ACK, BYE.
+type dialIn struct {
+	r               *rawSIP
+	number          string
+	callID, fromTag string
+	toTag           string
+	invite          string
+	status          int
+	byeStatus       int
+	last            string // the final response to the INVITE
+}
+
+func newDialIn(t testing.TB, to netip.AddrPort) *dialIn {
+	return &dialIn{r: newRawSIP(t, to)}
+}
+
+// prepare builds the INVITE for number; its SDP points RTP at the SIP
+// socket itself (the reader skips RTP).
+func (d *dialIn) prepare(number string) {
+	d.number, d.callID, d.fromTag, d.toTag, d.status, d.byeStatus = number, randHex(8)+"@route", randHex(4), "", 0, 0
+	port := d.r.conn.LocalAddr().(*net.UDPAddr).Port
+	d.invite = d.msg("INVITE", 1, "application/sdp", offerSDP(port, "0", "0 PCMU/8000"))
+}
+
+func (d *dialIn) msg(method string, cseq int, contentType, body string) string {
+	local := d.r.conn.LocalAddr().String()
+	to := fmt.Sprintf("<sip:%s@%s>", d.number, d.r.to)
+	if d.toTag != "" {
+		to += ";tag=" + d.toTag
+	}
+	var b strings.Builder
+	fmt.Fprintf(&b, "%s sip:%s@%s SIP/2.0\r\n", method, d.number, d.r.to)
+	fmt.Fprintf(&b, "Via: SIP/2.0/UDP %s;branch=z9hG4bK%s;rport\r\n", local, randHex(8))
+	fmt.Fprintf(&b, "Max-Forwards: 70\r\nFrom: <sip:caller@%s>;tag=%s\r\nTo: %s\r\n", local, d.fromTag, to)
+	fmt.Fprintf(&b, "Call-ID: %s\r\nCSeq: %d %s\r\nContact: <sip:caller@%s>\r\n", d.callID, cseq, method, local)
+	if contentType != "" {
+		fmt.Fprintf(&b, "Content-Type: %s\r\n", contentType)
+	}
+	fmt.Fprintf(&b, "Content-Length: %d\r\n\r\n%s", len(body), body)
+	return b.String()
+}
+
+// finalFor reads until the final response to method, skipping RTP,
+// provisional responses and requests; 0 on timeout.
+func (d *dialIn) finalFor(method string, timeout time.Duration) (int, string) {
+	deadline := time.Now().Add(timeout)
+	buf := make([]byte, 65535)
+	for {
+		_ = d.r.conn.SetReadDeadline(deadline)
+		n, _, err := d.r.conn.ReadFromUDPAddrPort(buf)
+		if err != nil {
+			return 0, ""
+		}
+		if n > 0 && buf[0] >= 0x80 {
+			continue // RTP from the bridge
+		}
+		msg := string(buf[:n])
+		line, _, _ := strings.Cut(msg, "\r\n")
+		f := strings.Fields(line)
+		if len(f) < 2 || f[0] != "SIP/2.0" || !strings.Contains(msg, " "+method+"\r\n") {
+			continue
+		}
+		if code, _ := strconv.Atoi(f[1]); code >= 200 {
+			return code, msg
+		}
+	}
+}
+
+// TestSimultaneousDialInOneRoom: 20 callers dialling one new number in the
+// same instant (released together from a barrier) land in one room, 50
+// rounds in a row with a new number each round.
+func TestSimultaneousDialInOneRoom(t *testing.T) {
+	// A round takes milliseconds and a released port rests 200 ms: the
+	// range holds every call of the test.
+	tb := startBridge(t, bridge.Config{AutoCreate: true}, 30000, 32099)
+	const callers, rounds = 20, 50
+	phones := make([]*dialIn, callers)
+	for i := range phones {
+		phones[i] = newDialIn(t, tb.udp)
+	}
+	start := time.Now()
+	for round := range rounds {
+		number := fmt.Sprintf("7%03d", round)
+		for _, p := range phones {
+			p.prepare(number)
+		}
+		barrier := make(chan struct{})
+		var wg sync.WaitGroup
+		for _, p := range phones {
+			wg.Go(func() {
+				<-barrier
+				p.r.send(p.invite)
+				code, res := p.finalFor("INVITE", 5*time.Second)
+				p.status, p.toTag, p.last = code, toTag(res), res
+				if code == 200 {
+					p.r.send(p.msg("ACK", 1, "", ""))
+				}
+			})
+		}
+		close(barrier)
+		wg.Wait()
+		for i, p := range phones {
+			if p.status != 200 {
+				t.Fatalf("round %d: caller %d got %d: %s", round, i, p.status, p.last)
+			}
+		}
+		var confs []*bridge.Conference
+		waitUntil(t, 5*time.Second, func() bool {
+			confs = confs[:0]
+			for _, c := range tb.b.Conferences("u-test") {
+				if c.From() == number {
+					confs = append(confs, c)
+				}
+			}
+			return len(confs) != 1 || confs[0].Info().ActiveMembers == callers
+		})
+		if len(confs) != 1 {
+			t.Fatalf("round %d: %d callers to %s landed in %d rooms", round, callers, number, len(confs))
+		}
+		if n := confs[0].Info().ActiveMembers; n != callers {
+			t.Fatalf("round %d: the room has %d members, want %d", round, n, callers)
+		}
+		// Everyone hangs up; the room completes and the number is free.
+		for _, p := range phones {
+			wg.Go(func() {
+				p.r.send(p.msg("BYE", 2, "", ""))
+				p.byeStatus, _ = p.finalFor("BYE", 5*time.Second)
+			})
+		}
+		wg.Wait()
+		for i, p := range phones {
+			if p.byeStatus != 200 {
+				t.Fatalf("round %d: caller %d's BYE got %d", round, i, p.byeStatus)
+			}
+		}
+		waitUntil(t, 5*time.Second, func() bool { return confs[0].State() == bridge.StateCompleted })
+	}
+	t.Logf("%d rounds of %d simultaneous callers in %v", rounds, callers, time.Since(start).Round(time.Millisecond))
+}
+
+// waitUntil polls cond every few milliseconds until it holds or d passes.
+func waitUntil(t testing.TB, d time.Duration, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(d)
+	for !cond() && time.Now().Before(deadline) {
+		time.Sleep(2 * time.Millisecond)
+	}
+}
