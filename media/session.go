@@ -271,9 +271,12 @@ func (s *Session) SetParams(p Params) {
 	s.learnSince = 0
 	s.cands = [probeSlots]candidate{}
 	switch {
-	case p.Direction == SendRecv:
+	case p.Direction == SendRecv && s.heldSince.Load() != 0:
+		// Off hold: silence counts from now, not from the last packet
+		// before a hold in which the phone may rightly have sent nothing.
 		s.heldSince.Store(0)
-	case s.heldSince.Load() == 0:
+		s.lastRTP.Store(max(s.lastRTP.Load(), s.now().UnixNano()))
+	case p.Direction != SendRecv && s.heldSince.Load() == 0:
 		s.heldSince.Store(s.now().UnixNano())
 	}
 }
@@ -324,9 +327,10 @@ func (s *Session) HeldSince() (time.Time, bool) {
 	return time.Time{}, false
 }
 
-// LastReceived returns when the last packet from the proven source arrived
-// (or when the session was created): packets in probation and strangers'
-// do not count, so they cannot keep a call alive.
+// LastReceived returns when the last packet from the proven source
+// arrived, or when the session was created or came off hold if that is
+// later: the time from which silence counts. Packets in probation and
+// strangers' do not count, so they cannot keep a call alive.
 func (s *Session) LastReceived() time.Time { return time.Unix(0, s.lastRTP.Load()) }
 
 // Stats returns the counters.

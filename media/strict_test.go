@@ -277,7 +277,8 @@ func TestStrictHandleNoAllocs(t *testing.T) {
 
 func TestSessionHeldSince(t *testing.T) {
 	s := newTestSession(t, Params{})
-	now := time.Unix(5000, 0)
+	const base = 4_000_000_000 // seconds: later than the session's creation
+	now := time.Unix(base, 0)
 	s.SetClock(func() time.Time { return now })
 	if _, held := s.HeldSince(); held {
 		t.Fatal("held at start")
@@ -287,14 +288,18 @@ func TestSessionHeldSince(t *testing.T) {
 		held      bool
 		sinceSecs int64
 	}{
-		{SendRecv, false, 0}, {RecvOnly, true, 5002}, {Inactive, true, 5002}, {SendOnly, true, 5002},
-		{SendRecv, false, 0}, {Inactive, true, 5006}, {Inactive, true, 5006},
+		{SendRecv, false, 0}, {RecvOnly, true, base + 2}, {Inactive, true, base + 2}, {SendOnly, true, base + 2},
+		{SendRecv, false, 0}, {Inactive, true, base + 6}, {Inactive, true, base + 6},
 	} {
 		now = now.Add(time.Second)
 		s.SetParams(Params{Codec: PCMU, Direction: step.d})
 		since, held := s.HeldSince()
 		if held != step.held || (held && since.Unix() != step.sinceSecs) {
 			t.Errorf("at %d after %v: held %v since %v, want %v since %d", now.Unix(), step.d, held, since.Unix(), step.held, step.sinceSecs)
+		}
+		// Coming off hold restarts the count of silence.
+		if now.Unix() == base+5 && !s.LastReceived().Equal(now) {
+			t.Errorf("LastReceived %v after the resume at %v", s.LastReceived(), now)
 		}
 	}
 }
