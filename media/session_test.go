@@ -534,9 +534,14 @@ func TestSessionNoAllocs(t *testing.T) {
 	payload := make([]byte, FrameSamples)
 	var h nopHandler
 	now := time.Now()
-	// Warm up (the first packet latches).
+	// Warm up: each proves its address to the other, as in a call.
+	b.WriteAudio(payload)
+	pollFor(t, a, now, &h, 1)
 	a.WriteAudio(payload)
 	pollFor(t, b, now, &h, 1)
+	if !a.Proven() || !b.Proven() {
+		t.Fatal("not proven")
+	}
 	allocs := testing.AllocsPerRun(200, func() {
 		if err := a.WriteAudio(payload); err != nil {
 			t.Fatal(err)
@@ -557,9 +562,23 @@ func BenchmarkSessionPollWrite(b *testing.B) {
 	x := newTestSession(b, Params{Codec: PCMU})
 	y := newTestSession(b, Params{Codec: PCMU})
 	x.SetParams(Params{Remote: y.LocalAddr(), Codec: PCMU})
+	y.SetParams(Params{Remote: x.LocalAddr(), Codec: PCMU})
 	payload := make([]byte, FrameSamples)
 	var h nopHandler
 	now := time.Now()
+	// Both prove each other's address first, as a call's first packets
+	// do: an unproven x would stop sending after SendGrace.
+	if err := y.WriteAudio(payload); err != nil {
+		b.Fatal(err)
+	}
+	pollFor(b, x, now, &h, 1)
+	if err := x.WriteAudio(payload); err != nil {
+		b.Fatal(err)
+	}
+	pollFor(b, y, now, &h, 1)
+	if !x.Proven() || !y.Proven() {
+		b.Fatal("not proven")
+	}
 	b.ReportAllocs()
 	for b.Loop() {
 		if err := x.WriteAudio(payload); err != nil {
