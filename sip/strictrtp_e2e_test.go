@@ -479,6 +479,7 @@ func TestNoReflection(t *testing.T) {
 	tb := startBridge(t, bridge.Config{AutoCreate: true, RTPTimeout: rtpTimeout}, low, low+99)
 	events := &eventLog{}
 	tb.b.SetEventSink(events)
+	_ = tb.b.Draining() // b.mu orders the sink before the SIP handlers' first look
 	victim, err := net.ListenUDP("udp", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
 	if err != nil {
 		t.Fatal(err)
@@ -534,6 +535,7 @@ func TestInactiveCallHoldTimeout(t *testing.T) {
 	tb := startBridge(t, bridge.Config{AutoCreate: true, RTPHoldTimeout: holdTimeout}, low, low+99)
 	events := &eventLog{}
 	tb.b.SetEventSink(events)
+	_ = tb.b.Draining() // b.mu orders the sink before the SIP handlers' first look
 	start := time.Now()
 	c := dialRaw(t, tb, sdpBody("127.0.0.1", 4000, "inactive"))
 	if n := tb.srv.ports.InUse(); n != 1 {
