@@ -23,8 +23,16 @@ type Config struct {
 	MaxMembers int
 	// LoudestN bounds how many talkers are mixed at once (default 8).
 	LoudestN int
-	// RTPTimeout hangs up a call whose RTP stopped for this long (default 30 s).
+	// RTPTimeout hangs up a call whose RTP stopped for this long, and one
+	// that has not proved its RTP address this long after it started,
+	// whatever its direction (default 30 s).
 	RTPTimeout time.Duration
+	// RTPHoldTimeout hangs up a call held this long: its direction is not
+	// sendrecv (inactive, c=0.0.0.0, or either side on hold), counted from
+	// when the hold began (default 10 min). A held call may send no RTP at
+	// all, so the RTP timeout does not apply to it; this bounds how long it
+	// keeps its port and how long a drain waits for it.
+	RTPHoldTimeout time.Duration
 	// Retention is how long completed conferences and calls stay visible
 	// to the API before Prune forgets them (default 1 h).
 	Retention time.Duration
@@ -44,6 +52,9 @@ func (c *Config) setDefaults() {
 	}
 	if c.RTPTimeout <= 0 {
 		c.RTPTimeout = 30 * time.Second
+	}
+	if c.RTPHoldTimeout <= 0 {
+		c.RTPHoldTimeout = 10 * time.Minute
 	}
 	if c.Retention <= 0 {
 		c.Retention = time.Hour

@@ -328,16 +328,35 @@ func (m *Member) gate(live bool) {
 	}
 }
 
-// checkTimeouts hangs up members whose RTP has stopped.
+// checkTimeouts hangs up members whose media is gone: after the hold
+// timeout a call held since then (its direction not sendrecv: it may send
+// nothing at all); after the RTP timeout a call that is not held and whose
+// RTP stopped, or any call that never proved its RTP address (a forged or
+// dead SDP address, whatever its direction). It runs once every
+// timeoutCheckTicks and reads only the sessions' atomics, no lock.
 func (c *Conference) checkTimeouts(now time.Time, members []*Member) {
-	limit := c.b.cfg.RTPTimeout
+	cfg := &c.b.cfg
 	for _, m := range members {
-		if !m.sess.Params().Direction.Receives() {
-			continue
+		s := m.sess
+		heldSince, held := s.HeldSince()
+		if held {
+			if d := now.Sub(heldSince); d > cfg.RTPHoldTimeout && m.timingOut.CompareAndSwap(false, true) {
+				m.log.Info("hold timeout", "held_for", d.Round(time.Second))
+				go c.removeMember(m, true, CauseHoldTimeout)
+				continue
+			}
 		}
-		if now.Sub(m.sess.LastReceived()) > limit && m.timingOut.CompareAndSwap(false, true) {
-			m.log.Info("rtp timeout", "silent_for", now.Sub(m.sess.LastReceived()).Round(time.Second))
-			go c.removeMember(m, true, "rtp-timeout")
+		if proven := s.Proven(); !held || !proven {
+			if d := now.Sub(s.LastReceived()); d > cfg.RTPTimeout && m.timingOut.CompareAndSwap(false, true) {
+				m.log.Info("rtp timeout", "silent_for", d.Round(time.Second), "proven", proven)
+				go c.removeMember(m, true, CauseRTPTimeout)
+			}
 		}
 	}
 }
+
+// Hang-up causes of the media timeouts.
+const (
+	CauseRTPTimeout  = "rtp-timeout"
+	CauseHoldTimeout = "rtp-hold-timeout"
+)

@@ -18,4 +18,19 @@
 // and the write chain:
 //
 //	mixed PCM ──Codec.Encode──► payload ──Session.WriteAudio──► UDP socket
+//
+// # Who may send and where we send
+//
+// A session plays packets from one proven source only (strict RTP, as
+// Asterisk's strictrtp with probation; see Session): the SDP address is
+// learned at its first packet, any other address (a phone behind NAT)
+// after Probation packets with consecutive sequence numbers; afterwards
+// other sources are dropped and counted, whatever the silence, and only
+// signalling (SetParams) lets a new source be learned. We send to the
+// proven source; to the SDP address before that for SendGrace (4 s) at
+// most, so a forged SDP cannot make the bridge flood a third party. A
+// caller that never proves its address is hung up by the bridge's RTP
+// timeout. RTP ports are drawn at random from the free ones (PortPool), so
+// the next call's port cannot be guessed and sprayed before its caller
+// speaks.
 package media

@@ -10,4 +10,7 @@ var (
 	ErrClosed = errors.New("media: session closed")
 	// ErrNoRemote means the session has no address to send to yet.
 	ErrNoRemote = errors.New("media: no remote address")
+	// ErrUnproven means a packet was not sent: no packet from the far end
+	// proved its address within SendGrace.
+	ErrUnproven = errors.New("media: remote address not proven")
 )

@@ -5,6 +5,7 @@ import (
 	"math/rand/v2"
 	"net"
 	"net/netip"
+	"slices"
 	"testing"
 	"time"
 )
@@ -115,30 +116,133 @@ func TestPortPoolSkipsBusyPorts(t *testing.T) {
 	}
 }
 
-func TestPortPoolRoundRobin(t *testing.T) {
-	// A port released with no drain is not handed out again at once while
-	// other ports are free: the pool walks the range.
-	low := freeRange(t, 3)
-	pool, err := NewPortPool(netip.MustParseAddr("127.0.0.1"), low, low+4, 0)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var ports []int
-	for range 4 {
-		c, err := pool.Listen()
+func TestPortPoolRandom(t *testing.T) {
+	// Ports come in no predictable order: a stranger who saw one call's
+	// port cannot spray the next call's. Twenty ports taken from a range
+	// of 200 are neither consecutive nor the same for two pools.
+	low := freeRange(t, 200)
+	ip := netip.MustParseAddr("127.0.0.1")
+	take := func() []int {
+		pool, err := NewPortPool(ip, low, low+2*199, 0)
 		if err != nil {
 			t.Fatal(err)
 		}
-		port := c.LocalAddr().(*net.UDPAddr).Port
-		ports = append(ports, port)
-		c.Close()
-		pool.Release(port)
-	}
-	want := []int{low, low + 2, low + 4, low}
-	for i := range want {
-		if ports[i] != want[i] {
-			t.Fatalf("ports %v, want %v", ports, want)
+		var ports []int
+		for range 20 {
+			c, err := pool.Listen()
+			if err != nil {
+				t.Fatal(err)
+			}
+			port := c.LocalAddr().(*net.UDPAddr).Port
+			if port%2 != 0 || port < low || port > low+2*199 {
+				t.Fatalf("port %d outside %d-%d", port, low, low+2*199)
+			}
+			ports = append(ports, port)
+			c.Close()
+			pool.Release(port)
 		}
+		return ports
+	}
+	a, b := take(), take()
+	ascending := 0
+	for i := 1; i < len(a); i++ {
+		if a[i] == a[i-1]+2 {
+			ascending++
+		}
+	}
+	if ascending > 3 {
+		t.Errorf("ports %v look sequential", a)
+	}
+	if slices.Equal(a, b) {
+		t.Errorf("two pools handed out the same sequence %v", a)
+	}
+}
+
+// TestPortPoolTakeFull drives the allocator without sockets over a pool of
+// 5,000 ports: every port once, then none (also when the pool is full), the
+// resting ones back after the drain; each take O(1).
+func TestPortPoolTakeFull(t *testing.T) {
+	const n = 5000
+	pool, err := NewPortPool(netip.MustParseAddr("127.0.0.1"), 10000, 10000+2*(n-1), time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	now := time.Unix(1000, 0)
+	pool.now = func() time.Time { return now }
+	seen := make([]bool, n)
+	for range n {
+		slot, ok := pool.take(now)
+		if !ok || seen[slot] {
+			t.Fatalf("take: slot %d ok %v (seen %v)", slot, ok, ok && seen[slot])
+		}
+		seen[slot] = true
+	}
+	if _, ok := pool.take(now); ok {
+		t.Fatal("a full pool handed out a port")
+	}
+	if pool.InUse() != n {
+		t.Fatalf("InUse %d", pool.InUse())
+	}
+	// Taking from a full pool is cheap: no scan of the 5,000.
+	start := time.Now()
+	for range 100000 {
+		pool.take(now)
+	}
+	if d := time.Since(start); d > 100*time.Millisecond {
+		t.Errorf("100,000 takes from a full pool took %v", d)
+	}
+	for _, port := range []int{10000 + 2*17, 10000 + 2*4000} {
+		pool.Release(port)
+		pool.Release(port) // twice is harmless
+	}
+	pool.Release(10001)       // odd: not ours
+	pool.Release(10000 + 2*n) // past the range
+	if pool.InUse() != n-2 {
+		t.Fatalf("InUse %d after two releases", pool.InUse())
+	}
+	if _, ok := pool.take(now.Add(time.Second - time.Nanosecond)); ok {
+		t.Fatal("a resting port was handed out before the drain")
+	}
+	now = now.Add(time.Second)
+	got := map[uint16]bool{}
+	for range 2 {
+		slot, ok := pool.take(now)
+		if !ok {
+			t.Fatal("rested ports not handed out again")
+		}
+		got[slot] = true
+	}
+	if !got[17] || !got[4000] {
+		t.Errorf("got slots %v, want 17 and 4000", got)
+	}
+	if allocs := testing.AllocsPerRun(100, func() {
+		slot, _ := pool.take(now)
+		pool.Release(10000 + 2*int(slot))
+		now = now.Add(time.Second)
+	}); allocs > 0.1 {
+		t.Errorf("take+Release: %v allocs", allocs)
+	}
+}
+
+// BenchmarkPortPoolTake is one allocation and release in a pool of 5,000
+// ports with all but a few in use.
+func BenchmarkPortPoolTake(b *testing.B) {
+	const n = 5000
+	pool, err := NewPortPool(netip.MustParseAddr("127.0.0.1"), 10000, 10000+2*(n-1), 0)
+	if err != nil {
+		b.Fatal(err)
+	}
+	now := time.Unix(1000, 0)
+	pool.now = func() time.Time { return now }
+	for range n - 4 {
+		pool.take(now)
+	}
+	for b.Loop() {
+		slot, ok := pool.take(now)
+		if !ok {
+			b.Fatal("no port")
+		}
+		pool.Release(10000 + 2*int(slot))
 	}
 }
 

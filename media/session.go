@@ -26,9 +26,30 @@ const maxSend = 12 + 480
 // hold up a mixer tick.
 const maxPerPoll = 32
 
-// relatchAfter is how long the latched source must be silent before packets
-// from another address may take over (a NAT rebinding, a phone that moved).
-const relatchAfter = 2 * time.Second
+// Probation is how many packets with consecutive sequence numbers one
+// address must send before it is learned as the session's source (strict
+// RTP, as Asterisk's strictrtp with its default probation of 4).
+const Probation = 4
+
+// probeSlots is how many addresses may be in probation at once, so that a
+// stranger's packets interleaved with the caller's do not reset the
+// caller's run.
+const probeSlots = 4
+
+// RelearnWindow is how long learning stays open after signalling when the
+// source proven before keeps sending from an address other than the SDP
+// one (a phone behind NAT): long enough for a phone that moved to prove
+// its new address, short enough that a session refresh does not leave the
+// call open to takeover (Asterisk's learning timeout is 5 s as well).
+const RelearnWindow = 5 * time.Second
+
+// SendGrace is how long a session sends to the address from signalling
+// before any packet proved the far end is there: enough for a phone that
+// waits for our first packet (or a slow NAT) to start, too short to make
+// the bridge a reflector that floods a third party named in a forged SDP
+// (issue 10). It runs from the first packet sent, once per session; after
+// it, nothing is sent (Stats.Unsent counts) until a source is proven.
+const SendGrace = 4 * time.Second
 
 // Handler receives the packets a Session polls. The payload aliases the
 // session's read buffer and is valid only during the call.
@@ -44,9 +65,11 @@ type SessionStats struct {
 	PacketsIn  uint64
 	PacketsOut uint64
 	Malformed  uint64 // too short, not version 2, bad padding
-	Strangers  uint64 // from an address other than the latched peer
+	Strangers  uint64 // from an address other than the proven source
+	Unproven   uint64 // dropped while no source was proven (in probation)
 	UnknownPT  uint64 // payload types we did not negotiate
 	SendErrors uint64
+	Unsent     uint64 // packets not sent: no source proven within SendGrace
 }
 
 // Direction is an SDP media direction (RFC 4566 §6, RFC 3264 §5.1) seen
@@ -93,23 +116,55 @@ type Params struct {
 //
 // Reading is non-blocking and done by whoever drives the call's media (the
 // conference mixer, once per tick) through Poll, so no goroutine wakes per
-// packet. The remote address is latched from the first valid packet
-// (symmetric RTP, so callers behind NAT get audio), and packets from other
-// addresses are dropped and counted. Sending uses one SSRC with sequence
-// numbers and timestamps per RFC 3550 §5.1.
+// packet. Sending uses one SSRC with sequence numbers and timestamps per
+// RFC 3550 §5.1.
 //
-// Poll and the Write methods are for one goroutine; SetParams, Stats and
-// Close may be called from any.
+// # Strict source
+//
+// The session plays packets from one proven source address only (strict
+// RTP, as Asterisk's strictrtp with probation). The source is learned:
+//   - at once from a packet from the SDP address (Params.Remote): signalling
+//     named it, and an off-path stranger cannot send from it. It also wins
+//     over a source learned by probation, so a stranger who won the set-up
+//     race loses the call to the phone's first packet;
+//   - otherwise by probation: Probation packets with consecutive sequence
+//     numbers from one address (a phone behind NAT sends from a public
+//     address its SDP does not name; symmetric RTP, RFC 4961).
+//
+// Until a source is proven, packets are dropped (Stats.Unproven). After,
+// packets from any other address are dropped (Stats.Strangers), however
+// long the source is silent: a muted phone keeps its call. A new source is
+// learned only after signalling: SetParams opens learning again, the
+// current source is still played meanwhile (a session refresh drops no
+// audio), and learning closes when a new source proves itself, when the
+// current source sends from the SDP address, or when it has kept sending
+// for RelearnWindow.
+//
+// We send to the proven source, else to the SDP address for SendGrace at
+// most (see there).
+//
+// Poll and the Write methods are for one goroutine; SetParams, Stats,
+// Proven and Close may be called from any.
 type Session struct {
 	local   netip.AddrPort
 	onClose func()
+	now     func() time.Time // for SetParams, and sends before any Poll
 
-	mu       sync.Mutex    // guards params, latch and the send state
-	codec    atomic.Uint32 // params.Codec, for Codec; beside mu, which the mixer takes next
-	params   Params
-	latched  netip.AddrPort
-	lastFrom int64 // unix nanos of the last packet from the latched address
-	closed   bool
+	mu     sync.Mutex    // guards params, source learning and the send state
+	codec  atomic.Uint32 // params.Codec, for Codec; beside mu, which the mixer takes next
+	params Params
+	closed bool
+
+	// source learning (under mu)
+	src        netip.AddrPort // the proven source, if valid
+	learning   bool           // a new source may be learned (start, and after SetParams)
+	learnSince int64          // unix nanos of the first packet seen while learning; 0: none yet
+	cands      [probeSlots]candidate
+	candClock  uint32 // orders candidates by their last packet, to evict the stalest
+	lastPoll   int64  // unix nanos of the last Poll: the clock of the send grace
+
+	provenAt  atomic.Int64 // unix nanos the current source was proven; 0: none
+	heldSince atomic.Int64 // unix nanos the direction left sendrecv; 0: sendrecv
 
 	// fd is the socket's descriptor, used directly for recvmmsg and
 	// sendto. It is only used under mu with closed false, and Close marks
@@ -119,17 +174,27 @@ type Session struct {
 	inet6 bool // an AF_INET6 socket: IPv4 peers go as v4-mapped addresses
 
 	// send state
-	hdr     rtp.Header
-	started bool
-	wbuf    [maxSend]byte
-	wsa     syscall.RawSockaddrAny
+	hdr       rtp.Header
+	started   bool
+	firstSend int64 // unix nanos of the first packet sent before a source was proven
+	wbuf      [maxSend]byte
+	wsa       syscall.RawSockaddrAny
 
 	// receive state (poll goroutine)
 	rx      *rxBatch // for Poll; the mixer passes its own to PollInto
 	pkt     rtp.Packet
 	lastRTP atomic.Int64 // unix nanos of the last valid packet
 
-	packetsIn, packetsOut, malformed, strangers, unknownPT, sendErrors atomic.Uint64
+	packetsIn, packetsOut, malformed, strangers, unproven, unknownPT, sendErrors, unsent atomic.Uint64
+}
+
+// candidate is an address in probation: its last sequence number and how
+// many consecutive ones it has sent.
+type candidate struct {
+	addr  netip.AddrPort
+	seq   uint16
+	run   uint8
+	stamp uint32 // candClock at its last packet
 }
 
 // NewSession takes over a bound UDP socket: it keeps a close-on-exec
@@ -141,7 +206,7 @@ func NewSession(conn *net.UDPConn, onClose func()) (*Session, error) {
 	if err != nil {
 		return nil, err
 	}
-	s := &Session{onClose: onClose}
+	s := &Session{onClose: onClose, now: time.Now, learning: true}
 	s.local = conn.LocalAddr().(*net.UDPAddr).AddrPort()
 	var sa syscall.Sockaddr
 	var dupErr error
@@ -184,16 +249,36 @@ func (s *Session) SSRC() uint32 {
 	return s.hdr.SSRC
 }
 
-// SetParams applies a new offer/answer outcome. A changed remote address
-// drops the latch, so the next packet's source is learnt again.
+// SetClock replaces the clock (time.Now) that stamps a hold's start in
+// SetParams and times the send grace before the first Poll. Tests that
+// step time call it before the session is used.
+func (s *Session) SetClock(now func() time.Time) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.now = now
+}
+
+// SetParams applies a new offer/answer outcome (RFC 3264: the answer to an
+// INVITE, a re-INVITE or an UPDATE with SDP). It opens source learning
+// again: a phone that moved, or whose NAT rebound, can now prove its new
+// address, while its current one is still played (see Session).
 func (s *Session) SetParams(p Params) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if p.Remote != s.params.Remote {
-		s.latched = netip.AddrPort{}
-	}
 	s.params = p
 	s.codec.Store(uint32(p.Codec))
+	s.learning = true
+	s.learnSince = 0
+	s.cands = [probeSlots]candidate{}
+	switch {
+	case p.Direction == SendRecv && s.heldSince.Load() != 0:
+		// Off hold: silence counts from now, not from the last packet
+		// before a hold in which the phone may rightly have sent nothing.
+		s.heldSince.Store(0)
+		s.lastRTP.Store(max(s.lastRTP.Load(), s.now().UnixNano()))
+	case p.Direction != SendRecv && s.heldSince.Load() == 0:
+		s.heldSince.Store(s.now().UnixNano())
+	}
 }
 
 // Codec returns the codec we send, without taking the session's lock (the
@@ -207,23 +292,45 @@ func (s *Session) Params() Params {
 	return s.params
 }
 
-// RemoteAddr returns where packets are sent: the latched source, else the
+// RemoteAddr returns where packets are sent: the proven source, else the
 // address from signalling.
 func (s *Session) RemoteAddr() netip.AddrPort {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	return s.dest()
-}
-
-func (s *Session) dest() netip.AddrPort {
-	if s.latched.IsValid() {
-		return s.latched
+	if s.src.IsValid() {
+		return s.src
 	}
 	return s.params.Remote
 }
 
-// LastReceived returns when the last valid RTP packet arrived (or when the
-// session was created).
+// Proven reports whether a source address has been proven (see Session).
+// It takes no lock: the mixer asks for every member.
+func (s *Session) Proven() bool { return s.provenAt.Load() != 0 }
+
+// ProvenAt returns when the current source was proven (by the clock given
+// to Poll), or the zero time if none is.
+func (s *Session) ProvenAt() time.Time {
+	if ns := s.provenAt.Load(); ns != 0 {
+		return time.Unix(0, ns)
+	}
+	return time.Time{}
+}
+
+// HeldSince returns when the negotiated direction stopped being sendrecv
+// (a hold by either side: sendonly, recvonly, inactive or c=0.0.0.0) and
+// true, or false while it is sendrecv. A change between two held
+// directions does not restart it. It takes no lock.
+func (s *Session) HeldSince() (time.Time, bool) {
+	if ns := s.heldSince.Load(); ns != 0 {
+		return time.Unix(0, ns), true
+	}
+	return time.Time{}, false
+}
+
+// LastReceived returns when the last packet from the proven source
+// arrived, or when the session was created or came off hold if that is
+// later: the time from which silence counts. Packets in probation and
+// strangers' do not count, so they cannot keep a call alive.
 func (s *Session) LastReceived() time.Time { return time.Unix(0, s.lastRTP.Load()) }
 
 // Stats returns the counters.
@@ -233,8 +340,10 @@ func (s *Session) Stats() SessionStats {
 		PacketsOut: s.packetsOut.Load(),
 		Malformed:  s.malformed.Load(),
 		Strangers:  s.strangers.Load(),
+		Unproven:   s.unproven.Load(),
 		UnknownPT:  s.unknownPT.Load(),
 		SendErrors: s.sendErrors.Load(),
+		Unsent:     s.unsent.Load(),
 	}
 }
 
@@ -291,6 +400,7 @@ func (s *Session) poll(now time.Time, h Handler, rx *rxBatch) int {
 		return 0
 	}
 	nowNs := now.UnixNano()
+	s.lastPoll = nowNs
 	count := 0
 	for count < maxPerPoll {
 		n, errno := rx.recv(s.fd)
@@ -325,17 +435,13 @@ func (s *Session) handle(nowNs int64, from netip.AddrPort, b []byte, h Handler) 
 		s.malformed.Add(1)
 		return
 	}
-	switch {
-	case !s.latched.IsValid():
-		s.latched = from
-	case from != s.latched:
-		if nowNs-s.lastFrom < int64(relatchAfter) {
-			s.strangers.Add(1)
+	if from != s.src || s.learning {
+		// The fast path is one comparison: a packet from the proven source
+		// while learning is closed.
+		if !s.learn(nowNs, from, s.pkt.SequenceNumber) {
 			return
 		}
-		s.latched = from
 	}
-	s.lastFrom = nowNs
 	s.lastRTP.Store(nowNs)
 	s.packetsIn.Add(1)
 	if !s.params.Direction.Receives() {
@@ -353,6 +459,84 @@ func (s *Session) handle(nowNs int64, from netip.AddrPort, b []byte, h Handler) 
 		return
 	}
 	s.unknownPT.Add(1)
+}
+
+// learn runs strict source learning for a packet that is not simply from
+// the proven source (see Session) and reports whether to play it.
+func (s *Session) learn(nowNs int64, from netip.AddrPort, seq uint16) bool {
+	if from == s.params.Remote {
+		// The SDP address: signalling named it. It is learned at once and
+		// takes over from a source learned by probation.
+		if from != s.src {
+			s.prove(nowNs, from)
+		}
+		s.learning = false
+		return true
+	}
+	if !s.learning {
+		s.strangers.Add(1)
+		return false
+	}
+	if s.learnSince == 0 {
+		s.learnSince = nowNs
+	}
+	if from == s.src {
+		// Still the proven source: played. Learning ends once it has kept
+		// sending for the window without another proving itself.
+		if nowNs-s.learnSince >= int64(RelearnWindow) {
+			s.learning = false
+		}
+		return true
+	}
+	if s.probe(from, seq) {
+		s.prove(nowNs, from)
+		s.learning = false
+		return true
+	}
+	if s.src.IsValid() {
+		s.strangers.Add(1)
+	} else {
+		s.unproven.Add(1)
+	}
+	return false
+}
+
+// probe counts a packet of from towards its probation and reports whether
+// from has now sent Probation packets with consecutive sequence numbers.
+func (s *Session) probe(from netip.AddrPort, seq uint16) bool {
+	s.candClock++
+	victim := 0
+	for i := range s.cands {
+		c := &s.cands[i]
+		if c.addr == from {
+			if c.run > 0 && seq == c.seq+1 {
+				c.run++
+			} else {
+				c.run = 1
+			}
+			c.seq, c.stamp = seq, s.candClock
+			return c.run >= Probation
+		}
+		// Evict the shortest run, the stalest among equals: a stranger
+		// spraying from many addresses replaces its own one-packet runs,
+		// not a phone's run in progress.
+		v := &s.cands[victim]
+		if c.run < v.run || (c.run == v.run && c.stamp < v.stamp) {
+			victim = i
+		}
+	}
+	s.cands[victim] = candidate{addr: from, seq: seq, run: 1, stamp: s.candClock}
+	return Probation <= 1
+}
+
+// prove makes from the session's source.
+func (s *Session) prove(nowNs int64, from netip.AddrPort) {
+	s.src = from
+	s.cands = [probeSlots]candidate{}
+	if nowNs == 0 {
+		nowNs = 1 // 0 means "not proven"
+	}
+	s.provenAt.Store(nowNs)
 }
 
 // WriteAudio sends one 20 ms frame of audio already encoded in the session's
@@ -385,9 +569,25 @@ func (s *Session) write(pt uint8, marker bool, payload []byte, advance uint32) e
 		s.hdr.Timestamp += advance // keep the clock running while on hold
 		return nil
 	}
-	dst := s.dest()
+	dst := s.src
 	if !dst.IsValid() {
-		return ErrNoRemote
+		// Nothing proved the far end is at the SDP address: send there for
+		// the grace only, so a forged SDP cannot aim us at a third party.
+		dst = s.params.Remote
+		if !dst.IsValid() {
+			return ErrNoRemote
+		}
+		now := s.lastPoll
+		if now == 0 {
+			now = s.now().UnixNano()
+		}
+		if s.firstSend == 0 {
+			s.firstSend = now
+		} else if now-s.firstSend > int64(SendGrace) {
+			s.hdr.Timestamp += advance
+			s.unsent.Add(1)
+			return ErrUnproven
+		}
 	}
 	s.hdr.PayloadType = pt
 	s.hdr.Marker = marker

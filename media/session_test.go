@@ -225,8 +225,8 @@ func TestSessionSendHeaders(t *testing.T) {
 }
 
 func TestSessionMalformed(t *testing.T) {
-	s := newTestSession(t, Params{Codec: PCMU, TelephoneEventPT: 101})
 	peer := listenLoopback(t)
+	s := newTestSession(t, Params{Remote: addrOf(peer), Codec: PCMU, TelephoneEventPT: 101})
 	valid := rtpPacket(t, 0, 1, 160, 42, make([]byte, FrameSamples))
 	with := func(b []byte, f func([]byte) []byte) []byte { return f(bytes.Clone(b)) }
 	bad := [][]byte{
@@ -285,119 +285,29 @@ func TestSessionMalformed(t *testing.T) {
 	}
 }
 
-func TestSessionMalformedDoesNotLatch(t *testing.T) {
+func TestSessionMalformedDoesNotProve(t *testing.T) {
 	s := newTestSession(t, Params{Codec: PCMU})
 	junk, real := listenLoopback(t), listenLoopback(t)
+	// Malformed datagrams with what would be consecutive sequence numbers
+	// do not count towards probation.
+	for seq := range uint16(Probation) {
+		send(t, junk, s.LocalAddr(), []byte{0x80, 0, 0, byte(seq), 0, 0, 0, 1}) // too short
+	}
 	send(t, junk, s.LocalAddr(), []byte("not rtp at all"))
-	send(t, junk, s.LocalAddr(), []byte{0x80, 200, 0, 1, 0, 0, 0, 1}) // short RTCP-ish
 	var rec recorder
-	pollFor(t, s, time.Now(), &rec, 2)
-	send(t, real, s.LocalAddr(), rtpPacket(t, 0, 1, 0, 1, []byte{1}))
-	pollFor(t, s, time.Now(), &rec, 1)
-	if len(rec.audio) != 1 || s.RemoteAddr() != addrOf(real) || s.Stats().Strangers != 0 {
-		t.Errorf("audio %d, latched %v, stats %+v", len(rec.audio), s.RemoteAddr(), s.Stats())
+	pollFor(t, s, time.Now(), &rec, Probation+1)
+	if s.Proven() {
+		t.Fatal("malformed datagrams proved a source")
 	}
-}
-
-func TestSessionLatching(t *testing.T) {
-	// Signalling says the peer is at sdpAddr, but it is behind a NAT and
-	// its packets come from natAddr.
-	sdp := listenLoopback(t)
-	nat := listenLoopback(t)
-	s := newTestSession(t, Params{Remote: addrOf(sdp), Codec: PCMU})
-	if s.RemoteAddr() != addrOf(sdp) {
-		t.Fatalf("RemoteAddr %v", s.RemoteAddr())
+	for seq := range uint16(Probation) {
+		send(t, real, s.LocalAddr(), rtpPacket(t, 0, 100+seq, 0, 1, []byte{byte(seq)}))
 	}
-	// Until a packet arrives, audio goes where signalling said.
-	if err := s.WriteAudio([]byte{1}); err != nil {
-		t.Fatal(err)
+	pollFor(t, s, time.Now(), &rec, Probation)
+	if len(rec.audio) != 1 || rec.audio[0].payload[0] != Probation-1 || s.RemoteAddr() != addrOf(real) {
+		t.Errorf("audio %+v, source %v, stats %+v", rec.audio, s.RemoteAddr(), s.Stats())
 	}
-	if _, _, ok := recvRTP(t, sdp, time.Second); !ok {
-		t.Fatal("nothing sent to the SDP address")
-	}
-	now := time.Now()
-	var rec recorder
-	send(t, nat, s.LocalAddr(), rtpPacket(t, 0, 1, 0, 7, []byte{1}))
-	pollFor(t, s, now, &rec, 1)
-	if s.RemoteAddr() != addrOf(nat) {
-		t.Fatalf("latched %v, want %v", s.RemoteAddr(), addrOf(nat))
-	}
-	// Replies go to the packet's source.
-	s.WriteAudio([]byte{2})
-	if p, _, ok := recvRTP(t, nat, time.Second); !ok || !bytes.Equal(p.Payload, []byte{2}) {
-		t.Fatal("reply not sent to the latched source")
-	}
-	if _, _, ok := recvRTP(t, sdp, 50*time.Millisecond); ok {
-		t.Error("reply still sent to the SDP address")
-	}
-
-	// A stranger is dropped while the latched source is active.
-	stranger := listenLoopback(t)
-	send(t, stranger, s.LocalAddr(), rtpPacket(t, 0, 1, 0, 99, []byte{3}))
-	pollFor(t, s, now.Add(relatchAfter/2), &rec, 1)
-	send(t, nat, s.LocalAddr(), rtpPacket(t, 0, 2, 160, 7, []byte{4}))
-	pollFor(t, s, now.Add(relatchAfter), &rec, 1)
-	send(t, stranger, s.LocalAddr(), rtpPacket(t, 0, 2, 160, 99, []byte{5}))
-	pollFor(t, s, now.Add(relatchAfter+relatchAfter/2), &rec, 1) // 1.5 s after the last from nat
-	if st := s.Stats(); st.Strangers != 2 || st.PacketsIn != 2 {
+	if st := s.Stats(); st.Strangers != 0 || st.Unproven != Probation-1 || st.Malformed != Probation+1 {
 		t.Errorf("stats %+v", st)
-	}
-	if len(rec.audio) != 2 || rec.audio[1].payload[0] != 4 || s.RemoteAddr() != addrOf(nat) {
-		t.Fatalf("audio %+v, latched %v", rec.audio, s.RemoteAddr())
-	}
-
-	// After the latched source has been silent for more than relatchAfter,
-	// the new source takes over (a NAT rebinding).
-	later := now.Add(2*relatchAfter + time.Millisecond)
-	send(t, stranger, s.LocalAddr(), rtpPacket(t, 0, 3, 320, 99, []byte{6}))
-	pollFor(t, s, later, &rec, 1)
-	if len(rec.audio) != 3 || rec.audio[2].ssrc != 99 || s.RemoteAddr() != addrOf(stranger) {
-		t.Fatalf("no takeover: audio %+v, latched %v", rec.audio, s.RemoteAddr())
-	}
-	s.WriteAudio([]byte{7})
-	if _, _, ok := recvRTP(t, stranger, time.Second); !ok {
-		t.Error("replies do not follow the takeover")
-	}
-	// Now the old source is the stranger.
-	send(t, nat, s.LocalAddr(), rtpPacket(t, 0, 3, 320, 7, []byte{8}))
-	pollFor(t, s, later.Add(time.Second), &rec, 1)
-	if len(rec.audio) != 3 || s.Stats().Strangers != 3 {
-		t.Errorf("old source not dropped: %d audio, stats %+v", len(rec.audio), s.Stats())
-	}
-
-	// A new remote from signalling (re-INVITE) drops the latch.
-	sdp2 := listenLoopback(t)
-	s.SetParams(Params{Remote: addrOf(sdp2), Codec: PCMU})
-	if s.RemoteAddr() != addrOf(sdp2) {
-		t.Errorf("after SetParams, RemoteAddr %v", s.RemoteAddr())
-	}
-	send(t, nat, s.LocalAddr(), rtpPacket(t, 0, 4, 480, 7, []byte{9}))
-	pollFor(t, s, later.Add(time.Second), &rec, 1)
-	if len(rec.audio) != 4 || s.RemoteAddr() != addrOf(nat) {
-		t.Errorf("no relatch after SetParams: %d audio, latched %v", len(rec.audio), s.RemoteAddr())
-	}
-	// The same remote again keeps the latch.
-	s.SetParams(Params{Remote: addrOf(sdp2), Codec: PCMA})
-	if s.RemoteAddr() != addrOf(nat) {
-		t.Errorf("SetParams with the same remote dropped the latch")
-	}
-}
-
-func TestSessionRelatchRealTime(t *testing.T) {
-	if testing.Short() {
-		t.Skip("takes relatchAfter")
-	}
-	// The same takeover on the wall clock, as the mixer drives it.
-	s := newTestSession(t, Params{Codec: PCMU})
-	first, second := listenLoopback(t), listenLoopback(t)
-	var rec recorder
-	send(t, first, s.LocalAddr(), rtpPacket(t, 0, 1, 0, 1, []byte{1}))
-	pollFor(t, s, time.Now(), &rec, 1)
-	time.Sleep(relatchAfter + 100*time.Millisecond)
-	send(t, second, s.LocalAddr(), rtpPacket(t, 0, 1, 0, 2, []byte{1}))
-	pollFor(t, s, time.Now(), &rec, 1)
-	if len(rec.audio) != 2 || s.RemoteAddr() != addrOf(second) || s.Stats().Strangers != 0 {
-		t.Errorf("audio %d latched %v stats %+v", len(rec.audio), s.RemoteAddr(), s.Stats())
 	}
 }
 
@@ -485,8 +395,8 @@ func TestSessionNoRemote(t *testing.T) {
 }
 
 func TestSessionFlush(t *testing.T) {
-	s := newTestSession(t, Params{Codec: PCMU})
 	peer := listenLoopback(t)
+	s := newTestSession(t, Params{Remote: addrOf(peer), Codec: PCMU})
 	for i := range 5 {
 		send(t, peer, s.LocalAddr(), rtpPacket(t, 0, uint16(i), uint32(i*160), 1, []byte{byte(i)}))
 	}
@@ -505,8 +415,8 @@ func TestSessionFlush(t *testing.T) {
 }
 
 func TestSessionPollBound(t *testing.T) {
-	s := newTestSession(t, Params{Codec: PCMU})
 	peer := listenLoopback(t)
+	s := newTestSession(t, Params{Remote: addrOf(peer), Codec: PCMU})
 	for i := range maxPerPoll + 8 {
 		send(t, peer, s.LocalAddr(), rtpPacket(t, 0, uint16(i), uint32(i*160), 1, []byte{byte(i)}))
 	}
@@ -529,8 +439,8 @@ func TestSessionPollBound(t *testing.T) {
 }
 
 func TestSessionOversizedDatagram(t *testing.T) {
-	s := newTestSession(t, Params{Codec: PCMU})
 	peer := listenLoopback(t)
+	s := newTestSession(t, Params{Remote: addrOf(peer), Codec: PCMU})
 	big := rtpPacket(t, 0, 1, 0, 1, make([]byte, 3000))
 	send(t, peer, s.LocalAddr(), big)
 	var rec recorder
@@ -556,9 +466,12 @@ func TestSessionIPv6(t *testing.T) {
 		t.Skip(err)
 	}
 	defer peer.Close()
-	send(t, peer, s.LocalAddr(), rtpPacket(t, 8, 1, 0, 1, []byte{1}))
+	// Learned by probation; the packet that completes it is played.
+	for seq := range uint16(Probation) {
+		send(t, peer, s.LocalAddr(), rtpPacket(t, 8, seq, 0, 1, []byte{1}))
+	}
 	var rec recorder
-	pollFor(t, s, time.Now(), &rec, 1)
+	pollFor(t, s, time.Now(), &rec, Probation)
 	if len(rec.audio) != 1 || rec.audio[0].codec != PCMA || s.RemoteAddr() != addrOf(peer) {
 		t.Errorf("audio %+v latched %v want %v", rec.audio, s.RemoteAddr(), addrOf(peer))
 	}
@@ -621,9 +534,14 @@ func TestSessionNoAllocs(t *testing.T) {
 	payload := make([]byte, FrameSamples)
 	var h nopHandler
 	now := time.Now()
-	// Warm up (the first packet latches).
+	// Warm up: each proves its address to the other, as in a call.
+	b.WriteAudio(payload)
+	pollFor(t, a, now, &h, 1)
 	a.WriteAudio(payload)
 	pollFor(t, b, now, &h, 1)
+	if !a.Proven() || !b.Proven() {
+		t.Fatal("not proven")
+	}
 	allocs := testing.AllocsPerRun(200, func() {
 		if err := a.WriteAudio(payload); err != nil {
 			t.Fatal(err)
@@ -644,9 +562,23 @@ func BenchmarkSessionPollWrite(b *testing.B) {
 	x := newTestSession(b, Params{Codec: PCMU})
 	y := newTestSession(b, Params{Codec: PCMU})
 	x.SetParams(Params{Remote: y.LocalAddr(), Codec: PCMU})
+	y.SetParams(Params{Remote: x.LocalAddr(), Codec: PCMU})
 	payload := make([]byte, FrameSamples)
 	var h nopHandler
 	now := time.Now()
+	// Both prove each other's address first, as a call's first packets
+	// do: an unproven x would stop sending after SendGrace.
+	if err := y.WriteAudio(payload); err != nil {
+		b.Fatal(err)
+	}
+	pollFor(b, x, now, &h, 1)
+	if err := x.WriteAudio(payload); err != nil {
+		b.Fatal(err)
+	}
+	pollFor(b, y, now, &h, 1)
+	if !x.Proven() || !y.Proven() {
+		b.Fatal("not proven")
+	}
 	b.ReportAllocs()
 	for b.Loop() {
 		if err := x.WriteAudio(payload); err != nil {
@@ -657,25 +589,36 @@ func BenchmarkSessionPollWrite(b *testing.B) {
 	}
 }
 
-// BenchmarkSessionHandle measures the per-datagram parse path alone, for a
-// valid packet and for malformed ones (which allocate: pion/rtp wraps its
-// parse errors with fmt.Errorf).
+// BenchmarkSessionHandle measures the per-datagram parse path alone: a
+// valid packet from the proven source, one from a stranger (dropped), one
+// while nothing is proven (probation), and malformed ones (which allocate:
+// pion/rtp wraps its parse errors with fmt.Errorf).
 func BenchmarkSessionHandle(b *testing.B) {
-	s := newTestSession(b, Params{Codec: PCMU, TelephoneEventPT: 101})
 	from := netip.MustParseAddrPort("192.0.2.1:4000")
+	stranger := netip.MustParseAddrPort("192.0.2.9:4000")
 	valid := rtpPacket(b, 0, 1, 160, 42, make([]byte, FrameSamples))
 	cutCSRC := bytes.Clone(valid[:20])
 	cutCSRC[0] |= 0x0f
 	for _, tc := range []struct {
-		name string
-		data []byte
-	}{{"valid", valid}, {"short", valid[:8]}, {"csrc-cut", cutCSRC}} {
+		name   string
+		from   netip.AddrPort
+		data   []byte
+		proven bool
+	}{
+		{"valid", from, valid, true}, {"stranger", stranger, valid, true}, {"probation", from, valid, false},
+		{"short", from, valid[:8], true}, {"csrc-cut", from, cutCSRC, true},
+	} {
 		b.Run(tc.name, func(b *testing.B) {
+			s := newTestSession(b, Params{Codec: PCMU, TelephoneEventPT: 101})
 			var h nopHandler
 			now := time.Now().UnixNano()
+			if tc.proven {
+				s.SetParams(Params{Remote: from, Codec: PCMU, TelephoneEventPT: 101})
+				s.handle(now, from, valid, &h)
+			}
 			b.ReportAllocs()
 			for b.Loop() {
-				s.handle(now, from, tc.data, &h)
+				s.handle(now, tc.from, tc.data, &h)
 			}
 		})
 	}

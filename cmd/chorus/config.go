@@ -32,20 +32,23 @@ type User struct {
 // embedded defaults, the JSON config file, CHORUS_* environment variables,
 // command-line flags.
 type Config struct {
-	SIPAddr     string        `json:"sipAddr"`
-	HTTPAddr    string        `json:"httpAddr"`
-	RTPPorts    string        `json:"rtpPorts"`
-	PublicIP    string        `json:"publicIp"`
-	Users       []User        `json:"users"`
-	LogLevel    string        `json:"logLevel"`
-	RTPTimeout  time.Duration `json:"rtpTimeout"`
-	MaxMembers  int           `json:"maxMembers"`
-	LoudestN    int           `json:"loudestN"`
-	AutoCreate  bool          `json:"autoCreate"`
-	DrainPeriod time.Duration `json:"drainPeriod"`
-	Retention   time.Duration `json:"retention"`
-	AnswerDelay time.Duration `json:"answerDelay"`
-	PprofAddr   string        `json:"pprofAddr"`
+	SIPAddr    string        `json:"sipAddr"`
+	HTTPAddr   string        `json:"httpAddr"`
+	RTPPorts   string        `json:"rtpPorts"`
+	PublicIP   string        `json:"publicIp"`
+	Users      []User        `json:"users"`
+	LogLevel   string        `json:"logLevel"`
+	RTPTimeout time.Duration `json:"rtpTimeout"`
+	// RTPHoldTimeout ends a held call (direction not sendrecv) this long
+	// after the hold began.
+	RTPHoldTimeout time.Duration `json:"rtpHoldTimeout"`
+	MaxMembers     int           `json:"maxMembers"`
+	LoudestN       int           `json:"loudestN"`
+	AutoCreate     bool          `json:"autoCreate"`
+	DrainPeriod    time.Duration `json:"drainPeriod"`
+	Retention      time.Duration `json:"retention"`
+	AnswerDelay    time.Duration `json:"answerDelay"`
+	PprofAddr      string        `json:"pprofAddr"`
 	// MixerPriority is normal, high or realtime (see bridge.Priority).
 	MixerPriority string `json:"mixerPriority"`
 	// AllowPrivateTargets lets audio fetches, callbacks and dial-out reach
@@ -75,7 +78,7 @@ type Config struct {
 
 func defaultConfig() Config {
 	return Config{SIPAddr: ":5060", HTTPAddr: "127.0.0.1:8080", RTPPorts: "10000-20000", LogLevel: "info",
-		RTPTimeout: 30 * time.Second, MaxMembers: 20, LoudestN: 8, AutoCreate: true, DrainPeriod: 0,
+		RTPTimeout: 30 * time.Second, RTPHoldTimeout: 10 * time.Minute, MaxMembers: 20, LoudestN: 8, AutoCreate: true, DrainPeriod: 0,
 		Retention: time.Hour, MixerPriority: "realtime", HTTPMaxConns: defaultHTTPMaxConns,
 		HTTPAuthFailures: api.DefaultAuthFailures, MaxConferencesPerUser: api.DefaultMaxLiveConferences}
 }
@@ -146,7 +149,8 @@ func loadConfig(args []string, getenv func(string) string, stderr io.Writer) (Co
 	fs.String("public-ip", "", "address written into SDP and Contact; default: the SIP listen address, or the first non-loopback interface (env CHORUS_PUBLIC_IP)")
 	fs.Var(userList{&flagUsers}, "user", "API user ID:TOKEN:SECRET, repeatable (env CHORUS_USER, comma-separated)")
 	fs.String("log-level", cfg.LogLevel, "debug, info, warn or error (env CHORUS_LOG_LEVEL)")
-	fs.Duration("rtp-timeout", cfg.RTPTimeout, "hang up a call after this long without RTP (env CHORUS_RTP_TIMEOUT)")
+	fs.Duration("rtp-timeout", cfg.RTPTimeout, "hang up a call after this long without RTP, or that has not proved its RTP address this long after it started (env CHORUS_RTP_TIMEOUT)")
+	fs.Duration("rtp-hold-timeout", cfg.RTPHoldTimeout, "hang up a held call (inactive, c=0.0.0.0, sendonly or recvonly) this long after the hold began; the RTP timeout does not apply to held calls (env CHORUS_RTP_HOLD_TIMEOUT)")
 	fs.Int("max-members", cfg.MaxMembers, "active members per conference (env CHORUS_MAX_MEMBERS)")
 	fs.Int("loudest-n", cfg.LoudestN, "talkers mixed at once (env CHORUS_LOUDEST_N)")
 	fs.Bool("auto-create", cfg.AutoCreate, "create a conference for an unknown dialled number (env CHORUS_AUTO_CREATE)")
@@ -244,6 +248,8 @@ func (c *Config) setField(name, v string) error {
 		c.LogLevel = v
 	case "rtp-timeout":
 		c.RTPTimeout, err = time.ParseDuration(v)
+	case "rtp-hold-timeout":
+		c.RTPHoldTimeout, err = time.ParseDuration(v)
 	case "drain-period":
 		c.DrainPeriod, err = time.ParseDuration(v)
 	case "pprof-addr":
@@ -328,6 +334,9 @@ func (c *Config) validate() error {
 	}
 	if c.RTPTimeout < time.Second {
 		errs = append(errs, fmt.Errorf("rtp-timeout must be at least 1s, got %s", c.RTPTimeout))
+	}
+	if c.RTPHoldTimeout < time.Second {
+		errs = append(errs, fmt.Errorf("rtp-hold-timeout must be at least 1s, got %s", c.RTPHoldTimeout))
 	}
 	seen := map[string]bool{}
 	for _, u := range c.Users {

@@ -177,7 +177,7 @@ func (p *Phone) sendLoop() {
 			}
 
 			p.mu.Lock()
-			src, ok, pt := p.source, p.canSendLocked(), p.pt
+			src, ok, pt := p.source, p.canSendLocked() && !p.paused, p.pt
 			p.mu.Unlock()
 			if !ok {
 				continue

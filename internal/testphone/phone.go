@@ -106,6 +106,7 @@ type Phone struct {
 	remoteDir  string
 	sdpVersion uint64
 	source     func([]int16)
+	paused     bool // SetSending(false): no RTP at all, and no signalling
 	rec        []int16
 	recSSRC    uint32
 	recBase    uint32
