@@ -559,7 +559,21 @@ func TestConnLimiter(t *testing.T) {
 		}
 	}
 	releaseOnce.Do(func() { close(release) })
-	waitOpen(4) // the four, now idle
+	// The four turn idle once their handlers return and the server marks
+	// them so (ConnState); until then a new connection finds all busy.
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		lim.mu.Lock()
+		idle := lim.idle.Len()
+		lim.mu.Unlock()
+		if idle == 4 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%d idle connections after the release, want 4", idle)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
 	get(dial())
 
 	// A header over the cap: 431.
