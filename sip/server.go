@@ -44,6 +44,8 @@ type Config struct {
 	// before it is answered, as a PBX's ringing phase would; 0 answers at
 	// once.
 	AnswerDelay time.Duration
+	// TCP bounds the connections of SIP over TCP.
+	TCP TCPLimits
 }
 
 // Server is the SIP side of Chorus.
@@ -66,6 +68,8 @@ type Server struct {
 	closers  []func() error
 	// traffic counts and summarises unwanted traffic.
 	traffic *trafficSummary
+	// tcpGuards are the TCP listeners' guards, for their counts.
+	tcpGuards []*tcpGuard
 }
 
 // New returns a server; call ListenUDP and ListenTCP to start it.
@@ -141,10 +145,19 @@ func (s *Server) ListenTCP(addr string) (netip.AddrPort, error) {
 	}
 	ap := l.Addr().(*net.TCPAddr).AddrPort()
 	s.setContact("tcp", int(ap.Port()))
+	// sipgo accepts through the guard: caps, idle timeout, and an accept
+	// loop that outlives EMFILE (tcpguard.go).
+	g := newTCPGuard(l, s.cfg.TCP, s.traffic, time.Now, s.liveTCPSources)
 	s.mu.Lock()
-	s.closers = append(s.closers, l.Close)
+	s.closers = append(s.closers, g.Close)
+	s.tcpGuards = append(s.tcpGuards, g)
 	s.mu.Unlock()
-	go func() { _ = s.srv.ServeTCP(l) }()
+	go g.run()
+	go func() {
+		if err := s.srv.ServeTCP(g); err != nil && !errors.Is(err, net.ErrClosed) {
+			s.log.Error("SIP over TCP stopped", "addr", ap, "err", err)
+		}
+	}()
 	return ap, nil
 }
 

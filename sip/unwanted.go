@@ -131,3 +131,15 @@ func (s *Server) onUnwanted(req *sip.Request, tx sip.ServerTransaction) {
 // TrafficCount returns how many messages or connections of kind k the
 // server has counted as unwanted.
 func (s *Server) TrafficCount(k TrafficKind) uint64 { return s.traffic.count(k) }
+
+// TCPConns returns how many accepted SIP/TCP connections are open.
+func (s *Server) TCPConns() int {
+	s.mu.Lock()
+	guards := s.tcpGuards
+	s.mu.Unlock()
+	n := 0
+	for _, g := range guards {
+		n += g.open()
+	}
+	return n
+}
