@@ -104,7 +104,7 @@ func closedByPeer(c net.Conn, wait time.Duration) bool {
 // connections are closed as they are accepted and counted; once held
 // connections go, a caller over TCP gets through again.
 func TestTCPConnectionCaps(t *testing.T) {
-	tb := startBridge(t, bridge.Config{AutoCreate: true}, 22000, 22099, func(c *Config) {
+	tb := startBridge(t, bridge.Config{AutoCreate: true}, 25100, 25199, func(c *Config) {
 		c.TCP = TCPLimits{MaxConns: 6, MaxConnsPerSource: 3, IdleTimeout: time.Minute}
 	})
 	addr := tb.tcp.String()
@@ -173,7 +173,7 @@ func TestTCPConnectionCaps(t *testing.T) {
 // timeout; a call's connection stays however long the call is silent.
 func TestTCPIdleConnectionsClose(t *testing.T) {
 	const idle = 400 * time.Millisecond
-	tb := startBridge(t, bridge.Config{AutoCreate: true}, 22100, 22199, func(c *Config) {
+	tb := startBridge(t, bridge.Config{AutoCreate: true}, 25200, 25299, func(c *Config) {
 		c.TCP = TCPLimits{IdleTimeout: idle}
 	})
 	addr := tb.tcp.String()

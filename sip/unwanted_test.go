@@ -30,7 +30,7 @@ func headerValue(msg, name, compact string) string {
 // a retransmission; all are counted, none is logged one by one.
 func TestUnwantedMethodsAnsweredStatelessly(t *testing.T) {
 	out := &logLines{}
-	tb := startBridge(t, bridge.Config{AutoCreate: true}, 22200, 22299, func(c *Config) {
+	tb := startBridge(t, bridge.Config{AutoCreate: true}, 25300, 25399, func(c *Config) {
 		c.Log = slog.New(slog.NewTextHandler(out, nil))
 	})
 	raw := newRawSIP(t, tb.udp)
@@ -80,7 +80,7 @@ func TestUnwantedMethodsAnsweredStatelessly(t *testing.T) {
 // TestUnwantedOverTCP: over TCP, where there is no screen, the no-route
 // handler answers 405 with Allow and counts it.
 func TestUnwantedOverTCP(t *testing.T) {
-	tb := startBridge(t, bridge.Config{AutoCreate: true}, 22300, 22399)
+	tb := startBridge(t, bridge.Config{AutoCreate: true}, 25400, 25499)
 	c := dialFrom(t, "127.0.0.1", tb.tcp.String())
 	local := c.LocalAddr().String()
 	for i, method := range []string{"REGISTER", "FROBNICATE"} {
