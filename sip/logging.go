@@ -216,16 +216,22 @@ func truncate(s string) string {
 // quietHandler tames sipgo's transport and transaction logging: a
 // malformed datagram from the network is routine, not an error, so such
 // records go to Debug, and any raw message data in them is cut short.
-// With a summary, records that report unwanted traffic are counted there
-// instead of logged, so a flood costs a line per period, not per message.
+// With a summary (a Server's own handler), records that report unwanted
+// traffic are counted there instead of logged, so a flood costs a line per
+// period, not per message, and sipgo's own Debug records are dropped.
 type quietHandler struct {
 	slog.Handler
 	traffic *trafficSummary // nil: nothing is classified
 }
 
 func (h quietHandler) Enabled(ctx context.Context, l slog.Level) bool {
-	if h.traffic != nil && l >= slog.LevelWarn {
-		return true // classified whatever the level
+	if h.traffic != nil {
+		switch {
+		case l < slog.LevelInfo:
+			return false // sipgo's debug lines come per message, even with --log-level debug
+		case l >= slog.LevelWarn:
+			return true // classified whatever the level
+		}
 	}
 	return h.Handler.Enabled(ctx, slog.LevelDebug) || h.Handler.Enabled(ctx, l)
 }

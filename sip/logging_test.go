@@ -272,3 +272,16 @@ func TestQuietHandlerClassifies(t *testing.T) {
 		t.Error("errors not enabled")
 	}
 }
+
+// TestQuietHandlerDropsLibraryDebug: with --log-level debug, a server's
+// sipgo logger still writes no line per message.
+func TestQuietHandlerDropsLibraryDebug(t *testing.T) {
+	sum, _, _ := newSummaryForTest(t)
+	out := &logLines{}
+	log := slog.New(quietHandler{slog.NewTextHandler(out, &slog.HandlerOptions{Level: slog.LevelDebug}), sum})
+	log.Debug("Server transaction retained for timer termination")
+	log.Info("Non existing client tx was removed", "tx", "x")
+	if l := out.lines(); len(l) != 1 || !strings.Contains(l[0], "Non existing") {
+		t.Errorf("lines: %q", l)
+	}
+}
