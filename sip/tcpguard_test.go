@@ -1,12 +1,15 @@
 package sip
 
 import (
+	"bufio"
 	"context"
 	"errors"
 	"fmt"
 	"log/slog"
 	"net"
 	"os"
+	"os/exec"
+	"strconv"
 	"strings"
 	"sync/atomic"
 	"syscall"
@@ -219,5 +222,131 @@ func TestTCPIdleConnectionsClose(t *testing.T) {
 	defer cancel()
 	if err := p.Hangup(ctx); err != nil {
 		t.Errorf("hang up over the call's connection: %v", err)
+	}
+}
+
+// emfileChildEnv makes the re-executed test binary run the bridge side of
+// TestTCPAcceptRecoversFromEMFILE.
+const emfileChildEnv = "CHORUS_TEST_EMFILE_CHILD"
+
+// emfileChild runs a bridge under RLIMIT_NOFILE 64, takes every descriptor
+// left when told FILL, gives them back when told FREE, and reports its
+// failed accepts when stdin closes.
+func emfileChild(t *testing.T) {
+	lim := syscall.Rlimit{Cur: 64, Max: 64}
+	if err := syscall.Setrlimit(syscall.RLIMIT_NOFILE, &lim); err != nil {
+		t.Fatal(err)
+	}
+	tb := startBridge(t, bridge.Config{AutoCreate: true}, 25500, 25509)
+	fmt.Printf("READY %s\n", tb.tcp)
+	in := bufio.NewScanner(os.Stdin)
+	var files []*os.File
+	for in.Scan() {
+		switch in.Text() {
+		case "FILL":
+			for {
+				f, err := os.Open(os.DevNull)
+				if err != nil {
+					fmt.Printf("FULL %d %v\n", len(files), err)
+					break
+				}
+				files = append(files, f)
+			}
+		case "FREE":
+			for _, f := range files {
+				_ = f.Close()
+			}
+			files = nil
+			fmt.Println("FREED")
+		}
+	}
+	fmt.Printf("ACCEPT_ERRORS %d\n", tb.srv.TrafficCount(TrafficTCPAcceptError))
+}
+
+// TestTCPAcceptRecoversFromEMFILE: a bridge out of descriptors fails to
+// accept; once descriptors come back, the connection that waited in the
+// backlog is accepted and answered, with no restart: sipgo's own accept
+// loop would have ended on the first EMFILE.
+func TestTCPAcceptRecoversFromEMFILE(t *testing.T) {
+	if os.Getenv(emfileChildEnv) != "" {
+		emfileChild(t)
+		return
+	}
+	cmd := exec.Command(os.Args[0], "-test.run=^TestTCPAcceptRecoversFromEMFILE$")
+	cmd.Env = append(os.Environ(), emfileChildEnv+"=1")
+	stdin, err := cmd.StdinPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var stderr logLines
+	cmd.Stderr = &stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = cmd.Process.Kill(); _ = cmd.Wait() }()
+	lines := make(chan string, 16)
+	go func() {
+		sc := bufio.NewScanner(stdout)
+		for sc.Scan() {
+			lines <- sc.Text()
+		}
+		close(lines)
+	}()
+	expect := func(prefix string) string {
+		t.Helper()
+		timeout := time.After(30 * time.Second)
+		for {
+			select {
+			case l, ok := <-lines:
+				if !ok {
+					t.Fatalf("child ended waiting for %s\n%s", prefix, strings.Join(stderr.lines(), "\n"))
+				}
+				if v, ok := strings.CutPrefix(l, prefix); ok {
+					return strings.TrimSpace(v)
+				}
+			case <-timeout:
+				t.Fatalf("no %s from the child", prefix)
+			}
+		}
+	}
+	addr := expect("READY")
+	fmt.Fprintln(stdin, "FILL")
+	if full := expect("FULL"); !strings.Contains(full, "too many open files") {
+		t.Fatalf("child filled its descriptors with: %s", full)
+	}
+
+	// The kernel completes the handshake; the bridge cannot accept.
+	c, err := net.DialTimeout("tcp", addr, 5*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	local := c.LocalAddr().String()
+	opts := fmt.Sprintf("OPTIONS sip:chorus@%s SIP/2.0\r\nVia: SIP/2.0/TCP %s;branch=z9hG4bK%s\r\nMax-Forwards: 70\r\n"+
+		"From: <sip:t@%s>;tag=1\r\nTo: <sip:chorus@%s>\r\nCall-ID: %s\r\nCSeq: 1 OPTIONS\r\nContent-Length: 0\r\n\r\n",
+		addr, local, randHex(6), local, addr, randHex(8))
+	if _, err := c.Write([]byte(opts)); err != nil {
+		t.Fatal(err)
+	}
+	buf := make([]byte, 4096)
+	_ = c.SetReadDeadline(time.Now().Add(500 * time.Millisecond))
+	if n, err := c.Read(buf); err == nil {
+		t.Fatalf("answered while out of descriptors: %q", buf[:n])
+	}
+
+	fmt.Fprintln(stdin, "FREE")
+	expect("FREED")
+	_ = c.SetReadDeadline(time.Now().Add(10 * time.Second))
+	n, err := c.Read(buf)
+	if err != nil || !strings.HasPrefix(string(buf[:n]), "SIP/2.0 200") {
+		t.Fatalf("OPTIONS after descriptors came back: %q %v", buf[:n], err)
+	}
+	_ = stdin.Close()
+	if got, _ := strconv.Atoi(expect("ACCEPT_ERRORS")); got < 1 {
+		t.Errorf("accept errors counted %d, want some", got)
 	}
 }
