@@ -49,6 +49,8 @@ type Config struct {
 	// the safe default, which refuses loopback, private and other internal
 	// addresses.
 	Targets *egress.Policy
+	// TCP bounds the connections of SIP over TCP.
+	TCP TCPLimits
 }
 
 // Server is the SIP side of Chorus.
@@ -69,6 +71,10 @@ type Server struct {
 	outCalls map[string]*outCall // by dialog id
 	contacts map[string]sip.ContactHeader
 	closers  []func() error
+	// traffic counts and summarises unwanted traffic.
+	traffic *trafficSummary
+	// tcpGuards are the TCP listeners' guards, for their counts.
+	tcpGuards []*tcpGuard
 }
 
 // New returns a server; call ListenUDP and ListenTCP to start it.
@@ -82,7 +88,16 @@ func New(cfg Config) (*Server, error) {
 	if !cfg.PublicIP.IsValid() {
 		return nil, errors.New("sip: no public IP configured")
 	}
-	ua, err := sipgo.NewUA(sipgo.WithUserAgent(cfg.UserAgent), sipgo.WithUserAgentHostname(cfg.PublicIP.String()))
+	// sipgo's transport and transaction layers log through a logger of
+	// this server that counts unwanted traffic instead of logging each.
+	traffic := newTrafficSummary(cfg.Log, realClock{}, summaryPeriod)
+	libLog := slog.New(quietHandler{cfg.Log.Handler(), traffic})
+	ua, err := sipgo.NewUA(sipgo.WithUserAgent(cfg.UserAgent), sipgo.WithUserAgentHostname(cfg.PublicIP.String()),
+		sipgo.WithUserAgentTransportLayerOptions(sip.WithTransportLayerLogger(libLog)),
+		sipgo.WithUserAgentTransactionLayerOptions(sip.WithTransactionLayerLogger(libLog),
+			sip.WithTransactionLayerUnhandledResponseHandler(func(r *sip.Response) {
+				traffic.note(TrafficStrayResponse, func() string { return r.Short() })
+			})))
 	if err != nil {
 		return nil, fmt.Errorf("sip: user agent: %w", err)
 	}
@@ -95,7 +110,8 @@ func New(cfg Config) (*Server, error) {
 		return nil, fmt.Errorf("sip: client: %w", err)
 	}
 	s := &Server{cfg: cfg, log: cfg.Log, ua: ua, srv: srv, client: client, bridge: cfg.Bridge, ports: cfg.Ports,
-		calls: map[string]*inCall{}, outCalls: map[string]*outCall{}, contacts: map[string]sip.ContactHeader{}}
+		calls: map[string]*inCall{}, outCalls: map[string]*outCall{}, contacts: map[string]sip.ContactHeader{},
+		traffic: traffic}
 	s.dialogs = sipgo.NewDialogServerCache(client, s.contact("udp"))
 	s.outDialogs = sipgo.NewDialogClientCache(client, s.contact("udp"))
 	srv.OnInvite(s.safe(s.onInvite))
@@ -105,6 +121,7 @@ func New(cfg Config) (*Server, error) {
 	srv.OnOptions(s.safe(s.onOptions))
 	srv.OnInfo(s.safe(s.onInfo))
 	srv.OnUpdate(s.safe(s.onUpdate))
+	srv.OnNoRoute(s.safe(s.onUnwanted))
 	return s, nil
 }
 
@@ -119,7 +136,9 @@ func (s *Server) ListenUDP(addr string) (netip.AddrPort, error) {
 	s.mu.Lock()
 	s.closers = append(s.closers, pc.Close)
 	s.mu.Unlock()
-	go func() { _ = s.srv.ServeUDP(pc) }()
+	// Unwanted methods are answered before sipgo sees them (unwanted.go).
+	sc := newScreenedConn(pc, s.srv.RegisteredMethods(), allowMethods, s.cfg.UserAgent, s.traffic)
+	go func() { _ = s.srv.ServeUDP(sc) }()
 	return ap, nil
 }
 
@@ -131,10 +150,19 @@ func (s *Server) ListenTCP(addr string) (netip.AddrPort, error) {
 	}
 	ap := l.Addr().(*net.TCPAddr).AddrPort()
 	s.setContact("tcp", int(ap.Port()))
+	// sipgo accepts through the guard: caps, idle timeout, and an accept
+	// loop that outlives EMFILE (tcpguard.go).
+	g := newTCPGuard(l, s.cfg.TCP, s.traffic, time.Now, s.liveTCPSources)
 	s.mu.Lock()
-	s.closers = append(s.closers, l.Close)
+	s.closers = append(s.closers, g.Close)
+	s.tcpGuards = append(s.tcpGuards, g)
 	s.mu.Unlock()
-	go func() { _ = s.srv.ServeTCP(l) }()
+	go g.run()
+	go func() {
+		if err := s.srv.ServeTCP(g); err != nil && !errors.Is(err, net.ErrClosed) {
+			s.log.Error("SIP over TCP stopped", "addr", ap, "err", err)
+		}
+	}()
 	return ap, nil
 }
 
@@ -147,6 +175,7 @@ func (s *Server) Close() error {
 	for _, c := range closers {
 		_ = c()
 	}
+	s.traffic.close()
 	return s.ua.Close()
 }
 
@@ -188,6 +217,9 @@ func (s *Server) safe(h sipgo.RequestHandler) sipgo.RequestHandler {
 
 // respond sends a final or provisional response built from req.
 func (s *Server) respond(req *sip.Request, tx sip.ServerTransaction, code int, reason string, hdrs ...sip.Header) {
+	if code == sip.StatusCallTransactionDoesNotExists {
+		s.traffic.note(TrafficOutOfDialog, func() string { return string(req.Method) + " from " + req.Source() })
+	}
 	res := sip.NewResponseFromRequest(req, code, reason, nil)
 	for _, h := range hdrs {
 		res.AppendHeader(h)

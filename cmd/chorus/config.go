@@ -19,6 +19,7 @@ import (
 	"chorus/api"
 	"chorus/bridge"
 	"chorus/internal/egress"
+	"chorus/sip"
 )
 
 // User is one API account: the id in URLs, and the Basic auth pair.
@@ -67,6 +68,10 @@ type Config struct {
 	HTTPAuthFailures int `json:"httpAuthFailures"`
 	// MaxConferencesPerUser caps a user's live conferences made through the API.
 	MaxConferencesPerUser int `json:"maxConferencesPerUser"`
+	// SIP over TCP: connection caps and idle timeout (see sip.TCPLimits).
+	SIPTCPMaxConns          int           `json:"sipTcpMaxConns"`
+	SIPTCPMaxConnsPerSource int           `json:"sipTcpMaxConnsPerSource"`
+	SIPTCPIdleTimeout       time.Duration `json:"sipTcpIdleTimeout"`
 
 	rtpLow, rtpHigh int
 	mixerPriority   bridge.Priority
@@ -80,7 +85,9 @@ func defaultConfig() Config {
 	return Config{SIPAddr: ":5060", HTTPAddr: "127.0.0.1:8080", RTPPorts: "10000-20000", LogLevel: "info",
 		RTPTimeout: 30 * time.Second, RTPHoldTimeout: 10 * time.Minute, MaxMembers: 20, LoudestN: 8, AutoCreate: true, DrainPeriod: 0,
 		Retention: time.Hour, MixerPriority: "realtime", HTTPMaxConns: defaultHTTPMaxConns,
-		HTTPAuthFailures: api.DefaultAuthFailures, MaxConferencesPerUser: api.DefaultMaxLiveConferences}
+		HTTPAuthFailures: api.DefaultAuthFailures, MaxConferencesPerUser: api.DefaultMaxLiveConferences,
+		SIPTCPMaxConns: sip.DefaultTCPMaxConns, SIPTCPMaxConnsPerSource: sip.DefaultTCPMaxConnsPerSource,
+		SIPTCPIdleTimeout: sip.DefaultTCPIdleTimeout}
 }
 
 // userList collects repeated --user flags.
@@ -158,6 +165,9 @@ func loadConfig(args []string, getenv func(string) string, stderr io.Writer) (Co
 	fs.String("pprof-addr", "", "serve Go's net/http/pprof profiles on this address (e.g. 127.0.0.1:6060); off by default (env CHORUS_PPROF_ADDR)")
 	fs.Duration("answer-delay", cfg.AnswerDelay, "ring (180) this long before answering a call; 0 answers at once (env CHORUS_ANSWER_DELAY)")
 	fs.String("mixer-priority", cfg.MixerPriority, "scheduling of mixer threads: realtime (SCHED_FIFO; needs CAP_SYS_NICE or RLIMIT_RTPRIO, else falls back), high (nice -10) or normal (env CHORUS_MIXER_PRIORITY)")
+	fs.Int("sip-tcp-max-conns", cfg.SIPTCPMaxConns, "SIP/TCP connections open at once; lowered to a quarter of the descriptor limit if above it (env CHORUS_SIP_TCP_MAX_CONNS)")
+	fs.Int("sip-tcp-max-conns-per-source", cfg.SIPTCPMaxConnsPerSource, "SIP/TCP connections open at once from one IP (env CHORUS_SIP_TCP_MAX_CONNS_PER_SOURCE)")
+	fs.Duration("sip-tcp-idle-timeout", cfg.SIPTCPIdleTimeout, "close a SIP/TCP connection without traffic and without a live call after this long (env CHORUS_SIP_TCP_IDLE_TIMEOUT)")
 	fs.Duration("retention", cfg.Retention, "how long completed conferences and calls stay visible to the API (env CHORUS_RETENTION)")
 	fs.Bool("allow-private-targets", cfg.AllowPrivateTargets, "let fileUrl fetches, callbacks and dial-out reach loopback, private (RFC 1918, fc00::/7) and CGNAT addresses; link-local, multicast and the bridge's own ports stay refused (env CHORUS_ALLOW_PRIVATE_TARGETS)")
 	fs.Var(cidrList{&flagAllow}, "target-allow", "CIDR that fileUrl fetches, callbacks and dial-out may reach whatever its kind, repeatable (env CHORUS_TARGET_ALLOW, comma-separated)")
@@ -278,6 +288,12 @@ func (c *Config) setField(name, v string) error {
 		c.HTTPAuthFailures, err = strconv.Atoi(v)
 	case "max-conferences-per-user":
 		c.MaxConferencesPerUser, err = strconv.Atoi(v)
+	case "sip-tcp-max-conns":
+		c.SIPTCPMaxConns, err = strconv.Atoi(v)
+	case "sip-tcp-max-conns-per-source":
+		c.SIPTCPMaxConnsPerSource, err = strconv.Atoi(v)
+	case "sip-tcp-idle-timeout":
+		c.SIPTCPIdleTimeout, err = time.ParseDuration(v)
 	}
 	return err
 }
@@ -331,6 +347,13 @@ func (c *Config) validate() error {
 		errs = append(errs, err)
 	} else {
 		c.httpTLS = tc
+	}
+	if c.SIPTCPMaxConns < 1 || c.SIPTCPMaxConnsPerSource < 1 {
+		errs = append(errs, fmt.Errorf("sip-tcp-max-conns and sip-tcp-max-conns-per-source must be at least 1, got %d and %d",
+			c.SIPTCPMaxConns, c.SIPTCPMaxConnsPerSource))
+	}
+	if c.SIPTCPIdleTimeout < 100*time.Millisecond {
+		errs = append(errs, fmt.Errorf("sip-tcp-idle-timeout must be at least 100ms, got %s", c.SIPTCPIdleTimeout))
 	}
 	if c.RTPTimeout < time.Second {
 		errs = append(errs, fmt.Errorf("rtp-timeout must be at least 1s, got %s", c.RTPTimeout))

@@ -18,6 +18,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"math"
 	"net"
 	"net/http"
 	"net/netip"
@@ -32,8 +33,9 @@ import (
 )
 
 func main() {
-	// sipgo logs through a process-wide logger: set it once, before any
-	// SIP traffic, with remote-input errors demoted to debug.
+	// The parts of sipgo without a per-server logger log through a
+	// process-wide one: set it once, before any SIP traffic, with
+	// remote-input errors demoted to debug.
 	sip.SetLibraryLogger(slog.New(slog.NewTextHandler(os.Stderr, nil)))
 	if err := run(context.Background(), os.Args[1:], os.Getenv, os.Stdout, os.Stderr, nil); err != nil {
 		if !errors.Is(err, flag.ErrHelp) {
@@ -58,6 +60,11 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	}
 	level, _ := parseLevel(cfg.LogLevel)
 	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level}))
+	fdLimit, err := raiseFileLimit()
+	if err != nil {
+		log.Warn("descriptor limit not raised", "limit", fdLimit, "err", err)
+	}
+	tcpLimits := tcpLimitsFor(cfg, fdLimit, log)
 
 	listenHost, _, _ := net.SplitHostPort(cfg.SIPAddr)
 	bindIP := netip.IPv4Unspecified()
@@ -79,14 +86,14 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 
 	targets := cfg.targetPolicy()
 	sipSrv, err := sip.New(sip.Config{PublicIP: cfg.publicIP, Ports: ports, Bridge: br, Log: log, AnswerDelay: cfg.AnswerDelay,
-		Targets: targets})
+		Targets: targets, TCP: tcpLimits})
 	if err != nil {
 		return err
 	}
 	defer sipSrv.Close()
 
 	mux := http.NewServeMux()
-	mux.Handle("GET /metrics", metricsHandler(br, ports))
+	mux.Handle("GET /metrics", metricsHandler(br, ports, sipSrv))
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
 		if br.Draining() {
 			http.Error(w, "draining", http.StatusServiceUnavailable)
@@ -122,7 +129,9 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	httpSrv := startHTTP(cfg, mux, hl, log)
 
 	log.Info("chorus listening", "sip_udp", udpAddr, "sip_tcp", tcpAddr, "http", hl.Addr(),
-		"rtp_ports", cfg.RTPPorts, "public_ip", cfg.publicIP)
+		"rtp_ports", cfg.RTPPorts, "public_ip", cfg.publicIP, "fd_limit", fdLimit,
+		"sip_tcp_max_conns", tcpLimits.MaxConns, "sip_tcp_max_conns_per_source", tcpLimits.MaxConnsPerSource,
+		"sip_tcp_idle_timeout", tcpLimits.IdleTimeout)
 	if cfg.generatedUser {
 		u := cfg.Users[0]
 		fmt.Fprintf(stdout, "No --user given; generated a development user:\n  user id: %s\n  token:   %s\n  secret:  %s\n  try: curl -u %s:%s %s://%s/v1/users/%s/conferences\n",
@@ -174,4 +183,40 @@ wait:
 	_ = dispatcher.Close(hctx) // the last events: hangups, completions
 	log.Info("stopped")
 	return nil
+}
+
+// raiseFileLimit raises the soft RLIMIT_NOFILE to the hard limit and
+// returns the limit in force: every call holds an RTP socket and every
+// SIP/TCP peer a connection, and running out means 500s to new calls and
+// an API that no longer accepts. (Go's runtime raises it too, since 1.19,
+// but silently; here the result is logged and sizes the TCP caps.)
+func raiseFileLimit() (uint64, error) {
+	var rl syscall.Rlimit
+	if err := syscall.Getrlimit(syscall.RLIMIT_NOFILE, &rl); err != nil {
+		return 0, fmt.Errorf("getrlimit nofile: %w", err)
+	}
+	if rl.Cur >= rl.Max {
+		return rl.Cur, nil
+	}
+	want := rl
+	want.Cur = want.Max
+	if err := syscall.Setrlimit(syscall.RLIMIT_NOFILE, &want); err != nil {
+		return rl.Cur, fmt.Errorf("setrlimit nofile %d: %w", want.Cur, err)
+	}
+	return want.Cur, nil
+}
+
+// tcpLimitsFor derives the SIP/TCP limits from the configuration, keeping
+// the total cap within a quarter of the descriptor limit so that a flood
+// of connections leaves descriptors for RTP and the API.
+func tcpLimitsFor(cfg Config, fdLimit uint64, log *slog.Logger) sip.TCPLimits {
+	lim := sip.TCPLimits{MaxConns: cfg.SIPTCPMaxConns, MaxConnsPerSource: cfg.SIPTCPMaxConnsPerSource,
+		IdleTimeout: cfg.SIPTCPIdleTimeout}
+	if quarter := int(min(fdLimit/4, uint64(math.MaxInt32))); fdLimit > 0 && lim.MaxConns > quarter {
+		log.Info("SIP/TCP connection cap lowered to a quarter of the descriptor limit",
+			"configured", lim.MaxConns, "cap", max(quarter, 1), "fd_limit", fdLimit)
+		lim.MaxConns = max(quarter, 1)
+	}
+	lim.MaxConnsPerSource = min(lim.MaxConnsPerSource, lim.MaxConns)
+	return lim
 }

@@ -3,14 +3,17 @@ package main
 import (
 	"fmt"
 	"net/http"
+	"os"
+	"syscall"
 
 	"chorus/bridge"
 	"chorus/media"
+	"chorus/sip"
 )
 
 // metricsHandler serves the bridge's counters in the Prometheus text
 // exposition format.
-func metricsHandler(br *bridge.Bridge, ports *media.PortPool) http.Handler {
+func metricsHandler(br *bridge.Bridge, ports *media.PortPool, sipSrv *sip.Server) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
 		st := br.Stats()
 		w.Header().Set("Content-Type", "text/plain; version=0.0.4; charset=utf-8")
@@ -44,5 +47,29 @@ func metricsHandler(br *bridge.Bridge, ports *media.PortPool) http.Handler {
 		cum += st.Lateness[len(bridge.LatenessBuckets)].Load()
 		fmt.Fprintf(w, "chorus_mixer_tick_lateness_seconds_bucket{le=\"+Inf\"} %d\nchorus_mixer_tick_lateness_seconds_count %d\n", cum, cum)
 		gauge("chorus_mixer_tick_lateness_max_seconds", "Latest tick wake-up seen.", float64(st.MaxLateness.Load())/1e9)
+
+		// Unwanted SIP traffic by kind (sip.TrafficKind): counted here,
+		// summarised in the log at most once per kind per 10 s.
+		fmt.Fprintf(w, "# HELP chorus_sip_unwanted_total Unwanted SIP traffic: malformed or stray messages, unserved methods, requests outside any dialog, shed TCP connections, failed accepts.\n# TYPE chorus_sip_unwanted_total counter\n")
+		for _, k := range sip.TrafficKinds() {
+			fmt.Fprintf(w, "chorus_sip_unwanted_total{kind=%q} %d\n", k.String(), sipSrv.TrafficCount(k))
+		}
+		gauge("chorus_sip_tcp_connections", "Accepted SIP/TCP connections open.", float64(sipSrv.TCPConns()))
+		if n, err := openFiles(); err == nil {
+			gauge("process_open_fds", "Open file descriptors.", float64(n))
+		}
+		var rl syscall.Rlimit
+		if err := syscall.Getrlimit(syscall.RLIMIT_NOFILE, &rl); err == nil {
+			gauge("process_max_fds", "Limit on open file descriptors (RLIMIT_NOFILE).", float64(rl.Cur))
+		}
 	})
+}
+
+// openFiles counts the process's open descriptors (Linux).
+func openFiles() (int, error) {
+	ents, err := os.ReadDir("/proc/self/fd")
+	if err != nil {
+		return 0, fmt.Errorf("count descriptors: %w", err)
+	}
+	return len(ents) - 1, nil // less the one ReadDir opened
 }

@@ -1,0 +1,164 @@
+package sip
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"chorus/bridge"
+)
+
+// headerValue returns the value of the first header called name (or its
+// compact form) in a SIP message.
+func headerValue(msg, name, compact string) string {
+	for _, line := range strings.Split(msg, "\r\n") {
+		n, v, ok := strings.Cut(line, ":")
+		if ok && (strings.EqualFold(strings.TrimSpace(n), name) || (compact != "" && strings.TrimSpace(n) == compact)) {
+			return strings.TrimSpace(v)
+		}
+	}
+	return ""
+}
+
+// TestUnwantedMethodsAnsweredStatelessly: REGISTER and friends get 405,
+// an unknown method 501, each with Allow and a To tag that is the same for
+// a retransmission; all are counted, none is logged one by one.
+func TestUnwantedMethodsAnsweredStatelessly(t *testing.T) {
+	out := &logLines{}
+	tb := startBridge(t, bridge.Config{AutoCreate: true}, 25300, 25399, func(c *Config) {
+		c.Log = slog.New(slog.NewTextHandler(out, nil))
+	})
+	raw := newRawSIP(t, tb.udp)
+	reg := raw.request("REGISTER", "100", "", "")
+	code, res := raw.final(reg, 5*time.Second)
+	if code != 405 || !strings.Contains(headerValue(res, "Allow", ""), "INVITE") {
+		t.Fatalf("REGISTER: %d\n%s", code, res)
+	}
+	if headerValue(res, "Call-ID", "i") == "" || headerValue(res, "CSeq", "") != "1 REGISTER" || !strings.Contains(headerValue(res, "Via", "v"), "received=127.0.0.1") {
+		t.Errorf("405 does not echo the request:\n%s", res)
+	}
+	tag := toTag(res)
+	if _, again := raw.final(reg, 5*time.Second); tag == "" || toTag(again) != tag {
+		t.Errorf("To tags %q and %q for one request", tag, toTag(again))
+	}
+	for method, want := range map[string]int{"SUBSCRIBE": 405, "MESSAGE": 405, "PUBLISH": 405, "FROBNICATE": 501} {
+		if code, res := raw.final(raw.request(method, "100", "", ""), 5*time.Second); code != want {
+			t.Errorf("%s: %d, want %d\n%s", method, code, want, res)
+		}
+	}
+	// Served methods are not screened.
+	if code, _ := raw.final(raw.request("OPTIONS", "chorus", "", ""), 5*time.Second); code != 200 {
+		t.Errorf("OPTIONS: %d", code)
+	}
+	if code, _ := raw.final(raw.request("BYE", "1000", "", ""), 5*time.Second); code != 481 {
+		t.Errorf("BYE outside a dialog: %d", code)
+	}
+	raw.send("SIP/2.0 200 OK\r\nVia: SIP/2.0/UDP 127.0.0.1:9;branch=z9hG4bKstray\r\nFrom: <sip:a@b>;tag=1\r\nTo: <sip:c@d>;tag=2\r\nCall-ID: stray\r\nCSeq: 1 INVITE\r\nContent-Length: 0\r\n\r\n")
+	raw.send("NOT SIP AT ALL\r\n\r\n")
+	raw.send("REGISTER sip:x SIP/2.0\r\nthis is: not a request\r\n\r\n")
+	want := map[TrafficKind]uint64{TrafficUnwantedMethod: 6, TrafficOutOfDialog: 1, TrafficStrayResponse: 1, TrafficMalformed: 2}
+	waitFor(t, "counts", func() bool {
+		for k, n := range want {
+			if tb.srv.TrafficCount(k) != n {
+				return false
+			}
+		}
+		return true
+	})
+	for _, l := range out.lines() {
+		if strings.Contains(l, "level=WARN") || strings.Contains(l, "level=ERROR") || strings.Contains(l, "handler not found") {
+			t.Errorf("logged: %s", l)
+		}
+	}
+}
+
+// TestUnwantedOverTCP: over TCP, where there is no screen, the no-route
+// handler answers 405 with Allow and counts it.
+func TestUnwantedOverTCP(t *testing.T) {
+	tb := startBridge(t, bridge.Config{AutoCreate: true}, 25400, 25499)
+	c := dialFrom(t, "127.0.0.1", tb.tcp.String())
+	local := c.LocalAddr().String()
+	for i, method := range []string{"REGISTER", "FROBNICATE"} {
+		req := fmt.Sprintf("%s sip:%s SIP/2.0\r\nVia: SIP/2.0/TCP %s;branch=z9hG4bK%s\r\nMax-Forwards: 70\r\n"+
+			"From: <sip:t@%s>;tag=1\r\nTo: <sip:t@%s>\r\nCall-ID: %s\r\nCSeq: 1 %s\r\nContent-Length: 0\r\n\r\n",
+			method, tb.tcp, local, randHex(6), local, tb.tcp, randHex(8), method)
+		if _, err := c.Write([]byte(req)); err != nil {
+			t.Fatal(err)
+		}
+		_ = c.SetReadDeadline(time.Now().Add(5 * time.Second))
+		buf := make([]byte, 4096)
+		n, err := c.Read(buf)
+		res := string(buf[:n])
+		want := []string{"SIP/2.0 405", "SIP/2.0 501"}[i]
+		if err != nil || !strings.HasPrefix(res, want) || headerValue(res, "Allow", "") == "" {
+			t.Errorf("%s over TCP: %v\n%s", method, err, res)
+		}
+	}
+	if got := tb.srv.TrafficCount(TrafficUnwantedMethod); got != 2 {
+		t.Errorf("counted %d, want 2", got)
+	}
+}
+
+// dialFrom opens a TCP connection to addr from the loopback address src.
+// A connection the bridge resets at once may fail to dial; it is then
+// returned as nil.
+func dialFrom(t *testing.T, src, addr string) net.Conn {
+	t.Helper()
+	d := net.Dialer{LocalAddr: &net.TCPAddr{IP: net.ParseIP(src)}, Timeout: 5 * time.Second}
+	c, err := d.Dial("tcp", addr)
+	if errors.Is(err, syscall.ECONNRESET) {
+		return nil
+	}
+	if err != nil {
+		t.Fatalf("dial from %s: %v", src, err)
+	}
+	t.Cleanup(func() { _ = c.Close() })
+	return c
+}
+
+// discardPacketConn swallows writes.
+type discardPacketConn struct{ net.PacketConn }
+
+func (discardPacketConn) WriteTo(b []byte, _ net.Addr) (int, error) { return len(b), nil }
+
+// TestScreenPassesServedCheaply: the screen's look at a served request
+// allocates nothing.
+func TestScreenPassesServedCheaply(t *testing.T) {
+	sum, _, _ := newSummaryForTest(t)
+	c := newScreenedConn(discardPacketConn{}, []string{"INVITE", "ACK", "BYE"}, allowMethods, "chorus", sum)
+	invite := []byte("INVITE sip:1000@127.0.0.1 SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.1:5062;branch=z9hG4bK1\r\n\r\n")
+	if a := testing.AllocsPerRun(1000, func() {
+		if c.unwanted(invite) {
+			t.Fatal("INVITE screened")
+		}
+	}); a != 0 {
+		t.Errorf("screen allocates %.1f per served request", a)
+	}
+	for _, d := range []string{"SIP/2.0 200 OK\r\n", "\r\n\r\n", "", "REGISTER", "x y", "REGISTER sip:x SIP/2.0\r\n"} {
+		want := d == "x y" || d == "REGISTER sip:x SIP/2.0\r\n"
+		if got := c.unwanted([]byte(d)); got != want {
+			t.Errorf("unwanted(%q) = %v, want %v", d, got, want)
+		}
+	}
+}
+
+// FuzzScreen: whatever arrives, screening and answering it never panics.
+func FuzzScreen(f *testing.F) {
+	f.Add([]byte("REGISTER sip:x SIP/2.0\r\nVia: SIP/2.0/UDP 1.2.3.4;branch=z9hG4bK1;rport\r\nFrom: <sip:a@b>;tag=1\r\nTo: <sip:a@b>\r\nCall-ID: 1\r\nCSeq: 1 REGISTER\r\nContent-Length: 0\r\n\r\n"))
+	f.Add([]byte("FOO sip:x SIP/2.0\r\nVia: x\r\n\r\n"))
+	f.Add([]byte("SIP/2.0 200 OK\r\n\r\n"))
+	f.Add([]byte("\x00\x01 \xff"))
+	sum := newTrafficSummary(slog.New(slog.DiscardHandler), newFakeClock(), time.Second)
+	c := newScreenedConn(discardPacketConn{}, []string{"INVITE", "ACK", "BYE", "CANCEL", "OPTIONS", "INFO", "UPDATE"}, allowMethods, "chorus", sum)
+	addr := &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1), Port: 5060}
+	f.Fuzz(func(t *testing.T, data []byte) {
+		if c.unwanted(data) {
+			c.answer(data, addr)
+		}
+	})
+}
