@@ -69,6 +69,10 @@ func (c *inCall) newBye() *sip.Request {
 	}
 	bye := sip.NewRequest(sip.BYE, target)
 	bye.SetTransport(inv.Transport())
+	// Our Contact with its port; the dialog's default was made before the
+	// listeners were bound.
+	ct := c.s.contact(c.transport)
+	bye.AppendHeader(&ct)
 	if c.natTarget != "" {
 		bye.SetDestination(c.natTarget)
 	}

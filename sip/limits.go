@@ -114,11 +114,8 @@ func (l *sourceLimiter) admit(src netip.Addr) (confirm func(), reason rejectReas
 		st = &sourceState{tokens: l.burst, last: now}
 		l.sources[src] = st
 	}
-	if l.cfg.MaxUnconfirmed > 0 && st.unconfirmed >= l.cfg.MaxUnconfirmed {
-		// The calls in the way end by ACK or by the 2xx window; a second
-		// is a fair first guess for a well-behaved peer.
-		return nil, rejectUnconfirmed, time.Second
-	}
+	// Every INVITE costs a token, the ones turned away too: the rate
+	// bounds the work a source makes, not only the calls it gets.
 	if l.cfg.InviteRate > 0 {
 		l.refillLocked(st, now)
 		if st.tokens < 1 {
@@ -126,6 +123,11 @@ func (l *sourceLimiter) admit(src netip.Addr) (confirm func(), reason rejectReas
 			return nil, rejectRate, wait
 		}
 		st.tokens--
+	}
+	if l.cfg.MaxUnconfirmed > 0 && st.unconfirmed >= l.cfg.MaxUnconfirmed {
+		// The calls in the way end by ACK or by the 2xx window; a second
+		// is a fair first guess for a well-behaved peer.
+		return nil, rejectUnconfirmed, time.Second
 	}
 	st.unconfirmed++
 	var once sync.Once
