@@ -45,9 +45,17 @@ type Config struct {
 	PprofAddr   string        `json:"pprofAddr"`
 	// MixerPriority is normal, high or realtime (see bridge.Priority).
 	MixerPriority string `json:"mixerPriority"`
+	// Per-source SIP limits (see sip.Limits); 0 turns one off.
+	SIPInviteRate     float64 `json:"sipInviteRate"`
+	SIPInviteBurst    int     `json:"sipInviteBurst"`
+	SIPMaxUnconfirmed int     `json:"sipMaxUnconfirmed"`
+	// SIPLimitExempt lists CIDRs (comma-separated) of sources that are not
+	// limited: a PBX or proxy in front of the bridge.
+	SIPLimitExempt string `json:"sipLimitExempt"`
 
 	rtpLow, rtpHigh int
 	mixerPriority   bridge.Priority
+	sipLimitExempt  []netip.Prefix
 	publicIP        netip.Addr
 	generatedUser   bool
 }
@@ -55,7 +63,12 @@ type Config struct {
 func defaultConfig() Config {
 	return Config{SIPAddr: ":5060", HTTPAddr: "127.0.0.1:8080", RTPPorts: "10000-20000", LogLevel: "info",
 		RTPTimeout: 30 * time.Second, MaxMembers: 20, LoudestN: 8, AutoCreate: true, DrainPeriod: 0,
-		Retention: time.Hour, MixerPriority: "realtime"}
+		Retention: time.Hour, MixerPriority: "realtime",
+		// Twice the 200 calls/s one load generator places (docs/performance.md),
+		// and far above what a caller behind one address needs; an answered
+		// call is ACKed within a round trip, so 100 awaiting their ACK is a
+		// flood, and holds 100 ports at most, 2 % of the default range.
+		SIPInviteRate: 400, SIPInviteBurst: 400, SIPMaxUnconfirmed: 100}
 }
 
 // userList collects repeated --user flags.
@@ -92,6 +105,10 @@ func loadConfig(args []string, getenv func(string) string, stderr io.Writer) (Co
 	fs.String("pprof-addr", "", "serve Go's net/http/pprof profiles on this address (e.g. 127.0.0.1:6060); off by default (env CHORUS_PPROF_ADDR)")
 	fs.Duration("answer-delay", cfg.AnswerDelay, "ring (180) this long before answering a call; 0 answers at once (env CHORUS_ANSWER_DELAY)")
 	fs.String("mixer-priority", cfg.MixerPriority, "scheduling of mixer threads: realtime (SCHED_FIFO; needs CAP_SYS_NICE or RLIMIT_RTPRIO, else falls back), high (nice -10) or normal (env CHORUS_MIXER_PRIORITY)")
+	fs.Float64("sip-invite-rate", cfg.SIPInviteRate, "new calls (INVITEs) per second accepted from one source IP, on average; beyond it 503 with Retry-After; 0: no limit (env CHORUS_SIP_INVITE_RATE)")
+	fs.Int("sip-invite-burst", cfg.SIPInviteBurst, "new calls one source IP may place at once, above --sip-invite-rate (env CHORUS_SIP_INVITE_BURST)")
+	fs.Int("sip-max-unconfirmed", cfg.SIPMaxUnconfirmed, "calls one source IP may have answered but not yet ACKed; beyond it 503 with Retry-After; 0: no limit (env CHORUS_SIP_MAX_UNCONFIRMED)")
+	fs.String("sip-limit-exempt", cfg.SIPLimitExempt, "comma-separated CIDRs not subject to the per-source limits, e.g. a PBX or proxy in front (env CHORUS_SIP_LIMIT_EXEMPT)")
 	fs.Duration("retention", cfg.Retention, "how long completed conferences and calls stay visible to the API (env CHORUS_RETENTION)")
 	if err := fs.Parse(args); err != nil {
 		return cfg, err
@@ -181,6 +198,14 @@ func (c *Config) setField(name, v string) error {
 		c.LoudestN, err = strconv.Atoi(v)
 	case "auto-create":
 		c.AutoCreate, err = strconv.ParseBool(v)
+	case "sip-invite-rate":
+		c.SIPInviteRate, err = strconv.ParseFloat(v, 64)
+	case "sip-invite-burst":
+		c.SIPInviteBurst, err = strconv.Atoi(v)
+	case "sip-max-unconfirmed":
+		c.SIPMaxUnconfirmed, err = strconv.Atoi(v)
+	case "sip-limit-exempt":
+		c.SIPLimitExempt = v
 	}
 	return err
 }
@@ -215,6 +240,26 @@ func (c *Config) validate() error {
 	}
 	if c.Retention < time.Minute {
 		errs = append(errs, fmt.Errorf("retention must be at least 1m, got %s", c.Retention))
+	}
+	if c.SIPInviteRate < 0 || c.SIPInviteBurst < 0 || c.SIPMaxUnconfirmed < 0 {
+		errs = append(errs, errors.New("sip-invite-rate, sip-invite-burst and sip-max-unconfirmed must not be negative"))
+	}
+	c.sipLimitExempt = nil
+	for _, f := range strings.Split(c.SIPLimitExempt, ",") {
+		if f = strings.TrimSpace(f); f == "" {
+			continue
+		}
+		p, err := netip.ParsePrefix(f)
+		if err != nil {
+			if a, err2 := netip.ParseAddr(f); err2 == nil {
+				p, err = netip.PrefixFrom(a, a.BitLen()), nil
+			}
+		}
+		if err != nil {
+			errs = append(errs, fmt.Errorf("sip-limit-exempt: want CIDRs or addresses, got %q", f))
+			continue
+		}
+		c.sipLimitExempt = append(c.sipLimitExempt, p.Masked())
 	}
 	if p, err := bridge.ParsePriority(c.MixerPriority); err != nil {
 		errs = append(errs, err)

@@ -77,7 +77,9 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	defer stopJanitor()
 	go br.RunJanitor(janitorCtx, time.Minute)
 
-	sipSrv, err := sip.New(sip.Config{PublicIP: cfg.publicIP, Ports: ports, Bridge: br, Log: log, AnswerDelay: cfg.AnswerDelay})
+	sipSrv, err := sip.New(sip.Config{PublicIP: cfg.publicIP, Ports: ports, Bridge: br, Log: log, AnswerDelay: cfg.AnswerDelay,
+		Limits: sip.Limits{InviteRate: cfg.SIPInviteRate, InviteBurst: cfg.SIPInviteBurst,
+			MaxUnconfirmed: cfg.SIPMaxUnconfirmed, Exempt: cfg.sipLimitExempt}})
 	if err != nil {
 		return err
 	}
