@@ -244,3 +244,62 @@ func TestOneSourceCannotExhaust(t *testing.T) {
 	}
 	waitFor(t, "the well-behaved call ended", func() bool { return tb.srv.ports.InUse() == 6 })
 }
+
+// FuzzSourceLimiter drives the limiter with a sequence of operations
+// (admit from one of 8 sources, confirm a pending call, move the clock)
+// and checks its invariants: a source never has more unconfirmed calls
+// than the limit, counts never go negative, a rejection always says when
+// to retry, and a quiet limiter forgets every source.
+func FuzzSourceLimiter(f *testing.F) {
+	f.Add([]byte{0, 0, 0, 0, 0, 0, 0x40, 0x80, 0x81, 0xc5, 0})
+	f.Add([]byte{1, 2, 3, 1, 2, 3, 0xff, 0x80, 0x80, 0x80})
+	f.Fuzz(func(t *testing.T, ops []byte) {
+		clk := &fakeClock{t: time.Unix(1_700_000_000, 0)}
+		const maxUnconfirmed = 3
+		l := newSourceLimiter(Limits{InviteRate: 4, InviteBurst: 2, MaxUnconfirmed: maxUnconfirmed}, clk.now)
+		pending := map[netip.Addr][]func(){}
+		for _, op := range ops {
+			src := netip.AddrFrom4([4]byte{192, 0, 2, op & 7})
+			switch op >> 6 {
+			case 0, 1: // admit
+				confirm, why, wait := l.admit(src)
+				switch why {
+				case admitted:
+					pending[src] = append(pending[src], confirm)
+					if len(pending[src]) > maxUnconfirmed {
+						t.Fatalf("%v has %d unconfirmed calls, limit %d", src, len(pending[src]), maxUnconfirmed)
+					}
+				default:
+					if wait <= 0 || retryAfterSeconds(wait) < 1 {
+						t.Fatalf("rejection without a retry time: %v", wait)
+					}
+				}
+			case 2: // confirm the oldest pending call of src (twice: idempotent)
+				if p := pending[src]; len(p) > 0 {
+					p[0]()
+					p[0]()
+					pending[src] = p[1:]
+				}
+			case 3: // time passes
+				clk.advance(time.Duration(op&0x3f) * 50 * time.Millisecond)
+			}
+		}
+		for _, p := range pending {
+			for _, c := range p {
+				c()
+			}
+		}
+		l.mu.Lock()
+		for a, st := range l.sources {
+			if st.unconfirmed != 0 {
+				t.Fatalf("%v: %d unconfirmed after every call was confirmed", a, st.unconfirmed)
+			}
+		}
+		l.mu.Unlock()
+		clk.advance(time.Hour)
+		l.admit(netip.MustParseAddr("198.51.100.1"))
+		if n := l.tracked(); n != 1 {
+			t.Fatalf("a quiet limiter keeps %d sources, want 1", n)
+		}
+	})
+}
