@@ -214,11 +214,17 @@ func TestOneSourceCannotExhaust(t *testing.T) {
 	if len(reasons) != 2 {
 		t.Errorf("flooder's 503s: %v; want both limits (rate, unconfirmed) to show", reasons)
 	}
+	if st := tb.srv.LimitStats(); st.LimitedRate+st.LimitedUnconfirmed != uint64(limited) {
+		t.Errorf("limit counters %+v, want %d turned away in all", st, limited)
+	}
 	if got := tb.srv.ports.InUse(); got != 6+limits.MaxUnconfirmed {
 		t.Errorf("%d ports in use during the flood, want %d", got, 6+limits.MaxUnconfirmed)
 	}
 	// The unACKed calls end when the window closes, and their ports go.
 	waitFor(t, "unACKed calls' ports freed", func() bool { return tb.srv.ports.InUse() == 6 })
+	if got := tb.srv.LimitStats().NoAck; got != uint64(limits.MaxUnconfirmed) {
+		t.Errorf("%d calls counted as ended without ACK, want %d", got, limits.MaxUnconfirmed)
+	}
 	if d := time.Since(flooded); d > window+1500*time.Millisecond {
 		t.Errorf("unACKed calls' ports freed %v after they were answered, want about %v", d, window)
 	}

@@ -13,6 +13,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/emiago/sipgo"
@@ -70,6 +71,8 @@ type Server struct {
 	ports      *media.PortPool
 	limits     *sourceLimiter
 	ackWindow  time.Duration
+	// Counters of what the per-source limits and the 2xx window did.
+	limitedRate, limitedUnconfirmed, noAck atomic.Uint64
 
 	mu       sync.Mutex
 	calls    map[string]*inCall  // by dialog id
@@ -381,6 +384,7 @@ func (s *Server) onInvite(req *sip.Request, tx sip.ServerTransaction) {
 			// RFC 3261 §13.3.1.4: the session SHOULD be ended with a BYE.
 			// The port is freed now, by this handler's deferred clean-up;
 			// the BYE, which may never be answered, goes on its own.
+			s.noAck.Add(1)
 			c.log.Info("no ACK within the 2xx window; call ended", "window", s.ackWindow)
 			c.call.Ended("no-ack")
 			go func() {
@@ -457,10 +461,24 @@ func (s *Server) rejectLimited(req *sip.Request, tx sip.ServerTransaction, why r
 	reason := "Too Many Calls From Your Address"
 	if why == rejectUnconfirmed {
 		reason = "Too Many Unconfirmed Calls From Your Address"
+		s.limitedUnconfirmed.Add(1)
+	} else {
+		s.limitedRate.Add(1)
 	}
 	s.log.Debug("invite limited", "source", req.Source(), "reason", reason)
 	s.respond(req, tx, sip.StatusServiceUnavailable, reason,
 		sip.NewHeader("Retry-After", strconv.Itoa(retryAfterSeconds(wait))))
+}
+
+// LimitStats counts what the per-source limits turned away and the
+// answered calls ended for want of an ACK, for metrics.
+type LimitStats struct {
+	LimitedRate, LimitedUnconfirmed, NoAck uint64
+}
+
+// LimitStats returns the counts since the server started.
+func (s *Server) LimitStats() LimitStats {
+	return LimitStats{LimitedRate: s.limitedRate.Load(), LimitedUnconfirmed: s.limitedUnconfirmed.Load(), NoAck: s.noAck.Load()}
 }
 
 // sourceIP is the address a request came from (not what its headers say).
