@@ -4,6 +4,8 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"fmt"
+	"net/netip"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -77,8 +79,9 @@ func TestSippNATCallerGetsBye(t *testing.T) {
 			msgLog := filepath.Join(t.TempDir(), "messages.log")
 			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 			defer cancel()
+			sippPort := testphone.FreeUDPPort(t)
 			cmd := exec.CommandContext(ctx, sipp, target, "-sf", "testdata/sipp/"+tc.scenario, "-s", room,
-				"-t", tc.transport, "-i", "127.0.0.1", "-p", strconv.Itoa(testphone.FreeUDPPort(t)),
+				"-t", tc.transport, "-i", "127.0.0.1", "-p", strconv.Itoa(sippPort),
 				"-mi", "127.0.0.1", "-mp", strconv.Itoa(testphone.FreeUDPPort(t)),
 				"-m", "1", "-nostdin", "-timeout", "25s", "-timeout_error",
 				"-trace_msg", "-message_file", msgLog)
@@ -88,14 +91,16 @@ func TestSippNATCallerGetsBye(t *testing.T) {
 			if err := cmd.Start(); err != nil {
 				t.Fatal(err)
 			}
+			conf := waitConference(t, tb, room)
+			waitFor(t, "sipp joined", func() bool { return conf.Info().ActiveMembers == 1 })
 			var removed time.Time
 			if tc.remove {
-				conf := waitConference(t, tb, room)
-				waitFor(t, "sipp joined", func() bool { return conf.Info().ActiveMembers == 1 })
 				removed = time.Now()
 				if err := conf.RemoveMember(conf.Members()[0]); err != nil {
 					t.Fatal(err)
 				}
+			} else {
+				kickSipp(t, tb, conf.Members()[0].Call(), sippPort)
 			}
 			if err := cmd.Wait(); err != nil {
 				t.Fatalf("sipp behind NAT did not get its BYE: %v\n%s", err, tail(out.Bytes(), 2000))
@@ -119,4 +124,29 @@ func TestSippNATCallerGetsBye(t *testing.T) {
 			}
 		})
 	}
+}
+
+// kickSipp sends an OPTIONS within call's dialog to the sipp caller at
+// port: the scenario's signal that its call is in the room and it may
+// press #. sipp matches the request to its call by Call-ID.
+func kickSipp(t *testing.T, tb *testBridge, call *bridge.Call, port int) {
+	t.Helper()
+	var id string
+	tb.srv.mu.Lock()
+	for _, c := range tb.srv.calls {
+		if c.call == call {
+			id = c.dlg.InviteRequest.CallID().Value()
+		}
+	}
+	tb.srv.mu.Unlock()
+	if id == "" {
+		t.Fatal("the sipp call is not in the server's table")
+	}
+	to := netip.AddrPortFrom(netip.MustParseAddr("127.0.0.1"), uint16(port))
+	raw := newRawSIP(t, to)
+	local := raw.conn.LocalAddr().String()
+	msg := fmt.Sprintf("OPTIONS sip:natted@%s SIP/2.0\r\nVia: SIP/2.0/UDP %s;branch=z9hG4bK%s;rport\r\nMax-Forwards: 70\r\n"+
+		"From: <sip:test@%s>;tag=%s\r\nTo: <sip:natted@%s>\r\nCall-ID: %s\r\nCSeq: 1 OPTIONS\r\nContent-Length: 0\r\n\r\n",
+		to, local, randHex(8), local, randHex(4), to, id)
+	raw.send(msg)
 }
