@@ -40,15 +40,43 @@ type inCall struct {
 	*leg
 	dlg       *sipgo.DialogServerSession
 	transport string
+	// natTarget, when set, is where in-dialog requests to the caller go
+	// instead of its unreachable Contact (see natTarget).
+	natTarget string
 }
 
 // Hangup implements bridge.Leg: BYE to the caller.
+//
+// The BYE is sent at once (sipgo's WriteBye only waits while the dialog is
+// unconfirmed) and retransmitted by the client transaction alone: Timer E
+// over UDP, nothing over TCP (RFC 3261 §17.1.2.2).
 func (c *inCall) Hangup(ctx context.Context, cause string) error {
 	c.log.Info("hanging up", "cause", cause)
-	if err := c.dlg.Bye(ctx); err != nil {
+	if err := c.dlg.WriteBye(ctx, c.newBye()); err != nil {
 		return fmt.Errorf("bye: %w", err)
 	}
 	return nil
+}
+
+// newBye builds the BYE to the caller: to the remote target (the INVITE's
+// Contact), sent where the caller really is when it is behind a NAT. A
+// route set, if any, still governs: sipgo sends to its first hop.
+func (c *inCall) newBye() *sip.Request {
+	inv := c.dlg.InviteRequest
+	target := inv.Recipient
+	if ct := inv.Contact(); ct != nil {
+		target = ct.Address
+	}
+	bye := sip.NewRequest(sip.BYE, target)
+	bye.SetTransport(inv.Transport())
+	// Our Contact with its port; the dialog's default was made before the
+	// listeners were bound.
+	ct := c.s.contact(c.transport)
+	bye.AppendHeader(&ct)
+	if c.natTarget != "" {
+		bye.SetDestination(c.natTarget)
+	}
+	return bye
 }
 
 func (c *leg) gotAck(req *sip.Request) {

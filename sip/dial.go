@@ -23,6 +23,9 @@ type outCall struct {
 
 	dmu sync.Mutex
 	dlg *sipgo.DialogClientSession
+	// natTarget, when set, is where in-dialog requests to the callee go
+	// instead of its private Contact (see natTargetOfAnswer).
+	natTarget string
 }
 
 // Hangup implements bridge.Leg: BYE once answered, else CANCEL.
@@ -35,10 +38,25 @@ func (c *outCall) Hangup(ctx context.Context, cause string) error {
 		c.cancel() // WaitAnswer sends CANCEL
 		return nil
 	}
-	if err := dlg.Bye(ctx); err != nil {
+	if err := c.bye(ctx, dlg); err != nil {
 		return fmt.Errorf("bye: %w", err)
 	}
 	return nil
+}
+
+// bye sends BYE to the callee: to its remote target, or, behind a NAT, to
+// where its answer came from.
+func (c *outCall) bye(ctx context.Context, dlg *sipgo.DialogClientSession) error {
+	c.dmu.Lock()
+	target := c.natTarget
+	c.dmu.Unlock()
+	if target == "" {
+		return dlg.Bye(ctx)
+	}
+	ct := dlg.InviteResponse.Contact()
+	bye := sip.NewRequest(sip.BYE, *ct.Address.Clone())
+	bye.SetDestination(target)
+	return dlg.WriteBye(ctx, bye)
 }
 
 // Dial implements bridge.Dialer: an INVITE to a SIP URI with our offer. A
@@ -115,13 +133,26 @@ func (s *Server) Dial(ctx context.Context, call *bridge.Call, from, to string) e
 	if err == nil && !ans.Remote().IsValid() {
 		err = fmt.Errorf("%w: answer has no address", ErrBadSDP)
 	}
-	if err := dlg.Ack(ctx); err != nil {
+	ack := dlg.Ack
+	if t := natTargetOfAnswer(dlg.InviteResponse); t != "" {
+		c.log.Info("callee behind NAT; in-dialog requests go to its source", "source", t)
+		c.dmu.Lock()
+		c.natTarget = t
+		c.dmu.Unlock()
+		ack = func(ctx context.Context) error {
+			// sipgo fills in the dialog's headers; only the target moves.
+			req := sip.NewRequest(sip.ACK, *dlg.InviteResponse.Contact().Address.Clone())
+			req.SetDestination(t)
+			return dlg.WriteAck(ctx, req)
+		}
+	}
+	if err := ack(ctx); err != nil {
 		_ = dlg.Close()
 		return fail(fmt.Errorf("ack: %w", err))
 	}
 	if err != nil {
 		c.log.Info("bad answer", "err", err)
-		_ = dlg.Bye(context.WithoutCancel(ctx))
+		_ = c.bye(context.WithoutCancel(ctx), dlg)
 		_ = dlg.Close()
 		return fail(err)
 	}

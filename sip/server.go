@@ -10,8 +10,10 @@ import (
 	"net"
 	"net/netip"
 	"runtime/debug"
+	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/emiago/sipgo"
@@ -51,6 +53,15 @@ type Config struct {
 	Targets *egress.Policy
 	// TCP bounds the connections of SIP over TCP.
 	TCP TCPLimits
+	// Limits bounds what one source address may cost (INVITE rate, calls
+	// awaiting their ACK); the zero value limits nothing.
+	Limits Limits
+	// AckWindow is how long an answered call waits for its ACK before it
+	// is ended and its port freed; 0 means 64×T1 (32 s), the 2xx
+	// retransmission window of RFC 3261 §13.3.1.4.
+	AckWindow time.Duration
+	// Now is the clock of the source limiter; nil means time.Now.
+	Now func() time.Time
 }
 
 // Server is the SIP side of Chorus.
@@ -65,6 +76,10 @@ type Server struct {
 	outDialogs *sipgo.DialogClientCache
 	bridge     *bridge.Bridge
 	ports      *media.PortPool
+	limits     *sourceLimiter
+	ackWindow  time.Duration
+	// Counters of what the per-source limits and the 2xx window did.
+	limitedRate, limitedUnconfirmed, noAck atomic.Uint64
 
 	mu       sync.Mutex
 	calls    map[string]*inCall  // by dialog id
@@ -109,7 +124,11 @@ func New(cfg Config) (*Server, error) {
 	if err != nil {
 		return nil, fmt.Errorf("sip: client: %w", err)
 	}
+	if cfg.AckWindow <= 0 {
+		cfg.AckWindow = 64 * sip.T1
+	}
 	s := &Server{cfg: cfg, log: cfg.Log, ua: ua, srv: srv, client: client, bridge: cfg.Bridge, ports: cfg.Ports,
+		limits: newSourceLimiter(cfg.Limits, cfg.Now), ackWindow: cfg.AckWindow,
 		calls: map[string]*inCall{}, outCalls: map[string]*outCall{}, contacts: map[string]sip.ContactHeader{},
 		traffic: traffic}
 	s.dialogs = sipgo.NewDialogServerCache(client, s.contact("udp"))
@@ -275,6 +294,14 @@ func (s *Server) onInvite(req *sip.Request, tx sip.ServerTransaction) {
 		s.reject(req, tx, log, bridge.ErrDraining)
 		return
 	}
+	// Per-source limits first, before any work or port is spent on the
+	// call. The call counts as unconfirmed until its ACK (or its end).
+	confirm, why, wait := s.limits.admit(sourceIP(req))
+	if why != admitted {
+		s.rejectLimited(req, tx, why, wait)
+		return
+	}
+	defer confirm()
 	conf, err := s.bridge.Route(req.Recipient.User)
 	if err != nil {
 		s.reject(req, tx, log, err)
@@ -332,13 +359,16 @@ func (s *Server) onInvite(req *sip.Request, tx sip.ServerTransaction) {
 	_ = dlg.Respond(sip.StatusTrying, "Trying", nil)
 
 	c := &inCall{leg: &leg{s: s, sess: sess, sessionID: randUint64(), done: dlg.Context().Done()},
-		dlg: dlg, transport: req.Transport()}
+		dlg: dlg, transport: req.Transport(), natTarget: natTarget(req)}
 	from := ""
 	if f := req.From(); f != nil {
 		from = f.Address.User
 	}
 	c.call = s.bridge.NewCall(conf.UserID(), from, req.Recipient.User, bridge.DirectionIn, c, bridge.Callback{})
 	c.log = log.With("call", c.call.ID(), "conf", conf.ID())
+	if c.natTarget != "" {
+		c.log.Info("caller behind NAT; in-dialog requests go to its source", "source", c.natTarget)
+	}
 	s.mu.Lock()
 	s.calls[dlg.ID] = c
 	s.mu.Unlock()
@@ -386,11 +416,26 @@ func (s *Server) onInvite(req *sip.Request, tx sip.ServerTransaction) {
 	ct := s.contact(req.Transport())
 	res.AppendHeader(&ct)
 	res.AppendHeader(sip.NewHeader("Allow", allowMethods))
-	if err := dlg.WriteResponse(res); err != nil {
+	if err := s.answerAndAwaitAck(dlg, tx, res); err != nil {
+		if errors.Is(err, errNoAck) {
+			// RFC 3261 §13.3.1.4: the session SHOULD be ended with a BYE.
+			// The port is freed now, by this handler's deferred clean-up;
+			// the BYE, which may never be answered, goes on its own.
+			s.noAck.Add(1)
+			c.log.Info("no ACK within the 2xx window; call ended", "window", s.ackWindow)
+			c.call.Ended("no-ack")
+			go func() {
+				ctx, cancel := context.WithTimeout(context.Background(), 64*sip.T1)
+				defer cancel()
+				_ = dlg.WriteBye(ctx, c.newBye())
+			}()
+			return
+		}
 		c.log.Info("call not established", "err", err)
 		c.call.Ended("cancel")
 		return
 	}
+	confirm()
 	if !hasOffer {
 		if err := c.applyAckAnswer(); err != nil {
 			c.log.Info("late offer failed", "err", err)
@@ -415,6 +460,71 @@ func (s *Server) onInvite(req *sip.Request, tx sip.ServerTransaction) {
 		_ = dlg.Close()
 		_ = sess.Close()
 	})
+}
+
+// errNoAck is the end of an answered call whose ACK never came.
+var errNoAck = errors.New("no ACK within the 2xx retransmission window")
+
+// answerAndAwaitAck sends the 2xx and waits for the ACK. sipgo retransmits
+// the 2xx over UDP until the ACK comes or the INVITE transaction ends
+// (Timer L, 64×T1 after the 2xx). That wait alone is not enough: its own
+// 64×T1 timer is re-armed on every retransmission and so never fires, and
+// after Timer L it only notices at its next retransmission (up to T2
+// later). Here the window is enforced: when it closes without an ACK the
+// transaction is terminated, which stops the retransmissions, and
+// errNoAck returns at once so the caller frees the call's resources.
+func (s *Server) answerAndAwaitAck(dlg *sipgo.DialogServerSession, tx sip.ServerTransaction, res *sip.Response) error {
+	done := make(chan error, 1)
+	go func() { done <- dlg.WriteResponse(res) }()
+	t := time.NewTimer(s.ackWindow)
+	defer t.Stop()
+	select {
+	case err := <-done:
+		return err
+	case <-t.C:
+	}
+	// An ACK may have landed just now; it wins.
+	if dlg.LoadState() == sip.DialogStateConfirmed {
+		return <-done
+	}
+	tx.Terminate()
+	return errNoAck
+}
+
+// rejectLimited answers an INVITE that a per-source limit turned away:
+// 503 with Retry-After (RFC 3261 §21.5.4), logged at Debug since a flood
+// would otherwise write a line per INVITE.
+func (s *Server) rejectLimited(req *sip.Request, tx sip.ServerTransaction, why rejectReason, wait time.Duration) {
+	reason := "Too Many Calls From Your Address"
+	if why == rejectUnconfirmed {
+		reason = "Too Many Unconfirmed Calls From Your Address"
+		s.limitedUnconfirmed.Add(1)
+	} else {
+		s.limitedRate.Add(1)
+	}
+	s.log.Debug("invite limited", "source", req.Source(), "reason", reason)
+	s.respond(req, tx, sip.StatusServiceUnavailable, reason,
+		sip.NewHeader("Retry-After", strconv.Itoa(retryAfterSeconds(wait))))
+}
+
+// LimitStats counts what the per-source limits turned away and the
+// answered calls ended for want of an ACK, for metrics.
+type LimitStats struct {
+	LimitedRate, LimitedUnconfirmed, NoAck uint64
+}
+
+// LimitStats returns the counts since the server started.
+func (s *Server) LimitStats() LimitStats {
+	return LimitStats{LimitedRate: s.limitedRate.Load(), LimitedUnconfirmed: s.limitedUnconfirmed.Load(), NoAck: s.noAck.Load()}
+}
+
+// sourceIP is the address a request came from (not what its headers say).
+func sourceIP(req *sip.Request) netip.Addr {
+	ap, err := netip.ParseAddrPort(req.Source())
+	if err != nil {
+		return netip.Addr{}
+	}
+	return ap.Addr().Unmap()
 }
 
 func callID(req *sip.Request) string {

@@ -72,9 +72,17 @@ type Config struct {
 	SIPTCPMaxConns          int           `json:"sipTcpMaxConns"`
 	SIPTCPMaxConnsPerSource int           `json:"sipTcpMaxConnsPerSource"`
 	SIPTCPIdleTimeout       time.Duration `json:"sipTcpIdleTimeout"`
+	// Per-source SIP limits (see sip.Limits); 0 turns one off.
+	SIPInviteRate     float64 `json:"sipInviteRate"`
+	SIPInviteBurst    int     `json:"sipInviteBurst"`
+	SIPMaxUnconfirmed int     `json:"sipMaxUnconfirmed"`
+	// SIPLimitExempt lists CIDRs (comma-separated) of sources that are not
+	// limited: a PBX or proxy in front of the bridge.
+	SIPLimitExempt string `json:"sipLimitExempt"`
 
 	rtpLow, rtpHigh int
 	mixerPriority   bridge.Priority
+	sipLimitExempt  []netip.Prefix
 	publicIP        netip.Addr
 	targetAllow     []netip.Prefix
 	httpTLS         *tls.Config
@@ -87,7 +95,12 @@ func defaultConfig() Config {
 		Retention: time.Hour, MixerPriority: "realtime", HTTPMaxConns: defaultHTTPMaxConns,
 		HTTPAuthFailures: api.DefaultAuthFailures, MaxConferencesPerUser: api.DefaultMaxLiveConferences,
 		SIPTCPMaxConns: sip.DefaultTCPMaxConns, SIPTCPMaxConnsPerSource: sip.DefaultTCPMaxConnsPerSource,
-		SIPTCPIdleTimeout: sip.DefaultTCPIdleTimeout}
+		SIPTCPIdleTimeout: sip.DefaultTCPIdleTimeout,
+		// Twice the 200 calls/s one load generator places (docs/performance.md),
+		// and far above what a caller behind one address needs; an answered
+		// call is ACKed within a round trip, so 100 awaiting their ACK is a
+		// flood, and holds 100 ports at most, 2 % of the default range.
+		SIPInviteRate: 400, SIPInviteBurst: 400, SIPMaxUnconfirmed: 100}
 }
 
 // userList collects repeated --user flags.
@@ -168,6 +181,10 @@ func loadConfig(args []string, getenv func(string) string, stderr io.Writer) (Co
 	fs.Int("sip-tcp-max-conns", cfg.SIPTCPMaxConns, "SIP/TCP connections open at once; lowered to a quarter of the descriptor limit if above it (env CHORUS_SIP_TCP_MAX_CONNS)")
 	fs.Int("sip-tcp-max-conns-per-source", cfg.SIPTCPMaxConnsPerSource, "SIP/TCP connections open at once from one IP (env CHORUS_SIP_TCP_MAX_CONNS_PER_SOURCE)")
 	fs.Duration("sip-tcp-idle-timeout", cfg.SIPTCPIdleTimeout, "close a SIP/TCP connection without traffic and without a live call after this long (env CHORUS_SIP_TCP_IDLE_TIMEOUT)")
+	fs.Float64("sip-invite-rate", cfg.SIPInviteRate, "new calls (INVITEs) per second accepted from one source IP, on average; beyond it 503 with Retry-After; 0: no limit (env CHORUS_SIP_INVITE_RATE)")
+	fs.Int("sip-invite-burst", cfg.SIPInviteBurst, "new calls one source IP may place at once, above --sip-invite-rate (env CHORUS_SIP_INVITE_BURST)")
+	fs.Int("sip-max-unconfirmed", cfg.SIPMaxUnconfirmed, "calls one source IP may have answered but not yet ACKed; beyond it 503 with Retry-After; 0: no limit (env CHORUS_SIP_MAX_UNCONFIRMED)")
+	fs.String("sip-limit-exempt", cfg.SIPLimitExempt, "comma-separated CIDRs not subject to the per-source limits, e.g. a PBX or proxy in front (env CHORUS_SIP_LIMIT_EXEMPT)")
 	fs.Duration("retention", cfg.Retention, "how long completed conferences and calls stay visible to the API (env CHORUS_RETENTION)")
 	fs.Bool("allow-private-targets", cfg.AllowPrivateTargets, "let fileUrl fetches, callbacks and dial-out reach loopback, private (RFC 1918, fc00::/7) and CGNAT addresses; link-local, multicast and the bridge's own ports stay refused (env CHORUS_ALLOW_PRIVATE_TARGETS)")
 	fs.Var(cidrList{&flagAllow}, "target-allow", "CIDR that fileUrl fetches, callbacks and dial-out may reach whatever its kind, repeatable (env CHORUS_TARGET_ALLOW, comma-separated)")
@@ -294,6 +311,14 @@ func (c *Config) setField(name, v string) error {
 		c.SIPTCPMaxConnsPerSource, err = strconv.Atoi(v)
 	case "sip-tcp-idle-timeout":
 		c.SIPTCPIdleTimeout, err = time.ParseDuration(v)
+	case "sip-invite-rate":
+		c.SIPInviteRate, err = strconv.ParseFloat(v, 64)
+	case "sip-invite-burst":
+		c.SIPInviteBurst, err = strconv.Atoi(v)
+	case "sip-max-unconfirmed":
+		c.SIPMaxUnconfirmed, err = strconv.Atoi(v)
+	case "sip-limit-exempt":
+		c.SIPLimitExempt = v
 	}
 	return err
 }
@@ -328,6 +353,26 @@ func (c *Config) validate() error {
 	}
 	if c.Retention < time.Minute {
 		errs = append(errs, fmt.Errorf("retention must be at least 1m, got %s", c.Retention))
+	}
+	if c.SIPInviteRate < 0 || c.SIPInviteBurst < 0 || c.SIPMaxUnconfirmed < 0 {
+		errs = append(errs, errors.New("sip-invite-rate, sip-invite-burst and sip-max-unconfirmed must not be negative"))
+	}
+	c.sipLimitExempt = nil
+	for _, f := range strings.Split(c.SIPLimitExempt, ",") {
+		if f = strings.TrimSpace(f); f == "" {
+			continue
+		}
+		p, err := netip.ParsePrefix(f)
+		if err != nil {
+			if a, err2 := netip.ParseAddr(f); err2 == nil {
+				p, err = netip.PrefixFrom(a, a.BitLen()), nil
+			}
+		}
+		if err != nil {
+			errs = append(errs, fmt.Errorf("sip-limit-exempt: want CIDRs or addresses, got %q", f))
+			continue
+		}
+		c.sipLimitExempt = append(c.sipLimitExempt, p.Masked())
 	}
 	if p, err := bridge.ParsePriority(c.MixerPriority); err != nil {
 		errs = append(errs, err)

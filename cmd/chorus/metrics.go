@@ -54,6 +54,11 @@ func metricsHandler(br *bridge.Bridge, ports *media.PortPool, sipSrv *sip.Server
 		for _, k := range sip.TrafficKinds() {
 			fmt.Fprintf(w, "chorus_sip_unwanted_total{kind=%q} %d\n", k.String(), sipSrv.TrafficCount(k))
 		}
+		ls := sipSrv.LimitStats()
+		fmt.Fprintf(w, "# HELP chorus_sip_invites_limited_total INVITEs answered 503 by a per-source limit.\n# TYPE chorus_sip_invites_limited_total counter\n")
+		fmt.Fprintf(w, "chorus_sip_invites_limited_total{limit=\"rate\"} %d\nchorus_sip_invites_limited_total{limit=\"unconfirmed\"} %d\n",
+			ls.LimitedRate, ls.LimitedUnconfirmed)
+		counter("chorus_sip_calls_unacked_total", "Answered calls ended because their ACK never came (64xT1).", ls.NoAck)
 		gauge("chorus_sip_tcp_connections", "Accepted SIP/TCP connections open.", float64(sipSrv.TCPConns()))
 		if n, err := openFiles(); err == nil {
 			gauge("process_open_fds", "Open file descriptors.", float64(n))
