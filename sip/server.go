@@ -351,12 +351,18 @@ func (s *Server) onInvite(req *sip.Request, tx sip.ServerTransaction) {
 			_ = dlg.Close()
 		}
 	}()
-	// A CANCEL is answered with 487 built from req by the transaction
-	// layer: give req the dialog's To-tag so the 487 matches our 1xx.
-	if tag, ok := dlg.InviteRequest.To().Params.Get("tag"); ok {
-		req.To().Params.Add("tag", tag)
-	}
+	// Our 100 first: it stops the transaction's own 100 timer, which
+	// reads req from another goroutine.
 	_ = dlg.Respond(sip.StatusTrying, "Trying", nil)
+	// A CANCEL is answered with 487 built from req by the transaction
+	// layer: while we ring, give req the dialog's To-tag so the 487
+	// matches our 180. (Answering at once, there is no 1xx with a tag to
+	// match, and req is left alone.)
+	if s.cfg.AnswerDelay > 0 {
+		if tag, ok := dlg.InviteRequest.To().Params.Get("tag"); ok {
+			req.To().Params.Add("tag", tag)
+		}
+	}
 
 	c := &inCall{leg: &leg{s: s, sess: sess, sessionID: randUint64(), done: dlg.Context().Done()},
 		dlg: dlg, transport: req.Transport(), natTarget: natTarget(req)}
