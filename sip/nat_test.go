@@ -15,6 +15,7 @@ import (
 	"github.com/emiago/sipgo/sip"
 
 	"chorus/bridge"
+	"chorus/internal/egress"
 )
 
 // natPhone is a caller behind a NAT, played with raw sockets: its Via,
@@ -269,7 +270,8 @@ func FuzzNATTarget(f *testing.F) {
 // TestDialOutNATCallee: a callee we dialled answers with a private Contact
 // from its real socket; the ACK and the BYE reach it there.
 func TestDialOutNATCallee(t *testing.T) {
-	tb := startBridge(t, bridge.Config{AutoCreate: true}, 31000, 31099)
+	loopback := egress.New(egress.Options{Allow: []netip.Prefix{netip.MustParsePrefix("127.0.0.1/32")}})
+	tb := startBridge(t, bridge.Config{AutoCreate: true}, 31000, 31099, func(c *Config) { c.Targets = loopback })
 	tb.b.SetDialer(tb.srv)
 	callee := newRawSIP(t, tb.udp)
 	call, err := tb.b.DialOut(bridge.DialOptions{UserID: "u-test", From: "chorus", To: "sip:callee@" + callee.conn.LocalAddr().String()})
