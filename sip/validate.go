@@ -104,9 +104,15 @@ func validateRequest(req *sip.Request) *requestError {
 	if err := checkRequestURI(&req.Recipient); err != nil {
 		return err
 	}
-	// A branch that claims RFC 3261 (the magic cookie) but carries no id
-	// cannot identify a transaction (RFC 3261 §8.1.1.7, RFC 4475 §3.2.1).
-	if b, ok := req.Via().Params.Get("branch"); ok && b == sip.RFC3261BranchMagicCookie {
+	// The top Via is where the response goes (RFC 3261 §18.2.2): it must
+	// say SIP/2.0, a transport and a host. A branch that claims RFC 3261
+	// (the magic cookie) but carries no id cannot identify a transaction
+	// (§8.1.1.7, RFC 4475 §3.2.1).
+	via := req.Via()
+	if !strings.EqualFold(via.ProtocolName, "SIP") || via.ProtocolVersion != "2.0" || via.Transport == "" || via.Host == "" {
+		return badRequest("Malformed Via")
+	}
+	if b, ok := via.Params.Get("branch"); ok && b == sip.RFC3261BranchMagicCookie {
 		return badRequest("Via branch has no transaction id")
 	}
 	if h := req.ContentLength(); h != nil && int(*h) != len(req.Body()) {
@@ -171,7 +177,7 @@ func checkHeaders(req *sip.Request) *requestError {
 	// sipgo upper-cases the request line's method but not CSeq's, so the
 	// two compare without case.
 	if !strings.EqualFold(string(cseq.MethodName), string(req.Method)) {
-		return badRequest("CSeq method %.32s does not match %.32s", cseq.MethodName, req.Method)
+		return badRequest("CSeq method does not match the request's") // not echoed: remote text
 	}
 	if cseq.SeqNo > maxCSeq {
 		return badRequest("CSeq number out of range")
@@ -227,9 +233,12 @@ func checkRequire(req *sip.Request) *requestError {
 			continue
 		}
 		for _, t := range strings.Split(h.Value(), ",") {
-			if t = strings.TrimSpace(t); t != "" {
-				tags = append(tags, t)
+			t = strings.TrimSpace(t)
+			if !isToken(t) {
+				// Echoed into Unsupported, so only a token will do.
+				return badRequest("Malformed Require")
 			}
+			tags = append(tags, t)
 		}
 	}
 	if len(tags) == 0 {
@@ -237,6 +246,17 @@ func checkRequire(req *sip.Request) *requestError {
 	}
 	return &requestError{status: sip.StatusBadExtension, reason: "Bad Extension",
 		hdrs: []sip.Header{sip.NewHeader("Unsupported", strings.Join(tags, ", "))}}
+}
+
+// isToken reports whether s is a non-empty RFC 3261 §25.1 token.
+func isToken(s string) bool {
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if !('a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || strings.IndexByte("-.!%*_+`'~", c) >= 0) {
+			return false
+		}
+	}
+	return s != ""
 }
 
 // checkSDPExchange: an INVITE or UPDATE carries SDP if it carries a body
