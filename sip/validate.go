@@ -55,6 +55,7 @@ const sipDate = "Mon, 02 Jan 2006 15:04:05 GMT"
 type headerCount struct {
 	to, from, callID, cseq, via, maxForwards int
 	contentLength, contentType, contact      int
+	date                                     sip.Header // the first Date
 }
 
 func countHeaders(req *sip.Request) headerCount {
@@ -79,6 +80,10 @@ func countHeaders(req *sip.Request) headerCount {
 			n.contentType++
 		case strings.EqualFold(name, "Contact"):
 			n.contact++
+		case strings.EqualFold(name, "Date"):
+			if n.date == nil {
+				n.date = h
+			}
 		}
 	}
 	return n
@@ -98,7 +103,8 @@ func validateRequest(req *sip.Request) *requestError {
 		return &requestError{status: sip.StatusNotImplemented, reason: "Not Implemented",
 			hdrs: []sip.Header{sip.NewHeader("Allow", allowMethods)}}
 	}
-	if err := checkHeaders(req); err != nil {
+	n := countHeaders(req) // sipgo's GetHeader allocates for names it does not know
+	if err := checkHeaders(req, n); err != nil {
 		return err
 	}
 	if err := checkRequestURI(&req.Recipient); err != nil {
@@ -118,8 +124,8 @@ func validateRequest(req *sip.Request) *requestError {
 	if h := req.ContentLength(); h != nil && int(*h) != len(req.Body()) {
 		return badRequest("Content-Length %d does not match a body of %d bytes", *h, len(req.Body()))
 	}
-	if h := req.GetHeader("Date"); h != nil {
-		if _, err := time.Parse(sipDate, h.Value()); err != nil {
+	if n.date != nil {
+		if _, err := time.Parse(sipDate, n.date.Value()); err != nil {
 			return badRequest("Date is not an RFC 1123 date in GMT")
 		}
 	}
@@ -139,8 +145,7 @@ func validateRequest(req *sip.Request) *requestError {
 // checkHeaders: the headers every request needs, once each (RFC 3261
 // §8.1.1, §8.2.2; RFC 4475 §3.3.1, §3.3.8, §3.3.9), and the CSeq that
 // belongs to this request (§8.1.1.5, RFC 4475 §3.1.2.17).
-func checkHeaders(req *sip.Request) *requestError {
-	n := countHeaders(req)
+func checkHeaders(req *sip.Request, n headerCount) *requestError {
 	var missing, multiple []string
 	for _, c := range []struct {
 		name             string
@@ -232,7 +237,7 @@ func checkRequire(req *sip.Request) *requestError {
 		if !strings.EqualFold(h.Name(), "Require") {
 			continue
 		}
-		for _, t := range strings.Split(h.Value(), ",") {
+		for t := range strings.SplitSeq(h.Value(), ",") {
 			t = strings.TrimSpace(t)
 			if !isToken(t) {
 				// Echoed into Unsupported, so only a token will do.
@@ -280,7 +285,7 @@ func checkSDPExchange(req *sip.Request) *requestError {
 			continue
 		}
 		accepts = true
-		for _, t := range strings.Split(h.Value(), ",") {
+		for t := range strings.SplitSeq(h.Value(), ",") {
 			if isMediaType(t, "application/sdp") || isMediaType(t, "application/*") || isMediaType(t, "*/*") {
 				sdp = true
 			}
