@@ -44,9 +44,6 @@ const sipVersion = "SIP/2.0"
 // code after HTTP's meaning.
 const statusUnsupportedURIScheme = 416
 
-// maxCSeq bounds a CSeq number (RFC 3261 §8.1.1.5: less than 2**31).
-const maxCSeq = 1<<31 - 1
-
 // sipDate is the only form of a Date header (RFC 3261 §20.17: an RFC 1123
 // date in GMT).
 const sipDate = "Mon, 02 Jan 2006 15:04:05 GMT"
@@ -178,14 +175,12 @@ func checkHeaders(req *sip.Request, n headerCount) *requestError {
 	case len(multiple) > 0:
 		return badRequest("Multiple %s", strings.Join(multiple, ", "))
 	}
+	// (A CSeq number of 2**31 or more, §8.1.1.5, never parses.)
 	cseq := req.CSeq()
 	// sipgo upper-cases the request line's method but not CSeq's, so the
 	// two compare without case.
 	if !strings.EqualFold(string(cseq.MethodName), string(req.Method)) {
 		return badRequest("CSeq method does not match the request's") // not echoed: remote text
-	}
-	if cseq.SeqNo > maxCSeq {
-		return badRequest("CSeq number out of range")
 	}
 	return nil
 }
@@ -266,8 +261,8 @@ func isToken(s string) bool {
 
 // checkSDPExchange: an INVITE or UPDATE carries SDP if it carries a body
 // (RFC 3261 §8.2.3: 415 with Accept otherwise; RFC 4475 §3.3.6), and
-// accepts SDP in our answer, which always carries it (§21.4.7: 406
-// otherwise; RFC 4475 §3.3.15).
+// accepts SDP in our answer, which carries it but to an UPDATE without an
+// offer (§21.4.7: 406 otherwise; RFC 4475 §3.3.15).
 func checkSDPExchange(req *sip.Request) *requestError {
 	if len(req.Body()) > 0 {
 		ct := req.ContentType()
@@ -278,6 +273,9 @@ func checkSDPExchange(req *sip.Request) *requestError {
 			return &requestError{status: sip.StatusUnsupportedMediaType, reason: "Unsupported Media Type",
 				hdrs: []sip.Header{sip.NewHeader("Accept", "application/sdp")}}
 		}
+	}
+	if req.Method == sip.UPDATE && len(req.Body()) == 0 {
+		return nil // answered without a body (a session refresh)
 	}
 	accepts, sdp := false, false
 	for _, h := range req.Headers() {
