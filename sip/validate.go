@@ -91,7 +91,7 @@ func countHeaders(req *sip.Request) headerCount {
 // Request-URI, extensions, content), and returns the error that answers
 // it, or nil. It allocates only when it refuses.
 func validateRequest(req *sip.Request) *requestError {
-	// RFC 3261 §8.2 leaves the version to the transport; RFC 4475 §3.1.2.16.
+	// Another version is answered 505 (RFC 3261 §21.5.6, RFC 4475 §3.1.2.16).
 	if !strings.EqualFold(req.SipVersion, sipVersion) {
 		return &requestError{status: sip.StatusVersionNotSupported, reason: "Version Not Supported"}
 	}
@@ -112,7 +112,7 @@ func validateRequest(req *sip.Request) *requestError {
 	// (the magic cookie) but carries no id cannot identify a transaction
 	// (§8.1.1.7, RFC 4475 §3.2.1).
 	via := req.Via()
-	if !strings.EqualFold(via.ProtocolName, "SIP") || via.ProtocolVersion != "2.0" || via.Transport == "" || via.Host == "" {
+	if via == nil || !strings.EqualFold(via.ProtocolName, "SIP") || via.ProtocolVersion != "2.0" || via.Transport == "" || via.Host == "" {
 		return badRequest("Malformed Via")
 	}
 	if b, ok := via.Params.Get("branch"); ok && b == sip.RFC3261BranchMagicCookie {
@@ -179,7 +179,7 @@ func checkHeaders(req *sip.Request, n headerCount) *requestError {
 	cseq := req.CSeq()
 	// sipgo upper-cases the request line's method but not CSeq's, so the
 	// two compare without case.
-	if !strings.EqualFold(string(cseq.MethodName), string(req.Method)) {
+	if cseq == nil || !strings.EqualFold(string(cseq.MethodName), string(req.Method)) {
 		return badRequest("CSeq method does not match the request's") // not echoed: remote text
 	}
 	return nil
