@@ -377,5 +377,7 @@ func (s *Server) refuse(req *sip.Request, tx sip.ServerTransaction, e *requestEr
 	for _, h := range e.hdrs {
 		res.AppendHeader(h)
 	}
-	_ = tx.Respond(res)
+	if err := tx.Respond(res); err != nil {
+		s.log.Debug("refusal not sent", "sip_call_id", callID(req), "status", e.status, "err", err)
+	}
 }
