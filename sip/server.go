@@ -112,7 +112,8 @@ func New(cfg Config) (*Server, error) {
 		sipgo.WithUserAgentTransactionLayerOptions(sip.WithTransactionLayerLogger(libLog),
 			sip.WithTransactionLayerUnhandledResponseHandler(func(r *sip.Response) {
 				traffic.note(TrafficStrayResponse, func() string { return r.Short() })
-			})))
+			})),
+		sipgo.WithUserAgentParser(newParser()))
 	if err != nil {
 		return nil, fmt.Errorf("sip: user agent: %w", err)
 	}
@@ -218,9 +219,11 @@ func (s *Server) contact(transport string) sip.ContactHeader {
 	return sip.ContactHeader{Address: sip.Uri{Scheme: "sip", User: "chorus", Host: s.cfg.PublicIP.String()}}
 }
 
-// safe wraps a handler so that a bug triggered by one request answers 500
-// and is logged, instead of taking the whole process and every call down
-// (sipgo runs handlers on their own goroutines, without a recover).
+// safe wraps a handler so that a request that is not well formed is
+// refused before it reaches the handler (validate.go), and a bug triggered
+// by one request answers 500 and is logged, instead of taking the whole
+// process and every call down (sipgo runs handlers on their own
+// goroutines, without a recover).
 func (s *Server) safe(h sipgo.RequestHandler) sipgo.RequestHandler {
 	return func(req *sip.Request, tx sip.ServerTransaction) {
 		defer func() {
@@ -230,6 +233,10 @@ func (s *Server) safe(h sipgo.RequestHandler) sipgo.RequestHandler {
 				s.respond(req, tx, sip.StatusInternalServerError, "Server Error")
 			}
 		}()
+		if err := validateRequest(req); err != nil {
+			s.refuse(req, tx, err)
+			return
+		}
 		h(req, tx)
 	}
 }
