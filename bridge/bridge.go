@@ -173,8 +173,10 @@ func (b *Bridge) Conferences(userID string) []*Conference {
 
 // Route finds the conference a dial-in to number (the Request-URI user part)
 // belongs in, as design.md decides: a conference id, the from number of a
-// live conference, or a new conference when auto-create is on.
-func (b *Bridge) Route(number string) (*Conference, error) {
+// live conference, or a new conference when auto-create is on. A conference
+// it creates belongs to owner, the API user of the caller's SIP account, or
+// to the default user when owner is "" (a caller from a trusted network).
+func (b *Bridge) Route(number, owner string) (*Conference, error) {
 	b.mu.Lock()
 	if strings.HasPrefix(number, ConferencePrefix) {
 		c, ok := b.confs[number]
@@ -202,7 +204,10 @@ func (b *Bridge) Route(number string) (*Conference, error) {
 	if !b.cfg.AutoCreate || number == "" {
 		return nil, fmt.Errorf("route %q: %w", number, ErrNoRoute)
 	}
-	return b.CreateConference(ConferenceOptions{UserID: b.cfg.DefaultUser, From: number})
+	if owner == "" {
+		owner = b.cfg.DefaultUser
+	}
+	return b.CreateConference(ConferenceOptions{UserID: owner, From: number})
 }
 
 // Call states.

@@ -49,6 +49,9 @@ type Config struct {
 	// the safe default, which refuses loopback, private and other internal
 	// addresses.
 	Targets *egress.Policy
+	// Auth says who may call in without credentials and which digest
+	// accounts the others use (see AuthConfig).
+	Auth AuthConfig
 }
 
 // Server is the SIP side of Chorus.
@@ -63,6 +66,7 @@ type Server struct {
 	outDialogs *sipgo.DialogClientCache
 	bridge     *bridge.Bridge
 	ports      *media.PortPool
+	auth       *authGate
 
 	mu       sync.Mutex
 	calls    map[string]*inCall  // by dialog id
@@ -94,7 +98,11 @@ func New(cfg Config) (*Server, error) {
 	if err != nil {
 		return nil, fmt.Errorf("sip: client: %w", err)
 	}
-	s := &Server{cfg: cfg, log: cfg.Log, ua: ua, srv: srv, client: client, bridge: cfg.Bridge, ports: cfg.Ports,
+	auth, err := newAuthGate(cfg.Auth, cfg.Log)
+	if err != nil {
+		return nil, err
+	}
+	s := &Server{cfg: cfg, auth: auth, log: cfg.Log, ua: ua, srv: srv, client: client, bridge: cfg.Bridge, ports: cfg.Ports,
 		calls: map[string]*inCall{}, outCalls: map[string]*outCall{}, contacts: map[string]sip.ContactHeader{}}
 	s.dialogs = sipgo.NewDialogServerCache(client, s.contact("udp"))
 	s.outDialogs = sipgo.NewDialogClientCache(client, s.contact("udp"))
@@ -243,7 +251,11 @@ func (s *Server) onInvite(req *sip.Request, tx sip.ServerTransaction) {
 		s.reject(req, tx, log, bridge.ErrDraining)
 		return
 	}
-	conf, err := s.bridge.Route(req.Recipient.User)
+	owner, ok := s.authorize(req, tx, log)
+	if !ok {
+		return
+	}
+	conf, err := s.bridge.Route(req.Recipient.User, owner)
 	if err != nil {
 		s.reject(req, tx, log, err)
 		return
