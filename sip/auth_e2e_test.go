@@ -91,3 +91,65 @@ func TestSippDigestJoins(t *testing.T) {
 		t.Errorf("stats: accepted %d challenges %d failures %d, want 1 1 0", st.Accepted.Load(), st.Challenges.Load(), st.Failures.Load())
 	}
 }
+
+// TestSippWrongPasswordAndNoAccount: from an untrusted address, a wrong
+// password gets 401 then 403, and so does a caller with no account at all
+// (sipp answers the challenge as its -s user with the password
+// "password"); neither joins or creates a room.
+func TestSippWrongPasswordAndNoAccount(t *testing.T) {
+	tb := authBridge(t, 40200, 40299, md5First)
+	if err, out := runSipp(t, tb, "uac_auth_refused.xml", "127.0.0.2", "2000", "-au", "alice", "-ap", "wrong"); err != nil {
+		t.Fatalf("wrong password: %v\n%s", err, out)
+	}
+	if err, out := runSipp(t, tb, "uac_auth_refused.xml", "127.0.0.2", "2000"); err != nil {
+		t.Fatalf("no account: %v\n%s", err, out)
+	}
+	for _, u := range []string{"u-test", "u-alice", "bob"} {
+		if n := len(tb.b.Conferences(u)); n != 0 {
+			t.Errorf("user %s owns %d conferences, want none", u, n)
+		}
+	}
+	st := tb.srv.AuthStats()
+	if st.Challenges.Load() != 2 || st.Failures.Load() != 2 || st.Accepted.Load() != 0 {
+		t.Errorf("stats: challenges %d failures %d accepted %d, want 2 2 0", st.Challenges.Load(), st.Failures.Load(), st.Accepted.Load())
+	}
+}
+
+// TestSippBlockedAfterFailures: with a limit of 3 failures a minute, the
+// fourth INVITE from that address gets 403 without a challenge, while
+// another untrusted address still authenticates and joins.
+func TestSippBlockedAfterFailures(t *testing.T) {
+	tb := authBridge(t, 40300, 40399, md5First, func(c *AuthConfig) { c.MaxFailures = 3 })
+	for i := range 3 {
+		if err, out := runSipp(t, tb, "uac_auth_refused.xml", "127.0.0.2", "2000", "-au", "alice", "-ap", "wrong"); err != nil {
+			t.Fatalf("failure %d: %v\n%s", i+1, err, out)
+		}
+	}
+	if err, out := runSipp(t, tb, "uac_refused.xml", "127.0.0.2", "2000"); err != nil {
+		t.Fatalf("the 4th INVITE was not refused without a challenge: %v\n%s", err, out)
+	}
+	if err, out := runSipp(t, tb, "uac_auth.xml", "127.0.0.3", "2000", "-au", "alice", "-ap", "s3cret:pw", "-d", "100"); err != nil {
+		t.Fatalf("another address could not authenticate: %v\n%s", err, out)
+	}
+	st := tb.srv.AuthStats()
+	if st.Blocks.Load() != 1 || st.Refused.Load() != 1 || st.Failures.Load() != 3 || st.Accepted.Load() != 1 {
+		t.Errorf("stats: blocks %d refused %d failures %d accepted %d, want 1 1 3 1",
+			st.Blocks.Load(), st.Refused.Load(), st.Failures.Load(), st.Accepted.Load())
+	}
+	if confs := tb.b.Conferences("u-alice"); len(confs) != 1 || confs[0].From() != "2000" {
+		t.Errorf("alice's conferences: %v, want her room 2000", confs)
+	}
+}
+
+// TestTrustedSourceJoinsWithoutCredentials: a phone on the trusted
+// 127.0.0.1 is not challenged and its room belongs to the default user.
+func TestTrustedSourceJoinsWithoutCredentials(t *testing.T) {
+	tb := authBridge(t, 40400, 40499)
+	tb.dial(t, testphone.Options{User: "4000"})
+	conf := waitConference(t, tb, "4000")
+	waitFor(t, "trusted phone joined", func() bool { return conf.Info().ActiveMembers == 1 })
+	st := tb.srv.AuthStats()
+	if st.Trusted.Load() != 1 || st.Challenges.Load() != 0 {
+		t.Errorf("stats: trusted %d challenges %d, want 1 0", st.Trusted.Load(), st.Challenges.Load())
+	}
+}
