@@ -52,6 +52,8 @@ type Config struct {
 	// TargetAllow lists CIDRs (or single addresses) those outbound requests
 	// may reach whatever their class.
 	TargetAllow []string `json:"targetAllow"`
+	// Who may call in: trusted networks and SIP digest accounts.
+	sipAuthSettings
 
 	rtpLow, rtpHigh int
 	mixerPriority   bridge.Priority
@@ -63,7 +65,7 @@ type Config struct {
 func defaultConfig() Config {
 	return Config{SIPAddr: ":5060", HTTPAddr: "127.0.0.1:8080", RTPPorts: "10000-20000", LogLevel: "info",
 		RTPTimeout: 30 * time.Second, MaxMembers: 20, LoudestN: 8, AutoCreate: true, DrainPeriod: 0,
-		Retention: time.Hour, MixerPriority: "realtime"}
+		Retention: time.Hour, MixerPriority: "realtime", sipAuthSettings: defaultSIPAuth()}
 }
 
 // userList collects repeated --user flags.
@@ -143,6 +145,8 @@ func loadConfig(args []string, getenv func(string) string, stderr io.Writer) (Co
 	fs.Duration("retention", cfg.Retention, "how long completed conferences and calls stay visible to the API (env CHORUS_RETENTION)")
 	fs.Bool("allow-private-targets", cfg.AllowPrivateTargets, "let fileUrl fetches, callbacks and dial-out reach loopback, private (RFC 1918, fc00::/7) and CGNAT addresses; link-local, multicast and the bridge's own ports stay refused (env CHORUS_ALLOW_PRIVATE_TARGETS)")
 	fs.Var(cidrList{&flagAllow}, "target-allow", "CIDR that fileUrl fetches, callbacks and dial-out may reach whatever its kind, repeatable (env CHORUS_TARGET_ALLOW, comma-separated)")
+	var sipFlags sipAuthFlags
+	sipFlags.define(fs, cfg.sipAuthSettings)
 	if err := fs.Parse(args); err != nil {
 		return cfg, err
 	}
@@ -168,7 +172,7 @@ func loadConfig(args []string, getenv func(string) string, stderr io.Writer) (Co
 	var errs []error
 	// Environment, then flags, for every setting but users.
 	fs.VisitAll(func(f *flag.Flag) {
-		if f.Name == "config" || f.Name == "user" || f.Name == "target-allow" {
+		if f.Name == "config" || f.Name == "user" || f.Name == "target-allow" || sipFlags.isList(f.Name) {
 			return
 		}
 		val, ok := "", false
@@ -204,6 +208,9 @@ func loadConfig(args []string, getenv func(string) string, stderr io.Writer) (Co
 	if len(flagAllow) > 0 {
 		cfg.TargetAllow = flagAllow
 	}
+	if err := sipFlags.apply(&cfg.sipAuthSettings, getenv); err != nil {
+		errs = append(errs, err)
+	}
 	if err := errors.Join(errs...); err != nil {
 		return cfg, err
 	}
@@ -211,6 +218,9 @@ func loadConfig(args []string, getenv func(string) string, stderr io.Writer) (Co
 }
 
 func (c *Config) setField(name, v string) error {
+	if ok, err := c.sipAuthSettings.setField(name, v); ok {
+		return err
+	}
 	var err error
 	switch name {
 	case "sip-addr":
@@ -313,6 +323,9 @@ func (c *Config) validate() error {
 			continue
 		}
 		c.targetAllow = append(c.targetAllow, p)
+	}
+	if err := c.sipAuthSettings.validate(c.Users); err != nil {
+		errs = append(errs, err)
 	}
 	if len(c.Users) == 0 {
 		c.Users = []User{{ID: "u-" + randomString(20), Token: "t-" + randomString(20), Secret: randomString(24)}}

@@ -79,14 +79,14 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 
 	targets := cfg.targetPolicy()
 	sipSrv, err := sip.New(sip.Config{PublicIP: cfg.publicIP, Ports: ports, Bridge: br, Log: log, AnswerDelay: cfg.AnswerDelay,
-		Targets: targets})
+		Targets: targets, Auth: cfg.authConfig()})
 	if err != nil {
 		return err
 	}
 	defer sipSrv.Close()
 
 	mux := http.NewServeMux()
-	mux.Handle("GET /metrics", metricsHandler(br, ports))
+	mux.Handle("GET /metrics", metricsHandler(br, ports, sipSrv.AuthStats()))
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
 		if br.Draining() {
 			http.Error(w, "draining", http.StatusServiceUnavailable)

@@ -6,11 +6,12 @@ import (
 
 	"chorus/bridge"
 	"chorus/media"
+	"chorus/sip"
 )
 
 // metricsHandler serves the bridge's counters in the Prometheus text
 // exposition format.
-func metricsHandler(br *bridge.Bridge, ports *media.PortPool) http.Handler {
+func metricsHandler(br *bridge.Bridge, ports *media.PortPool, auth *sip.AuthStats) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
 		st := br.Stats()
 		w.Header().Set("Content-Type", "text/plain; version=0.0.4; charset=utf-8")
@@ -44,5 +45,12 @@ func metricsHandler(br *bridge.Bridge, ports *media.PortPool) http.Handler {
 		cum += st.Lateness[len(bridge.LatenessBuckets)].Load()
 		fmt.Fprintf(w, "chorus_mixer_tick_lateness_seconds_bucket{le=\"+Inf\"} %d\nchorus_mixer_tick_lateness_seconds_count %d\n", cum, cum)
 		gauge("chorus_mixer_tick_lateness_max_seconds", "Latest tick wake-up seen.", float64(st.MaxLateness.Load())/1e9)
+		// Who may call in (sip.AuthStats).
+		counter("chorus_sip_auth_trusted_total", "INVITEs admitted from trusted networks without credentials.", auth.Trusted.Load())
+		counter("chorus_sip_auth_accepted_total", "INVITEs admitted by SIP digest credentials.", auth.Accepted.Load())
+		counter("chorus_sip_auth_challenges_total", "401 digest challenges sent.", auth.Challenges.Load())
+		counter("chorus_sip_auth_failures_total", "Failed SIP authentications: wrong password, unknown account, malformed credentials.", auth.Failures.Load())
+		counter("chorus_sip_auth_refused_total", "INVITEs refused without a challenge from a source blocked after failures.", auth.Refused.Load())
+		counter("chorus_sip_auth_blocks_total", "Times a source was blocked after repeated failed authentication.", auth.Blocks.Load())
 	})
 }
