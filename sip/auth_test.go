@@ -283,3 +283,26 @@ func FuzzVerify(f *testing.F) {
 		}
 	})
 }
+
+// BenchmarkAuth measures what an untrusted INVITE costs the check: a 401
+// challenge (nonce and two headers) and the verification of an answer.
+func BenchmarkAuth(b *testing.B) {
+	clk := newFakeClock()
+	g, _ := testGate(b, clk)
+	reqURI := mustURI(b, testReqURI)
+	b.Run("challenge", func(b *testing.B) {
+		b.ReportAllocs()
+		for b.Loop() {
+			_ = g.challenges(clk.now(), false)
+		}
+	})
+	b.Run("verify-wrong-password", func(b *testing.B) {
+		h := []string{answer(b, g, g.newNonce(clk.now()), "SHA-256", "alice", "nope", testReqURI, true)}
+		b.ReportAllocs()
+		for b.Loop() {
+			if got, _, _ := g.verify("INVITE", reqURI, h, clk.now()); got != authFailed {
+				b.Fatal(got)
+			}
+		}
+	})
+}
