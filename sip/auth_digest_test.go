@@ -208,3 +208,34 @@ func TestDigestReplayAndOptions(t *testing.T) {
 		t.Errorf("accepted %d failures %d, want 1 0", st.Accepted.Load(), st.Failures.Load())
 	}
 }
+
+// TestPasswordFlood: 300 wrong passwords from one address, as fast as they
+// are answered: the first 10 (the default limit) are checked and fail, the
+// rest are refused unchallenged, as is that address's next INVITE without
+// credentials, while another address is still challenged.
+func TestPasswordFlood(t *testing.T) {
+	tb := authBridge(t, 40700, 40799)
+	c := newDigestCaller(t, "127.0.0.6", tb.udp, "7000")
+	chs := challenges(t, c.invite(t))
+	start := time.Now()
+	const n = 300
+	for i := range n {
+		if res := c.invite(t, c.authorization(t, chs[0], "alice", fmt.Sprint("guess", i))); res.StatusCode != 403 {
+			t.Fatalf("guess %d: %d, want 403", i, res.StatusCode)
+		}
+	}
+	elapsed := time.Since(start)
+	if res := c.invite(t); res.StatusCode != 403 || res.GetHeader("WWW-Authenticate") != nil {
+		t.Errorf("INVITE from the blocked address: %d with challenge %v, want 403 without", res.StatusCode, res.GetHeader("WWW-Authenticate"))
+	}
+	other := newDigestCaller(t, "127.0.0.7", tb.udp, "7000")
+	if res := other.invite(t); res.StatusCode != 401 {
+		t.Errorf("another address: %d, want 401", res.StatusCode)
+	}
+	st := tb.srv.AuthStats()
+	if st.Failures.Load() != DefaultMaxAuthFailure || st.Refused.Load() != n-DefaultMaxAuthFailure+1 || st.Blocks.Load() != 1 {
+		t.Errorf("failures %d refused %d blocks %d, want %d %d 1", st.Failures.Load(), st.Refused.Load(), st.Blocks.Load(),
+			DefaultMaxAuthFailure, n-DefaultMaxAuthFailure+1)
+	}
+	t.Logf("%d wrong passwords answered in %v (%.0f/s), %d of them checked", n, elapsed, n/elapsed.Seconds(), st.Failures.Load())
+}

@@ -7,6 +7,7 @@ import (
 	"os"
 	"os/exec"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -141,15 +142,40 @@ func TestSippBlockedAfterFailures(t *testing.T) {
 	}
 }
 
-// TestTrustedSourceJoinsWithoutCredentials: a phone on the trusted
-// 127.0.0.1 is not challenged and its room belongs to the default user.
+// TestTrustedSourceJoinsWithoutCredentials: a phone and sipp on the
+// trusted 127.0.0.1 are not challenged and their room belongs to the
+// default user; the same sipp scenario from the untrusted 127.0.0.2 is
+// challenged (and, having no [authentication], fails).
 func TestTrustedSourceJoinsWithoutCredentials(t *testing.T) {
 	tb := authBridge(t, 40400, 40499)
 	tb.dial(t, testphone.Options{User: "4000"})
 	conf := waitConference(t, tb, "4000")
 	waitFor(t, "trusted phone joined", func() bool { return conf.Info().ActiveMembers == 1 })
+
+	done := make(chan struct{})
+	var err error
+	var out string
+	go func() {
+		defer close(done)
+		err, out = runSipp(t, tb, "uac_load.xml", "127.0.0.1", "4000", "-d", "3000")
+	}()
+	for joined := false; !joined; {
+		select {
+		case <-done:
+			t.Fatalf("sipp ended before joining: %v\n%s", err, out)
+		case <-time.After(20 * time.Millisecond):
+		}
+		joined = conf.Info().ActiveMembers == 2
+	}
+	<-done
+	if err != nil {
+		t.Fatalf("trusted sipp: %v\n%s", err, out)
+	}
+	if err, out := runSipp(t, tb, "uac_load.xml", "127.0.0.2", "4000", "-d", "100"); err == nil || !strings.Contains(out, "401") {
+		t.Errorf("untrusted sipp without credentials: %v, want a failure on 401\n%s", err, out)
+	}
 	st := tb.srv.AuthStats()
-	if st.Trusted.Load() != 1 || st.Challenges.Load() != 0 {
-		t.Errorf("stats: trusted %d challenges %d, want 1 0", st.Trusted.Load(), st.Challenges.Load())
+	if st.Trusted.Load() != 2 || st.Challenges.Load() != 1 || st.Accepted.Load() != 0 {
+		t.Errorf("stats: trusted %d challenges %d accepted %d, want 2 1 0", st.Trusted.Load(), st.Challenges.Load(), st.Accepted.Load())
 	}
 }
