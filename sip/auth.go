@@ -224,6 +224,7 @@ func newAuthGate(cfg AuthConfig, log *slog.Logger) (*authGate, error) {
 	if _, err := rand.Read(g.key); err != nil {
 		return nil, fmt.Errorf("sip: nonce key: %w", err)
 	}
+	cfg.Trusted = slices.Clone(cfg.Trusted) // the caller's slice stays as it was
 	for i, p := range cfg.Trusted {
 		cfg.Trusted[i] = p.Masked()
 	}
@@ -280,7 +281,8 @@ func (s *Server) authorize(req *sip.Request, tx sip.ServerTransaction, log *slog
 }
 
 // sourceAddr is the address the request came from: the transport's peer,
-// never a Via header the sender wrote.
+// which sipgo records for every received message, not a Via header the
+// sender wrote.
 func sourceAddr(req *sip.Request) netip.Addr {
 	ap, err := netip.ParseAddrPort(req.Source())
 	if err != nil {
