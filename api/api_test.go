@@ -708,11 +708,11 @@ func TestCrossUserNumbers(t *testing.T) {
 
 	// Dial-ins land in the room of the number's owner, every time.
 	for range 5 {
-		c, err := e.b.Route("1000")
+		c, err := e.b.Route("1000", "")
 		if err != nil || c.ID() != aConf || c.UserID() != alice.ID {
 			t.Fatalf("a caller to Alice's 1000 landed in %v (%v)", c, err)
 		}
-		c, err = e.b.Route("2000")
+		c, err = e.b.Route("2000", "")
 		if err != nil || c.ID() != bConf || c.UserID() != bob.ID {
 			t.Fatalf("a caller to Bob's 2000 landed in %v (%v)", c, err)
 		}
@@ -721,7 +721,7 @@ func TestCrossUserNumbers(t *testing.T) {
 	// Completing Alice's conference frees 1000; now Bob's room gets its callers.
 	e.as(alice, "POST", "/conferences/"+aConf, `{"state":"completed"}`).mustOK(t)
 	bConf2 := e.mustCreate(e.as(bob, "POST", "/conferences", `{"from":"1000"}`), "/v1/users/"+bob.ID+"/conferences")
-	if c, err := e.b.Route("1000"); err != nil || c.ID() != bConf2 {
+	if c, err := e.b.Route("1000", ""); err != nil || c.ID() != bConf2 {
 		t.Fatalf("after Alice's room completed, a caller to 1000 landed in %v (%v), want Bob's new room", c, err)
 	}
 }

@@ -242,10 +242,12 @@ func (b *Bridge) Conferences(userID string) []*Conference {
 // Route finds the conference a dial-in to number (the Request-URI user part)
 // belongs in, as design.md decides: a conference id, the from number of a
 // live conference (held by one conference across all users, found in the
-// index), or a new conference when auto-create is on. Finding and
-// creating are one step under the bridge's lock, so callers dialling a new
-// number at once all land in the same room.
-func (b *Bridge) Route(number string) (*Conference, error) {
+// index), or a new conference when auto-create is on. A conference it
+// creates belongs to owner, the API user of the caller's SIP account, or to
+// the default user when owner is "" (a caller from a trusted network).
+// Finding and creating are one step under the bridge's lock, so callers
+// dialling a new number at once all land in the same room.
+func (b *Bridge) Route(number, owner string) (*Conference, error) {
 	b.mu.Lock()
 	if strings.HasPrefix(number, ConferencePrefix) {
 		c, ok := b.confs[number]
@@ -266,7 +268,10 @@ func (b *Bridge) Route(number string) (*Conference, error) {
 		b.mu.Unlock()
 		return nil, fmt.Errorf("route %q: %w", number, ErrNoRoute)
 	}
-	c, err := b.createLocked(ConferenceOptions{UserID: b.cfg.DefaultUser, From: number})
+	if owner == "" {
+		owner = b.cfg.DefaultUser
+	}
+	c, err := b.createLocked(ConferenceOptions{UserID: owner, From: number})
 	b.mu.Unlock()
 	if err != nil {
 		return nil, fmt.Errorf("route %q: %w", number, err)

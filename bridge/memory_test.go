@@ -93,7 +93,7 @@ func measureRecords(t testing.TB, n int) (perCall, perConf float64) {
 
 	before = heapInUse()
 	for i := range n {
-		conf, err := b.Route("+1555" + itoa(i))
+		conf, err := b.Route("+1555"+itoa(i), "")
 		if err != nil {
 			t.Fatal(err)
 		}

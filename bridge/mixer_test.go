@@ -281,7 +281,7 @@ func TestLastMemberCompletes(t *testing.T) {
 	if got := r.conf.State(); got != StateCompleted {
 		t.Fatalf("state %s, want completed", got)
 	}
-	if _, err := r.b.Route(r.conf.ID()); err == nil {
+	if _, err := r.b.Route(r.conf.ID(), ""); err == nil {
 		t.Error("a completed conference still routes")
 	}
 }

@@ -22,7 +22,7 @@ func TestRouteConcurrentOneRoom(t *testing.T) {
 		for i := range callers {
 			wg.Go(func() {
 				<-start
-				got[i], errs[i] = b.Route(number)
+				got[i], errs[i] = b.Route(number, "")
 			})
 		}
 		close(start)
@@ -58,7 +58,7 @@ func TestRouteHammer(t *testing.T) {
 				n := numbers[(g+i)%len(numbers)]
 				switch i % 5 {
 				case 0:
-					if c, err := b.Route(n); err == nil {
+					if c, err := b.Route(n, ""); err == nil {
 						c.Complete()
 					}
 				case 1:
@@ -67,7 +67,7 @@ func TestRouteHammer(t *testing.T) {
 						t.Errorf("create: %v", err)
 					}
 				default:
-					if _, err := b.Route(n); err != nil {
+					if _, err := b.Route(n, ""); err != nil {
 						t.Errorf("route: %v", err)
 					}
 				}
@@ -80,7 +80,7 @@ func TestRouteHammer(t *testing.T) {
 		if k := liveHolding(b, n); k > 1 {
 			t.Errorf("%d live conferences hold %s", k, n)
 		}
-		if c, err := b.Route(n); err != nil || c.State() == StateCompleted {
+		if c, err := b.Route(n, ""); err != nil || c.State() == StateCompleted {
 			t.Errorf("route %s after the hammer: %v, %v", n, c, err)
 		}
 	}
@@ -113,7 +113,7 @@ func TestNumberHeldAcrossUsers(t *testing.T) {
 	if _, err := b.CreateConference(ConferenceOptions{UserID: "alice", From: "1000"}); !errors.Is(err, ErrNumberInUse) {
 		t.Fatalf("a second live room on one number: %v", err)
 	}
-	if c, err := b.Route("1000"); err != nil || c != alice {
+	if c, err := b.Route("1000", ""); err != nil || c != alice {
 		t.Fatalf("a caller to 1000 landed in %v (%v), want alice's room", c, err)
 	}
 	alice.Complete()
@@ -121,7 +121,7 @@ func TestNumberHeldAcrossUsers(t *testing.T) {
 	if err != nil {
 		t.Fatalf("the number stayed held after its conference completed: %v", err)
 	}
-	if c, err := b.Route("1000"); err != nil || c != bob {
+	if c, err := b.Route("1000", ""); err != nil || c != bob {
 		t.Fatalf("a caller to 1000 landed in %v (%v), want bob's room", c, err)
 	}
 	// Conferences without a number hold none.

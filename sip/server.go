@@ -62,6 +62,9 @@ type Config struct {
 	AckWindow time.Duration
 	// Now is the clock of the source limiter; nil means time.Now.
 	Now func() time.Time
+	// Auth says who may call in without credentials and which digest
+	// accounts the others use (see AuthConfig).
+	Auth AuthConfig
 }
 
 // Server is the SIP side of Chorus.
@@ -80,6 +83,7 @@ type Server struct {
 	ackWindow  time.Duration
 	// Counters of what the per-source limits and the 2xx window did.
 	limitedRate, limitedUnconfirmed, noAck atomic.Uint64
+	auth                                   *authGate
 
 	mu       sync.Mutex
 	calls    map[string]*inCall  // by dialog id
@@ -128,7 +132,11 @@ func New(cfg Config) (*Server, error) {
 	if cfg.AckWindow <= 0 {
 		cfg.AckWindow = 64 * sip.T1
 	}
-	s := &Server{cfg: cfg, log: cfg.Log, ua: ua, srv: srv, client: client, bridge: cfg.Bridge, ports: cfg.Ports,
+	auth, err := newAuthGate(cfg.Auth, cfg.Log)
+	if err != nil {
+		return nil, err
+	}
+	s := &Server{cfg: cfg, auth: auth, log: cfg.Log, ua: ua, srv: srv, client: client, bridge: cfg.Bridge, ports: cfg.Ports,
 		limits: newSourceLimiter(cfg.Limits, cfg.Now), ackWindow: cfg.AckWindow,
 		calls: map[string]*inCall{}, outCalls: map[string]*outCall{}, contacts: map[string]sip.ContactHeader{},
 		traffic: traffic}
@@ -309,7 +317,11 @@ func (s *Server) onInvite(req *sip.Request, tx sip.ServerTransaction) {
 		return
 	}
 	defer confirm()
-	conf, err := s.bridge.Route(req.Recipient.User)
+	owner, ok := s.authorize(req, tx, log)
+	if !ok {
+		return
+	}
+	conf, err := s.bridge.Route(req.Recipient.User, owner)
 	if err != nil {
 		s.reject(req, tx, log, err)
 		return

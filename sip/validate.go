@@ -356,7 +356,6 @@ func knownMethod(m sip.RequestMethod) bool {
 	return false
 }
 
-
 // refuse answers a request that will not be processed. The response says
 // SIP/2.0 whatever version the request claimed (RFC 3261 §7.1). An ACK
 // gets no response (§17.1.1.3); it is dropped.

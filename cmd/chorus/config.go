@@ -79,6 +79,8 @@ type Config struct {
 	// SIPLimitExempt lists CIDRs (comma-separated) of sources that are not
 	// limited: a PBX or proxy in front of the bridge.
 	SIPLimitExempt string `json:"sipLimitExempt"`
+	// Who may call in: trusted networks and SIP digest accounts.
+	sipAuthSettings
 
 	rtpLow, rtpHigh int
 	mixerPriority   bridge.Priority
@@ -100,7 +102,8 @@ func defaultConfig() Config {
 		// and far above what a caller behind one address needs; an answered
 		// call is ACKed within a round trip, so 100 awaiting their ACK is a
 		// flood, and holds 100 ports at most, 2 % of the default range.
-		SIPInviteRate: 400, SIPInviteBurst: 400, SIPMaxUnconfirmed: 100}
+		SIPInviteRate: 400, SIPInviteBurst: 400, SIPMaxUnconfirmed: 100,
+		sipAuthSettings: defaultSIPAuth()}
 }
 
 // userList collects repeated --user flags.
@@ -193,6 +196,8 @@ func loadConfig(args []string, getenv func(string) string, stderr io.Writer) (Co
 	fs.Int("http-max-conns", cfg.HTTPMaxConns, "open API connections at most; beyond, the oldest idle one is closed (env CHORUS_HTTP_MAX_CONNS)")
 	fs.Int("http-auth-failures", cfg.HTTPAuthFailures, "wrong API credentials one address may send a minute before its requests get 429 (env CHORUS_HTTP_AUTH_FAILURES)")
 	fs.Int("max-conferences-per-user", cfg.MaxConferencesPerUser, "live conferences one API user may create (env CHORUS_MAX_CONFERENCES_PER_USER)")
+	var sipFlags sipAuthFlags
+	sipFlags.define(fs, cfg.sipAuthSettings)
 	if err := fs.Parse(args); err != nil {
 		return cfg, err
 	}
@@ -218,7 +223,7 @@ func loadConfig(args []string, getenv func(string) string, stderr io.Writer) (Co
 	var errs []error
 	// Environment, then flags, for every setting but users.
 	fs.VisitAll(func(f *flag.Flag) {
-		if f.Name == "config" || f.Name == "user" || f.Name == "target-allow" {
+		if f.Name == "config" || f.Name == "user" || f.Name == "target-allow" || sipFlags.isList(f.Name) {
 			return
 		}
 		val, ok := "", false
@@ -254,6 +259,9 @@ func loadConfig(args []string, getenv func(string) string, stderr io.Writer) (Co
 	if len(flagAllow) > 0 {
 		cfg.TargetAllow = flagAllow
 	}
+	if err := sipFlags.apply(&cfg.sipAuthSettings, getenv); err != nil {
+		errs = append(errs, err)
+	}
 	if err := errors.Join(errs...); err != nil {
 		return cfg, err
 	}
@@ -261,6 +269,9 @@ func loadConfig(args []string, getenv func(string) string, stderr io.Writer) (Co
 }
 
 func (c *Config) setField(name, v string) error {
+	if ok, err := c.sipAuthSettings.setField(name, v); ok {
+		return err
+	}
 	var err error
 	switch name {
 	case "sip-addr":
@@ -433,6 +444,9 @@ func (c *Config) validate() error {
 			continue
 		}
 		c.targetAllow = append(c.targetAllow, p)
+	}
+	if err := c.sipAuthSettings.validate(c.Users); err != nil {
+		errs = append(errs, err)
 	}
 	if len(c.Users) == 0 {
 		c.Users = []User{{ID: "u-" + randomString(20), Token: "t-" + randomString(20), Secret: randomString(24)}}

@@ -67,6 +67,14 @@ func metricsHandler(br *bridge.Bridge, ports *media.PortPool, sipSrv *sip.Server
 		if err := syscall.Getrlimit(syscall.RLIMIT_NOFILE, &rl); err == nil {
 			gauge("process_max_fds", "Limit on open file descriptors (RLIMIT_NOFILE).", float64(rl.Cur))
 		}
+		// Who may call in (sip.AuthStats).
+		auth := sipSrv.AuthStats()
+		counter("chorus_sip_auth_trusted_total", "INVITEs admitted from trusted networks without credentials.", auth.Trusted.Load())
+		counter("chorus_sip_auth_accepted_total", "INVITEs admitted by SIP digest credentials.", auth.Accepted.Load())
+		counter("chorus_sip_auth_challenges_total", "401 digest challenges sent.", auth.Challenges.Load())
+		counter("chorus_sip_auth_failures_total", "Failed SIP authentications: wrong password, unknown account, malformed credentials.", auth.Failures.Load())
+		counter("chorus_sip_auth_refused_total", "INVITEs refused without a challenge from a source blocked after failures.", auth.Refused.Load())
+		counter("chorus_sip_auth_blocks_total", "Times a source was blocked after repeated failed authentication.", auth.Blocks.Load())
 	})
 }
 
