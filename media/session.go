@@ -47,6 +47,9 @@ type SessionStats struct {
 	Strangers  uint64 // from an address other than the latched peer
 	UnknownPT  uint64 // payload types we did not negotiate
 	SendErrors uint64
+	// AuthFailures are SRTP packets dropped unplayed: failed
+	// authentication, a replay, too short (RFC 3711 §3.3).
+	AuthFailures uint64
 }
 
 // Direction is an SDP media direction (RFC 4566 §6, RFC 3264 §5.1) seen
@@ -110,6 +113,7 @@ type Session struct {
 	latched  netip.AddrPort
 	lastFrom int64 // unix nanos of the last packet from the latched address
 	closed   bool
+	srtp     *SRTP // nil: plain RTP (see SetSRTP)
 
 	// fd is the socket's descriptor, used directly for recvmmsg and
 	// sendto. It is only used under mu with closed false, and Close marks
@@ -130,6 +134,7 @@ type Session struct {
 	lastRTP atomic.Int64 // unix nanos of the last valid packet
 
 	packetsIn, packetsOut, malformed, strangers, unknownPT, sendErrors atomic.Uint64
+	authFailures                                                       atomic.Uint64
 }
 
 // NewSession takes over a bound UDP socket: it keeps a close-on-exec
@@ -235,6 +240,8 @@ func (s *Session) Stats() SessionStats {
 		Strangers:  s.strangers.Load(),
 		UnknownPT:  s.unknownPT.Load(),
 		SendErrors: s.sendErrors.Load(),
+
+		AuthFailures: s.authFailures.Load(),
 	}
 }
 
@@ -321,6 +328,15 @@ func (s *Session) handle(nowNs int64, from netip.AddrPort, b []byte, h Handler) 
 	if pt := b[1] & 0x7f; pt >= 72 && pt <= 76 {
 		return // RTCP multiplexed on the RTP port (RFC 5761 §4): not audio
 	}
+	if s.srtp != nil {
+		// Before anything trusts the packet: an unauthenticated one
+		// neither latches the source nor is played (RFC 3711 §3.3).
+		var err error
+		if b, err = s.srtp.Unprotect(b); err != nil {
+			s.authFailures.Add(1)
+			return
+		}
+	}
 	if err := s.pkt.Unmarshal(b); err != nil {
 		s.malformed.Add(1)
 		return
@@ -396,6 +412,12 @@ func (s *Session) write(pt uint8, marker bool, payload []byte, advance uint32) e
 		return err
 	}
 	n += copy(s.wbuf[n:], payload)
+	out := s.wbuf[:n]
+	if s.srtp != nil {
+		if out, err = s.srtp.Protect(out); err != nil {
+			return err
+		}
+	}
 	s.hdr.SequenceNumber++
 	s.hdr.Timestamp += advance
 	s.started = true
@@ -403,7 +425,7 @@ func (s *Session) write(pt uint8, marker bool, payload []byte, advance uint32) e
 		dst = netip.AddrPortFrom(netip.AddrFrom16(dst.Addr().As16()), dst.Port())
 	}
 	saLen := sockaddrFrom(dst, &s.wsa)
-	if errno := sendto(s.fd, s.wbuf[:n], &s.wsa, saLen); errno != 0 {
+	if errno := sendto(s.fd, out, &s.wsa, saLen); errno != 0 {
 		s.sendErrors.Add(1)
 		return fmt.Errorf("media: send to %s: %w", dst, errno)
 	}
