@@ -338,3 +338,16 @@ func (s *Session) SRTP() *SRTP {
 	defer s.mu.Unlock()
 	return s.srtp
 }
+
+// WithRemote returns protection that keeps our sending context (its key
+// and rollover counter) and checks received packets with a new peer key,
+// for a peer that re-keys in a re-offer (RFC 4568 §7.1.4). s must no
+// longer be used once the result is in place.
+func (s *SRTP) WithRemote(remote SRTPKey) (*SRTP, error) {
+	x, err := NewSRTP(SRTPKey{Suite: remote.Suite}, remote)
+	if err != nil {
+		return nil, err
+	}
+	x.tx = s.tx
+	return x, nil
+}

@@ -29,6 +29,7 @@ type leg struct {
 	sdpVersion uint64
 	ackBody    []byte
 	ackCSeq    chan uint32 // CSeq numbers of ACKs, for 2xx retransmission
+	sec        legSRTP     // SDES keys (srtp.go)
 }
 
 // Media implements bridge.Leg.
@@ -71,8 +72,10 @@ func (c *leg) sdp(codecs []media.Codec, te uint8, dir media.Direction) ([]byte, 
 	v := c.sdpVersion
 	c.sdpVersion++
 	c.mu.Unlock()
+	secure, crypto := c.sdpSRTP()
 	return buildSDP(sdpParams{sessionID: c.sessionID, version: v, addr: c.s.cfg.PublicIP,
-		port: int(c.sess.LocalAddr().Port()), codecs: codecs, telephoneEventPT: te, direction: dir})
+		port: int(c.sess.LocalAddr().Port()), codecs: codecs, telephoneEventPT: te, direction: dir,
+		secure: secure, crypto: crypto})
 }
 
 // answer applies the caller's offer and returns our answer: the first
@@ -101,6 +104,9 @@ func (c *leg) applyAckAnswer() error {
 	if err != nil {
 		return err
 	}
+	if err := c.applyAnswerSRTP(ans); err != nil {
+		return err
+	}
 	te := ans.TelephoneEventPT
 	if te != 0 && te != telephoneEventPT {
 		te = 0 // an answer must use the offered payload type
@@ -119,6 +125,9 @@ func (c *leg) update(body []byte) ([]byte, error) {
 	}
 	offer, err := ParseSDP(body)
 	if err != nil {
+		return nil, err
+	}
+	if err := c.reofferSRTP(offer); err != nil {
 		return nil, err
 	}
 	codec := offer.Codecs[0]

@@ -49,6 +49,8 @@ type Config struct {
 	// the safe default, which refuses loopback, private and other internal
 	// addresses.
 	Targets *egress.Policy
+	// SRTP says when calls use SRTP (SDES); calls over TLS always do.
+	SRTP SRTPPolicy
 }
 
 // Server is the SIP side of Chorus.
@@ -198,7 +200,7 @@ func (s *Server) respond(req *sip.Request, tx sip.ServerTransaction, code int, r
 // statusFor maps an error of the domain or of SDP handling to a SIP status.
 func statusFor(err error) (int, string) {
 	switch {
-	case errors.Is(err, ErrNoCommonCodec), errors.Is(err, ErrNoAudio):
+	case errors.Is(err, ErrNoCommonCodec), errors.Is(err, ErrNoAudio), errors.Is(err, ErrSRTPPolicy):
 		return sip.StatusNotAcceptableHere, "Not Acceptable Here"
 	case errors.Is(err, ErrBadSDP):
 		return sip.StatusBadRequest, "Malformed SDP"
@@ -256,6 +258,10 @@ func (s *Server) onInvite(req *sip.Request, tx sip.ServerTransaction) {
 	hasOffer := len(req.Body()) > 0
 	if hasOffer {
 		if offer, err = ParseSDP(req.Body()); err != nil {
+			s.reject(req, tx, log, err)
+			return
+		}
+		if err = s.checkOffer(offer, req.Transport()); err != nil {
 			s.reject(req, tx, log, err)
 			return
 		}

@@ -52,6 +52,7 @@ type Config struct {
 	// TargetAllow lists CIDRs (or single addresses) those outbound requests
 	// may reach whatever their class.
 	TargetAllow []string `json:"targetAllow"`
+	SIPSecurity          // TLS and SRTP (siptls.go)
 
 	rtpLow, rtpHigh int
 	mixerPriority   bridge.Priority
@@ -143,6 +144,7 @@ func loadConfig(args []string, getenv func(string) string, stderr io.Writer) (Co
 	fs.Duration("retention", cfg.Retention, "how long completed conferences and calls stay visible to the API (env CHORUS_RETENTION)")
 	fs.Bool("allow-private-targets", cfg.AllowPrivateTargets, "let fileUrl fetches, callbacks and dial-out reach loopback, private (RFC 1918, fc00::/7) and CGNAT addresses; link-local, multicast and the bridge's own ports stay refused (env CHORUS_ALLOW_PRIVATE_TARGETS)")
 	fs.Var(cidrList{&flagAllow}, "target-allow", "CIDR that fileUrl fetches, callbacks and dial-out may reach whatever its kind, repeatable (env CHORUS_TARGET_ALLOW, comma-separated)")
+	addSecurityFlags(fs)
 	if err := fs.Parse(args); err != nil {
 		return cfg, err
 	}
@@ -243,6 +245,8 @@ func (c *Config) setField(name, v string) error {
 		c.AutoCreate, err = strconv.ParseBool(v)
 	case "allow-private-targets":
 		c.AllowPrivateTargets, err = strconv.ParseBool(v)
+	default:
+		err = c.setSecurityField(name, v)
 	}
 	return err
 }
@@ -305,6 +309,7 @@ func (c *Config) validate() error {
 	} else {
 		c.publicIP = guessPublicIP(c.SIPAddr)
 	}
+	errs = append(errs, c.validateSecurity())
 	c.targetAllow = nil
 	for _, v := range c.TargetAllow {
 		p, err := parsePrefix(v)

@@ -46,6 +46,7 @@ func main() {
 // ready reports the bound addresses once the bridge serves (for tests).
 type ready struct {
 	SIPUDP, SIPTCP netip.AddrPort
+	SIPTLS         netip.AddrPort // invalid: no TLS
 	HTTP           net.Addr
 	Users          []User
 }
@@ -79,7 +80,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 
 	targets := cfg.targetPolicy()
 	sipSrv, err := sip.New(sip.Config{PublicIP: cfg.publicIP, Ports: ports, Bridge: br, Log: log, AnswerDelay: cfg.AnswerDelay,
-		Targets: targets})
+		Targets: targets, SRTP: cfg.srtpPolicy})
 	if err != nil {
 		return err
 	}
@@ -114,6 +115,10 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	if err != nil {
 		return err
 	}
+	tlsAddr, err := listenSIPTLS(sipSrv, cfg, log)
+	if err != nil {
+		return err
+	}
 	if cfg.PprofAddr != "" {
 		if err := servePprof(cfg.PprofAddr, log); err != nil {
 			return err
@@ -122,7 +127,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	httpSrv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second, ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelWarn)}
 	go func() { _ = httpSrv.Serve(hl) }()
 
-	log.Info("chorus listening", "sip_udp", udpAddr, "sip_tcp", tcpAddr, "http", hl.Addr(),
+	log.Info("chorus listening", "sip_udp", udpAddr, "sip_tcp", tcpAddr, "sip_tls", tlsAddr, "http", hl.Addr(),
 		"rtp_ports", cfg.RTPPorts, "public_ip", cfg.publicIP)
 	if cfg.generatedUser {
 		u := cfg.Users[0]
@@ -131,7 +136,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	}
 	fmt.Fprintf(stdout, "Call sip:1000@%s to join conference 1000.\n", netip.AddrPortFrom(cfg.publicIP, udpAddr.Port()))
 	if onReady != nil {
-		onReady(ready{SIPUDP: udpAddr, SIPTCP: tcpAddr, HTTP: hl.Addr(), Users: cfg.Users})
+		onReady(ready{SIPUDP: udpAddr, SIPTCP: tcpAddr, SIPTLS: tlsAddr, HTTP: hl.Addr(), Users: cfg.Users})
 	}
 
 	// Shutdown: SIGTERM drains (new calls get 503, calls in progress go on);

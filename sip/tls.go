@@ -1,0 +1,101 @@
+package sip
+
+import (
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/sha256"
+	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/hex"
+	"fmt"
+	"math/big"
+	"net"
+	"net/netip"
+	"strings"
+	"time"
+)
+
+// ListenTLS binds addr and serves SIP over TLS on it (RFC 3261 §26.2;
+// RFC 5630 for sip: URIs with transport=tls). Calls that arrive over TLS
+// require SRTP (see SRTPPolicy). Our Contact on this transport is
+// sip:chorus@PublicIP:port;transport=tls. conf must carry a certificate.
+func (s *Server) ListenTLS(addr string, conf *tls.Config) (netip.AddrPort, error) {
+	if conf == nil || (len(conf.Certificates) == 0 && conf.GetCertificate == nil) {
+		return netip.AddrPort{}, fmt.Errorf("sip: listen tls %s: no certificate", addr)
+	}
+	conf = conf.Clone()
+	if conf.MinVersion < tls.VersionTLS12 {
+		conf.MinVersion = tls.VersionTLS12
+	}
+	l, err := tls.Listen("tcp", addr, conf)
+	if err != nil {
+		return netip.AddrPort{}, fmt.Errorf("sip: listen tls %s: %w", addr, err)
+	}
+	ap := l.Addr().(*net.TCPAddr).AddrPort()
+	s.setContact("tls", int(ap.Port()))
+	s.mu.Lock()
+	s.closers = append(s.closers, l.Close)
+	s.mu.Unlock()
+	go func() { _ = s.srv.ServeTLS(l) }()
+	return ap, nil
+}
+
+// SelfSignedCert makes an ECDSA P-256 certificate for hosts (addresses or
+// names), valid from now for a year, for a bridge started with TLS but no
+// certificate. Peers must be told to accept it (or pinned to its
+// fingerprint, see CertFingerprint).
+func SelfSignedCert(hosts []string, now time.Time) (tls.Certificate, error) {
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		return tls.Certificate{}, fmt.Errorf("sip: certificate key: %w", err)
+	}
+	serial, err := rand.Int(rand.Reader, new(big.Int).Lsh(big.NewInt(1), 127))
+	if err != nil {
+		return tls.Certificate{}, fmt.Errorf("sip: certificate serial: %w", err)
+	}
+	tmpl := &x509.Certificate{
+		SerialNumber:          serial,
+		Subject:               pkix.Name{CommonName: "chorus", Organization: []string{"Chorus (self-signed)"}},
+		NotBefore:             now.Add(-time.Hour),
+		NotAfter:              now.AddDate(1, 0, 0),
+		KeyUsage:              x509.KeyUsageDigitalSignature,
+		ExtKeyUsage:           []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth, x509.ExtKeyUsageClientAuth},
+		BasicConstraintsValid: true,
+	}
+	for _, h := range hosts {
+		if ip, err := netip.ParseAddr(h); err == nil {
+			tmpl.IPAddresses = append(tmpl.IPAddresses, ip.AsSlice())
+		} else if h != "" {
+			tmpl.DNSNames = append(tmpl.DNSNames, h)
+		}
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		return tls.Certificate{}, fmt.Errorf("sip: self-signed certificate: %w", err)
+	}
+	leaf, err := x509.ParseCertificate(der)
+	if err != nil {
+		return tls.Certificate{}, fmt.Errorf("sip: self-signed certificate: %w", err)
+	}
+	return tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key, Leaf: leaf}, nil
+}
+
+// CertFingerprint returns the SHA-256 fingerprint of a certificate's leaf
+// as colon-separated hex (the form of RFC 8122 §5 and of browsers).
+func CertFingerprint(cert tls.Certificate) string {
+	if len(cert.Certificate) == 0 {
+		return ""
+	}
+	sum := sha256.Sum256(cert.Certificate[0])
+	h := strings.ToUpper(hex.EncodeToString(sum[:]))
+	var b strings.Builder
+	for i := 0; i < len(h); i += 2 {
+		if i > 0 {
+			b.WriteByte(':')
+		}
+		b.WriteString(h[i : i+2])
+	}
+	return "SHA-256 " + b.String()
+}
