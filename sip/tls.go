@@ -9,6 +9,7 @@ import (
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"encoding/hex"
+	"encoding/pem"
 	"fmt"
 	"math/big"
 	"net"
@@ -60,9 +61,12 @@ func SelfSignedCert(hosts []string, now time.Time) (tls.Certificate, error) {
 		Subject:               pkix.Name{CommonName: "chorus", Organization: []string{"Chorus (self-signed)"}},
 		NotBefore:             now.Add(-time.Hour),
 		NotAfter:              now.AddDate(1, 0, 0),
-		KeyUsage:              x509.KeyUsageDigitalSignature,
+		KeyUsage:              x509.KeyUsageDigitalSignature | x509.KeyUsageCertSign,
 		ExtKeyUsage:           []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth, x509.ExtKeyUsageClientAuth},
 		BasicConstraintsValid: true,
+		// Its own issuer, as `openssl req -x509` makes them: a peer given
+		// the file as its CA list (baresip's sip_cafile) then trusts it.
+		IsCA: true,
 	}
 	for _, h := range hosts {
 		if ip, err := netip.ParseAddr(h); err == nil {
@@ -80,6 +84,16 @@ func SelfSignedCert(hosts []string, now time.Time) (tls.Certificate, error) {
 		return tls.Certificate{}, fmt.Errorf("sip: self-signed certificate: %w", err)
 	}
 	return tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key, Leaf: leaf}, nil
+}
+
+// CertPEM returns the certificate chain of cert as PEM, for a peer's CA
+// file.
+func CertPEM(cert tls.Certificate) []byte {
+	var b []byte
+	for _, der := range cert.Certificate {
+		b = append(b, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der})...)
+	}
+	return b
 }
 
 // CertFingerprint returns the SHA-256 fingerprint of a certificate's leaf
