@@ -138,7 +138,7 @@ func ParseCrypto(value string) (Crypto, error) {
 		return c, fmt.Errorf("%w: want tag, suite and key in %q", ErrBadCrypto, value)
 	}
 	tag, err := strconv.Atoi(fields[0])
-	if err != nil || len(fields[0]) > 9 || tag < 0 {
+	if err != nil || len(fields[0]) > 9 || !digits(fields[0]) {
 		return c, fmt.Errorf("%w: tag %q", ErrBadCrypto, fields[0])
 	}
 	c.Tag = tag
@@ -225,7 +225,7 @@ func parseLifetime(s string) (uint64, error) {
 // (1 to 128) bytes (RFC 4568 §6.1).
 func parseMKI(value, length string) ([]byte, error) {
 	l, err := strconv.Atoi(length)
-	if err != nil || l < 1 || l > 128 {
+	if err != nil || !digits(length) || l < 1 || l > 128 {
 		return nil, fmt.Errorf("%w: MKI length %q (1 to 128)", ErrBadCrypto, length)
 	}
 	v, err := strconv.ParseUint(value, 10, 64)
@@ -238,6 +238,16 @@ func parseMKI(value, length string) ([]byte, error) {
 		v >>= 8
 	}
 	return mki, nil
+}
+
+// digits reports whether s is 1*DIGIT (RFC 4568's grammar has no signs).
+func digits(s string) bool {
+	for _, r := range s {
+		if r < '0' || r > '9' {
+			return false
+		}
+	}
+	return s != ""
 }
 
 // checkSessionParam accepts the SRTP session parameters that do not

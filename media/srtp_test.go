@@ -48,6 +48,8 @@ func TestParseCrypto(t *testing.T) {
 		{"", "want tag", ErrBadCrypto},
 		{"1 AES_CM_128_HMAC_SHA1_80", "want tag", ErrBadCrypto},
 		{"x AES_CM_128_HMAC_SHA1_80 inline:" + key, "tag", ErrBadCrypto},
+		{"+1 AES_CM_128_HMAC_SHA1_80 inline:" + key, "tag", ErrBadCrypto},
+		{"1 AES_CM_128_HMAC_SHA1_80 inline:" + key + "|1:+4", "MKI length", ErrBadCrypto},
 		{"1234567890 AES_CM_128_HMAC_SHA1_80 inline:" + key, "tag", ErrBadCrypto},
 		{"1 AES_CM_128_HMAC_SHA1_80 uri:" + key, "only inline", ErrBadCrypto},
 		{"1 AES_CM_128_HMAC_SHA1_80 inline:not*base64", "not base64", ErrBadCrypto},
