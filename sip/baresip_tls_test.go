@@ -10,6 +10,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"sync"
 	"testing"
 	"time"
 
@@ -17,6 +18,25 @@ import (
 	"chorus/internal/audiotest"
 	"chorus/internal/testphone"
 )
+
+// lockedBuffer collects a child process's output for reading while it runs.
+type lockedBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (l *lockedBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+// Bytes returns a copy of what was written so far.
+func (l *lockedBuffer) Bytes() []byte {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return bytes.Clone(l.b.Bytes())
+}
 
 // readWAV returns the samples of a 16-bit PCM WAV file.
 func readWAV(t *testing.T, path string) []int16 {
@@ -48,7 +68,8 @@ func readWAV(t *testing.T, path string) []int16 {
 // certificate at all (sip_verify_server came later); sip_cafile names the
 // bridge's self-signed certificate so that later versions trust it too. A testphone over SRTP in the same room and baresip
 // hear each other at the sent level (baresip's side recorded by its
-// sndfile module), the call's media is SRTP on the bridge's side, and
+// sndfile module), the bridge's BYE reaches baresip over its own TLS
+// connection, the call's media is SRTP on the bridge's side, and
 // what the testphone's socket receives of baresip's tone is ciphertext.
 func TestBaresipTLSSRTP(t *testing.T) {
 	baresip, err := exec.LookPath("baresip")
@@ -112,8 +133,8 @@ module_app menu.so
 	ctx, cancel := context.WithTimeout(context.Background(), 40*time.Second)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, baresip, "-f", dir, "-e",
-		fmt.Sprintf("/dial sip:1000@%s", tlsAddr), "-t", "8") // the account adds transport=tls
-	var out bytes.Buffer
+		fmt.Sprintf("/dial sip:1000@%s", tlsAddr), "-t", "30") // the account adds transport=tls
+	var out lockedBuffer
 	cmd.Stdout, cmd.Stderr = &out, &out
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
@@ -128,9 +149,11 @@ module_app menu.so
 	}
 	tb.srv.mu.Lock()
 	var tlsCalls, srtpCalls int
+	var baresipCall *inCall
 	for _, c := range tb.srv.calls {
 		if isTLS(c.transport) {
 			tlsCalls++
+			baresipCall = c
 		}
 		if c.sess.SRTP() != nil {
 			srtpCalls++
@@ -147,10 +170,27 @@ module_app menu.so
 	}
 	// Baresip's tone as the bridge sends it on: ciphertext on the wire.
 	checkCiphertext(t, capL.datagrams(), 10, distinctTones[1])
-	if err := cmd.Wait(); err != nil {
-		t.Logf("baresip: %v", err)
+	if baresipCall == nil {
+		t.Fatal("no call over TLS")
+	}
+
+	// The bridge hangs up: its BYE goes back on baresip's own TLS
+	// connection (baresip has no certificate to accept one).
+	hctx, hcancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer hcancel()
+	if err := baresipCall.Hangup(hctx, "test"); err != nil {
+		t.Errorf("BYE over TLS: %v", err)
 	}
 	waitFor(t, "baresip left", func() bool { return conf.Info().ActiveMembers == 1 })
+	deadline = time.Now().Add(5 * time.Second)
+	for !bytes.Contains(out.Bytes(), []byte("terminated")) {
+		if time.Now().After(deadline) {
+			t.Fatalf("baresip did not see the BYE\n%s", tail(out.Bytes(), 3000))
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	cancel()
+	_ = cmd.Wait()
 	for _, s := range tb.sessions() {
 		if st := s.Stats(); st.AuthFailures != 0 {
 			t.Errorf("session %v: %d SRTP failures", s.LocalAddr(), st.AuthFailures)
@@ -164,10 +204,10 @@ module_app menu.so
 		t.Fatalf("want one decoded dump from baresip, found %v (dir: %v)\n%s", decoded, entries, tail(out.Bytes(), 3000))
 	}
 	pcm := readWAV(t, decoded[0])
-	if len(pcm) < 3*8000 {
+	if len(pcm) < 5*8000/2 {
 		t.Fatalf("baresip recorded %d samples", len(pcm))
 	}
-	pcm = pcm[len(pcm)-3*8000:] // the end of the call, well after set-up
+	pcm = pcm[len(pcm)-2*8000 : len(pcm)-800] // the end of the call, after set-up and before the BYE
 	if got := level(pcm, distinctTones[0]); math.Abs(got+12) > 2 {
 		t.Errorf("baresip hears the testphone's tone at %.1f dBFS, want -12 ± 2\n%s", got, tail(out.Bytes(), 3000))
 	}

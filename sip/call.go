@@ -46,10 +46,24 @@ type inCall struct {
 // Hangup implements bridge.Leg: BYE to the caller.
 func (c *inCall) Hangup(ctx context.Context, cause string) error {
 	c.log.Info("hanging up", "cause", cause)
-	if err := c.dlg.Bye(ctx); err != nil {
+	if err := c.dlg.WriteBye(ctx, c.bye()); err != nil {
 		return fmt.Errorf("bye: %w", err)
 	}
 	return nil
+}
+
+// bye is our BYE to the caller's Contact. Over TCP and TLS it goes on the
+// connection the INVITE came in on (RFC 5923 §1's reuse, as phones expect):
+// a phone listens for TLS only if it has a certificate of its own, which
+// softphones rarely have, and one behind NAT cannot be reached anyway.
+func (c *inCall) bye() *sip.Request {
+	inv := c.dlg.InviteRequest
+	bye := sip.NewRequest(sip.BYE, c.dlg.InviteRequest.Contact().Address)
+	bye.SetTransport(inv.Transport())
+	if !isUDP(inv.Transport()) && inv.Source() != "" {
+		bye.SetDestination(inv.Source())
+	}
+	return bye
 }
 
 func (c *leg) gotAck(req *sip.Request) {
