@@ -292,3 +292,20 @@ func BenchmarkSRTP(b *testing.B) {
 		}
 	})
 }
+
+// BenchmarkSessionPollWriteSRTP is BenchmarkSessionPollWrite with SRTP
+// both ways: one packet protected, sent, received and unprotected.
+func BenchmarkSessionPollWriteSRTP(b *testing.B) {
+	x, y := srtpPair(b, AESCM128HMACSHA1_80)
+	payload := make([]byte, FrameSamples)
+	var h nopHandler
+	now := time.Now()
+	b.ReportAllocs()
+	for b.Loop() {
+		if err := x.WriteAudio(payload); err != nil {
+			b.Fatal(err)
+		}
+		for y.Poll(now, &h) == 0 {
+		}
+	}
+}
