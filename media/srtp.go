@@ -275,9 +275,10 @@ func checkSessionParam(p string) error {
 
 // SRTP protects the packets a session sends with our key and checks and
 // decrypts those it receives with the peer's key (RFC 3711), one context
-// each way, as SDES sets them up (RFC 4568). Protect and Unprotect use
-// memory the SRTP owns and allocate nothing per packet; neither may be
-// called from two goroutines at once (Session calls both under its lock).
+// each way, as SDES sets them up (RFC 4568). Protect writes into memory
+// the SRTP owns, Unprotect decrypts in place; neither allocates per packet,
+// and neither may be called from two goroutines at once (Session calls
+// both under its lock).
 type SRTP struct {
 	tx, rx *srtp.Context
 	hdr    rtp.Header
@@ -297,6 +298,16 @@ func NewSRTP(local, remote SRTPKey) (*SRTP, error) {
 	if err != nil {
 		return nil, fmt.Errorf("media: SRTP send context: %w", err)
 	}
+	rx, err := receiveContext(remote)
+	if err != nil {
+		return nil, err
+	}
+	return &SRTP{tx: tx, rx: rx}, nil
+}
+
+// receiveContext checks and decrypts with the peer's key, with replay
+// protection (RFC 3711 §3.3.2) and the peer's MKI, if it sends one.
+func receiveContext(remote SRTPKey) (*srtp.Context, error) {
 	opts := []srtp.ContextOption{srtp.SRTPReplayProtection(replayWindow)}
 	if len(remote.MKI) > 0 {
 		opts = append(opts, srtp.MasterKeyIndicator(remote.MKI))
@@ -305,7 +316,7 @@ func NewSRTP(local, remote SRTPKey) (*SRTP, error) {
 	if err != nil {
 		return nil, fmt.Errorf("media: SRTP receive context: %w", err)
 	}
-	return &SRTP{tx: tx, rx: rx}, nil
+	return rx, nil
 }
 
 // Protect encrypts and authenticates one RTP packet. The result aliases
@@ -354,10 +365,12 @@ func (s *Session) SRTP() *SRTP {
 // for a peer that re-keys in a re-offer (RFC 4568 §7.1.4). s must no
 // longer be used once the result is in place.
 func (s *SRTP) WithRemote(remote SRTPKey) (*SRTP, error) {
-	x, err := NewSRTP(SRTPKey{Suite: remote.Suite}, remote)
+	if remote.Suite == SuiteNone {
+		return nil, fmt.Errorf("%w: no suite", ErrUnsupportedCrypto)
+	}
+	rx, err := receiveContext(remote)
 	if err != nil {
 		return nil, err
 	}
-	x.tx = s.tx
-	return x, nil
+	return &SRTP{tx: s.tx, rx: rx}, nil
 }

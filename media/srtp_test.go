@@ -248,8 +248,11 @@ func TestSRTPNoAllocs(t *testing.T) {
 		for b.Poll(now, &h) == 0 {
 		}
 	})
-	if allocs != 0 {
-		t.Errorf("SRTP WriteAudio+Poll: %v allocs per packet", allocs)
+	// pion/srtp keeps its CTR scratch buffer in a sync.Pool, which drops a
+	// quarter of its Puts under the race detector: up to 2 × 1/4 per packet
+	// there, none in a normal build.
+	if limit := map[bool]float64{false: 0, true: 1}[raceEnabled]; allocs > limit {
+		t.Errorf("SRTP WriteAudio+Poll: %v allocs per packet, want at most %v", allocs, limit)
 	}
 	if st := b.Stats(); st.AuthFailures != 0 || st.PacketsIn != 202 || h.n != 202 {
 		t.Errorf("stats %+v, %d played", st, h.n)
@@ -307,5 +310,54 @@ func BenchmarkSessionPollWriteSRTP(b *testing.B) {
 		}
 		for y.Poll(now, &h) == 0 {
 		}
+	}
+}
+
+// TestSRTPWithRemote: when the peer re-keys (RFC 4568 §7.1.4), our side
+// keeps sending with its key and checks the peer's packets with the new
+// one; the old key no longer passes.
+func TestSRTPWithRemote(t *testing.T) {
+	a := newTestSession(t, Params{Codec: PCMU})
+	b := newTestSession(t, Params{Codec: PCMU})
+	a.SetParams(Params{Remote: b.LocalAddr(), Codec: PCMU})
+	b.SetParams(Params{Remote: a.LocalAddr(), Codec: PCMU})
+	ka, _ := NewSRTPKey(AESCM128HMACSHA1_80)
+	kb, _ := NewSRTPKey(AESCM128HMACSHA1_80)
+	sa, _ := NewSRTP(ka, kb)
+	sb, _ := NewSRTP(kb, ka)
+	a.SetSRTP(sa)
+	b.SetSRTP(sb)
+	payload := bytes.Repeat([]byte{0x42}, FrameSamples)
+	now := time.Now()
+	var ra, rb recorder
+	_ = a.WriteAudio(payload)
+	_ = b.WriteAudio(payload)
+	pollFor(t, b, now, &rb, 1)
+	pollFor(t, a, now, &ra, 1)
+
+	kb2, _ := NewSRTPKey(AESCM128HMACSHA1_80)
+	sb2, _ := NewSRTP(kb2, ka)
+	sa2, err := sa.WithRemote(kb2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	a.SetSRTP(sa2)
+	b.SetSRTP(sb2)
+	_ = a.WriteAudio(payload) // our old key, next sequence number
+	_ = b.WriteAudio(payload) // the peer's new key
+	pollFor(t, b, now, &rb, 1)
+	pollFor(t, a, now, &ra, 1)
+	if len(ra.audio) != 2 || len(rb.audio) != 2 || a.Stats().AuthFailures != 0 || b.Stats().AuthFailures != 0 {
+		t.Errorf("after re-key: a played %d, b played %d; failures %d, %d", len(ra.audio), len(rb.audio),
+			a.Stats().AuthFailures, b.Stats().AuthFailures)
+	}
+	b.SetSRTP(sb) // the peer's old key is refused now
+	_ = b.WriteAudio(payload)
+	pollFor(t, a, now, &ra, 1)
+	if a.Stats().AuthFailures != 1 || len(ra.audio) != 2 {
+		t.Errorf("old key: failures %d, played %d", a.Stats().AuthFailures, len(ra.audio))
+	}
+	if _, err := sa.WithRemote(SRTPKey{}); !errors.Is(err, ErrUnsupportedCrypto) {
+		t.Errorf("no suite: %v", err)
 	}
 }
