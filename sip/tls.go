@@ -15,6 +15,7 @@ import (
 	"net"
 	"net/netip"
 	"strings"
+	"sync"
 	"time"
 )
 
@@ -23,6 +24,10 @@ import (
 // require SRTP (see SRTPPolicy). Our Contact on this transport is
 // sip:chorus@PublicIP:port;transport=tls. conf must carry a certificate.
 func (s *Server) ListenTLS(addr string, conf *tls.Config) (netip.AddrPort, error) {
+	return s.listenTLS(addr, conf, tlsHandshakeTimeout)
+}
+
+func (s *Server) listenTLS(addr string, conf *tls.Config, handshakeTimeout time.Duration) (netip.AddrPort, error) {
 	if conf == nil || (len(conf.Certificates) == 0 && conf.GetCertificate == nil) {
 		return netip.AddrPort{}, fmt.Errorf("sip: listen tls %s: no certificate", addr)
 	}
@@ -30,10 +35,11 @@ func (s *Server) ListenTLS(addr string, conf *tls.Config) (netip.AddrPort, error
 	if conf.MinVersion < tls.VersionTLS12 {
 		conf.MinVersion = tls.VersionTLS12
 	}
-	l, err := tls.Listen("tcp", addr, conf)
+	raw, err := net.Listen("tcp", addr)
 	if err != nil {
 		return netip.AddrPort{}, fmt.Errorf("sip: listen tls %s: %w", addr, err)
 	}
+	l := &tlsListener{Listener: raw, conf: conf, timeout: handshakeTimeout}
 	ap := l.Addr().(*net.TCPAddr).AddrPort()
 	s.setContact("tls", int(ap.Port()))
 	s.mu.Lock()
@@ -41,6 +47,61 @@ func (s *Server) ListenTLS(addr string, conf *tls.Config) (netip.AddrPort, error
 	s.mu.Unlock()
 	go func() { _ = s.srv.ServeTLS(l) }()
 	return ap, nil
+}
+
+// tlsHandshakeTimeout bounds the TLS handshake of an accepted connection,
+// so that connections which never complete one are not held open.
+const tlsHandshakeTimeout = 10 * time.Second
+
+// tlsListener accepts TLS connections whose handshake must end within
+// timeout (it runs on the connection's first read or write, in sipgo's
+// goroutine for the connection, not in the accept loop).
+type tlsListener struct {
+	net.Listener
+	conf    *tls.Config
+	timeout time.Duration
+}
+
+// Accept implements net.Listener.
+func (l *tlsListener) Accept() (net.Conn, error) {
+	c, err := l.Listener.Accept()
+	if err != nil {
+		return nil, err
+	}
+	return &tlsConn{Conn: tls.Server(c, l.conf), timeout: l.timeout}, nil
+}
+
+// tlsConn is a server-side TLS connection with a bounded handshake.
+type tlsConn struct {
+	*tls.Conn
+	timeout time.Duration
+	once    sync.Once
+	err     error
+}
+
+func (c *tlsConn) handshake() error {
+	c.once.Do(func() {
+		_ = c.Conn.SetDeadline(time.Now().Add(c.timeout))
+		c.err = c.Conn.Handshake()
+		_ = c.Conn.SetDeadline(time.Time{})
+	})
+	return c.err
+}
+
+// Read implements net.Conn, after the handshake.
+func (c *tlsConn) Read(b []byte) (int, error) {
+	if err := c.handshake(); err != nil {
+		return 0, err
+	}
+	return c.Conn.Read(b)
+}
+
+// Write implements net.Conn, after the handshake.
+func (c *tlsConn) Write(b []byte) (int, error) {
+	if err := c.handshake(); err != nil {
+		return 0, err
+	}
+	return c.Conn.Write(b)
 }
 
 // SelfSignedCert makes an ECDSA P-256 certificate for hosts (addresses or
