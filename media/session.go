@@ -70,6 +70,9 @@ type SessionStats struct {
 	UnknownPT  uint64 // payload types we did not negotiate
 	SendErrors uint64
 	Unsent     uint64 // packets not sent: no source proven within SendGrace
+	// AuthFailures are SRTP packets dropped unplayed: failed
+	// authentication, a replay, too short (RFC 3711 §3.3).
+	AuthFailures uint64
 }
 
 // Direction is an SDP media direction (RFC 4566 §6, RFC 3264 §5.1) seen
@@ -154,6 +157,7 @@ type Session struct {
 	codec  atomic.Uint32 // params.Codec, for Codec; beside mu, which the mixer takes next
 	params Params
 	closed bool
+	srtp   *SRTP // nil: plain RTP (see SetSRTP)
 
 	// source learning (under mu)
 	src        netip.AddrPort // the proven source, if valid
@@ -186,6 +190,7 @@ type Session struct {
 	lastRTP atomic.Int64 // unix nanos of the last valid packet
 
 	packetsIn, packetsOut, malformed, strangers, unproven, unknownPT, sendErrors, unsent atomic.Uint64
+	authFailures                                                                         atomic.Uint64
 }
 
 // candidate is an address in probation: its last sequence number and how
@@ -336,14 +341,15 @@ func (s *Session) LastReceived() time.Time { return time.Unix(0, s.lastRTP.Load(
 // Stats returns the counters.
 func (s *Session) Stats() SessionStats {
 	return SessionStats{
-		PacketsIn:  s.packetsIn.Load(),
-		PacketsOut: s.packetsOut.Load(),
-		Malformed:  s.malformed.Load(),
-		Strangers:  s.strangers.Load(),
-		Unproven:   s.unproven.Load(),
-		UnknownPT:  s.unknownPT.Load(),
-		SendErrors: s.sendErrors.Load(),
-		Unsent:     s.unsent.Load(),
+		PacketsIn:    s.packetsIn.Load(),
+		PacketsOut:   s.packetsOut.Load(),
+		Malformed:    s.malformed.Load(),
+		Strangers:    s.strangers.Load(),
+		Unproven:     s.unproven.Load(),
+		UnknownPT:    s.unknownPT.Load(),
+		SendErrors:   s.sendErrors.Load(),
+		Unsent:       s.unsent.Load(),
+		AuthFailures: s.authFailures.Load(),
 	}
 }
 
@@ -430,6 +436,15 @@ func (s *Session) handle(nowNs int64, from netip.AddrPort, b []byte, h Handler) 
 	}
 	if pt := b[1] & 0x7f; pt >= 72 && pt <= 76 {
 		return // RTCP multiplexed on the RTP port (RFC 5761 §4): not audio
+	}
+	if s.srtp != nil {
+		// Before anything trusts the packet: an unauthenticated one
+		// neither latches the source nor is played (RFC 3711 §3.3).
+		var err error
+		if b, err = s.srtp.Unprotect(b); err != nil {
+			s.authFailures.Add(1)
+			return
+		}
 	}
 	if err := s.pkt.Unmarshal(b); err != nil {
 		s.malformed.Add(1)
@@ -596,6 +611,12 @@ func (s *Session) write(pt uint8, marker bool, payload []byte, advance uint32) e
 		return err
 	}
 	n += copy(s.wbuf[n:], payload)
+	out := s.wbuf[:n]
+	if s.srtp != nil {
+		if out, err = s.srtp.Protect(out); err != nil {
+			return err
+		}
+	}
 	s.hdr.SequenceNumber++
 	s.hdr.Timestamp += advance
 	s.started = true
@@ -603,7 +624,7 @@ func (s *Session) write(pt uint8, marker bool, payload []byte, advance uint32) e
 		dst = netip.AddrPortFrom(netip.AddrFrom16(dst.Addr().As16()), dst.Port())
 	}
 	saLen := sockaddrFrom(dst, &s.wsa)
-	if errno := sendto(s.fd, s.wbuf[:n], &s.wsa, saLen); errno != 0 {
+	if errno := sendto(s.fd, out, &s.wsa, saLen); errno != 0 {
 		s.sendErrors.Add(1)
 		return fmt.Errorf("media: send to %s: %w", dst, errno)
 	}

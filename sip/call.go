@@ -29,6 +29,7 @@ type leg struct {
 	sdpVersion uint64
 	ackBody    []byte
 	ackCSeq    chan uint32 // CSeq numbers of ACKs, for 2xx retransmission
+	sec        legSRTP     // SDES keys (srtp.go)
 }
 
 // Media implements bridge.Leg.
@@ -59,8 +60,11 @@ func (c *inCall) Hangup(ctx context.Context, cause string) error {
 }
 
 // newBye builds the BYE to the caller: to the remote target (the INVITE's
-// Contact), sent where the caller really is when it is behind a NAT. A
-// route set, if any, still governs: sipgo sends to its first hop.
+// Contact), sent where the caller really is when it is behind a NAT, and
+// over TCP and TLS on the connection the INVITE came in on (RFC 5923 §1's
+// reuse, as phones expect: a phone listens for TLS only if it has a
+// certificate of its own, which softphones rarely have). A route set, if
+// any, still governs: sipgo sends to its first hop.
 func (c *inCall) newBye() *sip.Request {
 	inv := c.dlg.InviteRequest
 	target := inv.Recipient
@@ -73,8 +77,11 @@ func (c *inCall) newBye() *sip.Request {
 	// listeners were bound.
 	ct := c.s.contact(c.transport)
 	bye.AppendHeader(&ct)
-	if c.natTarget != "" {
+	switch {
+	case c.natTarget != "":
 		bye.SetDestination(c.natTarget)
+	case !isUDP(inv.Transport()) && inv.Source() != "":
+		bye.SetDestination(inv.Source())
 	}
 	return bye
 }
@@ -99,8 +106,10 @@ func (c *leg) sdp(codecs []media.Codec, te uint8, dir media.Direction) ([]byte, 
 	v := c.sdpVersion
 	c.sdpVersion++
 	c.mu.Unlock()
+	secure, crypto := c.sdpSRTP()
 	return buildSDP(sdpParams{sessionID: c.sessionID, version: v, addr: c.s.cfg.PublicIP,
-		port: int(c.sess.LocalAddr().Port()), codecs: codecs, telephoneEventPT: te, direction: dir})
+		port: int(c.sess.LocalAddr().Port()), codecs: codecs, telephoneEventPT: te, direction: dir,
+		secure: secure, crypto: crypto})
 }
 
 // answer applies the caller's offer and returns our answer: the first
@@ -130,6 +139,9 @@ func (c *leg) applyAckAnswer() error {
 	if err != nil {
 		return err
 	}
+	if err := c.applyAnswerSRTP(ans); err != nil {
+		return err
+	}
 	te := ans.TelephoneEventPT
 	if te != 0 && te != telephoneEventPT {
 		te = 0 // an answer must use the offered payload type
@@ -149,6 +161,9 @@ func (c *leg) update(body []byte) ([]byte, error) {
 	}
 	offer, err := ParseSDP(body)
 	if err != nil {
+		return nil, err
+	}
+	if err := c.reofferSRTP(offer); err != nil {
 		return nil, err
 	}
 	codec := offer.Codecs[0]

@@ -98,6 +98,11 @@ func (s *Server) Dial(ctx context.Context, call *bridge.Call, from, to string) e
 		return err
 	}
 
+	if s.requiresSRTP(transport) {
+		if err := c.offerSRTP(); err != nil {
+			return fail(err)
+		}
+	}
 	offer, err := c.offer()
 	if err != nil {
 		return fail(err)
@@ -132,6 +137,9 @@ func (s *Server) Dial(ctx context.Context, call *bridge.Call, from, to string) e
 	ans, err := ParseSDP(dlg.InviteResponse.Body())
 	if err == nil && !ans.Remote().IsValid() {
 		err = fmt.Errorf("%w: answer has no address", ErrBadSDP)
+	}
+	if err == nil {
+		err = c.applyAnswerSRTP(ans)
 	}
 	ack := dlg.Ack
 	if t := natTargetOfAnswer(dlg.InviteResponse); t != "" {

@@ -29,6 +29,12 @@ type Description struct {
 	TelephoneEventPT uint8         // 0: not offered
 	Ptime            int           // ms, 0 if not given
 	Direction        media.Direction
+	// Secure is an RTP/SAVP (or SAVPF) stream: SRTP or nothing (RFC 3711
+	// §12, RFC 4568 §3.1.1).
+	Secure bool
+	// Crypto are the a=crypto attributes we could use, in the peer's order
+	// of preference; the others (unknown suites, malformed) are left out.
+	Crypto []media.Crypto
 }
 
 // Remote returns the RTP address, invalid when the peer gave none.
@@ -59,9 +65,11 @@ func ParseSDP(body []byte) (Description, error) {
 		if m.MediaName.Media != "audio" || m.MediaName.Port.Value == 0 {
 			continue
 		}
-		if !isRTPAVP(m.MediaName.Protos) {
+		secure, ok := rtpProfile(m.MediaName.Protos)
+		if !ok {
 			continue
 		}
+		d.Secure = secure
 		d.Port = m.MediaName.Port.Value
 		if d.Port < 0 || d.Port > 65535 {
 			return d, fmt.Errorf("%w: port %d", ErrBadSDP, d.Port)
@@ -85,6 +93,10 @@ func ParseSDP(body []byte) (Description, error) {
 				pt, enc, ok := strings.Cut(a.Value, " ")
 				if ok {
 					rtpmap[pt] = strings.ToLower(strings.TrimSpace(enc))
+				}
+			case "crypto":
+				if c, err := media.ParseCrypto(a.Value); err == nil {
+					d.Crypto = append(d.Crypto, c)
 				}
 			case "ptime":
 				if v, err := strconv.Atoi(strings.TrimSpace(a.Value)); err == nil && v > 0 && v <= 200 {
@@ -115,9 +127,17 @@ func ParseSDP(body []byte) (Description, error) {
 	return d, ErrNoAudio
 }
 
-func isRTPAVP(protos []string) bool {
-	p := strings.ToUpper(strings.Join(protos, "/"))
-	return p == "RTP/AVP" || p == "RTP/AVPF"
+// rtpProfile tells the RTP profiles we take apart: plain (RTP/AVP,
+// RTP/AVPF) and secure (RTP/SAVP, RTP/SAVPF). DTLS (UDP/TLS/RTP/SAVP) is
+// not one of them.
+func rtpProfile(protos []string) (secure, ok bool) {
+	switch strings.ToUpper(strings.Join(protos, "/")) {
+	case "RTP/AVP", "RTP/AVPF":
+		return false, true
+	case "RTP/SAVP", "RTP/SAVPF":
+		return true, true
+	}
+	return false, false
 }
 
 func parseConnAddr(s string) (netip.Addr, error) {
@@ -170,6 +190,8 @@ type sdpParams struct {
 	codecs             []media.Codec
 	telephoneEventPT   uint8
 	direction          media.Direction
+	secure             bool          // RTP/SAVP rather than RTP/AVP
+	crypto             *media.Crypto // our a=crypto, when SRTP is in use
 }
 
 // buildSDP writes our session description.
@@ -192,8 +214,15 @@ func buildSDP(p sdpParams) ([]byte, error) {
 			sdp.NewAttribute("rtpmap", pt+" telephone-event/8000"),
 			sdp.NewAttribute("fmtp", pt+" 0-16"))
 	}
+	if p.crypto != nil {
+		m.Attributes = append(m.Attributes, sdp.NewAttribute("crypto", p.crypto.String()))
+	}
 	m.Attributes = append(m.Attributes, sdp.NewAttribute("ptime", "20"), sdp.NewPropertyAttribute(p.direction.String()))
-	m.MediaName = sdp.MediaName{Media: "audio", Port: sdp.RangedPort{Value: p.port}, Protos: []string{"RTP", "AVP"}, Formats: formats}
+	profile := "AVP"
+	if p.secure {
+		profile = "SAVP"
+	}
+	m.MediaName = sdp.MediaName{Media: "audio", Port: sdp.RangedPort{Value: p.port}, Protos: []string{"RTP", profile}, Formats: formats}
 	s := &sdp.SessionDescription{
 		Origin: sdp.Origin{Username: "chorus", SessionID: p.sessionID, SessionVersion: p.version,
 			NetworkType: "IN", AddressType: addrType, UnicastAddress: p.addr.String()},

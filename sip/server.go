@@ -65,6 +65,8 @@ type Config struct {
 	// Auth says who may call in without credentials and which digest
 	// accounts the others use (see AuthConfig).
 	Auth AuthConfig
+	// SRTP says when calls use SRTP (SDES); calls over TLS always do.
+	SRTP SRTPPolicy
 }
 
 // Server is the SIP side of Chorus.
@@ -264,7 +266,7 @@ func (s *Server) respond(req *sip.Request, tx sip.ServerTransaction, code int, r
 // statusFor maps an error of the domain or of SDP handling to a SIP status.
 func statusFor(err error) (int, string) {
 	switch {
-	case errors.Is(err, ErrNoCommonCodec), errors.Is(err, ErrNoAudio):
+	case errors.Is(err, ErrNoCommonCodec), errors.Is(err, ErrNoAudio), errors.Is(err, ErrSRTPPolicy):
 		return sip.StatusNotAcceptableHere, "Not Acceptable Here"
 	case errors.Is(err, ErrBadSDP):
 		return sip.StatusBadRequest, "Malformed SDP"
@@ -321,6 +323,21 @@ func (s *Server) onInvite(req *sip.Request, tx sip.ServerTransaction) {
 	if !ok {
 		return
 	}
+	// The offer is checked before routing, so that a call refused for its
+	// SDP never auto-creates a room.
+	var offer Description
+	var err error
+	hasOffer := len(req.Body()) > 0
+	if hasOffer {
+		if offer, err = ParseSDP(req.Body()); err != nil {
+			s.reject(req, tx, log, err)
+			return
+		}
+		if err = s.checkOffer(offer, req.Transport()); err != nil {
+			s.reject(req, tx, log, err)
+			return
+		}
+	}
 	conf, err := s.bridge.Route(req.Recipient.User, owner)
 	if err != nil {
 		s.reject(req, tx, log, err)
@@ -329,14 +346,6 @@ func (s *Server) onInvite(req *sip.Request, tx sip.ServerTransaction) {
 	if info := conf.Info(); info.ActiveMembers >= s.bridge.Config().MaxMembers {
 		s.reject(req, tx, log, bridge.ErrMaxMembers)
 		return
-	}
-	var offer Description
-	hasOffer := len(req.Body()) > 0
-	if hasOffer {
-		if offer, err = ParseSDP(req.Body()); err != nil {
-			s.reject(req, tx, log, err)
-			return
-		}
 	}
 	conn, err := s.ports.Listen()
 	if err != nil {

@@ -253,7 +253,7 @@ func (s *Server) liveTCPSources() map[string]bool {
 	defer s.mu.Unlock()
 	live := make(map[string]bool, len(s.calls))
 	for _, c := range s.calls {
-		if c.transport == "TCP" || c.transport == "tcp" {
+		if !isUDP(c.transport) { // TCP or TLS
 			live[c.dlg.InviteRequest.Source()] = true
 		}
 	}

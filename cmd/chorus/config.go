@@ -81,6 +81,7 @@ type Config struct {
 	SIPLimitExempt string `json:"sipLimitExempt"`
 	// Who may call in: trusted networks and SIP digest accounts.
 	sipAuthSettings
+	SIPSecurity // TLS and SRTP (siptls.go)
 
 	rtpLow, rtpHigh int
 	mixerPriority   bridge.Priority
@@ -198,6 +199,7 @@ func loadConfig(args []string, getenv func(string) string, stderr io.Writer) (Co
 	fs.Int("max-conferences-per-user", cfg.MaxConferencesPerUser, "live conferences one API user may create (env CHORUS_MAX_CONFERENCES_PER_USER)")
 	var sipFlags sipAuthFlags
 	sipFlags.define(fs, cfg.sipAuthSettings)
+	addSecurityFlags(fs)
 	if err := fs.Parse(args); err != nil {
 		return cfg, err
 	}
@@ -330,6 +332,8 @@ func (c *Config) setField(name, v string) error {
 		c.SIPMaxUnconfirmed, err = strconv.Atoi(v)
 	case "sip-limit-exempt":
 		c.SIPLimitExempt = v
+	default:
+		err = c.setSecurityField(name, v)
 	}
 	return err
 }
@@ -436,6 +440,7 @@ func (c *Config) validate() error {
 	} else {
 		c.publicIP = guessPublicIP(c.SIPAddr)
 	}
+	errs = append(errs, c.validateSecurity())
 	c.targetAllow = nil
 	for _, v := range c.TargetAllow {
 		p, err := parsePrefix(v)

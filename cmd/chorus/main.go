@@ -48,6 +48,7 @@ func main() {
 // ready reports the bound addresses once the bridge serves (for tests).
 type ready struct {
 	SIPUDP, SIPTCP netip.AddrPort
+	SIPTLS         netip.AddrPort // invalid: no TLS
 	HTTP           net.Addr
 	Users          []User
 }
@@ -86,7 +87,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 
 	targets := cfg.targetPolicy()
 	sipSrv, err := sip.New(sip.Config{PublicIP: cfg.publicIP, Ports: ports, Bridge: br, Log: log, AnswerDelay: cfg.AnswerDelay,
-		Targets: targets, TCP: tcpLimits, Auth: cfg.authConfig(),
+		Targets: targets, TCP: tcpLimits, Auth: cfg.authConfig(), SRTP: cfg.srtpPolicy,
 		Limits: sip.Limits{InviteRate: cfg.SIPInviteRate, InviteBurst: cfg.SIPInviteBurst,
 			MaxUnconfirmed: cfg.SIPMaxUnconfirmed, Exempt: cfg.sipLimitExempt}})
 	if err != nil {
@@ -123,6 +124,10 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	if err != nil {
 		return err
 	}
+	tlsAddr, err := listenSIPTLS(sipSrv, cfg, log)
+	if err != nil {
+		return err
+	}
 	if cfg.PprofAddr != "" {
 		if err := servePprof(cfg.PprofAddr, log); err != nil {
 			return err
@@ -130,7 +135,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	}
 	httpSrv := startHTTP(cfg, mux, hl, log)
 
-	log.Info("chorus listening", "sip_udp", udpAddr, "sip_tcp", tcpAddr, "http", hl.Addr(),
+	log.Info("chorus listening", "sip_udp", udpAddr, "sip_tcp", tcpAddr, "sip_tls", tlsAddr, "http", hl.Addr(),
 		"rtp_ports", cfg.RTPPorts, "public_ip", cfg.publicIP, "fd_limit", fdLimit,
 		"sip_tcp_max_conns", tcpLimits.MaxConns, "sip_tcp_max_conns_per_source", tcpLimits.MaxConnsPerSource,
 		"sip_tcp_idle_timeout", tcpLimits.IdleTimeout)
@@ -141,7 +146,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	}
 	fmt.Fprintf(stdout, "Call sip:1000@%s to join conference 1000.\n", netip.AddrPortFrom(cfg.publicIP, udpAddr.Port()))
 	if onReady != nil {
-		onReady(ready{SIPUDP: udpAddr, SIPTCP: tcpAddr, HTTP: hl.Addr(), Users: cfg.Users})
+		onReady(ready{SIPUDP: udpAddr, SIPTCP: tcpAddr, SIPTLS: tlsAddr, HTTP: hl.Addr(), Users: cfg.Users})
 	}
 
 	// Shutdown: SIGTERM drains (new calls get 503, calls in progress go on);

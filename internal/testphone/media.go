@@ -121,7 +121,11 @@ func (p *Phone) sendLoop() {
 		if err != nil {
 			return
 		}
-		if _, err := p.rtpConn.WriteToUDPAddrPort(buf[:n], to); err != nil {
+		out, err := p.protect(buf[:n])
+		if err != nil {
+			return
+		}
+		if _, err := p.rtpConn.WriteToUDPAddrPort(out, to); err != nil {
 			p.log.Debug("testphone: RTP send", "error", err)
 		}
 		seq++
@@ -232,7 +236,14 @@ func (p *Phone) recvLoop() {
 			continue
 		}
 		now := time.Now()
-		if err := pkt.Unmarshal(buf[:n]); err != nil || pkt.Version != 2 {
+		if p.opts.OnDatagram != nil {
+			p.opts.OnDatagram(buf[:n])
+		}
+		b, ok := p.unprotect(buf[:n])
+		if !ok {
+			continue
+		}
+		if err := pkt.Unmarshal(b); err != nil || pkt.Version != 2 {
 			p.mu.Lock()
 			p.stats.InvalidReceived++
 			p.mu.Unlock()

@@ -35,6 +35,8 @@ type Options struct {
 	Ptime            int               // ms per sent packet, default 20 (10..60)
 	Source           func(dst []int16) // produces each sent packet's audio; nil = silence
 	NoSDPInOffer     bool              // late offer: INVITE without SDP, answer in the ACK
+	SRTP             string            // SDES suite to offer (RTP/SAVP), e.g. AES_CM_128_HMAC_SHA1_80; "" plain (srtp.go)
+	OnDatagram       func([]byte)      // if set, sees every datagram at the RTP socket before any check (a capture)
 	Logger           *slog.Logger      // nil = discard
 }
 
@@ -113,6 +115,7 @@ type Phone struct {
 	recStarted bool
 	stats      Stats
 	rxTEPT     uint8 // PT counted as telephone-event on receive
+	srtp       *phoneSRTP
 }
 
 type dtmfJob struct {
@@ -143,6 +146,9 @@ func Dial(ctx context.Context, opts Options) (*Phone, error) {
 		remoteDir: dirSendRecv,
 		rxTEPT:    opts.TelephoneEventPT,
 		stats:     Stats{PayloadTypes: map[uint8]int{}},
+	}
+	if err := p.initSRTP(); err != nil {
+		return nil, err
 	}
 	ok := false
 	defer func() {
@@ -374,6 +380,9 @@ func (p *Phone) invite(ctx context.Context) error {
 	if !ok {
 		return fail(fmt.Errorf("testphone: no acceptable codec in %v", rm.formats))
 	}
+	if err := p.startSRTP(rm); err != nil {
+		return fail(err)
+	}
 	p.mu.Lock()
 	p.dlg = dlg
 	p.codec, p.pt, p.remote, p.remoteDir = name, pt, rm.addr, rm.direction
@@ -476,6 +485,7 @@ func (p *Phone) localSDP(codecs []string, tePT int, direction string) []byte {
 		tePT:      tePT,
 		ptime:     p.opts.Ptime,
 		direction: direction,
+		crypto:    p.cryptoAttr(),
 	})
 }
 

@@ -43,6 +43,7 @@ type offerParams struct {
 	tePT            int      // telephone-event PT, or -1 for none
 	ptime           int
 	direction       string
+	crypto          string // a=crypto value; set: RTP/SAVP (srtp.go)
 }
 
 func buildSDP(o offerParams) []byte {
@@ -67,6 +68,10 @@ func buildSDP(o offerParams) []byte {
 	md.Attributes = append(md.Attributes,
 		sdp.NewAttribute("ptime", strconv.Itoa(o.ptime)),
 		sdp.NewPropertyAttribute(o.direction))
+	if o.crypto != "" {
+		md.MediaName.Protos[1] = "SAVP"
+		md.Attributes = append(md.Attributes, sdp.NewAttribute("crypto", o.crypto))
+	}
 	sd := &sdp.SessionDescription{
 		Origin: sdp.Origin{
 			Username:       "-",
@@ -100,6 +105,8 @@ type remoteMedia struct {
 	names     map[uint8]string // PT -> upper-case encoding name
 	tePT      int              // telephone-event PT, or -1
 	direction string
+	secure    bool     // RTP/SAVP
+	crypto    []string // a=crypto values
 }
 
 var errNoAudio = errors.New("testphone: SDP has no usable m=audio line")
@@ -129,6 +136,7 @@ func parseSDP(body []byte) (*remoteMedia, error) {
 			names:     map[uint8]string{ptPCMU: "PCMU", ptPCMA: "PCMA"},
 			tePT:      -1,
 			direction: dirSendRecv,
+			secure:    strings.EqualFold(strings.Join(md.MediaName.Protos, "/"), "RTP/SAVP"),
 		}
 		for _, f := range md.MediaName.Formats {
 			pt, err := strconv.ParseUint(f, 10, 7)
@@ -156,6 +164,8 @@ func parseSDP(body []byte) (*remoteMedia, error) {
 				}
 			case dirSendRecv, dirSendOnly, dirRecvOnly, dirInactive:
 				rm.direction = a.Key
+			case "crypto":
+				rm.crypto = append(rm.crypto, a.Value)
 			}
 		}
 		return rm, nil
