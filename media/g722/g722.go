@@ -2,26 +2,31 @@
 // (mode 1): 16 kHz 16-bit PCM in, one byte per pair of samples out, so 8
 // bytes per millisecond and 160 bytes per 20 ms frame.
 //
-// The algorithm is ITU-T G.722 (09/2012) §3 and §4: a 24-tap quadrature
-// mirror filter (QMF, Table 11) splits the signal into a lower band of
-// 0–4 kHz and a higher band of 4–8 kHz, each at 8 kHz; the lower band is
-// coded with 6-bit ADPCM and the higher band with 2-bit ADPCM, each with
-// its own backward-adaptive quantizer and pole-zero predictor. A code word
-// carries the higher band's 2 bits in its top bits and the lower band's 6
-// bits below them (§1.4.4). The arithmetic follows the standard's integer
-// operations, so the output agrees bit for bit with other conforming
-// implementations (checked in the tests against FFmpeg's encoder and
-// decoder; see testdata/README.md). Only mode 1 is implemented: the 56 and
-// 48 kbit/s modes that steal low-band bits for data are not used on RTP.
+// The algorithm is ITU-T G.722's sub-band ADPCM (SB-ADPCM): a 24-tap
+// quadrature mirror filter (QMF, coefficients of Table 11) splits the
+// signal into a lower band of 0–4 kHz and a higher band of 4–8 kHz, each
+// at 8 kHz; the lower band is coded with 6-bit ADPCM and the higher band
+// with 2-bit ADPCM, each with its own backward-adaptive quantizer and
+// pole-zero predictor. A code word carries the higher band's 2 bits (IH)
+// in its most significant bits and the lower band's 6 bits (IL) below
+// them. The arithmetic is the standard's fixed-point arithmetic (the
+// blocks of its computational description are named in the comments), so
+// the output agrees bit for bit with other conforming implementations:
+// the tests check encoder and decoder against FFmpeg's (whose decoder, its
+// authors state, passes the ITU test sequences; see testdata/README.md). Only mode 1 (64 kbit/s) is
+// implemented: modes 2 and 3, which give one or two lower-band bits to an
+// auxiliary data channel, are not used on RTP.
 //
 // # RTP clock rate: 8000, not 16000
 //
-// RFC 3551 §4.5.2 registers G.722 (static payload type 9) with an RTP
-// clock rate of 8000 Hz although it samples at 16 kHz: an error in RFC
-// 1890 kept for compatibility. SDP therefore says "G722/8000", and RTP
+// RFC 3551 §4.5.2 (https://www.rfc-editor.org/rfc/rfc3551#section-4.5.2)
+// registers G.722 (static payload type 9) with an RTP clock rate of 8000
+// Hz although it samples at 16 kHz: the value was assigned in error by RFC
+// 1890 and kept for compatibility. SDP therefore says "G722/8000", and RTP
 // timestamps advance by 160 per 20 ms frame (the number of code words, one
-// per two samples), not by 320. Getting this wrong makes peers hear every
-// frame twice as long or half as long.
+// per two samples), not by 320. A sender that counts samples advances its
+// timestamps twice as fast as time passes, so its peer takes every packet
+// for one that follows a 20 ms gap.
 //
 // # State and buffers
 //
@@ -49,8 +54,9 @@ const FrameSamples = SampleRate / 50
 // per two samples.
 const FrameBytes = FrameSamples / 2
 
-// qmfCoeffs are the QMF coefficients h0..h11 of Table 11 (scaled by 2^13);
-// the 24-tap filter is symmetric, h(23-i) = h(i).
+// qmfCoeffs are the QMF coefficients h0..h11 of G.722's Table 11; the
+// 24-tap filter is symmetric, h(23-i) = h(i). qmf.push has them written
+// out; this table is the reference its test checks against.
 var qmfCoeffs = [12]int32{3, -11, 12, 32, -210, 951, 3876, -805, 362, -156, 53, -11}
 
 // qmf holds the last 24 samples entering the QMF (the input pairs in the
@@ -63,9 +69,9 @@ type qmf struct {
 	pos int
 }
 
-// push appends the pair (a, b) and returns the two filter outputs of §3.1
-// and §4.4 over the new window: even (taps on even samples, the "xout2" of
-// the literature) and odd ("xout1").
+// push appends the pair (a, b) and returns the two filter sums of the
+// transmit and receive QMF over the new window: even (taps on the even
+// samples, "xout2" in the reference code) and odd ("xout1").
 func (q *qmf) push(a, b int32) (odd, even int32) {
 	p := q.pos
 	q.x[p], q.x[p+24] = a, a
@@ -75,16 +81,20 @@ func (q *qmf) push(a, b int32) (odd, even int32) {
 		p = 0
 	}
 	q.pos = p
+	// The taps of qmfCoeffs, written out: constant multipliers and no
+	// loop make this twice as fast, and it runs once per code word.
+	// TestQMFTaps checks it against the table.
 	w := (*[24]int32)(q.x[p : p+24])
-	for i := range 12 {
-		even += w[2*i] * qmfCoeffs[i]
-		odd += w[2*i+1] * qmfCoeffs[11-i]
-	}
+	even = w[0]*3 + w[2]*-11 + w[4]*12 + w[6]*32 + w[8]*-210 + w[10]*951 +
+		w[12]*3876 + w[14]*-805 + w[16]*362 + w[18]*-156 + w[20]*53 + w[22]*-11
+	odd = w[1]*-11 + w[3]*53 + w[5]*-156 + w[7]*362 + w[9]*-805 + w[11]*3876 +
+		w[13]*951 + w[15]*-210 + w[17]*32 + w[19]*12 + w[21]*-11 + w[23]*3
 	return odd, even
 }
 
-// band is the ADPCM state of one sub-band (§3.3–§3.6 and their decoder
-// counterparts in §4.2–§4.3). Field names give the standard's symbols.
+// band is the ADPCM state of one sub-band, the same for encoder and
+// decoder. The comments give the standard's names (lower band L, higher
+// band H).
 type band struct {
 	sp      int32    // predictor output s(n) (SL / SH)
 	sz      int32    // zero-section output sz(n) (SZL / SZH)
@@ -97,14 +107,14 @@ type band struct {
 	scale   int32    // linear scale factor Δ (DETL / DETH), divided by 4
 }
 
-// reset puts a band in the initial state of §3.3 (DETL = 32, DETH = 8,
-// everything else zero); scale holds Δ/4.
+// reset puts a band in its initial state: everything zero except the
+// scale factor (DETL = 32, DETH = 8; scale holds a quarter of it).
 func (s *band) reset(scale int32) {
 	*s = band{scale: scale}
 }
 
-// Lower-band initial and limit values (§3.5: NBL ≤ 18432) and higher band
-// (NBH ≤ 22528).
+// Initial scale factors (a quarter of DETL and DETH) and the upper limits
+// of the logarithmic ones (NBL ≤ 18432, NBH ≤ 22528; LOGSCL, LOGSCH).
 const (
 	lowScaleInit  = 8
 	highScaleInit = 2
@@ -112,8 +122,9 @@ const (
 	highLogMax    = 22528
 )
 
-// invLog2 is the table ILA of §3.5 folded to 32 entries: the antilog of the
-// five fractional bits of the scale factor.
+// invLog2 is the antilog table of SCALEL/SCALEH (ILA) for the five
+// fractional bits of the logarithmic scale factor; the integer bits
+// become a shift.
 var invLog2 = [32]int32{
 	2048, 2093, 2139, 2186, 2233, 2282, 2332, 2383,
 	2435, 2489, 2543, 2599, 2656, 2714, 2774, 2834,
@@ -131,28 +142,28 @@ func linearScale(log int32) int32 {
 	return m << (log >> 11)
 }
 
-// lowLogStep is W_L (Table 15) indexed by the 4-bit code word that drives
-// the lower band's adaptation (§3.5).
+// lowLogStep is the lower band's scale factor multiplier WL (LOGSCL),
+// indexed by the 4-bit code word that drives its adaptation.
 var lowLogStep = [16]int32{
 	-60, 3042, 1198, 538, 334, 172, 58, -30,
 	3042, 1198, 538, 334, 172, 58, -30, -60,
 }
 
-// highLogStep is W_H (Table 16) indexed by the magnitude bit of the 2-bit
-// higher-band code word.
+// highLogStep is the higher band's multiplier WH (LOGSCH), indexed by the
+// magnitude bit of its 2-bit code word.
 var highLogStep = [2]int32{798, -214}
 
-// lowInvQ4 is the 4-bit inverse quantizer QQ4 of Table 14 with its sign,
+// lowInvQ4 is the 4-bit inverse quantizer (QQ4, INVQAL) with its sign,
 // indexed by the top 4 bits of the lower-band code word: the lower band's
-// predictor adapts on these 4 bits only (§3.4), so that a decoder reading
-// 6, 5 or 4 of them stays in step.
+// predictor adapts on these 4 bits only, so that a decoder reading 6, 5 or
+// 4 of them (modes 1–3) stays in step.
 var lowInvQ4 = [16]int32{
 	0, -2557, -1612, -1121, -786, -530, -323, -150,
 	2557, 1612, 1121, 786, 530, 323, 150, 0,
 }
 
-// lowInvQ6 is the 6-bit inverse quantizer QQ6 of Table 7 with its sign,
-// indexed by the lower-band code word (the decoder's output path, §4.2).
+// lowInvQ6 is the 6-bit inverse quantizer (QQ6, INVQBL) with its sign,
+// indexed by the lower-band code word: the decoder's output path.
 var lowInvQ6 = [64]int32{
 	-17, -17, -17, -17, -3101, -2738, -2376, -2088,
 	-1873, -1689, -1535, -1399, -1279, -1170, -1072, -982,
@@ -164,12 +175,12 @@ var lowInvQ6 = [64]int32{
 	211, 170, 130, 91, 54, 17, -54, -17,
 }
 
-// highInvQ is the 2-bit inverse quantizer QQ2 (Table 9) with its sign,
+// highInvQ is the 2-bit inverse quantizer (QQ2, INVQAH) with its sign,
 // indexed by the higher-band code word.
 var highInvQ = [4]int32{-926, -202, 926, 202}
 
-// lowQ holds the decision levels of the 6-bit lower-band quantizer (Table
-// 6, Q6), the magnitude thresholds between its 30 positive levels.
+// lowQ holds the decision levels of the 6-bit lower-band quantizer (Q6,
+// QUANTL): the magnitude thresholds between its 30 levels per sign.
 var lowQ = [29]int32{
 	35, 72, 110, 150, 190, 233, 276, 323,
 	370, 422, 473, 530, 587, 650, 714, 786,
@@ -177,7 +188,7 @@ var lowQ = [29]int32{
 	1765, 1980, 2195, 2557, 2919,
 }
 
-// adapt runs the adaptive predictor of §3.6 (blocks 4L/4H: PARREC, RECONS,
+// adapt runs the adaptive predictor (blocks 4L/4H: PARREC, RECONS,
 // UPPOL1, UPPOL2, UPZERO, DELAYA, FILTEP, FILTEZ, PREDIC) for the quantized
 // difference dq of the current sample. It is shared by both bands and by
 // the encoder and decoder, which is what keeps the two in step.
@@ -202,28 +213,30 @@ func (s *band) adapt(dq int32) {
 	lim := 15360 - a2
 	s.a[0] = clamp(-192*sg0+(s.a[0]*255)>>8, -lim, lim)
 
-	// UPZERO: sign-sign update of the zero coefficients, leakage 255/256.
+	// UPZERO: sign-sign update of the zero coefficients, leakage 255/256;
+	// no update for a zero difference. Then DELAYA and FILTEZ over the
+	// new difference history. Written out for six taps: this is most of
+	// the codec's time, and the signs are unpredictable, so no branches.
+	b, d := &s.b, &s.d
 	if dq != 0 {
-		for i := range s.b {
-			step := int32(128)
-			if s.d[i]^dq < 0 {
-				step = -128
-			}
-			s.b[i] = (s.b[i]*255)>>8 + step
-		}
+		b[0] = (b[0]*255)>>8 + signStep(d[0], dq)
+		b[1] = (b[1]*255)>>8 + signStep(d[1], dq)
+		b[2] = (b[2]*255)>>8 + signStep(d[2], dq)
+		b[3] = (b[3]*255)>>8 + signStep(d[3], dq)
+		b[4] = (b[4]*255)>>8 + signStep(d[4], dq)
+		b[5] = (b[5]*255)>>8 + signStep(d[5], dq)
 	} else {
-		for i := range s.b {
-			s.b[i] = (s.b[i] * 255) >> 8
-		}
+		b[0] = (b[0] * 255) >> 8
+		b[1] = (b[1] * 255) >> 8
+		b[2] = (b[2] * 255) >> 8
+		b[3] = (b[3] * 255) >> 8
+		b[4] = (b[4] * 255) >> 8
+		b[5] = (b[5] * 255) >> 8
 	}
-
-	// DELAYA, then FILTEZ over the new difference history.
-	copy(s.d[1:], s.d[:5])
-	s.d[0] = clamp16(dq << 1)
-	var sz int32
-	for i := range s.d {
-		sz += (s.b[i] * s.d[i]) >> 15
-	}
+	d[5], d[4], d[3], d[2], d[1] = d[4], d[3], d[2], d[1], d[0]
+	d[0] = clamp16(dq << 1)
+	sz := (b[0]*d[0])>>15 + (b[1]*d[1])>>15 + (b[2]*d[2])>>15 +
+		(b[3]*d[3])>>15 + (b[4]*d[4])>>15 + (b[5]*d[5])>>15
 	s.sz = sz
 
 	// RECONS, FILTEP and PREDIC: the next prediction.
@@ -246,6 +259,12 @@ func (s *band) adaptHigh(dh int32, ihigh int) {
 	s.adapt(dh)
 	s.logScal = clamp((s.logScal*127)>>7+highLogStep[ihigh&1], 0, highLogMax)
 	s.scale = linearScale(s.logScal - 10<<11)
+}
+
+// signStep is UPZERO's step for one coefficient: +128 if the past
+// difference d and the current one dq have the same sign, -128 if not.
+func signStep(d, dq int32) int32 {
+	return ((d^dq)>>31 | 1) << 7
 }
 
 func clamp(v, lo, hi int32) int32 {
@@ -271,7 +290,7 @@ func NewEncoder() *Encoder {
 	return e
 }
 
-// Reset returns the encoder to its initial state (§3.3), as at the start
+// Reset returns the encoder to its initial state, as at the start
 // of a stream: call it when the stream restarts (a new call, a new SSRC).
 func (e *Encoder) Reset() {
 	e.qmf = qmf{}
@@ -292,17 +311,17 @@ func (e *Encoder) Encode(dst []byte, pcm []int16) int {
 	return n
 }
 
-// encodePair runs the transmit QMF (§3.1) over one pair of samples and
+// encodePair runs the transmit QMF over one pair of samples and
 // codes its two sub-band samples into one code word.
 func (e *Encoder) encodePair(x0, x1 int32) byte {
 	odd, even := e.qmf.push(x0, x1)
 	xl := (odd + even) >> 14
 	xh := (odd - even) >> 14
 
-	// Higher band (§3.3, block 1H): 2-bit quantizer, one decision level.
+	// Higher band (QUANTH): 2-bit quantizer, one decision level.
 	h := &e.high
 	ih := quantizeHigh(clamp16(xh-h.sp), h.scale)
-	// Lower band (block 1L): 6-bit quantizer.
+	// Lower band (QUANTL): 6-bit quantizer.
 	l := &e.low
 	il := quantizeLow(clamp16(xl-l.sp), l.scale)
 
@@ -312,7 +331,7 @@ func (e *Encoder) encodePair(x0, x1 int32) byte {
 }
 
 // quantizeHigh quantizes the higher band's prediction error eh with the
-// scale factor scale (Δ/4) into the 2-bit code word of Table 5.
+// scale factor scale (DETH/4) into its 2-bit code word.
 func quantizeHigh(eh, scale int32) int {
 	mag := eh ^ (eh >> 31) // |eh| for eh ≥ 0, |eh|-1 below: the standard's WD
 	ih := 0
@@ -326,7 +345,7 @@ func quantizeHigh(eh, scale int32) int {
 }
 
 // quantizeLow quantizes the lower band's prediction error el with the
-// scale factor scale (Δ/4) into the 6-bit code word of Table 6: it finds
+// scale factor scale (DETL/4) into its 6-bit code word: it finds
 // the first decision level above |el| and maps the interval and sign to
 // the code word.
 func quantizeLow(el, scale int32) int {
@@ -364,7 +383,7 @@ func NewDecoder() *Decoder {
 	return d
 }
 
-// Reset returns the decoder to its initial state (§4), as at the start of
+// Reset returns the decoder to its initial state, as at the start of
 // a stream: call it when the stream restarts (a new call, a new SSRC).
 func (d *Decoder) Reset() {
 	d.qmf = qmf{}
@@ -384,8 +403,8 @@ func (d *Decoder) Decode(dst []int16, payload []byte) int {
 	return 2 * n
 }
 
-// decodeByte decodes one code word into two samples (§4: the lower- and
-// higher-band ADPCM decoders, then the receive QMF).
+// decodeByte decodes one code word into two samples: the lower- and
+// higher-band ADPCM decoders, then the receive QMF.
 func (d *Decoder) decodeByte(c byte) (int16, int16) {
 	il := int(c & 0x3f)
 	ih := int(c >> 6)

@@ -6,6 +6,7 @@ import (
 	"encoding/binary"
 	"encoding/hex"
 	"math"
+	"math/rand/v2"
 	"os"
 	"path/filepath"
 	"testing"
@@ -379,6 +380,29 @@ func BenchmarkDecode20ms(b *testing.B) {
 		off += FrameBytes
 		if off+FrameBytes > len(payload) {
 			off = 0
+		}
+	}
+}
+
+// TestQMFTaps: the written-out filter in qmf.push is the 24-tap QMF of
+// Table 11 (qmfCoeffs), checked on random input against the plain loop.
+func TestQMFTaps(t *testing.T) {
+	rng := rand.New(rand.NewPCG(5, 6))
+	var q qmf
+	var hist []int32
+	for range 1000 {
+		a, b := int32(int16(rng.Uint32())), int32(int16(rng.Uint32()))
+		hist = append(hist, a, b)
+		odd, even := q.push(a, b)
+		var wantOdd, wantEven int32
+		w := make([]int32, 24)
+		copy(w[24-min(24, len(hist)):], hist[max(0, len(hist)-24):])
+		for i := range 12 {
+			wantEven += w[2*i] * qmfCoeffs[i]
+			wantOdd += w[2*i+1] * qmfCoeffs[11-i]
+		}
+		if odd != wantOdd || even != wantEven {
+			t.Fatalf("after %d pairs: got (%d, %d), want (%d, %d)", len(hist)/2, odd, even, wantOdd, wantEven)
 		}
 	}
 }
