@@ -416,7 +416,7 @@ func BenchmarkEncode(b *testing.B) {
 			enc, _ := newPair(b, cfg)
 			pkt := make([]byte, MaxPacketBytes)
 			b.ReportAllocs()
-			cpuPerOp(b, func() int {
+			cpuPerOp(b, "cpu-ns/frame", func() int {
 				i := 0
 				for b.Loop() {
 					off := (i % 50) * FrameSamples
@@ -438,10 +438,65 @@ func BenchmarkDecode(b *testing.B) {
 	pkts := encodeAll(b, enc, voice(SampleRate))
 	out := make([]int16, MaxFrameSamples)
 	b.ReportAllocs()
-	cpuPerOp(b, func() int {
+	cpuPerOp(b, "cpu-ns/frame", func() int {
 		i := 0
 		for b.Loop() {
 			if _, err := dec.Decode(out, pkts[i%len(pkts)]); err != nil {
+				b.Fatal(err)
+			}
+			i++
+		}
+		return i
+	})
+}
+
+// TestFrameSizes: every frame duration a peer may send (2.5 to 60 ms)
+// decodes to its duration, and a tone keeps its level at each.
+func TestFrameSizes(t *testing.T) {
+	for _, size := range []int{120, 240, 480, 960, 1920, 2880} {
+		enc, dec := newPair(t, DefaultConfig())
+		pcm := make([]int16, SampleRate)
+		audiotest.Tone(pcm, 1000, -20, SampleRate, nil)
+		pkt := make([]byte, MaxPacketBytes)
+		out := make([]int16, 0, len(pcm))
+		buf := make([]int16, MaxFrameSamples)
+		for off := 0; off+size <= len(pcm); off += size {
+			n, err := enc.Encode(pkt, pcm[off:off+size])
+			if err != nil {
+				t.Fatalf("%d samples: Encode: %v", size, err)
+			}
+			if d, err := PacketSamples(pkt[:n]); err != nil || d != size {
+				t.Fatalf("%d samples: PacketSamples %d, %v", size, d, err)
+			}
+			m, err := dec.Decode(buf, pkt[:n])
+			if err != nil || m != size {
+				t.Fatalf("%d samples: decoded %d, %v", size, m, err)
+			}
+			out = append(out, buf[:m]...)
+		}
+		got := audiotest.LevelDBFS(out[SampleRate/4:], 1000, SampleRate)
+		t.Logf("%.1f ms frames: 1 kHz at %.2f dBFS", float64(size)*1000/SampleRate, got)
+		if math.Abs(got+20) > 1.5 {
+			t.Errorf("%d-sample frames: level %.2f dBFS, want -20 ± 1.5", size, got)
+		}
+	}
+}
+
+// BenchmarkConceal is the CPU of decoding one 20 ms frame and concealing
+// the next (loss of every other packet, so concealment always follows
+// real speech); subtract BenchmarkDecode for concealment alone.
+func BenchmarkConceal(b *testing.B) {
+	enc, dec := newPair(b, DefaultConfig())
+	pkts := encodeAll(b, enc, voice(SampleRate))
+	out := make([]int16, MaxFrameSamples)
+	b.ReportAllocs()
+	cpuPerOp(b, "cpu-ns/pair", func() int {
+		i := 0
+		for b.Loop() {
+			if _, err := dec.Decode(out, pkts[i%len(pkts)]); err != nil {
+				b.Fatal(err)
+			}
+			if _, err := dec.Conceal(out, FrameSamples); err != nil {
 				b.Fatal(err)
 			}
 			i++

@@ -19,13 +19,14 @@ func threadCPU(tb testing.TB) int64 {
 }
 
 // cpuPerOp runs loop on a locked thread and reports its CPU time per
-// iteration as "cpu-ns/frame" beside the wall-clock ns/op.
-func cpuPerOp(b *testing.B, loop func() int) {
+// iteration (loop returns how many it ran) as unit, beside the wall-clock
+// ns/op.
+func cpuPerOp(b *testing.B, unit string, loop func() int) {
 	runtime.LockOSThread()
 	defer runtime.UnlockOSThread()
 	start := threadCPU(b)
 	n := loop()
 	if n > 0 {
-		b.ReportMetric(float64(threadCPU(b)-start)/float64(n), "cpu-ns/frame")
+		b.ReportMetric(float64(threadCPU(b)-start)/float64(n), unit)
 	}
 }
