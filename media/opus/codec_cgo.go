@@ -140,15 +140,22 @@ func NewDecoder() (*Decoder, error) {
 
 // Decode decodes one packet of any duration (2.5 to 120 ms) into dst and
 // returns the number of samples written. dst must hold the whole packet
-// (PacketSamples tells; MaxFrameSamples always suffices). A DTX packet
-// (IsDTX) decodes to comfort noise or silence. A malformed payload is an
-// error, never a panic. It allocates nothing when it succeeds.
+// (PacketSamples tells; MaxFrameSamples always suffices), else the error
+// wraps ErrShortBuffer. A DTX packet (IsDTX) decodes to comfort noise or
+// silence. A malformed payload is an error, never a panic. It allocates
+// nothing when it succeeds.
 func (d *Decoder) Decode(dst []int16, payload []byte) (int, error) {
 	if len(payload) == 0 {
 		return 0, ErrEmptyPayload
 	}
-	if len(dst) == 0 {
-		return 0, fmt.Errorf("%w: no room to decode into", ErrShortBuffer)
+	// The TOC says how long the packet is: a short dst gets a clear error
+	// rather than libopus' BUFFER_TOO_SMALL.
+	want, err := PacketSamples(payload)
+	if err != nil {
+		return 0, err
+	}
+	if want > len(dst) {
+		return 0, fmt.Errorf("%w: %d-sample packet into %d", ErrShortBuffer, want, len(dst))
 	}
 	// The full slice expression: hraban/opus decodes up to cap(dst).
 	n, err := d.dec.Decode(payload, dst[:len(dst):len(dst)])

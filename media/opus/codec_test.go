@@ -278,8 +278,11 @@ func TestDecodeErrors(t *testing.T) {
 		}
 	}
 	// A 60 ms packet does not fit a 20 ms buffer.
-	if _, err := dec.Decode(buf[:FrameSamples], []byte{0x18, 1, 2, 3}); err == nil {
-		t.Error("60 ms packet into 20 ms buffer: no error")
+	if _, err := dec.Decode(buf[:FrameSamples], []byte{0x18, 1, 2, 3}); !errors.Is(err, ErrShortBuffer) {
+		t.Errorf("60 ms packet into 20 ms buffer: %v", err)
+	}
+	if _, err := dec.Decode(buf, []byte{0x7b, 0}); !errors.Is(err, ErrInvalidPacket) {
+		t.Errorf("code 3 packet of no frames: %v", err)
 	}
 	for _, n := range []int{0, 100, 961, MaxFrameSamples + 120} {
 		if _, err := dec.Conceal(make([]int16, 2*MaxFrameSamples), n); !errors.Is(err, ErrFrameSize) {
