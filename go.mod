@@ -11,6 +11,7 @@ require (
 	github.com/pion/srtp/v3 v3.1.3
 	github.com/zaf/g711 v1.4.0
 	golang.org/x/sys v0.41.0
+	gopkg.in/hraban/opus.v2 v2.0.0-20230925203106-0188a62cb302
 )
 
 require (
