@@ -288,7 +288,7 @@ func TestSaturation(t *testing.T) {
 	}
 }
 
-// TestAllocs checks that converting, priming and draining allocate
+// TestAllocs checks that converting, priming and crossfading allocate
 // nothing.
 func TestAllocs(t *testing.T) {
 	for _, p := range pairs {
@@ -299,8 +299,7 @@ func TestAllocs(t *testing.T) {
 		if a := testing.AllocsPerRun(100, func() {
 			r.Process(dst, src)
 			r.Prime(src)
-			r.Drain(dst)
-			Add(dst, dst)
+			Crossfade(dst, dst, dst, p[1])
 		}); a != 0 {
 			t.Errorf("%d→%d: %.1f allocations per frame", p[0], p[1], a)
 		}

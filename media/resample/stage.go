@@ -1,7 +1,7 @@
 package resample
 
-// stage is one polyphase FIR step of a resampler: a decimator by down, an
-// interpolator by up, or (both 1) a plain delay line. It keeps the input
+// stage is one polyphase FIR step of a resampler: a decimator by down or an
+// interpolator by up. It keeps the input
 // history the filter needs in hist, so consecutive chunks join exactly as
 // if the whole stream had been filtered at once.
 //
@@ -59,13 +59,6 @@ func newInterpolator(h []float64, up, pad, chunk int) *stage {
 	return s
 }
 
-// newDelay builds a stage that only delays its input by pad samples.
-func newDelay(pad, chunk int) *stage {
-	s := &stage{up: 1, down: 1, width: 1, pad: pad, chunk: chunk, taps: []float32{1}}
-	s.init()
-	return s
-}
-
 func (s *stage) init() {
 	s.keep = s.width - 1 + s.pad
 	s.hist = make([]float32, s.keep+s.chunk)
@@ -82,8 +75,6 @@ func (s *stage) in(n int) []float32 { return s.hist[s.keep : s.keep+n] }
 func (s *stage) run(out []float32, n int) {
 	if out != nil {
 		switch {
-		case s.up == 1 && s.down == 1:
-			copy(out[:n], s.hist[s.keep-s.pad:])
 		case s.down > 1:
 			w, d := s.width, s.down
 			out = out[:n/d]
