@@ -305,3 +305,28 @@ func TestAllocs(t *testing.T) {
 		}
 	}
 }
+
+// TestSymmetryUsed checks that every filter stage of every conversion
+// takes the halved-multiplication path that the benchmarks were measured
+// with, not the plain inner product kept for other designs.
+func TestSymmetryUsed(t *testing.T) {
+	for _, p := range pairs {
+		r, _ := New(p[0], p[1])
+		for i, s := range r.stages {
+			covered := 0
+			for _, pl := range s.plans {
+				switch pl.kind {
+				case planPlain:
+					t.Errorf("%d→%d stage %d: branch %d has no symmetry", p[0], p[1], i, pl.p)
+				case planPair:
+					covered += 2
+				default:
+					covered++
+				}
+			}
+			if s.up > 1 && covered != s.up {
+				t.Errorf("%d→%d stage %d: plans cover %d of %d branches", p[0], p[1], i, covered, s.up)
+			}
+		}
+	}
+}
