@@ -49,13 +49,9 @@
 package resample
 
 import (
-	"errors"
 	"fmt"
 	"time"
 )
-
-// ErrRate means a sample rate other than 8000, 16000 or 48000 Hz.
-var ErrRate = errors.New("resample: unsupported sample rate")
 
 // delayTicks is the delay of every path in 1/48000 s: that of the slowest
 // path, 8 ↔ 48 kHz (162 samples of the 2:1 filter at 16 kHz plus 12 of the

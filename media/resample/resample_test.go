@@ -10,6 +10,14 @@ import (
 	"chorus/internal/audiotest"
 )
 
+// pairs are every conversion the package makes, identity included.
+var pairs = [][2]int{
+	{16000, 8000}, {8000, 16000},
+	{48000, 16000}, {16000, 48000},
+	{48000, 8000}, {8000, 48000},
+	{8000, 8000}, {16000, 16000}, {48000, 48000},
+}
+
 // convert runs a tone of freq Hz at level dBFS through from→to in 20 ms
 // frames for dur seconds and returns the output.
 func convert(t testing.TB, from, to int, freq, level, dur float64) []int16 {

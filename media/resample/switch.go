@@ -15,7 +15,7 @@ import "math"
 func Crossfade(dst, prev, next []int16, rate int) {
 	n := min(len(dst), len(prev), len(next))
 	start := (2*delayTicks*rate + 47999) / 48000
-	start = min(start, n/2)
+	start = max(0, min(start, n/2)) // a nonsense rate must not panic
 	copy(dst[:start], prev[:start])
 	span := float64(n - start)
 	for i := start; i < n; i++ {

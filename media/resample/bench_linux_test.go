@@ -11,15 +11,8 @@ import (
 	"chorus/internal/audiotest"
 )
 
-// pairs are every conversion the package makes, identity included.
-var pairs = [][2]int{
-	{16000, 8000}, {8000, 16000},
-	{48000, 16000}, {16000, 48000},
-	{48000, 8000}, {8000, 48000},
-	{8000, 8000}, {16000, 16000}, {48000, 48000},
-}
-
-// threadCPU is the CPU time this OS thread has used so far.
+// threadCPU is the CPU time this OS thread has used so far
+// (getrusage(RUSAGE_THREAD), Linux).
 func threadCPU() time.Duration {
 	var ru syscall.Rusage
 	_ = syscall.Getrusage(1 /* RUSAGE_THREAD */, &ru)
