@@ -44,3 +44,18 @@ func BenchmarkProcess(b *testing.B) {
 		})
 	}
 }
+
+// BenchmarkNew measures building a resampler (designing its filters), which
+// a media endpoint does when a call starts or its room changes rate.
+func BenchmarkNew(b *testing.B) {
+	for _, p := range [][2]int{{16000, 48000}, {48000, 8000}} {
+		b.Run(fmt.Sprintf("%dto%d", p[0]/1000, p[1]/1000), func(b *testing.B) {
+			b.ReportAllocs()
+			for b.Loop() {
+				if _, err := New(p[0], p[1]); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+}

@@ -139,6 +139,8 @@ func TestNoAlias(t *testing.T) {
 		if l := audiotest.LevelDBFS(out, 2000, 8000); l > -60 {
 			t.Errorf("%d→8000: 6 kHz at 0 dBFS aliases to 2 kHz at %.1f dBFS, want below -60", from, l)
 		}
+		t.Logf("%d→8000: 6 kHz at 0 dBFS leaves %.1f dBFS in all, %.1f dBFS at 2 kHz",
+			from, audiotest.RMSDBFS(out), audiotest.LevelDBFS(out, 2000, 8000))
 	}
 	for _, p := range [][2]int{{16000, 8000}, {48000, 8000}, {48000, 16000}} {
 		from, to := p[0], p[1]
@@ -334,6 +336,29 @@ func TestSymmetryUsed(t *testing.T) {
 			}
 			if s.up > 1 && covered != s.up {
 				t.Errorf("%d→%d stage %d: plans cover %d of %d branches", p[0], p[1], i, covered, s.up)
+			}
+		}
+	}
+}
+
+// TestPrime checks that priming with a frame leaves the resampler where
+// converting that frame would: the next frame comes out the same.
+func TestPrime(t *testing.T) {
+	rng := rand.New(rand.NewPCG(5, 6))
+	for _, p := range pairs {
+		a, _ := New(p[0], p[1])
+		b, _ := New(p[0], p[1])
+		first, second := make([]int16, p[0]/50), make([]int16, p[0]/50)
+		audiotest.Noise(first, -10, rng)
+		audiotest.Noise(second, -10, rng)
+		outA, outB := make([]int16, p[1]/50), make([]int16, p[1]/50)
+		a.Process(outA, first)
+		a.Process(outA, second)
+		b.Prime(first)
+		b.Process(outB, second)
+		for i := range outA {
+			if outA[i] != outB[i] {
+				t.Fatalf("%d→%d: sample %d after Prime is %d, after Process %d", p[0], p[1], i, outB[i], outA[i])
 			}
 		}
 	}
