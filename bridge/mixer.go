@@ -140,9 +140,15 @@ func (c *Conference) mixTick(now time.Time, w *tickWorker) {
 			c.handleDigit(m, mx.digits[i])
 		}
 		mx.nDigits = 0
-		// A phone that holds the call still sends (hold music): its frame
-		// is taken from the buffer and treated as silence.
-		m.gate(mx.jb.Read(mx.in[:]) && !m.phoneHold.Load())
+		waiting := m.waiting.Load()
+		if waiting {
+			c.lobbyTick(m, now)
+		}
+		// A phone that holds the call still sends (hold music), and a
+		// caller in the lobby is not in the room yet: the frame is taken
+		// from the buffer (nothing old is left to play once it joins) and
+		// treated as silence.
+		m.gate(mx.jb.Read(mx.in[:]) && !m.phoneHold.Load() && !waiting)
 	}
 	w.in += polled
 
@@ -152,7 +158,7 @@ func (c *Conference) mixTick(now time.Time, w *tickWorker) {
 	for _, m := range members {
 		wasSelected := m.selected
 		m.selected = false
-		if m.hang == 0 || m.Muted() || m.Held() || m.phoneHold.Load() {
+		if m.hang == 0 || m.Muted() || m.Held() || m.phoneHold.Load() || m.waiting.Load() {
 			continue
 		}
 		score := m.smooth
@@ -195,6 +201,18 @@ func (c *Conference) mixTick(now time.Time, w *tickWorker) {
 		}
 		var payload []byte
 		switch {
+		case m.waiting.Load():
+			// In the lobby: its prompts only, nothing of the room.
+			payload = x.silence[codec][:]
+			if m.audio.playing() && m.audio.frame(m.mx.priv[:]) {
+				mx := m.mx
+				g := int64(gainQ14[m.receive.Load()-MinLevel])
+				for i, v := range mx.priv {
+					mx.payload[i] = codec.EncodeSample(limit(int64(v) * g >> 14))
+				}
+				encodes++
+				payload = mx.payload[:]
+			}
 		case m.Held():
 			payload = x.silence[codec][:]
 		default:
