@@ -344,6 +344,9 @@ type Call struct {
 	// dialTimeout is the ringing bound DialOut was asked for (zero: the
 	// default), kept for the API's callTimeout.
 	dialTimeout time.Duration
+	// hangupCause is why we hung up, kept from before the BYE: the dialog
+	// ending on its answer may report the end first, as a plain hangup.
+	hangupCause string
 }
 
 // CallInfo is a snapshot of a call.
@@ -497,6 +500,9 @@ func (c *Call) Ended(cause string) {
 	}
 	c.state = CallCompleted
 	c.ended = c.b.cfg.Now()
+	if c.hangupCause != "" {
+		cause = c.hangupCause
+	}
 	c.cause = cause
 	c.leg = nil // the record stays for the API; its signalling and media go
 	m := c.member
@@ -516,6 +522,11 @@ func (c *Call) Ended(cause string) {
 
 // Hangup ends the call from our side.
 func (c *Call) Hangup(ctx context.Context, cause string) error {
+	c.mu.Lock()
+	if c.hangupCause == "" && c.state != CallCompleted {
+		c.hangupCause = cause
+	}
+	c.mu.Unlock()
 	leg := c.Leg()
 	if leg == nil {
 		c.Ended(cause)

@@ -58,7 +58,11 @@ func (c *Conference) run(ctx context.Context) {
 	st := c.b.stats
 	p := newPacer(ctx, c.b)
 	defer p.stop()
-	defer c.releaseEnded() // the members and mixer of a finished conference
+	defer func() {
+		if c.ended.Load() { // not a parked room, whose next caller mixes on
+			c.releaseEnded() // the members and mixer of a finished conference
+		}
+	}()
 	w := newTickWorker()
 	for {
 		now, ok := p.wait()
@@ -68,7 +72,25 @@ func (c *Conference) run(ctx context.Context) {
 		c.safeMixOnce(now, w)
 		w.flush(st)
 		st.TickNanos.Add(uint64(time.Since(now)))
+		if len(*c.members.Load()) == 0 && c.park() {
+			return
+		}
 	}
+}
+
+// park stops mixing a room that nobody ever got into and whose last caller
+// waiting for the PIN left: it stays created, and its next caller starts
+// its mixer again (AddMember). It reports whether the room was parked; the
+// goroutine that ticks it then drops it. (An active room whose last member
+// leaves completes instead.)
+func (c *Conference) park() bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if len(*c.members.Load()) != 0 || c.state != StateCreated || !c.mixing {
+		return false
+	}
+	c.mixing = false
+	return true
 }
 
 // safeMixOnce runs a tick; a panic (a bug) is logged and counted and the
