@@ -20,6 +20,10 @@ type conferenceJSON struct {
 	Hold          bool   `json:"hold"`
 	Mute          bool   `json:"mute"`
 	Profile       string `json:"profile"`
+	// Extensions (issue 11): the PIN itself is never shown, only whether
+	// one is set.
+	PINSet bool `json:"pinSet"`
+	Locked bool `json:"locked"`
 	callbackJSON
 }
 
@@ -27,7 +31,22 @@ func renderConference(c *bridge.Conference) conferenceJSON {
 	in := c.Info()
 	return conferenceJSON{ID: in.ID, State: in.State, From: in.From, CreatedTime: formatTime(in.Created),
 		CompletedTime: formatTime(in.Completed), ActiveMembers: in.ActiveMembers, Hold: in.Hold, Mute: in.Mute,
-		Profile: in.Profile, callbackJSON: renderCallback(in.Callback)}
+		Profile: in.Profile, PINSet: in.PINSet, Locked: in.Locked, callbackJSON: renderCallback(in.Callback)}
+}
+
+// readPIN reads the pin extension: 1 to 12 digits, or "" for none. A JSON
+// number is read as its digits, as phone numbers are. The value is never
+// echoed in the error.
+func readPIN(rd *reader) *string {
+	v := rd.str("pin")
+	if v == nil {
+		return nil
+	}
+	if err := bridge.ValidPIN(*v); err != nil {
+		rd.fail(errInvalid(rd.b.resource, "pin", "must be 1 to %d digits 0-9, or empty for none", bridge.MaxPINLength))
+		return nil
+	}
+	return v
 }
 
 // maxFromLen bounds the from of a conference or call.
@@ -77,6 +96,12 @@ func (s *server) createConference(w http.ResponseWriter, r *http.Request, user s
 	}
 	if v := rd.boolean("hold"); v != nil {
 		opts.Hold = *v
+	}
+	if v := readPIN(rd); v != nil {
+		opts.PIN = *v
+	}
+	if v := rd.boolean("locked"); v != nil {
+		opts.Locked = *v
 	}
 	if rd.err != nil {
 		return rd.err
@@ -183,6 +208,8 @@ func (s *server) updateConference(w http.ResponseWriter, r *http.Request, user s
 	}
 	mute := rd.boolean("mute")
 	hold := rd.boolean("hold")
+	pin := readPIN(rd)
+	locked := rd.boolean("locked")
 	cb := c.Callback()
 	cbSet := callbackFields(rd, &cb)
 	if rd.err != nil {
@@ -193,7 +220,7 @@ func (s *server) updateConference(w http.ResponseWriter, r *http.Request, user s
 			return err
 		}
 	}
-	changes := mute != nil || hold != nil || cbSet
+	changes := mute != nil || hold != nil || cbSet || pin != nil || locked != nil
 	if c.State() == bridge.StateCompleted {
 		if changes {
 			return errConferenceState(c.ID(), bridge.StateCompleted)
@@ -209,6 +236,14 @@ func (s *server) updateConference(w http.ResponseWriter, r *http.Request, user s
 	}
 	if hold != nil {
 		c.SetHold(*hold)
+	}
+	if pin != nil {
+		if err := c.SetPIN(*pin); err != nil {
+			return err // checked by readPIN: not reached
+		}
+	}
+	if locked != nil {
+		c.SetLocked(*locked)
 	}
 	if complete {
 		c.Complete()

@@ -85,7 +85,8 @@ func FuzzRoutes(f *testing.F) {
 		`{"callId":"c-x","joinTone":true}`, `{"fileUrl":"http://x.example/a.wav","loopEnabled":"true"}`,
 		`{"sentence":"hello","gender":"male","locale":"en_US","voice":"paul"}`, `{"fileUrl":""}`,
 		`{"talkVolume":4,"receiveVolume":"-4","sensitivity":9}`, `{"from":"+1","to":"sip:a@127.0.0.1;transport=tcp","callTimeout":300}`,
-		`{"callbackTimeout":1e300}`, `{"tag":{"a":[1]}}`, `[`, `{"from":"` + strings.Repeat("9", 200) + `"}`}
+		`{"callbackTimeout":1e300}`, `{"tag":{"a":[1]}}`, `[`, `{"from":"` + strings.Repeat("9", 200) + `"}`,
+		`{"from":"+1556","pin":"004711","locked":"true"}`, `{"pin":1234567890123,"locked":1}`}
 	queries := []string{"", "page=0&size=1", "page=9223372036854775807&size=2", "size=1001", "state=active",
 		"conferenceId=conf-x&page=1", "page=-1", "size=%zz", "page=1e3&&&=="}
 	for i := range routes {

@@ -39,6 +39,13 @@ type Config struct {
 	// MixerPriority is how mixer threads are scheduled (zero: normal; the
 	// binary defaults to PriorityRealtime).
 	MixerPriority Priority
+	// PINTimeout is how long a caller who dialled in to a room with a PIN
+	// has to enter it before the goodbye and BYE (default 30 s).
+	PINTimeout time.Duration
+	// Prompts returns what a caller waiting for a room's PIN hears. It is
+	// called when such a caller arrives, on the SIP handler's goroutine,
+	// and may render speech then (default TonePrompts).
+	Prompts func() Prompts
 	// Now is the clock (default time.Now).
 	Now func() time.Time
 }
@@ -58,6 +65,13 @@ func (c *Config) setDefaults() {
 	}
 	if c.Retention <= 0 {
 		c.Retention = time.Hour
+	}
+	if c.PINTimeout <= 0 {
+		c.PINTimeout = 30 * time.Second
+	}
+	if c.Prompts == nil {
+		tones := TonePrompts()
+		c.Prompts = func() Prompts { return tones }
 	}
 	if c.Now == nil {
 		c.Now = time.Now
@@ -145,6 +159,10 @@ type ConferenceOptions struct {
 	Callback Callback
 	Mute     bool
 	Hold     bool
+	// PIN, if set (ValidPIN), is asked of callers who dial in.
+	PIN string
+	// Locked refuses callers who dial in.
+	Locked bool
 }
 
 // CreateConference makes an empty conference in state created. Its from
@@ -166,6 +184,9 @@ func (b *Bridge) CreateConference(opts ConferenceOptions) (*Conference, error) {
 func (b *Bridge) createLocked(opts ConferenceOptions) (*Conference, error) {
 	if b.draining {
 		return nil, ErrDraining
+	}
+	if err := ValidPIN(opts.PIN); err != nil {
+		return nil, fmt.Errorf("create conference: %w", err)
 	}
 	if b.holder(opts.From) != nil {
 		return nil, fmt.Errorf("create conference from %q: %w", opts.From, ErrNumberInUse)
@@ -323,6 +344,9 @@ type Call struct {
 	// dialTimeout is the ringing bound DialOut was asked for (zero: the
 	// default), kept for the API's callTimeout.
 	dialTimeout time.Duration
+	// hangupCause is why we hung up, kept from before the BYE: the dialog
+	// ending on its answer may report the end first, as a plain hangup.
+	hangupCause string
 }
 
 // CallInfo is a snapshot of a call.
@@ -401,7 +425,9 @@ func (c *Call) Info() CallInfo {
 	ci.ConferenceID, ci.MemberID = c.confID, c.memberID // also after leaving: call history
 	if c.member != nil {
 		ci.ConferenceID = c.member.conf.id
-		ci.MemberID = c.member.id
+		if !c.member.waiting.Load() { // a caller in the lobby is no member yet
+			ci.MemberID = c.member.id
+		}
 	}
 	return ci
 }
@@ -474,6 +500,9 @@ func (c *Call) Ended(cause string) {
 	}
 	c.state = CallCompleted
 	c.ended = c.b.cfg.Now()
+	if c.hangupCause != "" {
+		cause = c.hangupCause
+	}
 	c.cause = cause
 	c.leg = nil // the record stays for the API; its signalling and media go
 	m := c.member
@@ -482,7 +511,10 @@ func (c *Call) Ended(cause string) {
 	c.mu.Unlock()
 	ev := Event{Type: EventHangup, UserID: c.userID, CallID: c.id, ConferenceID: confID, Cause: cause, From: c.from, To: c.to, Tag: cb.Tag}
 	if m != nil {
-		ev.ConferenceID, ev.MemberID = m.conf.id, m.id
+		ev.ConferenceID = m.conf.id
+		if !m.waiting.Load() {
+			ev.MemberID = m.id
+		}
 		m.conf.removeMember(m, false, cause)
 	}
 	c.b.publish(ev)
@@ -490,6 +522,11 @@ func (c *Call) Ended(cause string) {
 
 // Hangup ends the call from our side.
 func (c *Call) Hangup(ctx context.Context, cause string) error {
+	c.mu.Lock()
+	if c.hangupCause == "" && c.state != CallCompleted {
+		c.hangupCause = cause
+	}
+	c.mu.Unlock()
 	leg := c.Leg()
 	if leg == nil {
 		c.Ended(cause)

@@ -99,6 +99,8 @@ func (s *shard) run(b *Bridge, epoch time.Time) {
 			case c.ended.Load():
 				s.remove(c)
 				c.releaseEnded()
+			case len(*c.members.Load()) == 0 && c.park():
+				s.remove(c)
 			case len(*c.members.Load()) >= dedicatedMembers:
 				s.remove(c)
 				c.startDedicated()
@@ -124,6 +126,8 @@ func (c *Conference) startDedicated() {
 	}
 	c.stop = cancel
 	c.mu.Unlock()
+	// c.park, when it stops this goroutine, leaves c.stop to cancel a
+	// context already done: harmless.
 	c.b.wg.Add(1)
 	go func() {
 		defer c.b.wg.Done()

@@ -39,8 +39,17 @@ type Conference struct {
 	state     string
 	completed time.Time
 	callback  Callback
-	all       []*Member // every member ever, in join order
+	all       []*Member // every member ever admitted, in join order
 	stop      context.CancelFunc
+	mixing    bool   // the mixer was started (on the first member, waiting or not)
+	pin       string // callers who dial in wait in the lobby for it; "" for none
+
+	// waiting counts the snapshot's members that wait in the lobby; the
+	// others are the active members. Changed under mu with the snapshot.
+	waiting atomic.Int32
+	// locked refuses new dial-ins (members in, and API adds, are not
+	// affected).
+	locked atomic.Bool
 
 	mute, hold atomic.Bool
 	ended      atomic.Bool // completed: the clock drops it
@@ -71,6 +80,8 @@ func newConference(b *Bridge, opts ConferenceOptions) *Conference {
 	c.log = b.log.With("conf", c.id)
 	c.mute.Store(opts.Mute)
 	c.hold.Store(opts.Hold)
+	c.locked.Store(opts.Locked)
+	c.pin = opts.PIN
 	c.members.Store(&[]*Member{})
 	c.mix = newMixer(b.cfg.LoudestN)
 	return c
@@ -103,8 +114,12 @@ type ConferenceInfo struct {
 	ID, UserID, From, Profile, State string
 	Created, Completed               time.Time
 	ActiveMembers                    int
-	Mute, Hold                       bool
-	Callback                         Callback
+	// Waiting counts the callers in the lobby, not yet admitted.
+	Waiting    int
+	Mute, Hold bool
+	// Locked refuses new dial-ins; PINSet says a PIN is asked of them.
+	Locked, PINSet bool
+	Callback       Callback
 }
 
 // Info returns a snapshot.
@@ -112,9 +127,44 @@ func (c *Conference) Info() ConferenceInfo {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	return ConferenceInfo{ID: c.id, UserID: c.userID, From: c.from, Profile: c.profile, State: c.state,
-		Created: c.created, Completed: c.completed, ActiveMembers: len(*c.members.Load()),
-		Mute: c.mute.Load(), Hold: c.hold.Load(), Callback: c.callback}
+		Created: c.created, Completed: c.completed, ActiveMembers: c.activeLocked(), Waiting: int(c.waiting.Load()),
+		Mute: c.mute.Load(), Hold: c.hold.Load(), Locked: c.locked.Load(), PINSet: c.pin != "", Callback: c.callback}
 }
+
+// activeLocked counts the active members: the snapshot less the callers
+// waiting in the lobby. c.mu is held, or the count may be a moment old.
+func (c *Conference) activeLocked() int {
+	return len(*c.members.Load()) - int(c.waiting.Load())
+}
+
+// SetPIN sets the PIN asked of callers who dial in (ValidPIN); "" removes
+// it. Callers already waiting are asked for the new one.
+func (c *Conference) SetPIN(pin string) error {
+	if err := ValidPIN(pin); err != nil {
+		return fmt.Errorf("set pin of %s: %w", c.id, err)
+	}
+	c.mu.Lock()
+	c.pin = pin
+	c.mu.Unlock()
+	return nil
+}
+
+// PIN returns the room's PIN, "" for none. It is for the bridge's own use
+// and tests; the API never shows it.
+func (c *Conference) PIN() string {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.pin
+}
+
+// SetLocked locks or unlocks the room: a locked room refuses new dial-ins
+// (ErrConferenceLocked) and turns away callers still waiting for their
+// PIN; members already in stay, and members added through the API still
+// join.
+func (c *Conference) SetLocked(v bool) { c.locked.Store(v) }
+
+// Locked reports whether the room refuses new dial-ins.
+func (c *Conference) Locked() bool { return c.locked.Load() }
 
 // Callback returns where events go.
 func (c *Conference) Callback() Callback {
@@ -187,10 +237,16 @@ func (c *Conference) Member(id string) (*Member, bool) {
 type MemberOptions struct {
 	JoinTone, LeavingTone bool
 	Mute, Hold            *bool // nil: follow the conference
+	// DialIn says the call dialled in to the room (SIP routing) rather
+	// than being added through the API: a locked room refuses it
+	// (ErrConferenceLocked), and in a room with a PIN it waits in the
+	// lobby (Member.Waiting) until the caller enters the PIN.
+	DialIn bool
 }
 
 // AddMember puts an answered call into the conference. A call that is a
-// member of another conference moves here without being hung up.
+// member of another conference moves here without being hung up; a call
+// waiting in this room's lobby is admitted (an API add skips the PIN).
 func (c *Conference) AddMember(call *Call, opts MemberOptions) (*Member, error) {
 	// One join or move of a call at a time.
 	call.joinMu.Lock()
@@ -203,49 +259,93 @@ func (c *Conference) AddMember(call *Call, opts MemberOptions) (*Member, error) 
 		if old.conf == c && old.Active() {
 			return old, nil
 		}
+		if old.conf == c && old.Waiting() && !opts.DialIn {
+			old.SetTones(opts.JoinTone, opts.LeavingTone)
+			old.applyOptions(opts)
+			c.admit(old, true)
+			if !old.Active() {
+				return nil, fmt.Errorf("add %s to %s: %w", call.id, c.id, ErrConferenceComplete)
+			}
+			return old, nil
+		}
 		old.conf.removeMember(old, false, "moved")
 	}
 	m := newMember(c, call, leg.Media(), opts)
+	var prompts Prompts
+	if opts.DialIn && c.PIN() != "" {
+		prompts = c.b.cfg.Prompts() // may render speech: not under c.mu
+	}
 
 	c.mu.Lock()
 	if c.state == StateCompleted {
 		c.mu.Unlock()
 		return nil, fmt.Errorf("add %s to %s: %w", call.id, c.id, ErrConferenceComplete)
 	}
+	if opts.DialIn && c.locked.Load() {
+		c.mu.Unlock()
+		return nil, fmt.Errorf("add %s to %s: %w", call.id, c.id, ErrConferenceLocked)
+	}
 	cur := *c.members.Load()
 	if len(cur) >= c.b.cfg.MaxMembers {
 		c.mu.Unlock()
 		return nil, fmt.Errorf("add %s to %s: %w", call.id, c.id, ErrMaxMembers)
+	}
+	wait := opts.DialIn && c.pin != ""
+	if wait {
+		if prompts.EnterPIN == nil { // the PIN was set a moment ago
+			prompts = TonePrompts()
+		}
+		m.lobby = &lobby{prompts: prompts}
+		m.waiting.Store(true)
+		c.waiting.Add(1)
 	}
 	m.sess.Flush()
 	next := make([]*Member, len(cur)+1)
 	copy(next, cur)
 	next[len(cur)] = m
 	c.members.Store(&next)
-	c.all = append(c.all, m)
-	startMixer := c.state == StateCreated
-	c.state = StateActive
-	if startMixer && !c.b.manualClock {
-		c.b.clock.start(c)
+	if !wait {
+		c.all = append(c.all, m)
+		c.state = StateActive
 	}
-	active := len(next)
+	// The mixer starts with the first member, waiting or not: it is what
+	// reads a waiting caller's keys.
+	if !c.mixing {
+		c.mixing = true
+		if !c.b.manualClock {
+			c.b.clock.start(c)
+		}
+	}
+	active := c.activeLocked()
 	c.mu.Unlock()
 
 	call.mu.Lock()
 	call.member = m
 	call.confID = c.id
-	call.memberID = m.id
+	if !wait {
+		call.memberID = m.id
+	}
 	m.phoneHold.Store(call.phoneHold) // a change since newMember read it
 	call.mu.Unlock()
+	if wait {
+		m.log.Info("caller waits for the PIN", "codec", leg.Media().Params().Codec)
+		m.audio.play(NewPlayback(m.lobby.prompts.EnterPIN, false, nil))
+		return m, nil
+	}
+	c.joined(m, active, leg.Media().Params().Codec)
+	return m, nil
+}
+
+// joined counts, logs and announces a member that is now in the room.
+func (c *Conference) joined(m *Member, active int, codec media.Codec) {
 	c.b.stats.Members.Add(1)
-	m.log.Info("member joined", "active", active, "codec", leg.Media().Params().Codec)
+	m.log.Info("member joined", "active", active, "codec", codec)
 	c.b.publish(Event{Type: EventConferenceMember, UserID: c.userID, ConferenceID: c.id, MemberID: m.id,
-		CallID: call.id, State: StateActive, ActiveMembers: active, Mute: m.Muted(), Hold: m.Held(),
+		CallID: m.call.id, State: StateActive, ActiveMembers: active, Mute: m.Muted(), Hold: m.Held(),
 		PhoneHold: m.PhoneHold(), Tag: c.Callback().Tag})
-	if opts.JoinTone {
+	if m.joinTone.Load() {
 		c.tone.play(NewPlayback(joinTone, false, nil))
 	}
-	return m, nil
 }
 
 // RemoveMember takes a member out and hangs its call up.
@@ -281,10 +381,17 @@ func (c *Conference) removeMember(m *Member, hangup bool, cause string) bool {
 	m.mu.Unlock()
 	m.state.Store(false)
 	m.talking.Store(false)
+	waited := m.waiting.Load()
+	if waited {
+		c.waiting.Add(-1)
+	}
 	c.gone = append(c.gone, m)
 	c.goneCount.Add(1)
-	active := len(next)
-	last := active == 0
+	active := c.activeLocked()
+	// The room ends when its last member leaves, a caller still waiting
+	// for its PIN included (so that it does not end under the caller);
+	// a room nobody ever got into stays created.
+	last := len(next) == 0 && c.state == StateActive
 	c.mu.Unlock()
 
 	m.audio.stop(PlaybackHeld)
@@ -293,6 +400,21 @@ func (c *Conference) removeMember(m *Member, hangup bool, cause string) bool {
 		m.call.member = nil
 	}
 	m.call.mu.Unlock()
+	if waited {
+		// Never a member: no conference-member event, no leaving tone.
+		m.log.Info("caller left the lobby", "cause", cause)
+		if hangup {
+			go func() {
+				ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+				defer cancel()
+				_ = m.call.Hangup(ctx, cause)
+			}()
+		}
+		if last {
+			c.complete()
+		}
+		return true
+	}
 	m.log.Info("member left", "cause", cause, "active", active)
 	c.b.publish(Event{Type: EventConferenceMember, UserID: c.userID, ConferenceID: c.id, MemberID: m.id,
 		CallID: m.call.id, State: StateCompleted, ActiveMembers: active, Cause: cause, Tag: c.Callback().Tag})
@@ -326,7 +448,7 @@ func (c *Conference) complete() {
 		c.mu.Unlock()
 		return
 	}
-	neverMixed := c.state == StateCreated // no mixer started, and none will
+	neverMixed := !c.mixing // no mixer started, and none will
 	c.state = StateCompleted
 	c.ended.Store(true)
 	c.completed = c.b.cfg.Now()
@@ -366,6 +488,12 @@ var (
 // handleDigit applies a DTMF digit of a member. It may run on any
 // goroutine.
 func (c *Conference) handleDigit(m *Member, d rune) {
+	if m.waiting.Load() {
+		// Not in the room yet: the keypad map does not act, and no digit
+		// reaches the application; the PIN entry takes it.
+		c.lobbyKey(m, d)
+		return
+	}
 	if c.profile == ProfilePassthruDigits {
 		c.b.publish(Event{Type: EventDTMF, UserID: c.userID, ConferenceID: c.id, MemberID: m.id,
 			CallID: m.call.id, Digit: string(d), Tag: c.Callback().Tag})

@@ -13,4 +13,6 @@ var (
 	ErrDraining           = errors.New("bridge is draining")
 	ErrMemberRemoved      = errors.New("member is removed")
 	ErrNumberInUse        = errors.New("number is held by another live conference")
+	ErrConferenceLocked   = errors.New("conference is locked")
+	ErrBadPIN             = errors.New("a PIN is 1 to 12 digits 0-9")
 )

@@ -68,6 +68,13 @@ func newRoom(t testing.TB, cfg Config) *room {
 // join adds a caller using codec that sends source (nil: silence).
 func (r *room) join(codec media.Codec, source func([]int16)) *peer {
 	r.t.Helper()
+	return r.joinWith(codec, source, MemberOptions{})
+}
+
+// joinWith adds a caller as join does, with opts (DialIn: as SIP routing
+// adds a dial-in).
+func (r *room) joinWith(codec media.Codec, source func([]int16), opts MemberOptions) *peer {
+	r.t.Helper()
 	conn, err := net.ListenUDP("udp", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
 	if err != nil {
 		r.t.Fatal(err)
@@ -86,7 +93,7 @@ func (r *room) join(codec media.Codec, source func([]int16)) *peer {
 	p.hdr = rtp.Header{Version: 2, PayloadType: codec.PayloadType(), SSRC: uint32(len(r.peers) + 1000), Timestamp: 5000, SequenceNumber: 100}
 	p.call = r.b.NewCall("u-test", "caller", "1000", DirectionIn, p.leg, Callback{})
 	p.call.Answered()
-	m, err := r.conf.AddMember(p.call, MemberOptions{})
+	m, err := r.conf.AddMember(p.call, opts)
 	if err != nil {
 		r.t.Fatal(err)
 	}

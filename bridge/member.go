@@ -34,6 +34,7 @@ type Member struct {
 	muteSet, holdSet atomic.Bool // set on the member: the conference's value no longer applies
 	phoneHold        atomic.Bool // the phone holds the call (Call.SetPhoneHold): not mixed
 	talking          atomic.Bool
+	waiting          atomic.Bool // in the lobby, for its PIN: not mixed, hears only its prompts
 
 	id          string
 	call        *Call
@@ -41,8 +42,9 @@ type Member struct {
 	added       time.Time
 	joinTone    atomic.Bool
 	leavingTone atomic.Bool
-	state       atomic.Bool // active
+	state       atomic.Bool // in the snapshot (active, or waiting in the lobby)
 	timingOut   atomic.Bool
+	lobby       *lobby // set before the member is in the snapshot; nil without a PIN
 
 	mu      sync.Mutex
 	removed time.Time
@@ -91,14 +93,7 @@ func newMember(c *Conference, call *Call, sess *media.Session, opts MemberOption
 	m.log = c.log.With("member", m.id, "call", call.id)
 	m.mx = &mixState{}
 	m.state.Store(true)
-	if opts.Mute != nil {
-		m.mute.Store(*opts.Mute)
-		m.muteSet.Store(true)
-	}
-	if opts.Hold != nil {
-		m.hold.Store(*opts.Hold)
-		m.holdSet.Store(true)
-	}
+	m.applyOptions(opts)
 	m.phoneHold.Store(call.PhoneHold())
 	return m
 }
@@ -112,8 +107,21 @@ func (m *Member) Call() *Call { return m.call }
 // Conference returns the member's conference.
 func (m *Member) Conference() *Conference { return m.conf }
 
-// Active reports whether the member is still in the conference.
-func (m *Member) Active() bool { return m.state.Load() }
+// Active reports whether the member is in the conference: admitted, and
+// not yet left.
+func (m *Member) Active() bool { return m.state.Load() && !m.waiting.Load() }
+
+// applyOptions applies the mute and hold of opts that are set.
+func (m *Member) applyOptions(opts MemberOptions) {
+	if opts.Mute != nil {
+		m.mute.Store(*opts.Mute)
+		m.muteSet.Store(true)
+	}
+	if opts.Hold != nil {
+		m.hold.Store(*opts.Hold)
+		m.holdSet.Store(true)
+	}
+}
 
 // Muted reports whether the member is not heard (its own setting, else the
 // conference's).
@@ -152,7 +160,7 @@ func (m *Member) changed() {
 	}
 	c := m.conf
 	c.b.publish(Event{Type: EventConferenceMember, UserID: c.userID, ConferenceID: c.id, MemberID: m.id,
-		CallID: m.call.id, State: StateActive, ActiveMembers: len(*c.members.Load()),
+		CallID: m.call.id, State: StateActive, ActiveMembers: c.activeLocked(),
 		Mute: m.Muted(), Hold: m.Held(), PhoneHold: m.PhoneHold(), Tag: c.Callback().Tag})
 }
 

@@ -58,7 +58,11 @@ func (c *Conference) run(ctx context.Context) {
 	st := c.b.stats
 	p := newPacer(ctx, c.b)
 	defer p.stop()
-	defer c.releaseEnded() // the members and mixer of a finished conference
+	defer func() {
+		if c.ended.Load() { // not a parked room, whose next caller mixes on
+			c.releaseEnded() // the members and mixer of a finished conference
+		}
+	}()
 	w := newTickWorker()
 	for {
 		now, ok := p.wait()
@@ -68,7 +72,25 @@ func (c *Conference) run(ctx context.Context) {
 		c.safeMixOnce(now, w)
 		w.flush(st)
 		st.TickNanos.Add(uint64(time.Since(now)))
+		if len(*c.members.Load()) == 0 && c.park() {
+			return
+		}
 	}
+}
+
+// park stops mixing a room that nobody ever got into and whose last caller
+// waiting for the PIN left: it stays created, and its next caller starts
+// its mixer again (AddMember). It reports whether the room was parked; the
+// goroutine that ticks it then drops it. (An active room whose last member
+// leaves completes instead.)
+func (c *Conference) park() bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if len(*c.members.Load()) != 0 || c.state != StateCreated || !c.mixing {
+		return false
+	}
+	c.mixing = false
+	return true
 }
 
 // safeMixOnce runs a tick; a panic (a bug) is logged and counted and the
@@ -140,9 +162,15 @@ func (c *Conference) mixTick(now time.Time, w *tickWorker) {
 			c.handleDigit(m, mx.digits[i])
 		}
 		mx.nDigits = 0
-		// A phone that holds the call still sends (hold music): its frame
-		// is taken from the buffer and treated as silence.
-		m.gate(mx.jb.Read(mx.in[:]) && !m.phoneHold.Load())
+		waiting := m.waiting.Load()
+		if waiting {
+			c.lobbyTick(m, now)
+		}
+		// A phone that holds the call still sends (hold music), and a
+		// caller in the lobby is not in the room yet: the frame is taken
+		// from the buffer (nothing old is left to play once it joins) and
+		// treated as silence.
+		m.gate(mx.jb.Read(mx.in[:]) && !m.phoneHold.Load() && !waiting)
 	}
 	w.in += polled
 
@@ -152,7 +180,7 @@ func (c *Conference) mixTick(now time.Time, w *tickWorker) {
 	for _, m := range members {
 		wasSelected := m.selected
 		m.selected = false
-		if m.hang == 0 || m.Muted() || m.Held() || m.phoneHold.Load() {
+		if m.hang == 0 || m.Muted() || m.Held() || m.phoneHold.Load() || m.waiting.Load() {
 			continue
 		}
 		score := m.smooth
@@ -195,6 +223,18 @@ func (c *Conference) mixTick(now time.Time, w *tickWorker) {
 		}
 		var payload []byte
 		switch {
+		case m.waiting.Load():
+			// In the lobby: its prompts only, nothing of the room.
+			payload = x.silence[codec][:]
+			if m.audio.playing() && m.audio.frame(m.mx.priv[:]) {
+				mx := m.mx
+				g := int64(gainQ14[m.receive.Load()-MinLevel])
+				for i, v := range mx.priv {
+					mx.payload[i] = codec.EncodeSample(limit(int64(v) * g >> 14))
+				}
+				encodes++
+				payload = mx.payload[:]
+			}
 		case m.Held():
 			payload = x.silence[codec][:]
 		default:

@@ -276,6 +276,10 @@ func statusFor(err error) (int, string) {
 		return sip.StatusNotFound, "Conference Completed"
 	case errors.Is(err, bridge.ErrMaxMembers):
 		return sip.StatusBusyHere, "Conference Full"
+	case errors.Is(err, bridge.ErrConferenceLocked):
+		// The room exists and the caller may not enter it: 403 (RFC 3261
+		// §21.4.4), not a 4xx that invites a retry elsewhere.
+		return sip.StatusForbidden, "Conference Locked"
 	case errors.Is(err, bridge.ErrDraining):
 		return sip.StatusServiceUnavailable, "Draining"
 	case errors.Is(err, media.ErrNoPorts):
@@ -343,7 +347,14 @@ func (s *Server) onInvite(req *sip.Request, tx sip.ServerTransaction) {
 		s.reject(req, tx, log, err)
 		return
 	}
-	if info := conf.Info(); info.ActiveMembers >= s.bridge.Config().MaxMembers {
+	info := conf.Info()
+	if info.Locked {
+		// Refused before answering; a lock set after this point is caught
+		// by AddMember, which hangs the answered call up.
+		s.reject(req, tx, log, fmt.Errorf("dial-in to %s: %w", conf.ID(), bridge.ErrConferenceLocked))
+		return
+	}
+	if info.ActiveMembers+info.Waiting >= s.bridge.Config().MaxMembers {
 		s.reject(req, tx, log, bridge.ErrMaxMembers)
 		return
 	}
@@ -480,7 +491,8 @@ func (s *Server) onInvite(req *sip.Request, tx sip.ServerTransaction) {
 	}
 	c.call.Answered()
 	c.log.Info("call answered", "remote", sess.Params().Remote, "codec", sess.Params().Codec, "rtp", sess.LocalAddr())
-	if _, err := conf.AddMember(c.call, bridge.MemberOptions{}); err != nil {
+	// A dial-in: the room's lock and PIN apply (an API add skips them).
+	if _, err := conf.AddMember(c.call, bridge.MemberOptions{DialIn: true}); err != nil {
 		c.log.Info("join failed", "err", err)
 		_ = c.Hangup(context.Background(), "join-failed")
 	}

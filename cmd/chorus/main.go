@@ -29,6 +29,7 @@ import (
 
 	"chorus/bridge"
 	"chorus/media"
+	"chorus/media/tts"
 	"chorus/sip"
 )
 
@@ -80,7 +81,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	}
 	br := bridge.New(bridge.Config{DefaultUser: cfg.Users[0].ID, AutoCreate: cfg.AutoCreate,
 		MaxMembers: cfg.MaxMembers, LoudestN: cfg.LoudestN, RTPTimeout: cfg.RTPTimeout, RTPHoldTimeout: cfg.RTPHoldTimeout, Retention: cfg.Retention,
-		MixerPriority: cfg.mixerPriority}, log, nil)
+		MixerPriority: cfg.mixerPriority, Prompts: newPINPrompts(tts.New(""), log).get}, log, nil)
 	janitorCtx, stopJanitor := context.WithCancel(context.Background())
 	defer stopJanitor()
 	go br.RunJanitor(janitorCtx, time.Minute)
