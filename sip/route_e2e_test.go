@@ -161,3 +161,39 @@ func waitUntil(t testing.TB, d time.Duration, cond func() bool) {
 		time.Sleep(2 * time.Millisecond)
 	}
 }
+
+// TestEscapedUserPartRoutes: a Request-URI user part with escapes names the
+// same room as its unescaped form (RFC 3261 §19.1.4; RFC 4475 §3.1.1.3's
+// esc01): "7%30%39%39" and "7099" meet in one room called 7099, and
+// esc01's "sips%3Auser%40example.com" gets a room called
+// "sips:user@example.com".
+func TestEscapedUserPartRoutes(t *testing.T) {
+	tb := startBridge(t, bridge.Config{AutoCreate: true}, 32100, 32199)
+	for i, number := range []string{"7%30%39%39", "7099", "sips%3Auser%40example.com"} {
+		p := newDialIn(t, tb.udp)
+		p.prepare(number)
+		p.r.send(p.invite)
+		code, res := p.finalFor("INVITE", 5*time.Second)
+		if code != 200 {
+			t.Fatalf("caller %d (%s): %d\n%s", i, number, code, res)
+		}
+		p.toTag = toTag(res)
+		p.r.send(p.msg("ACK", 1, "", ""))
+	}
+	rooms := map[string]int{}
+	waitUntil(t, 5*time.Second, func() bool {
+		clear(rooms)
+		for _, c := range tb.b.Conferences("u-test") {
+			rooms[c.From()] = c.Info().ActiveMembers
+		}
+		return rooms["7099"] == 2 && rooms["sips:user@example.com"] == 1
+	})
+	if len(rooms) != 2 || rooms["7099"] != 2 || rooms["sips:user@example.com"] != 1 {
+		t.Fatalf("rooms by number and members: %v", rooms)
+	}
+	for _, c := range tb.b.Calls("u-test") {
+		if to := c.Info().To; to != "7099" && to != "sips:user@example.com" {
+			t.Errorf("call to %q", to)
+		}
+	}
+}

@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"net"
 	"net/netip"
+	"net/url"
 	"runtime/debug"
 	"strconv"
 	"strings"
@@ -338,7 +339,8 @@ func (s *Server) onInvite(req *sip.Request, tx sip.ServerTransaction) {
 			return
 		}
 	}
-	conf, err := s.bridge.Route(req.Recipient.User, owner)
+	number := unescapeUser(req.Recipient.User)
+	conf, err := s.bridge.Route(number, owner)
 	if err != nil {
 		s.reject(req, tx, log, err)
 		return
@@ -398,7 +400,7 @@ func (s *Server) onInvite(req *sip.Request, tx sip.ServerTransaction) {
 	if f := req.From(); f != nil {
 		from = f.Address.User
 	}
-	c.call = s.bridge.NewCall(conf.UserID(), from, req.Recipient.User, bridge.DirectionIn, c, bridge.Callback{})
+	c.call = s.bridge.NewCall(conf.UserID(), from, number, bridge.DirectionIn, c, bridge.Callback{})
 	c.log = log.With("call", c.call.ID(), "conf", conf.ID())
 	if c.natTarget != "" {
 		c.log.Info("caller behind NAT; in-dialog requests go to its source", "source", c.natTarget)
@@ -494,6 +496,23 @@ func (s *Server) onInvite(req *sip.Request, tx sip.ServerTransaction) {
 		_ = dlg.Close()
 		_ = sess.Close()
 	})
+}
+
+// unescapeUser is the user part of a Request-URI as the number it names:
+// %HEX HEX escapes (RFC 3261 §19.1.2) stand for the characters they
+// escape (§19.1.4),
+// so "sips%3Auser%40example.com" is "sips:user@example.com" (RFC 4475
+// §3.1.1.3). Validation has refused bad escapes already (checkRequestURI);
+// a user part that still fails to unescape is taken as it is.
+func unescapeUser(user string) string {
+	if !strings.Contains(user, "%") {
+		return user
+	}
+	u, err := url.PathUnescape(user)
+	if err != nil {
+		return user
+	}
+	return u
 }
 
 // errNoAck is the end of an answered call whose ACK never came.
