@@ -97,6 +97,12 @@ type Server struct {
 	traffic *trafficSummary
 	// tcpGuards are the TCP listeners' guards, for their counts.
 	tcpGuards []*tcpGuard
+	// dialling holds, by Call-ID, the calls we dial until Dial has taken
+	// their answer (or failed): closed then (see awaitDial).
+	dialling map[string]chan struct{}
+	// callIDs are the Call-IDs of our calls and recent INVITEs, which the
+	// UDP screen lets through to sipgo (callids.go).
+	callIDs *callIDSet
 }
 
 // New returns a server; call ListenUDP and ListenTCP to start it.
@@ -142,7 +148,7 @@ func New(cfg Config) (*Server, error) {
 	s := &Server{cfg: cfg, auth: auth, log: cfg.Log, ua: ua, srv: srv, client: client, bridge: cfg.Bridge, ports: cfg.Ports,
 		limits: newSourceLimiter(cfg.Limits, cfg.Now), ackWindow: cfg.AckWindow,
 		calls: map[string]*inCall{}, outCalls: map[string]*outCall{}, contacts: map[string]sip.ContactHeader{},
-		traffic: traffic}
+		traffic: traffic, dialling: map[string]chan struct{}{}, callIDs: newCallIDSet(cfg.Now, callIDPeriod)}
 	s.dialogs = sipgo.NewDialogServerCache(client, s.contact("udp"))
 	s.outDialogs = sipgo.NewDialogClientCache(client, s.contact("udp"))
 	srv.OnInvite(s.safe(s.onInvite))
@@ -167,8 +173,9 @@ func (s *Server) ListenUDP(addr string) (netip.AddrPort, error) {
 	s.mu.Lock()
 	s.closers = append(s.closers, pc.Close)
 	s.mu.Unlock()
-	// Unwanted methods are answered before sipgo sees them (unwanted.go).
-	sc := newScreenedConn(pc, s.srv.RegisteredMethods(), allowMethods, s.cfg.UserAgent, s.traffic)
+	// Unwanted methods, requests outside our dialogs and OPTIONS are
+	// answered before sipgo sees them (unwanted.go).
+	sc := newScreenedConn(pc, s.srv.RegisteredMethods(), allowMethods, s.cfg.UserAgent, s.traffic, s.callIDs, s.optionsAnswer)
 	go func() { _ = s.srv.ServeUDP(sc) }()
 	return ap, nil
 }
@@ -408,10 +415,12 @@ func (s *Server) onInvite(req *sip.Request, tx sip.ServerTransaction) {
 	s.mu.Lock()
 	s.calls[dlg.ID] = c
 	s.mu.Unlock()
+	s.callIDs.add(callID(req))
 	forget := func() {
 		s.mu.Lock()
 		delete(s.calls, dlg.ID)
 		s.mu.Unlock()
+		s.callIDs.remove(callID(req))
 	}
 	defer func() {
 		if !handedOff {
@@ -627,9 +636,35 @@ func waitConfirmed(dlg *sipgo.Dialog) {
 	}
 }
 
+// awaitDialBound is how long an in-dialog request waits for Dial to take
+// the answer of its call (awaitDial): far longer than the moment that
+// takes, far shorter than the request's transaction (64×T1).
+const awaitDialBound = 4 * time.Second
+
+// awaitDial makes an in-dialog request of a call we are dialling wait,
+// briefly, until Dial has taken the call's answer. sipgo stores the dialog
+// only once it has processed the 200, so a BYE (or INFO, UPDATE,
+// re-INVITE) right behind that 200 would otherwise find no dialog and be
+// answered 481, and the call would never end.
+func (s *Server) awaitDial(req *sip.Request) {
+	s.mu.Lock()
+	ch := s.dialling[callID(req)]
+	s.mu.Unlock()
+	if ch == nil {
+		return
+	}
+	t := time.NewTimer(awaitDialBound)
+	defer t.Stop()
+	select {
+	case <-ch:
+	case <-t.C:
+	}
+}
+
 // findLeg finds the call of an in-dialog request, inbound or dialled, and
 // the dialog that checks the request's CSeq.
 func (s *Server) findLeg(req *sip.Request) (*leg, *sipgo.Dialog) {
+	s.awaitDial(req)
 	if c, dlg, err := s.lookup(req); err == nil {
 		return c.leg, &dlg.Dialog
 	}
@@ -647,6 +682,7 @@ func (s *Server) findLeg(req *sip.Request) (*leg, *sipgo.Dialog) {
 }
 
 func (s *Server) onBye(req *sip.Request, tx sip.ServerTransaction) {
+	s.awaitDial(req)
 	if err := s.dialogs.ReadBye(req, tx); err == nil {
 		return
 	}
@@ -661,13 +697,22 @@ func (s *Server) onCancel(req *sip.Request, tx sip.ServerTransaction) {
 	s.respond(req, tx, sip.StatusCallTransactionDoesNotExists, "Call/Transaction Does Not Exist")
 }
 
+// onOptions answers an OPTIONS that reached sipgo: over TCP, or in one of
+// our dialogs. Over UDP the screen answers the others the same way.
 func (s *Server) onOptions(req *sip.Request, tx sip.ServerTransaction) {
+	code, reason, hdrs := s.optionsAnswer()
+	s.respond(req, tx, code, reason, hdrs...)
+}
+
+// optionsAnswer is the answer to OPTIONS (RFC 3261 §11.2): 200 with what
+// we allow and accept, or 503 while draining.
+func (s *Server) optionsAnswer() (int, string, []sip.Header) {
 	code, reason := sip.StatusOK, "OK"
 	if s.bridge.Draining() {
 		code, reason = sip.StatusServiceUnavailable, "Draining"
 	}
-	s.respond(req, tx, code, reason, sip.NewHeader("Allow", allowMethods),
-		sip.NewHeader("Accept", "application/sdp, application/dtmf-relay, application/dtmf"))
+	return code, reason, []sip.Header{sip.NewHeader("Allow", allowMethods),
+		sip.NewHeader("Accept", "application/sdp, application/dtmf-relay, application/dtmf")}
 }
 
 // onInfo takes DTMF by SIP INFO (application/dtmf-relay, application/dtmf).

@@ -50,7 +50,7 @@ func metricsHandler(br *bridge.Bridge, ports *media.PortPool, sipSrv *sip.Server
 
 		// Unwanted SIP traffic by kind (sip.TrafficKind): counted here,
 		// summarised in the log at most once per kind per 10 s.
-		fmt.Fprintf(w, "# HELP chorus_sip_unwanted_total Unwanted SIP traffic: malformed or stray messages, unserved methods, requests outside any dialog, shed TCP connections, failed accepts.\n# TYPE chorus_sip_unwanted_total counter\n")
+		fmt.Fprintf(w, "# HELP chorus_sip_unwanted_total Unwanted SIP traffic: malformed or stray messages, unserved methods, requests outside any dialog, OPTIONS answered statelessly, shed TCP connections, failed accepts.\n# TYPE chorus_sip_unwanted_total counter\n")
 		for _, k := range sip.TrafficKinds() {
 			fmt.Fprintf(w, "chorus_sip_unwanted_total{kind=%q} %d\n", k.String(), sipSrv.TrafficCount(k))
 		}
