@@ -88,6 +88,7 @@ func (s *Server) Dial(ctx context.Context, call *bridge.Call, from, to string) e
 		_ = conn.Close()
 		return err
 	}
+	s.media.track(sess)
 	ctx, cancel := context.WithCancel(ctx)
 	c := &outCall{leg: &leg{s: s, sess: sess, call: call, sessionID: randUint64(), done: ctx.Done(),
 		log: s.log.With("call", call.ID(), "to", to)}, cancel: cancel}
@@ -109,7 +110,7 @@ func (s *Server) Dial(ctx context.Context, call *bridge.Call, from, to string) e
 	}()
 	fail := func(err error) error {
 		cancel()
-		_ = sess.Close()
+		_ = s.media.close(sess)
 		s.callIDs.remove(string(id))
 		return err
 	}
@@ -198,7 +199,7 @@ func (s *Server) Dial(ctx context.Context, call *bridge.Call, from, to string) e
 		s.callIDs.remove(string(id))
 		call.Ended("hangup")
 		_ = dlg.Close()
-		_ = sess.Close()
+		_ = s.media.close(sess)
 		cancel()
 		c.log.Info("call ended", "stats", sess.Stats())
 	})

@@ -103,6 +103,8 @@ type Server struct {
 	// callIDs are the Call-IDs of our calls and recent INVITEs, which the
 	// UDP screen lets through to sipgo (callids.go).
 	callIDs *callIDSet
+	// media sums the RTP sessions' counters (mediastats.go).
+	media *mediaTally
 }
 
 // New returns a server; call ListenUDP and ListenTCP to start it.
@@ -148,7 +150,8 @@ func New(cfg Config) (*Server, error) {
 	s := &Server{cfg: cfg, auth: auth, log: cfg.Log, ua: ua, srv: srv, client: client, bridge: cfg.Bridge, ports: cfg.Ports,
 		limits: newSourceLimiter(cfg.Limits, cfg.Now), ackWindow: cfg.AckWindow,
 		calls: map[string]*inCall{}, outCalls: map[string]*outCall{}, contacts: map[string]sip.ContactHeader{},
-		traffic: traffic, dialling: map[string]chan struct{}{}, callIDs: newCallIDSet(cfg.Now, callIDPeriod)}
+		traffic: traffic, dialling: map[string]chan struct{}{}, callIDs: newCallIDSet(cfg.Now, callIDPeriod),
+		media: newMediaTally()}
 	s.dialogs = sipgo.NewDialogServerCache(client, s.contact("udp"))
 	s.outDialogs = sipgo.NewDialogClientCache(client, s.contact("udp"))
 	srv.OnInvite(s.safe(s.onInvite))
@@ -368,12 +371,13 @@ func (s *Server) onInvite(req *sip.Request, tx sip.ServerTransaction) {
 		s.reject(req, tx, log, err)
 		return
 	}
+	s.media.track(sess)
 	// Until the call is established and handed to context.AfterFunc below,
 	// this handler owns the clean-up.
 	handedOff := false
 	defer func() {
 		if !handedOff {
-			_ = sess.Close()
+			_ = s.media.close(sess)
 		}
 	}()
 
@@ -503,7 +507,7 @@ func (s *Server) onInvite(req *sip.Request, tx sip.ServerTransaction) {
 		c.log.Info("call ended", "stats", sess.Stats())
 		forget()
 		_ = dlg.Close()
-		_ = sess.Close()
+		_ = s.media.close(sess)
 	})
 }
 
