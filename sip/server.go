@@ -355,6 +355,9 @@ func (s *Server) onInvite(req *sip.Request, tx sip.ServerTransaction) {
 		s.reject(req, tx, log, err)
 		return
 	}
+	// However the call ends up, the bridge hears when it has joined or
+	// given up, so a room created for it alone does not stay behind empty.
+	defer func() { s.bridge.Routed(conf) }()
 	if info := conf.Info(); info.ActiveMembers >= s.bridge.Config().MaxMembers {
 		s.reject(req, tx, log, bridge.ErrMaxMembers)
 		return
@@ -495,7 +498,20 @@ func (s *Server) onInvite(req *sip.Request, tx sip.ServerTransaction) {
 	}
 	c.call.Answered()
 	c.log.Info("call answered", "remote", sess.Params().Remote, "codec", sess.Params().Codec, "rtp", sess.LocalAddr())
-	if _, err := conf.AddMember(c.call, bridge.MemberOptions{}); err != nil {
+	_, err = conf.AddMember(c.call, bridge.MemberOptions{})
+	if errors.Is(err, bridge.ErrConferenceComplete) {
+		// The room completed between Route and now, its last member gone:
+		// the number is routed afresh, once, to a room of the same user.
+		if next, rerr := s.bridge.Route(number, owner); rerr == nil {
+			s.bridge.Routed(conf)
+			conf = next
+			if next.UserID() == c.call.UserID() {
+				c.log.Info("room completed before the join; routed afresh", "new_conf", next.ID())
+				_, err = next.AddMember(c.call, bridge.MemberOptions{})
+			}
+		}
+	}
+	if err != nil {
 		c.log.Info("join failed", "err", err)
 		_ = c.Hangup(context.Background(), "join-failed")
 	}
