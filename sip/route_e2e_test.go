@@ -168,7 +168,7 @@ func waitUntil(t testing.TB, d time.Duration, cond func() bool) {
 // esc01's "sips%3Auser%40example.com" gets a room called
 // "sips:user@example.com".
 func TestEscapedUserPartRoutes(t *testing.T) {
-	tb := startBridge(t, bridge.Config{AutoCreate: true}, 32100, 32199)
+	tb := startBridge(t, bridge.Config{AutoCreate: true}, 33100, 33199)
 	var callers []*dialIn
 	for i, number := range []string{"7%30%39%39", "7099", "sips%3Auser%40example.com"} {
 		p := newDialIn(t, tb.udp)
@@ -238,7 +238,7 @@ func roomsOf(tb *testBridge, number string) []*bridge.Conference {
 // completes while it rings (its last member hung up) is not hung up with
 // join-failed: it lands in a new room of the same number.
 func TestRoomCompletingBeforeJoinRoutesAfresh(t *testing.T) {
-	tb := startBridge(t, bridge.Config{AutoCreate: true}, 32400, 32499, func(c *Config) { c.AnswerDelay = time.Second })
+	tb := startBridge(t, bridge.Config{AutoCreate: true}, 33400, 33499, func(c *Config) { c.AnswerDelay = time.Second })
 	a, b := newDialIn(t, tb.udp), newDialIn(t, tb.udp)
 	a.prepare("7300")
 	a.r.send(a.invite)
@@ -288,7 +288,7 @@ func TestRoomCompletingBeforeJoinRoutesAfresh(t *testing.T) {
 // caller is still on the way into stays.
 func TestFailedCallLeavesNoEmptyRoom(t *testing.T) {
 	// Two RTP ports (one even port pair each): enough for two calls.
-	tb := startBridge(t, bridge.Config{AutoCreate: true}, 32500, 32503, func(c *Config) { c.AnswerDelay = time.Second })
+	tb := startBridge(t, bridge.Config{AutoCreate: true}, 33500, 33503, func(c *Config) { c.AnswerDelay = time.Second })
 
 	// Cancelled while ringing, with a second caller ringing into the same
 	// room: the room stays for the second, who joins it.

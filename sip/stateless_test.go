@@ -50,7 +50,7 @@ func strayRequest(method string, i int, local, bridgeAddr, toTag string) string 
 // and leave the heap as it was: sipgo would keep a server transaction of a
 // few kB for each for 32 s (Timer J, RFC 3261 §17.2.2).
 func TestStrayFloodsCostNoHeap(t *testing.T) {
-	tb := startBridge(t, bridge.Config{AutoCreate: true}, 32200, 32299)
+	tb := startBridge(t, bridge.Config{AutoCreate: true}, 33200, 33299)
 	addr := tb.udp.String()
 	cases := []floodCase{
 		{method: "BYE", want: 481, kind: TrafficOutOfDialog, request: func(i int, local string) string {
@@ -129,7 +129,7 @@ func TestStrayFloodsCostNoHeap(t *testing.T) {
 // gets 200 and the call ends as a hang-up, its port freed.
 func TestCalleeByeRightAfterAnswer(t *testing.T) {
 	loopback := egress.New(egress.Options{Allow: []netip.Prefix{netip.MustParsePrefix("127.0.0.1/32")}})
-	tb := startBridge(t, bridge.Config{AutoCreate: true}, 32300, 32399, func(c *Config) { c.Targets = loopback })
+	tb := startBridge(t, bridge.Config{AutoCreate: true}, 33300, 33399, func(c *Config) { c.Targets = loopback })
 	tb.b.SetDialer(tb.srv)
 	for round := range 5 {
 		callee := newRawSIP(t, tb.udp)
