@@ -530,8 +530,9 @@ func (s *Server) onInvite(req *sip.Request, tx sip.ServerTransaction) {
 // unescapeUser is the user part of a Request-URI as the number it names:
 // %HEX HEX escapes (RFC 3261 §19.1.2) stand for the characters they
 // escape (§19.1.4), so "sips%3Auser%40example.com" is
-// "sips:user@example.com" (RFC 4475 §3.1.1.3). Validation has refused bad escapes already (checkRequestURI);
-// a user part that still fails to unescape is taken as it is.
+// "sips:user@example.com" (RFC 4475 §3.1.1.3). Validation has refused
+// bad escapes already (checkRequestURI); a user part that still fails to
+// unescape is taken as it is.
 func unescapeUser(user string) string {
 	if !strings.Contains(user, "%") {
 		return user
