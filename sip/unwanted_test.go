@@ -228,3 +228,25 @@ func FuzzScreen(f *testing.F) {
 		}
 	})
 }
+
+// BenchmarkScreen: the screen's glance at a new INVITE (its Call-ID
+// noted) and at a BYE of a known call.
+func BenchmarkScreen(b *testing.B) {
+	c := newTestScreen(b, []string{"INVITE", "ACK", "BYE"})
+	c.callIDs.add("known@test")
+	for name, msg := range map[string][]byte{
+		"invite": []byte("INVITE sip:1000@127.0.0.1 SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.1:5062;branch=z9hG4bK1\r\nMax-Forwards: 70\r\n" +
+			"From: <sip:a@127.0.0.1>;tag=1\r\nTo: <sip:1000@127.0.0.1>\r\nCall-ID: abc@test\r\nCSeq: 1 INVITE\r\n\r\n"),
+		"bye": []byte("BYE sip:1000@127.0.0.1 SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.1:5062;branch=z9hG4bK2\r\nMax-Forwards: 70\r\n" +
+			"From: <sip:a@127.0.0.1>;tag=1\r\nTo: <sip:1000@127.0.0.1>;tag=2\r\nCall-ID: known@test\r\nCSeq: 2 BYE\r\n\r\n"),
+	} {
+		b.Run(name, func(b *testing.B) {
+			b.ReportAllocs()
+			for b.Loop() {
+				if c.screen(msg) != verdictPass {
+					b.Fatal("screened")
+				}
+			}
+		})
+	}
+}
