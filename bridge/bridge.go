@@ -101,7 +101,12 @@ type Bridge struct {
 	// from) to the one live conference holding it. A conference enters it
 	// when created and leaves it when completed, both under mu, so a
 	// lookup-or-create in Route is one atomic step.
-	numbers  map[string]*Conference
+	numbers map[string]*Conference
+	// unjoined counts, for each conference Route created, the calls it
+	// routed there that have not joined or given up yet (Routed): a room
+	// whose every such call failed, none having joined, is completed
+	// instead of holding its number empty forever.
+	unjoined map[*Conference]int
 	draining bool
 	wg       sync.WaitGroup // mixer goroutines
 
@@ -125,7 +130,8 @@ func New(cfg Config, log *slog.Logger, events EventSink) *Bridge {
 		log = slog.New(slog.DiscardHandler)
 	}
 	b := &Bridge{cfg: cfg, log: log, events: events, stats: &Stats{},
-		confs: map[string]*Conference{}, calls: map[string]*Call{}, numbers: map[string]*Conference{}}
+		confs: map[string]*Conference{}, calls: map[string]*Call{}, numbers: map[string]*Conference{},
+		unjoined: map[*Conference]int{}}
 	b.clock = newClock(b)
 	return b
 }
@@ -267,11 +273,15 @@ func (b *Bridge) Conferences(userID string) []*Conference {
 // creates belongs to owner, the API user of the caller's SIP account, or to
 // the default user when owner is "" (a caller from a trusted network).
 // Finding and creating are one step under the bridge's lock, so callers
-// dialling a new number at once all land in the same room.
+// dialling a new number at once all land in the same room. Each call
+// routed must report with Routed once it has joined or given up.
 func (b *Bridge) Route(number, owner string) (*Conference, error) {
 	b.mu.Lock()
 	if strings.HasPrefix(number, ConferencePrefix) {
 		c, ok := b.confs[number]
+		if ok {
+			b.routedLocked(c)
+		}
 		b.mu.Unlock()
 		if !ok {
 			return nil, fmt.Errorf("route %q: %w", number, ErrNoRoute)
@@ -282,6 +292,7 @@ func (b *Bridge) Route(number, owner string) (*Conference, error) {
 		return c, nil
 	}
 	if c := b.holder(number); c != nil {
+		b.routedLocked(c)
 		b.mu.Unlock()
 		return c, nil
 	}
@@ -293,12 +304,53 @@ func (b *Bridge) Route(number, owner string) (*Conference, error) {
 		owner = b.cfg.DefaultUser
 	}
 	c, err := b.createLocked(ConferenceOptions{UserID: owner, From: number})
+	if err == nil {
+		b.unjoined[c] = 1
+	}
 	b.mu.Unlock()
 	if err != nil {
 		return nil, fmt.Errorf("route %q: %w", number, err)
 	}
 	b.created(c)
 	return c, nil
+}
+
+// routedLocked counts one more call on its way into c, if Route created c
+// and c still waits for calls it routed. b.mu is held.
+func (b *Bridge) routedLocked(c *Conference) {
+	if n, ok := b.unjoined[c]; ok {
+		b.unjoined[c] = n + 1
+	}
+}
+
+// Routed reports that a call Route sent to c has joined it or given up (a
+// failed answer, no RTP port, a cancel). When c is a room Route created
+// and this was the last call on its way in, and none ever joined it, it is
+// completed: an empty room would otherwise hold the number for good. Its
+// number is released first, under the bridge's lock, so that a caller
+// routed meanwhile makes a new room rather than finding this one.
+func (b *Bridge) Routed(c *Conference) {
+	b.mu.Lock()
+	n, ok := b.unjoined[c]
+	if !ok {
+		b.mu.Unlock()
+		return
+	}
+	if n > 1 {
+		b.unjoined[c] = n - 1
+		b.mu.Unlock()
+		return
+	}
+	delete(b.unjoined, c)
+	abandoned := c.State() == StateCreated // no member ever joined
+	if abandoned && c.from != "" && b.numbers[c.from] == c {
+		delete(b.numbers, c.from)
+	}
+	b.mu.Unlock()
+	if abandoned {
+		c.log.Info("conference abandoned: every call routed to it failed before joining")
+		c.Complete()
+	}
 }
 
 // Call states.
@@ -612,6 +664,7 @@ func (b *Bridge) Prune() (confs, calls int) {
 		switch {
 		case info.State == StateCompleted && info.Completed.Before(cutoff):
 			delete(b.confs, id)
+			delete(b.unjoined, c) // a Route without its Routed
 			confs++
 		case info.State != StateCompleted:
 			live = append(live, c)

@@ -144,3 +144,48 @@ func liveHolding(b *Bridge, number string) int {
 	}
 	return n
 }
+
+// TestRoutedCompletesAbandonedRoom: a room Route created is completed when
+// every call routed to it has given up without joining, and not before;
+// its number then makes a new room. A room created through the API, or one
+// a call joined, is never completed by Routed.
+func TestRoutedCompletesAbandonedRoom(t *testing.T) {
+	b := New(Config{AutoCreate: true, DefaultUser: "u-default"}, nil, nil)
+	b.manualClock = true
+	first, err := b.Route("7000", "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if again, err := b.Route("7000", ""); err != nil || again != first {
+		t.Fatalf("second route: %v, %v", again, err)
+	}
+	b.Routed(first)
+	if first.State() != StateCreated {
+		t.Fatalf("completed while a call was still on its way in: %s", first.State())
+	}
+	b.Routed(first)
+	if first.State() != StateCompleted {
+		t.Fatalf("abandoned room is %s", first.State())
+	}
+	if next, err := b.Route("7000", ""); err != nil || next == first {
+		t.Fatalf("the number did not make a new room: %v", err)
+	} else {
+		b.Routed(next)
+	}
+	b.Routed(first) // once too often: no harm
+
+	api, err := b.CreateConference(ConferenceOptions{UserID: "u-default", From: "7100"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, err := b.Route("7100", ""); err != nil || got != api {
+		t.Fatalf("route to the API's room: %v", err)
+	}
+	b.Routed(api)
+	if api.State() != StateCreated {
+		t.Errorf("the API's room is %s after a failed call", api.State())
+	}
+	if len(b.unjoined) != 0 {
+		t.Errorf("%d rooms still counted", len(b.unjoined))
+	}
+}

@@ -88,13 +88,30 @@ func (s *Server) Dial(ctx context.Context, call *bridge.Call, from, to string) e
 		_ = conn.Close()
 		return err
 	}
+	s.media.track(sess)
 	ctx, cancel := context.WithCancel(ctx)
 	c := &outCall{leg: &leg{s: s, sess: sess, call: call, sessionID: randUint64(), done: ctx.Done(),
 		log: s.log.With("call", call.ID(), "to", to)}, cancel: cancel}
 	call.SetLeg(c)
+	// The Call-ID is ours, known before the INVITE leaves: to the UDP
+	// screen, which lets the callee's requests through to sipgo, and to
+	// awaitDial, which holds them until the answer is taken (callids.go).
+	id := sip.CallIDHeader(sip.GenerateTagN(24))
+	taken := make(chan struct{})
+	s.mu.Lock()
+	s.dialling[string(id)] = taken
+	s.mu.Unlock()
+	s.callIDs.add(string(id))
+	defer func() {
+		s.mu.Lock()
+		delete(s.dialling, string(id))
+		s.mu.Unlock()
+		close(taken)
+	}()
 	fail := func(err error) error {
 		cancel()
-		_ = sess.Close()
+		_ = s.media.close(sess)
+		s.callIDs.remove(string(id))
 		return err
 	}
 
@@ -115,6 +132,7 @@ func (s *Server) Dial(ctx context.Context, call *bridge.Call, from, to string) e
 	fromHdr := &sip.FromHeader{Address: sip.Uri{Scheme: "sip", User: from, Host: s.cfg.PublicIP.String()}, Params: sip.NewParams()}
 	fromHdr.Params.Add("tag", sip.GenerateTagN(16))
 	req.AppendHeader(fromHdr)
+	req.AppendHeader(&id)
 	ct := s.contact(transport)
 	req.AppendHeader(&ct)
 	req.AppendHeader(sip.NewHeader("Allow", allowMethods))
@@ -178,9 +196,10 @@ func (s *Server) Dial(ctx context.Context, call *bridge.Call, from, to string) e
 		s.mu.Lock()
 		delete(s.outCalls, dlg.ID)
 		s.mu.Unlock()
+		s.callIDs.remove(string(id))
 		call.Ended("hangup")
 		_ = dlg.Close()
-		_ = sess.Close()
+		_ = s.media.close(sess)
 		cancel()
 		c.log.Info("call ended", "stats", sess.Stats())
 	})

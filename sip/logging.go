@@ -37,6 +37,11 @@ const (
 	// TrafficOutOfDialog is a request meant for a dialog that does not
 	// exist, answered 481 (RFC 3261 §12.2.2).
 	TrafficOutOfDialog
+	// TrafficOptions is an OPTIONS outside our dialogs, answered by the UDP
+	// screen without a transaction (RFC 3261 §11.2): a keep-alive of a
+	// trunk or a monitor as well as a scan, so it is summarised in the log
+	// at Debug only, but counted, so that a flood shows.
+	TrafficOptions
 	// TrafficTCPOverCap is a TCP connection closed as it was accepted
 	// because the total connection cap was reached.
 	TrafficTCPOverCap
@@ -73,6 +78,8 @@ func (k TrafficKind) String() string {
 		return "unwanted_method"
 	case TrafficOutOfDialog:
 		return "out_of_dialog"
+	case TrafficOptions:
+		return "options"
 	case TrafficTCPOverCap:
 		return "tcp_over_total_cap"
 	case TrafficTCPOverSourceCap:
@@ -83,6 +90,14 @@ func (k TrafficKind) String() string {
 		return "tcp_accept_error"
 	}
 	return "unknown"
+}
+
+// level is the level of the kind's summary lines.
+func (k TrafficKind) level() slog.Level {
+	if k == TrafficOptions {
+		return slog.LevelDebug
+	}
+	return slog.LevelInfo
 }
 
 // clock is what the traffic summary needs of time; tests inject a fake.
@@ -153,7 +168,7 @@ func (t *trafficSummary) note(k TrafficKind, sample func() string) {
 	if sample != nil {
 		s = truncate(sample())
 	}
-	t.log.Info("unwanted SIP traffic", "kind", k.String(), "count", n, "sample", s)
+	t.log.Log(context.Background(), k.level(), "unwanted SIP traffic", "kind", k.String(), "count", n, "sample", s)
 }
 
 // flush ends a period of kind k: it logs what the period counted and, if
@@ -180,7 +195,7 @@ func (t *trafficSummary) flush(k TrafficKind) {
 	ks.started = now
 	ks.stop = t.clk.AfterFunc(t.period, func() { t.flush(k) })
 	ks.mu.Unlock()
-	t.log.Info("unwanted SIP traffic", "kind", k.String(), "count", n, "period", since.Round(time.Millisecond))
+	t.log.Log(context.Background(), k.level(), "unwanted SIP traffic", "kind", k.String(), "count", n, "period", since.Round(time.Millisecond))
 }
 
 // count returns how many messages of kind k were noted.
@@ -201,7 +216,7 @@ func (t *trafficSummary) close() {
 		ks.logged += n
 		ks.mu.Unlock()
 		if n > 0 {
-			t.log.Info("unwanted SIP traffic", "kind", TrafficKind(k).String(), "count", n)
+			t.log.Log(context.Background(), TrafficKind(k).level(), "unwanted SIP traffic", "kind", TrafficKind(k).String(), "count", n)
 		}
 	}
 }

@@ -161,3 +161,203 @@ func waitUntil(t testing.TB, d time.Duration, cond func() bool) {
 		time.Sleep(2 * time.Millisecond)
 	}
 }
+
+// TestEscapedUserPartRoutes: a Request-URI user part with escapes names the
+// same room as its unescaped form (RFC 3261 §19.1.4; RFC 4475 §3.1.1.3's
+// esc01): "7%30%39%39" and "7099" meet in one room called 7099, and
+// esc01's "sips%3Auser%40example.com" gets a room called
+// "sips:user@example.com".
+func TestEscapedUserPartRoutes(t *testing.T) {
+	tb := startBridge(t, bridge.Config{AutoCreate: true}, 33100, 33199)
+	var callers []*dialIn
+	for i, number := range []string{"7%30%39%39", "7099", "sips%3Auser%40example.com"} {
+		p := newDialIn(t, tb.udp)
+		callers = append(callers, p)
+		p.prepare(number)
+		p.r.send(p.invite)
+		code, res := p.finalFor("INVITE", 5*time.Second)
+		if code != 200 {
+			t.Fatalf("caller %d (%s): %d\n%s", i, number, code, res)
+		}
+		p.toTag = toTag(res)
+		p.r.send(p.msg("ACK", 1, "", ""))
+	}
+	rooms := map[string]int{}
+	waitUntil(t, 5*time.Second, func() bool {
+		clear(rooms)
+		for _, c := range tb.b.Conferences("u-test") {
+			rooms[c.From()] = c.Info().ActiveMembers
+		}
+		return rooms["7099"] == 2 && rooms["sips:user@example.com"] == 1
+	})
+	if len(rooms) != 2 || rooms["7099"] != 2 || rooms["sips:user@example.com"] != 1 {
+		t.Fatalf("rooms by number and members: %v", rooms)
+	}
+	for _, c := range tb.b.Calls("u-test") {
+		if to := c.Info().To; to != "7099" && to != "sips:user@example.com" {
+			t.Errorf("call to %q", to)
+		}
+	}
+	for _, p := range callers {
+		p.r.send(p.msg("BYE", 2, "", ""))
+		if code, _ := p.finalFor("BYE", 5*time.Second); code != 200 {
+			t.Errorf("BYE to %s: %d", p.number, code)
+		}
+	}
+}
+
+// ringing sends d's INVITE and waits for the bridge's 180.
+func (d *dialIn) ringing(t *testing.T) {
+	t.Helper()
+	d.r.send(d.invite)
+	for deadline := time.Now().Add(5 * time.Second); time.Now().Before(deadline); {
+		msg := d.r.read(time.Until(deadline))
+		if strings.HasPrefix(msg, "SIP/2.0 180") {
+			d.toTag = toTag(msg)
+			return
+		}
+		if strings.HasPrefix(msg, "SIP/2.0 ") && !strings.HasPrefix(msg, "SIP/2.0 100") {
+			t.Fatalf("INVITE to %s: %s", d.number, msg)
+		}
+	}
+	t.Fatalf("INVITE to %s: no 180", d.number)
+}
+
+// roomsOf returns the conferences that number created, newest first.
+func roomsOf(tb *testBridge, number string) []*bridge.Conference {
+	var out []*bridge.Conference
+	for _, c := range tb.b.Conferences("u-test") {
+		if c.From() == number {
+			out = append(out, c)
+		}
+	}
+	return out
+}
+
+// TestRoomCompletingBeforeJoinRoutesAfresh: a caller routed to a room that
+// completes while it rings (its last member hung up) is not hung up with
+// join-failed: it lands in a new room of the same number.
+func TestRoomCompletingBeforeJoinRoutesAfresh(t *testing.T) {
+	tb := startBridge(t, bridge.Config{AutoCreate: true}, 33400, 33499, func(c *Config) { c.AnswerDelay = time.Second })
+	a, b := newDialIn(t, tb.udp), newDialIn(t, tb.udp)
+	a.prepare("7300")
+	a.r.send(a.invite)
+	if code, res := a.finalFor("INVITE", 5*time.Second); code != 200 {
+		t.Fatalf("first caller: %d\n%s", code, res)
+	} else {
+		a.toTag = toTag(res)
+	}
+	a.r.send(a.msg("ACK", 1, "", ""))
+	waitFor(t, "first caller in", func() bool { r := roomsOf(tb, "7300"); return len(r) == 1 && r[0].Info().ActiveMembers == 1 })
+	first := roomsOf(tb, "7300")[0]
+
+	b.prepare("7300")
+	b.ringing(t) // routed to the first room
+	a.r.send(a.msg("BYE", 2, "", ""))
+	if code, _ := a.finalFor("BYE", 5*time.Second); code != 200 {
+		t.Fatalf("first caller's BYE: %d", code)
+	}
+	waitFor(t, "first room completed", func() bool { return first.State() == bridge.StateCompleted })
+	code, res := b.finalFor("INVITE", 5*time.Second)
+	if code != 200 {
+		t.Fatalf("second caller: %d\n%s", code, res)
+	}
+	b.r.send(b.msg("ACK", 1, "", ""))
+	waitFor(t, "second caller in a new room", func() bool {
+		r := roomsOf(tb, "7300")
+		return len(r) == 2 && r[0] != first && r[0].Info().ActiveMembers == 1
+	})
+	time.Sleep(300 * time.Millisecond) // a join-failed hang-up would come now
+	for _, c := range tb.b.Calls("u-test") {
+		if info := c.Info(); info.State == bridge.CallCompleted && info.Cause != "hangup" {
+			t.Errorf("call %s ended with cause %q", info.ID, info.Cause)
+		}
+	}
+	if n := roomsOf(tb, "7300")[0].Info().ActiveMembers; n != 1 {
+		t.Errorf("the new room has %d members", n)
+	}
+	b.r.send(b.msg("BYE", 2, "", ""))
+	if code, _ := b.finalFor("BYE", 5*time.Second); code != 200 {
+		t.Errorf("second caller's BYE: %d", code)
+	}
+}
+
+// TestFailedCallLeavesNoEmptyRoom: a room auto-created for a call that
+// then fails before joining (cancelled while ringing; no RTP port) is
+// completed, not left holding its number empty, while a room another
+// caller is still on the way into stays.
+func TestFailedCallLeavesNoEmptyRoom(t *testing.T) {
+	// Two RTP ports (one even port pair each): enough for two calls.
+	tb := startBridge(t, bridge.Config{AutoCreate: true}, 33500, 33503, func(c *Config) { c.AnswerDelay = time.Second })
+
+	// Cancelled while ringing, with a second caller ringing into the same
+	// room: the room stays for the second, who joins it.
+	a, b := newDialIn(t, tb.udp), newDialIn(t, tb.udp)
+	a.prepare("7400")
+	b.prepare("7400")
+	a.ringing(t)
+	b.ringing(t)
+	a.r.send(strings.Replace(strings.Replace(strings.SplitN(a.invite, "\r\n\r\n", 2)[0], "INVITE sip:", "CANCEL sip:", 1),
+		"CSeq: 1 INVITE", "CSeq: 1 CANCEL", 1)[:strings.Index(a.invite, "Content-Type:")] + "Content-Length: 0\r\n\r\n")
+	if code, res := a.finalFor("INVITE", 5*time.Second); code != 487 {
+		t.Fatalf("cancelled INVITE: %d\n%s", code, res)
+	}
+	if code, res := b.finalFor("INVITE", 5*time.Second); code != 200 {
+		t.Fatalf("second caller: %d\n%s", code, res)
+	}
+	b.r.send(b.msg("ACK", 1, "", ""))
+	waitFor(t, "second caller joined", func() bool { r := roomsOf(tb, "7400"); return len(r) == 1 && r[0].Info().ActiveMembers == 1 })
+
+	// Now cancelled alone: its room goes.
+	c := newDialIn(t, tb.udp)
+	c.prepare("7500")
+	c.ringing(t)
+	c.r.send(strings.Replace(strings.Replace(strings.SplitN(c.invite, "\r\n\r\n", 2)[0], "INVITE sip:", "CANCEL sip:", 1),
+		"CSeq: 1 INVITE", "CSeq: 1 CANCEL", 1)[:strings.Index(c.invite, "Content-Type:")] + "Content-Length: 0\r\n\r\n")
+	if code, res := c.finalFor("INVITE", 5*time.Second); code != 487 {
+		t.Fatalf("cancelled INVITE: %d\n%s", code, res)
+	}
+	waitFor(t, "cancelled caller's room completed", func() bool {
+		r := roomsOf(tb, "7500")
+		return len(r) == 1 && r[0].State() == bridge.StateCompleted
+	})
+
+	// No RTP port: one call holds the first port, a second the other; a
+	// third, to a new number, gets 503 and leaves no room.
+	// (A released port rests a moment before it is handed out again.)
+	// A new socket each try: the 503s are retransmitted until ACKed.
+	var d *dialIn
+	code, res := 0, ""
+	for deadline := time.Now().Add(5 * time.Second); code != 200 && time.Now().Before(deadline); {
+		d = newDialIn(t, tb.udp)
+		d.prepare("7600")
+		d.r.send(d.invite)
+		if code, res = d.finalFor("INVITE", 5*time.Second); code == 503 {
+			time.Sleep(50 * time.Millisecond)
+		}
+	}
+	if code != 200 {
+		t.Fatalf("caller holding the last port: %d\n%s", code, res)
+	}
+	e := newDialIn(t, tb.udp)
+	e.prepare("7700")
+	e.r.send(e.invite)
+	if code, res := e.finalFor("INVITE", 5*time.Second); code != 503 {
+		t.Fatalf("caller without a port: %d, want 503\n%s", code, res)
+	}
+	waitFor(t, "portless caller's room completed", func() bool {
+		r := roomsOf(tb, "7700")
+		return len(r) == 1 && r[0].State() == bridge.StateCompleted
+	})
+	if r := roomsOf(tb, "7400"); r[0].State() == bridge.StateCompleted {
+		t.Error("the room with a member completed")
+	}
+	d.toTag = toTag(res)
+	d.r.send(d.msg("ACK", 1, "", ""))
+	for _, p := range []*dialIn{b, d} {
+		p.r.send(p.msg("BYE", 2, "", ""))
+		if code, _ := p.finalFor("BYE", 5*time.Second); code != 200 {
+			t.Errorf("BYE to %s: %d", p.number, code)
+		}
+	}
+}

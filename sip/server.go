@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"net"
 	"net/netip"
+	"net/url"
 	"runtime/debug"
 	"strconv"
 	"strings"
@@ -96,6 +97,14 @@ type Server struct {
 	traffic *trafficSummary
 	// tcpGuards are the TCP listeners' guards, for their counts.
 	tcpGuards []*tcpGuard
+	// dialling holds, by Call-ID, the calls we dial until Dial has taken
+	// their answer (or failed): closed then (see awaitDial).
+	dialling map[string]chan struct{}
+	// callIDs are the Call-IDs of our calls and recent INVITEs, which the
+	// UDP screen lets through to sipgo (callids.go).
+	callIDs *callIDSet
+	// media sums the RTP sessions' counters (mediastats.go).
+	media *mediaTally
 }
 
 // New returns a server; call ListenUDP and ListenTCP to start it.
@@ -141,7 +150,8 @@ func New(cfg Config) (*Server, error) {
 	s := &Server{cfg: cfg, auth: auth, log: cfg.Log, ua: ua, srv: srv, client: client, bridge: cfg.Bridge, ports: cfg.Ports,
 		limits: newSourceLimiter(cfg.Limits, cfg.Now), ackWindow: cfg.AckWindow,
 		calls: map[string]*inCall{}, outCalls: map[string]*outCall{}, contacts: map[string]sip.ContactHeader{},
-		traffic: traffic}
+		traffic: traffic, dialling: map[string]chan struct{}{}, callIDs: newCallIDSet(cfg.Now, callIDPeriod),
+		media: newMediaTally()}
 	s.dialogs = sipgo.NewDialogServerCache(client, s.contact("udp"))
 	s.outDialogs = sipgo.NewDialogClientCache(client, s.contact("udp"))
 	srv.OnInvite(s.safe(s.onInvite))
@@ -166,8 +176,9 @@ func (s *Server) ListenUDP(addr string) (netip.AddrPort, error) {
 	s.mu.Lock()
 	s.closers = append(s.closers, pc.Close)
 	s.mu.Unlock()
-	// Unwanted methods are answered before sipgo sees them (unwanted.go).
-	sc := newScreenedConn(pc, s.srv.RegisteredMethods(), allowMethods, s.cfg.UserAgent, s.traffic)
+	// Unwanted methods, requests outside our dialogs and OPTIONS are
+	// answered before sipgo sees them (unwanted.go).
+	sc := newScreenedConn(pc, s.srv.RegisteredMethods(), allowMethods, s.cfg.UserAgent, s.traffic, s.callIDs, s.optionsAnswer)
 	go func() { _ = s.srv.ServeUDP(sc) }()
 	return ap, nil
 }
@@ -342,11 +353,15 @@ func (s *Server) onInvite(req *sip.Request, tx sip.ServerTransaction) {
 			return
 		}
 	}
-	conf, err := s.bridge.Route(req.Recipient.User, owner)
+	number := unescapeUser(req.Recipient.User)
+	conf, err := s.bridge.Route(number, owner)
 	if err != nil {
 		s.reject(req, tx, log, err)
 		return
 	}
+	// However the call ends up, the bridge hears when it has joined or
+	// given up, so a room created for it alone does not stay behind empty.
+	defer func() { s.bridge.Routed(conf) }()
 	info := conf.Info()
 	if info.Locked {
 		// Refused before answering; a lock set after this point is caught
@@ -370,12 +385,13 @@ func (s *Server) onInvite(req *sip.Request, tx sip.ServerTransaction) {
 		s.reject(req, tx, log, err)
 		return
 	}
+	s.media.track(sess)
 	// Until the call is established and handed to context.AfterFunc below,
 	// this handler owns the clean-up.
 	handedOff := false
 	defer func() {
 		if !handedOff {
-			_ = sess.Close()
+			_ = s.media.close(sess)
 		}
 	}()
 
@@ -409,7 +425,7 @@ func (s *Server) onInvite(req *sip.Request, tx sip.ServerTransaction) {
 	if f := req.From(); f != nil {
 		from = f.Address.User
 	}
-	c.call = s.bridge.NewCall(conf.UserID(), from, req.Recipient.User, bridge.DirectionIn, c, bridge.Callback{})
+	c.call = s.bridge.NewCall(conf.UserID(), from, number, bridge.DirectionIn, c, bridge.Callback{})
 	c.log = log.With("call", c.call.ID(), "conf", conf.ID())
 	if c.natTarget != "" {
 		c.log.Info("caller behind NAT; in-dialog requests go to its source", "source", c.natTarget)
@@ -417,10 +433,12 @@ func (s *Server) onInvite(req *sip.Request, tx sip.ServerTransaction) {
 	s.mu.Lock()
 	s.calls[dlg.ID] = c
 	s.mu.Unlock()
+	s.callIDs.add(callID(req))
 	forget := func() {
 		s.mu.Lock()
 		delete(s.calls, dlg.ID)
 		s.mu.Unlock()
+		s.callIDs.remove(callID(req))
 	}
 	defer func() {
 		if !handedOff {
@@ -492,7 +510,20 @@ func (s *Server) onInvite(req *sip.Request, tx sip.ServerTransaction) {
 	c.call.Answered()
 	c.log.Info("call answered", "remote", sess.Params().Remote, "codec", sess.Params().Codec, "rtp", sess.LocalAddr())
 	// A dial-in: the room's lock and PIN apply (an API add skips them).
-	if _, err := conf.AddMember(c.call, bridge.MemberOptions{DialIn: true}); err != nil {
+	_, err = conf.AddMember(c.call, bridge.MemberOptions{DialIn: true})
+	if errors.Is(err, bridge.ErrConferenceComplete) {
+		// The room completed between Route and now, its last member gone:
+		// the number is routed afresh, once, to a room of the same user.
+		if next, rerr := s.bridge.Route(number, owner); rerr == nil {
+			s.bridge.Routed(conf)
+			conf = next
+			if next.UserID() == c.call.UserID() {
+				c.log.Info("room completed before the join; routed afresh", "new_conf", next.ID())
+				_, err = next.AddMember(c.call, bridge.MemberOptions{DialIn: true})
+			}
+		}
+	}
+	if err != nil {
 		c.log.Info("join failed", "err", err)
 		_ = c.Hangup(context.Background(), "join-failed")
 	}
@@ -504,8 +535,25 @@ func (s *Server) onInvite(req *sip.Request, tx sip.ServerTransaction) {
 		c.log.Info("call ended", "stats", sess.Stats())
 		forget()
 		_ = dlg.Close()
-		_ = sess.Close()
+		_ = s.media.close(sess)
 	})
+}
+
+// unescapeUser is the user part of a Request-URI as the number it names:
+// %HEX HEX escapes (RFC 3261 §19.1.2) stand for the characters they
+// escape (§19.1.4), so "sips%3Auser%40example.com" is
+// "sips:user@example.com" (RFC 4475 §3.1.1.3). Validation has refused
+// bad escapes already (checkRequestURI); a user part that still fails to
+// unescape is taken as it is.
+func unescapeUser(user string) string {
+	if !strings.Contains(user, "%") {
+		return user
+	}
+	u, err := url.PathUnescape(user)
+	if err != nil {
+		return user
+	}
+	return u
 }
 
 // errNoAck is the end of an answered call whose ACK never came.
@@ -621,9 +669,35 @@ func waitConfirmed(dlg *sipgo.Dialog) {
 	}
 }
 
+// awaitDialBound is how long an in-dialog request waits for Dial to take
+// the answer of its call (awaitDial): far longer than the moment that
+// takes, far shorter than the request's transaction (64×T1).
+const awaitDialBound = 4 * time.Second
+
+// awaitDial makes an in-dialog request of a call we are dialling wait,
+// briefly, until Dial has taken the call's answer. sipgo stores the dialog
+// only once it has processed the 200, so a BYE (or INFO, UPDATE,
+// re-INVITE) right behind that 200 would otherwise find no dialog and be
+// answered 481, and the call would never end.
+func (s *Server) awaitDial(req *sip.Request) {
+	s.mu.Lock()
+	ch := s.dialling[callID(req)]
+	s.mu.Unlock()
+	if ch == nil {
+		return
+	}
+	t := time.NewTimer(awaitDialBound)
+	defer t.Stop()
+	select {
+	case <-ch:
+	case <-t.C:
+	}
+}
+
 // findLeg finds the call of an in-dialog request, inbound or dialled, and
 // the dialog that checks the request's CSeq.
 func (s *Server) findLeg(req *sip.Request) (*leg, *sipgo.Dialog) {
+	s.awaitDial(req)
 	if c, dlg, err := s.lookup(req); err == nil {
 		return c.leg, &dlg.Dialog
 	}
@@ -641,6 +715,7 @@ func (s *Server) findLeg(req *sip.Request) (*leg, *sipgo.Dialog) {
 }
 
 func (s *Server) onBye(req *sip.Request, tx sip.ServerTransaction) {
+	s.awaitDial(req)
 	if err := s.dialogs.ReadBye(req, tx); err == nil {
 		return
 	}
@@ -655,13 +730,22 @@ func (s *Server) onCancel(req *sip.Request, tx sip.ServerTransaction) {
 	s.respond(req, tx, sip.StatusCallTransactionDoesNotExists, "Call/Transaction Does Not Exist")
 }
 
+// onOptions answers an OPTIONS that reached sipgo: over TCP, or in one of
+// our dialogs. Over UDP the screen answers the others the same way.
 func (s *Server) onOptions(req *sip.Request, tx sip.ServerTransaction) {
+	code, reason, hdrs := s.optionsAnswer()
+	s.respond(req, tx, code, reason, hdrs...)
+}
+
+// optionsAnswer is the answer to OPTIONS (RFC 3261 §11.2): 200 with what
+// we allow and accept, or 503 while draining.
+func (s *Server) optionsAnswer() (int, string, []sip.Header) {
 	code, reason := sip.StatusOK, "OK"
 	if s.bridge.Draining() {
 		code, reason = sip.StatusServiceUnavailable, "Draining"
 	}
-	s.respond(req, tx, code, reason, sip.NewHeader("Allow", allowMethods),
-		sip.NewHeader("Accept", "application/sdp, application/dtmf-relay, application/dtmf"))
+	return code, reason, []sip.Header{sip.NewHeader("Allow", allowMethods),
+		sip.NewHeader("Accept", "application/sdp, application/dtmf-relay, application/dtmf")}
 }
 
 // onInfo takes DTMF by SIP INFO (application/dtmf-relay, application/dtmf).

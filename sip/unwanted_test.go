@@ -10,6 +10,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/emiago/sipgo/sip"
+
 	"chorus/bridge"
 )
 
@@ -126,39 +128,125 @@ type discardPacketConn struct{ net.PacketConn }
 
 func (discardPacketConn) WriteTo(b []byte, _ net.Addr) (int, error) { return len(b), nil }
 
-// TestScreenPassesServedCheaply: the screen's look at a served request
+// newTestScreen is a screen over a socket that swallows what it writes.
+func newTestScreen(t testing.TB, served []string) *screenedConn {
+	sum := newTrafficSummary(slog.New(slog.DiscardHandler), newFakeClock(), time.Second)
+	options := func() (int, string, []sip.Header) { return 200, "OK", nil }
+	return newScreenedConn(discardPacketConn{}, served, allowMethods, "chorus", sum, newCallIDSet(nil, callIDPeriod), options)
+}
+
+// TestScreenPassesServedCheaply: the screen's look at a served request (a
+// new INVITE, whose Call-ID it notes, or a BYE of a call it knows)
 // allocates nothing.
 func TestScreenPassesServedCheaply(t *testing.T) {
-	sum, _, _ := newSummaryForTest(t)
-	c := newScreenedConn(discardPacketConn{}, []string{"INVITE", "ACK", "BYE"}, allowMethods, "chorus", sum)
-	invite := []byte("INVITE sip:1000@127.0.0.1 SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.1:5062;branch=z9hG4bK1\r\n\r\n")
-	if a := testing.AllocsPerRun(1000, func() {
-		if c.unwanted(invite) {
-			t.Fatal("INVITE screened")
+	c := newTestScreen(t, []string{"INVITE", "ACK", "BYE", "CANCEL"})
+	invite := []byte("INVITE sip:1000@127.0.0.1 SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.1:5062;branch=z9hG4bK1\r\n" +
+		"To: <sip:1000@127.0.0.1>\r\nFrom: <sip:a@127.0.0.1>;tag=1\r\nCall-ID: abc@test\r\n\r\n")
+	bye := []byte("BYE sip:1000@127.0.0.1 SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.1:5062;branch=z9hG4bK2\r\n" +
+		"To: <sip:1000@127.0.0.1>;tag=2\r\nFrom: <sip:a@127.0.0.1>;tag=1\r\ni:  known@test \r\n\r\n")
+	c.callIDs.add("known@test")
+	for name, msg := range map[string][]byte{"INVITE": invite, "BYE": bye} {
+		if a := testing.AllocsPerRun(1000, func() {
+			if v := c.screen(msg); v != verdictPass {
+				t.Fatalf("%s screened: %d", name, v)
+			}
+		}); a != 0 {
+			t.Errorf("screen allocates %.1f per %s", a, name)
 		}
-	}); a != 0 {
-		t.Errorf("screen allocates %.1f per served request", a)
 	}
-	for _, d := range []string{"SIP/2.0 200 OK\r\n", "\r\n\r\n", "", "REGISTER", "x y", "REGISTER sip:x SIP/2.0\r\n"} {
-		want := d == "x y" || d == "REGISTER sip:x SIP/2.0\r\n"
-		if got := c.unwanted([]byte(d)); got != want {
-			t.Errorf("unwanted(%q) = %v, want %v", d, got, want)
+	// The new INVITE's Call-ID is known now: its CANCEL passes.
+	if v := c.screen([]byte("CANCEL sip:1000@127.0.0.1 SIP/2.0\r\nCall-ID: abc@test\r\n\r\n")); v != verdictPass {
+		t.Errorf("CANCEL of a new INVITE: %d", v)
+	}
+	for d, want := range map[string]verdict{
+		"SIP/2.0 200 OK\r\n": verdictPass, "\r\n\r\n": verdictPass, "": verdictPass, "REGISTER": verdictPass,
+		"x y": verdictUnwanted, "REGISTER sip:x SIP/2.0\r\n": verdictUnwanted,
+		"BYE sip:x SIP/2.0\r\nCall-ID: other@test\r\n\r\n":                          verdictMaybeStray,
+		"BYE sip:x SIP/2.0\r\nCall-ID: known@test\r\n\r\n":                          verdictPass,
+		"BYE sip:x SIP/2.0\r\nCall-ID: known@test\r\n more\r\n\r\n":                 verdictMaybeStray, // folded
+		"INVITE sip:x SIP/2.0\r\nCall-ID: n@test\r\nTo: <sip:x@y>;tag=1\r\n\r\n":    verdictMaybeStray,
+		"INVITE sip:x SIP/2.0\r\nCall-ID: known@test\r\nt: <sip:x@y>;TAG=1\r\n\r\n": verdictPass,
+		"INVITE sip:x SIP/2.0\r\nTo: <sip:x@y>\r\n\r\n":                             verdictMaybeStray, // no Call-ID
+	} {
+		if got := c.screen([]byte(d)); got != want {
+			t.Errorf("screen(%q) = %d, want %d", d, got, want)
 		}
+	}
+}
+
+// TestCallIDSetForgets: a Call-ID noted stays known one to two periods; a
+// live one until it is removed, and a period after.
+func TestCallIDSetForgets(t *testing.T) {
+	now := time.Unix(1000, 0)
+	s := newCallIDSet(func() time.Time { return now }, 10*time.Second)
+	invite, call := s.hashString("invite"), s.hashString("call")
+	s.seen(invite)
+	s.add("call")
+	now = now.Add(15 * time.Second)
+	s.seen(s.hashString("other")) // rotates: invite is in the older generation
+	if !s.known(invite) || !s.known(call) {
+		t.Fatal("forgot too early")
+	}
+	now = now.Add(10 * time.Second)
+	s.seen(s.hashString("other2"))
+	if s.known(invite) {
+		t.Error("an INVITE 25 s old is still known")
+	}
+	if !s.known(call) {
+		t.Error("a live call is forgotten")
+	}
+	s.remove("call")
+	if !s.known(call) {
+		t.Error("an ended call is forgotten at once")
+	}
+	now = now.Add(25 * time.Second)
+	s.seen(s.hashString("other3"))
+	if s.known(call) || len(s.live) != 0 {
+		t.Errorf("an ended call is known 25 s later (live %v)", s.live)
+	}
+	if s.hashString("x") != s.hash([]byte("x")) {
+		t.Error("the hashes of a string and its bytes differ")
 	}
 }
 
 // FuzzScreen: whatever arrives, screening and answering it never panics.
 func FuzzScreen(f *testing.F) {
 	f.Add([]byte("REGISTER sip:x SIP/2.0\r\nVia: SIP/2.0/UDP 1.2.3.4;branch=z9hG4bK1;rport\r\nFrom: <sip:a@b>;tag=1\r\nTo: <sip:a@b>\r\nCall-ID: 1\r\nCSeq: 1 REGISTER\r\nContent-Length: 0\r\n\r\n"))
+	f.Add([]byte("BYE sip:x SIP/2.0\r\nVia: SIP/2.0/UDP 1.2.3.4;branch=z9hG4bK1;rport\r\nMax-Forwards: 70\r\nFrom: <sip:a@b>;tag=1\r\nTo: <sip:a@b>;tag=2\r\nCall-ID: 1\r\nCSeq: 1 BYE\r\nContent-Length: 0\r\n\r\n"))
+	f.Add([]byte("OPTIONS sip:x SIP/2.0\r\nVia: SIP/2.0/UDP 1.2.3.4;branch=z9hG4bK1\r\nMax-Forwards: 70\r\nFrom: <sip:a@b>;tag=1\r\nTo: <sip:a@b>\r\ni: 1\r\nCSeq: 1 OPTIONS\r\n\r\n"))
 	f.Add([]byte("FOO sip:x SIP/2.0\r\nVia: x\r\n\r\n"))
 	f.Add([]byte("SIP/2.0 200 OK\r\n\r\n"))
 	f.Add([]byte("\x00\x01 \xff"))
-	sum := newTrafficSummary(slog.New(slog.DiscardHandler), newFakeClock(), time.Second)
-	c := newScreenedConn(discardPacketConn{}, []string{"INVITE", "ACK", "BYE", "CANCEL", "OPTIONS", "INFO", "UPDATE"}, allowMethods, "chorus", sum)
+	c := newTestScreen(f, []string{"INVITE", "ACK", "BYE", "CANCEL", "OPTIONS", "INFO", "UPDATE"})
 	addr := &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1), Port: 5060}
 	f.Fuzz(func(t *testing.T, data []byte) {
-		if c.unwanted(data) {
+		switch c.screen(data) {
+		case verdictUnwanted:
 			c.answer(data, addr)
+		case verdictMaybeStray:
+			c.answerStray(data, addr)
 		}
 	})
+}
+
+// BenchmarkScreen: the screen's glance at a new INVITE (its Call-ID
+// noted) and at a BYE of a known call.
+func BenchmarkScreen(b *testing.B) {
+	c := newTestScreen(b, []string{"INVITE", "ACK", "BYE"})
+	c.callIDs.add("known@test")
+	for name, msg := range map[string][]byte{
+		"invite": []byte("INVITE sip:1000@127.0.0.1 SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.1:5062;branch=z9hG4bK1\r\nMax-Forwards: 70\r\n" +
+			"From: <sip:a@127.0.0.1>;tag=1\r\nTo: <sip:1000@127.0.0.1>\r\nCall-ID: abc@test\r\nCSeq: 1 INVITE\r\n\r\n"),
+		"bye": []byte("BYE sip:1000@127.0.0.1 SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.1:5062;branch=z9hG4bK2\r\nMax-Forwards: 70\r\n" +
+			"From: <sip:a@127.0.0.1>;tag=1\r\nTo: <sip:1000@127.0.0.1>;tag=2\r\nCall-ID: known@test\r\nCSeq: 2 BYE\r\n\r\n"),
+	} {
+		b.Run(name, func(b *testing.B) {
+			b.ReportAllocs()
+			for b.Loop() {
+				if c.screen(msg) != verdictPass {
+					b.Fatal("screened")
+				}
+			}
+		})
+	}
 }

@@ -50,10 +50,22 @@ func metricsHandler(br *bridge.Bridge, ports *media.PortPool, sipSrv *sip.Server
 
 		// Unwanted SIP traffic by kind (sip.TrafficKind): counted here,
 		// summarised in the log at most once per kind per 10 s.
-		fmt.Fprintf(w, "# HELP chorus_sip_unwanted_total Unwanted SIP traffic: malformed or stray messages, unserved methods, requests outside any dialog, shed TCP connections, failed accepts.\n# TYPE chorus_sip_unwanted_total counter\n")
+		fmt.Fprintf(w, "# HELP chorus_sip_unwanted_total Unwanted SIP traffic: malformed or stray messages, unserved methods, requests outside any dialog, OPTIONS answered statelessly, shed TCP connections, failed accepts.\n# TYPE chorus_sip_unwanted_total counter\n")
 		for _, k := range sip.TrafficKinds() {
 			fmt.Fprintf(w, "chorus_sip_unwanted_total{kind=%q} %d\n", k.String(), sipSrv.TrafficCount(k))
 		}
+		// What the RTP sessions dropped (media.SessionStats), summed over
+		// live and closed sessions at scrape time.
+		ms := sipSrv.MediaStats()
+		fmt.Fprintf(w, "# HELP chorus_rtp_dropped_total RTP datagrams dropped unplayed, by reason: malformed, from a stranger (not the proven source), unproven (no source proven yet), unknown payload type, failed SRTP authentication or replay.\n# TYPE chorus_rtp_dropped_total counter\n")
+		for _, d := range []struct {
+			reason string
+			n      uint64
+		}{{"malformed", ms.Malformed}, {"stranger", ms.Strangers}, {"unproven", ms.Unproven}, {"unknown_pt", ms.UnknownPT}, {"srtp_auth", ms.AuthFailures}} {
+			fmt.Fprintf(w, "chorus_rtp_dropped_total{reason=%q} %d\n", d.reason, d.n)
+		}
+		counter("chorus_rtp_unsent_total", "RTP packets not sent because the far end had not proven its address within the send grace.", ms.Unsent)
+		counter("chorus_rtp_send_errors_total", "RTP packets whose send failed.", ms.SendErrors)
 		ls := sipSrv.LimitStats()
 		fmt.Fprintf(w, "# HELP chorus_sip_invites_limited_total INVITEs answered 503 by a per-source limit.\n# TYPE chorus_sip_invites_limited_total counter\n")
 		fmt.Fprintf(w, "chorus_sip_invites_limited_total{limit=\"rate\"} %d\nchorus_sip_invites_limited_total{limit=\"unconfirmed\"} %d\n",
