@@ -191,8 +191,14 @@ func (s *Server) ListenTCP(addr string) (netip.AddrPort, error) {
 	}
 	ap := l.Addr().(*net.TCPAddr).AddrPort()
 	s.setContact("tcp", int(ap.Port()))
-	// sipgo accepts through the guard: caps, idle timeout, and an accept
-	// loop that outlives EMFILE (tcpguard.go).
+	s.serveGuarded(l, "tcp", func(g net.Listener) error { return s.srv.ServeTCP(g) })
+	return ap, nil
+}
+
+// serveGuarded serves a stream listener (TCP, or TLS above it) through
+// the guard: caps, idle timeout, and an accept loop that outlives EMFILE
+// (tcpguard.go). serve gets the guarded listener.
+func (s *Server) serveGuarded(l net.Listener, transport string, serve func(net.Listener) error) {
 	g := newTCPGuard(l, s.cfg.TCP, s.traffic, time.Now, s.liveTCPSources)
 	s.mu.Lock()
 	s.closers = append(s.closers, g.Close)
@@ -200,11 +206,10 @@ func (s *Server) ListenTCP(addr string) (netip.AddrPort, error) {
 	s.mu.Unlock()
 	go g.run()
 	go func() {
-		if err := s.srv.ServeTCP(g); err != nil && !errors.Is(err, net.ErrClosed) {
-			s.log.Error("SIP over TCP stopped", "addr", ap, "err", err)
+		if err := serve(g); err != nil && !errors.Is(err, net.ErrClosed) {
+			s.log.Error("SIP stream listener stopped", "transport", transport, "addr", l.Addr(), "err", err)
 		}
 	}()
-	return ap, nil
 }
 
 // Close stops listening. Calls should be hung up before (bridge.HangupAll).

@@ -10,7 +10,6 @@ import (
 	"crypto/x509/pkix"
 	"encoding/hex"
 	"encoding/pem"
-	"errors"
 	"fmt"
 	"math/big"
 	"net"
@@ -42,20 +41,10 @@ func (s *Server) listenTLS(addr string, conf *tls.Config, handshakeTimeout time.
 	}
 	ap := raw.Addr().(*net.TCPAddr).AddrPort()
 	s.setContact("tls", int(ap.Port()))
-	// The same guard as SIP over TCP (caps, idle timeout, an accept loop
-	// that outlives EMFILE), under the handshake.
-	g := newTCPGuard(raw, s.cfg.TCP, s.traffic, time.Now, s.liveTCPSources)
-	l := &tlsListener{Listener: g, conf: conf, timeout: handshakeTimeout}
-	s.mu.Lock()
-	s.closers = append(s.closers, g.Close)
-	s.tcpGuards = append(s.tcpGuards, g)
-	s.mu.Unlock()
-	go g.run()
-	go func() {
-		if err := s.srv.ServeTLS(l); err != nil && !errors.Is(err, net.ErrClosed) {
-			s.log.Error("SIP over TLS stopped", "addr", ap, "err", err)
-		}
-	}()
+	// The same guard as SIP over TCP, under the handshake.
+	s.serveGuarded(raw, "tls", func(g net.Listener) error {
+		return s.srv.ServeTLS(&tlsListener{Listener: g, conf: conf, timeout: handshakeTimeout})
+	})
 	return ap, nil
 }
 
