@@ -101,7 +101,7 @@ async function loadRooms() {
     id.textContent = (c.from ? c.from + " · " : "") + c.id;
     const meta = document.createElement("span");
     meta.className = "badge " + c.state;
-    meta.textContent = c.state === "completed" ? "ended" : c.activeMembers + " in " + c.state;
+    meta.textContent = c.state === "completed" ? "ended" : c.state === "created" ? "empty" : c.activeMembers + " live";
     li.append(id, meta);
     li.addEventListener("click", () => selectRoom(c.id));
     ul.append(li);
@@ -176,8 +176,8 @@ function renderMembers() {
       box.append(el);
     }
     const call = state.calls.get(m.call.slice(m.call.lastIndexOf("/") + 1));
-    el.querySelector(".name").textContent = call ? call.from + " → " + call.to : m.id;
-    el.querySelector(".name").title = m.id;
+    el.querySelector(".name").textContent = call ? call.from + " → " + call.to : "member";
+    el.querySelector(".mid").textContent = m.id;
     el.dataset.talking = String(state.talking.get(m.id) ?? m.talking);
     el.dataset.mute = String(m.mute);
     el.dataset.hold = String(m.hold);
