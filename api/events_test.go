@@ -386,3 +386,38 @@ func TestEventStreamLimit(t *testing.T) {
 	eventually(t, "the closed stream released", func() bool { return es.Stats().Clients == 2 })
 	openSSE(t, e.srv.URL, alice, "")
 }
+
+// FuzzLastEventID: any Last-Event-ID resumes within the history or gets
+// a reset, never a panic, a repeat or more than the history holds.
+func FuzzLastEventID(f *testing.F) {
+	es := NewEventStream(EventStreamConfig{History: 8, MaxPerUser: 1 << 30})
+	defer es.Close()
+	for range 20 {
+		es.append("u", []byte(`{"eventType":"x"}`))
+	}
+	// "B" stands for this process's boot mark, which differs per run, so
+	// that corpus entries can name ids of the history.
+	for _, s := range []string{"", "B-0", "B-12", "B-19", "B-20", "B-21", "B-", "B-18446744073709551615", "B--1",
+		"-", "a-b-c", " B-15 ", "B-+13", "B-013"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, id string) {
+		id = strings.ReplaceAll(id, "B", es.boot)
+		sub, backlog, err := es.subscribe("u", id)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer es.unsubscribe("u", sub)
+		if len(backlog) > 8 {
+			t.Fatalf("Last-Event-ID %q: backlog of %d, history 8", id, len(backlog))
+		}
+		if strings.TrimSpace(id) == "" && len(backlog) != 0 {
+			t.Fatalf("no Last-Event-ID but a backlog of %d", len(backlog))
+		}
+		for _, b := range backlog {
+			if !strings.HasPrefix(string(b), "id: ") || !strings.HasSuffix(string(b), "\n\n") {
+				t.Fatalf("frame %q", b)
+			}
+		}
+	})
+}
