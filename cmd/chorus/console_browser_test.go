@@ -5,10 +5,13 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
+	"net/http/httptest"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -31,10 +34,6 @@ const consoleToneHz = 1000
 // it and see it leave. A screenshot is written to the test's directory, and
 // also to $CHORUS_CONSOLE_SCREENSHOT when set (how docs/console.png is made).
 func TestConsoleInBrowser(t *testing.T) {
-	browser, err := exec.LookPath("chromium")
-	if err != nil {
-		t.Fatal("chromium not found: install Debian's chromium (apt-get install chromium); .ci/run does")
-	}
 	r := startChorus(t, "33100-33199")
 	base := fmt.Sprintf("http://%s", r.HTTP)
 	alice := client{t: t, base: base + "/v1/users/u-alice", token: "alice-token", secret: "alice-secret"}
@@ -51,60 +50,12 @@ func TestConsoleInBrowser(t *testing.T) {
 	talker, talkerID := consoleDial(t, alice, r, confID, "")
 	listener, listenerID := consoleDial(t, alice, r, confID, talkerID)
 
-	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
-	defer cancel()
-	opts := append(chromedp.DefaultExecAllocatorOptions[:], chromedp.ExecPath(browser), chromedp.NoSandbox,
-		chromedp.Headless, chromedp.DisableGPU, chromedp.WindowSize(1100, 820), chromedp.Flag("disable-dev-shm-usage", true))
-	actx, acancel := chromedp.NewExecAllocator(ctx, opts...)
-	defer acancel()
-	bctx, bcancel := chromedp.NewContext(actx)
-	defer bcancel()
-
-	// Script errors (a CSP refusal among them) fail the test.
-	var jsMu sync.Mutex
-	var jsErrors []string
-	if err := chromedp.Listen(bctx, func(ev any) {
-		var msg string
-		switch e := ev.(type) {
-		case *runtime.EventExceptionThrown:
-			msg = (&chromedp.ExceptionError{ExceptionDetails: e.ExceptionDetails}).Error()
-		case *runtime.EventConsoleAPICalled:
-			if e.Type == "error" {
-				msg = fmt.Sprint("console.error ", len(e.Args))
-			}
-		}
-		if msg != "" {
-			jsMu.Lock()
-			jsErrors = append(jsErrors, msg)
-			jsMu.Unlock()
-		}
-	}); err != nil {
-		t.Fatalf("start chromium: %v", err)
-	}
-
-	step := func(what string, actions ...chromedp.Action[chromedp.Void]) {
-		t.Helper()
-		if err := chromedp.Do(bctx, actions...); err != nil {
-			t.Fatalf("%s: %v", what, err)
-		}
-	}
-	wait := func(what, js string) {
-		t.Helper()
-		if _, err := chromedp.Run(bctx, chromedp.Poll[bool](js, chromedp.WithPollingInterval(50*time.Millisecond),
-			chromedp.WithPollingTimeout(20*time.Second))); err != nil {
-			t.Fatalf("waiting for %s: %v", what, err)
-		}
-	}
+	br := openConsole(t, base)
+	step, wait := br.step, br.wait
 	memberSel := func(id string) string { return `#members [data-member="` + id + `"]` }
 	memberJS := func(id string) string { return `document.querySelector('` + memberSel(id) + `')` }
+	bctx := br.ctx
 
-	step("sign in", chromedp.Navigate(base+"/console/"),
-		chromedp.WaitVisible(chromedp.CSS("#signin-form")),
-		chromedp.SendKeys(chromedp.CSS("#user"), "u-alice"),
-		chromedp.SendKeys(chromedp.CSS("#token"), "alice-token"),
-		chromedp.SendKeys(chromedp.CSS("#secret"), "alice-secret"),
-		chromedp.Click(chromedp.CSS(`#signin-form button[type="submit"]`)),
-		chromedp.WaitVisible(chromedp.CSS("#app")))
 	wait("the room with both phones", `document.querySelectorAll('#members .member').length === 2 && !!`+
 		memberJS(talkerID)+` && !!`+memberJS(listenerID))
 	wait("the event stream", `document.getElementById('live').textContent === 'live'`)
@@ -151,11 +102,7 @@ func TestConsoleInBrowser(t *testing.T) {
 		}
 	}
 
-	jsMu.Lock()
-	defer jsMu.Unlock()
-	if len(jsErrors) > 0 {
-		t.Errorf("script errors in the console page: %q", jsErrors)
-	}
+	br.checkErrors()
 }
 
 // checkConsoleHeaders: /console redirects to /console/, whose files need
@@ -228,4 +175,184 @@ func consoleHears(t *testing.T, p *testphone.Phone, want bool) {
 		time.Sleep(20 * time.Millisecond)
 	}
 	t.Fatalf("listener hears the tone at %.1f dBFS, want heard=%v", level, want)
+}
+
+// consoleBrowser is headless Chromium on the console, signed in as Alice.
+type consoleBrowser struct {
+	t   *testing.T
+	ctx context.Context
+
+	mu     sync.Mutex
+	errors []string // script exceptions and console.error calls
+}
+
+// openConsole starts Chromium (60 s for the whole test), opens the
+// console at base and signs in as Alice.
+func openConsole(t *testing.T, base string) *consoleBrowser {
+	t.Helper()
+	browser, err := exec.LookPath("chromium")
+	if err != nil {
+		t.Fatal("chromium not found: install Debian's chromium (apt-get install chromium); .ci/run does")
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	t.Cleanup(cancel)
+	opts := append(chromedp.DefaultExecAllocatorOptions[:], chromedp.ExecPath(browser), chromedp.NoSandbox,
+		chromedp.Headless, chromedp.DisableGPU, chromedp.WindowSize(1100, 820), chromedp.Flag("disable-dev-shm-usage", true))
+	actx, acancel := chromedp.NewExecAllocator(ctx, opts...)
+	t.Cleanup(acancel)
+	bctx, bcancel := chromedp.NewContext(actx)
+	t.Cleanup(bcancel)
+	br := &consoleBrowser{t: t, ctx: bctx}
+	// Script errors (a CSP refusal among them) fail the test.
+	if err := chromedp.Listen(bctx, func(ev any) {
+		var msg string
+		switch e := ev.(type) {
+		case *runtime.EventExceptionThrown:
+			msg = (&chromedp.ExceptionError{ExceptionDetails: e.ExceptionDetails}).Error()
+		case *runtime.EventConsoleAPICalled:
+			if e.Type == "error" {
+				msg = fmt.Sprint("console.error ", len(e.Args))
+			}
+		}
+		if msg != "" {
+			br.mu.Lock()
+			br.errors = append(br.errors, msg)
+			br.mu.Unlock()
+		}
+	}); err != nil {
+		t.Fatalf("start chromium: %v", err)
+	}
+	br.step("sign in", chromedp.Navigate(base+"/console/"),
+		chromedp.WaitVisible(chromedp.CSS("#signin-form")),
+		chromedp.SendKeys(chromedp.CSS("#user"), "u-alice"),
+		chromedp.SendKeys(chromedp.CSS("#token"), "alice-token"),
+		chromedp.SendKeys(chromedp.CSS("#secret"), "alice-secret"),
+		chromedp.Click(chromedp.CSS(`#signin-form button[type="submit"]`)),
+		chromedp.WaitVisible(chromedp.CSS("#app")))
+	return br
+}
+
+// step runs actions.
+func (br *consoleBrowser) step(what string, actions ...chromedp.Action[chromedp.Void]) {
+	br.t.Helper()
+	if err := chromedp.Do(br.ctx, actions...); err != nil {
+		br.t.Fatalf("%s: %v", what, err)
+	}
+}
+
+// wait polls a JavaScript condition in the page for up to 20 s.
+func (br *consoleBrowser) wait(what, js string) {
+	br.t.Helper()
+	if _, err := chromedp.Run(br.ctx, chromedp.Poll[bool](js, chromedp.WithPollingInterval(50*time.Millisecond),
+		chromedp.WithPollingTimeout(20*time.Second))); err != nil {
+		status, _ := chromedp.Run(br.ctx, chromedp.Evaluate[string](`document.getElementById('status').textContent`))
+		br.t.Fatalf("waiting for %s: %v (page status %q)", what, err, status)
+	}
+}
+
+// fill replaces an input's value.
+func (br *consoleBrowser) fill(sel, value string) chromedp.Action[chromedp.Void] {
+	return chromedp.SetValue(chromedp.CSS(sel), value)
+}
+
+func (br *consoleBrowser) checkErrors() {
+	br.t.Helper()
+	br.mu.Lock()
+	defer br.mu.Unlock()
+	if len(br.errors) > 0 {
+		br.t.Errorf("script errors in the console page: %q", br.errors)
+	}
+}
+
+// TestConsoleActionsInBrowser: the console's other actions, each checked
+// through the API: create a room, dial a SIP URI (sipp answering) into
+// it, step a volume and the sensitivity, hold, speak text, play a file,
+// end the room.
+func TestConsoleActionsInBrowser(t *testing.T) {
+	sipp := testphone.Sipp(t)
+	r := startChorus(t, "33200-33299")
+	base := fmt.Sprintf("http://%s", r.HTTP)
+	alice := client{t: t, base: base + "/v1/users/u-alice", token: "alice-token", secret: "alice-secret"}
+	files := http.NewServeMux()
+	files.HandleFunc("/tone.wav", func(w http.ResponseWriter, _ *http.Request) {
+		w.Header().Set("Content-Type", "audio/wav")
+		_, _ = w.Write(audioWAV(8000, 1, 800, -12, 2*time.Second))
+	})
+	fileSrv := httptest.NewServer(files)
+	defer fileSrv.Close()
+
+	// sipp answers the dialled call (and echoes RTP) once its port is bound.
+	sipPort, mediaPort := testphone.FreeUDPPort(t), testphone.FreeUDPPort(t)
+	uas := exec.Command(sipp, "-sn", "uas", "-i", "127.0.0.1", "-p", strconv.Itoa(sipPort), "-mi", "127.0.0.1",
+		"-mp", strconv.Itoa(mediaPort), "-rtp_echo", "-m", "1", "-nostdin")
+	if err := uas.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = uas.Process.Kill(); _ = uas.Wait() }()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		pc, err := net.ListenPacket("udp", fmt.Sprintf("127.0.0.1:%d", sipPort))
+		if err != nil {
+			break // sipp holds it
+		}
+		pc.Close()
+		if time.Now().After(deadline) {
+			t.Fatal("sipp did not bind its port")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+
+	br := openConsole(t, base)
+	br.step("create a room", br.fill("#create-from", "7303"),
+		chromedp.Click(chromedp.CSS(`#create-form button`)))
+	br.wait("the new room selected", `document.getElementById('room-title').textContent.startsWith('7303')`)
+	var confs []struct{ ID, From, State string }
+	_, body := alice.do("GET", "/conferences", nil)
+	_ = json.Unmarshal(body, &confs)
+	if len(confs) != 1 || confs[0].From != "7303" {
+		t.Fatalf("conferences after create: %s", body)
+	}
+	confID := confs[0].ID
+
+	br.step("dial", br.fill("#dial-to", fmt.Sprintf("sip:echo@127.0.0.1:%d", sipPort)),
+		chromedp.Click(chromedp.CSS(`#dial-form button`)))
+	br.wait("the dialled member on the page", `document.querySelectorAll('#members .member').length === 1`)
+	member, err := chromedp.Run(br.ctx, chromedp.Evaluate[string](`document.querySelector('#members .member').dataset.member`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	sel := `#members [data-member="` + member + `"] `
+	memberJSON := func() map[string]any {
+		_, body := alice.do("GET", "/conferences/"+confID+"/members/"+member, nil)
+		m := map[string]any{}
+		_ = json.Unmarshal(body, &m)
+		return m
+	}
+	br.step("talk volume up", chromedp.Click(chromedp.CSS(sel+`[data-act="talkVolume"][data-d="1"]`)))
+	br.wait("talk volume 1", `document.querySelector('`+sel+`[data-v="talkVolume"]').textContent === '1'`)
+	br.step("sensitivity down", chromedp.Click(chromedp.CSS(sel+`[data-act="sensitivity"][data-d="-1"]`)))
+	br.wait("sensitivity -1", `document.querySelector('`+sel+`[data-v="sensitivity"]').textContent === '-1'`)
+	br.step("hold", chromedp.Click(chromedp.CSS(sel+`[data-act="hold"]`)))
+	br.wait("held", `document.querySelector('`+sel+`').dataset.hold === 'true'`)
+	if m := memberJSON(); m["talkVolume"] != 1.0 || m["sensitivity"] != -1.0 || m["hold"] != true {
+		t.Errorf("member after the steps and hold: %v", m)
+	}
+
+	br.step("speak", br.fill("#speak-text", "hello room"), chromedp.Click(chromedp.CSS(`#speak-form button`)))
+	br.wait("speak accepted", `document.getElementById('status').textContent === 'speak: done'`)
+	br.step("play", br.fill("#play-url", fileSrv.URL+"/tone.wav"), chromedp.Click(chromedp.CSS(`#play-form button`)))
+	br.wait("play accepted", `document.getElementById('status').textContent === 'play: done'`)
+
+	br.step("end the room", chromedp.Click(chromedp.CSS("#end-room")))
+	br.wait("armed", `document.getElementById('end-room').textContent === 'Really end?'`)
+	br.step("really end", chromedp.Click(chromedp.CSS("#end-room")))
+	br.wait("the room ended on the page", `document.getElementById('room-state').textContent === 'completed' && `+
+		`document.querySelectorAll('#members .member').length === 0`)
+	var c struct{ State string }
+	_, body = alice.do("GET", "/conferences/"+confID, nil)
+	_ = json.Unmarshal(body, &c)
+	if c.State != "completed" {
+		t.Errorf("conference after End room: %s", body)
+	}
+	br.checkErrors()
 }

@@ -117,6 +117,7 @@ async function loadRooms() {
 
 async function selectRoom(id) {
   state.room = id;
+  $("dial-from").value = "";
   state.members.clear();
   for (const li of $("room-list").children) li.classList.toggle("sel", li.dataset.conference === id);
   $("room").hidden = false;
@@ -131,6 +132,7 @@ async function loadRoom() {
     api("GET", "/conferences/" + encodeURIComponent(id) + "/members")]);
   if (state.room !== id) return;
   $("room-title").textContent = (c.from ? c.from + " · " : "") + c.id;
+  if (!$("dial-from").value) $("dial-from").value = c.from || "";
   $("room-state").textContent = c.state;
   $("room-state").className = "badge " + c.state;
   $("room-info").textContent = "created " + new Date(c.createdTime).toLocaleString() +
@@ -314,23 +316,32 @@ function init() {
   });
   $("signout").addEventListener("click", signOut);
   onSubmit("create-form", () => act("create room", async () => {
-    const from = $("create-from").value.trim();
-    const { location } = await api("POST", "/conferences", from ? { from } : {});
+    const { location } = await api("POST", "/conferences", { from: $("create-from").value.trim() });
     $("create-from").value = "";
     await loadRooms();
     if (location) await selectRoom(location.slice(location.lastIndexOf("/") + 1));
   }));
+  // Ending a room hangs everyone up: the button asks to be pressed again
+  // within 4 s (no confirm() dialog, which blocks the page's updates).
+  let endArmed = null;
   $("end-room").addEventListener("click", () => {
-    if (!confirm("End this room and hang up everyone in it?")) return;
+    const b = $("end-room");
+    if (!endArmed) {
+      b.textContent = "Really end?";
+      b.classList.add("armed");
+      endArmed = setTimeout(() => { endArmed = null; b.textContent = "End room"; b.classList.remove("armed"); }, 4000);
+      return;
+    }
+    clearTimeout(endArmed);
+    endArmed = null;
+    b.textContent = "End room";
+    b.classList.remove("armed");
     act("end room", async () => { await api("POST", roomPath(), { state: "completed" }); await loadRooms(); await loadRoom(); });
   });
   onSubmit("play-form", () => act("play", () => api("POST", roomPath() + "/audio", { fileUrl: $("play-url").value.trim() })));
   onSubmit("speak-form", () => act("speak", () => api("POST", roomPath() + "/audio", { sentence: $("speak-text").value })));
   onSubmit("dial-form", () => act("dial", async () => {
-    const body = { to: $("dial-to").value.trim(), conferenceId: state.room };
-    const from = $("dial-from").value.trim();
-    if (from) body.from = from;
-    await api("POST", "/calls", body);
+    await api("POST", "/calls", { from: $("dial-from").value.trim(), to: $("dial-to").value.trim(), conferenceId: state.room });
   }));
   const saved = sessionStorage.getItem("chorus.auth");
   if (saved) {
