@@ -66,6 +66,8 @@ type Config struct {
 	MaxLiveConferences int
 	// Now is the clock of the failure limit (default time.Now).
 	Now func() time.Time
+	// Events serves GET /v1/users/{userId}/events; nil answers 503.
+	Events *EventStream
 }
 
 // Defaults of Config.
@@ -94,6 +96,7 @@ type server struct {
 	now          func() time.Time
 	authLimit    *authLimiter
 	maxLive      int
+	events       *EventStream
 
 	// createMu makes counting a user's live conferences and creating one a
 	// single step, so that concurrent creates cannot pass the limit.
@@ -125,6 +128,7 @@ var routes = []route{
 	{"POST", userBase + "/calls", true, (*server).createCall},
 	{"GET", userBase + "/calls/{callId}", true, (*server).getCall},
 	{"POST", userBase + "/calls/{callId}", true, (*server).updateCall},
+	{"GET", userBase + "/events", true, (*server).streamEvents},
 	{"GET", "/openapi.json", false, (*server).openAPI},
 }
 
@@ -132,7 +136,8 @@ var routes = []route{
 // anything else.
 func New(cfg Config) http.Handler {
 	s := &server{users: cfg.Users, b: cfg.Bridge, audio: cfg.Audio, log: cfg.Log, maxBody: cfg.MaxBody,
-		answerWait: cfg.AnswerWait, audioTimeout: cfg.AudioTimeout, outbound: cfg.Targets, mux: http.NewServeMux()}
+		answerWait: cfg.AnswerWait, audioTimeout: cfg.AudioTimeout, outbound: cfg.Targets, mux: http.NewServeMux(),
+		events: cfg.Events}
 	if s.log == nil {
 		s.log = slog.New(slog.DiscardHandler)
 	}

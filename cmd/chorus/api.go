@@ -8,6 +8,7 @@ import (
 
 	"chorus/api"
 	"chorus/bridge"
+	"chorus/console"
 	"chorus/internal/egress"
 	"chorus/media/audiofile"
 	"chorus/media/tts"
@@ -28,10 +29,12 @@ func (a audioSources) Speak(ctx context.Context, text, gender, locale, voice str
 	return a.tts.Speak(ctx, text, gender, locale, voice)
 }
 
-// mountAPI adds the control API to mux and routes the bridge's events to
-// the applications' callbacks. It returns the dispatcher, to be closed
-// last at shutdown.
-func mountAPI(mux *http.ServeMux, cfg Config, br *bridge.Bridge, httpAddr net.Addr, targets *egress.Policy, log *slog.Logger) *api.Dispatcher {
+// mountAPI adds the control API and the operator console to mux and
+// routes the bridge's events to the applications' callbacks and to the
+// event stream. It returns the dispatcher, to be closed last at shutdown,
+// and the event stream, to be closed before the HTTP server shuts down
+// (its clients would hold the shutdown up).
+func mountAPI(mux *http.ServeMux, cfg Config, br *bridge.Bridge, httpAddr net.Addr, targets *egress.Policy, log *slog.Logger) (*api.Dispatcher, *api.EventStream) {
 	users := make([]api.User, len(cfg.Users))
 	for i, u := range cfg.Users {
 		users[i] = api.User{ID: u.ID, Token: u.Token, Secret: u.Secret}
@@ -40,9 +43,6 @@ func mountAPI(mux *http.ServeMux, cfg Config, br *bridge.Bridge, httpAddr net.Ad
 	if err := engine.Available(); err != nil {
 		log.Warn("text to speech unavailable: sentences will fail", "err", err)
 	}
-	mux.Handle("/", api.New(api.Config{Users: users, Bridge: br, Log: log, Targets: targets,
-		Audio:        audioSources{fetch: &audiofile.Fetcher{Targets: targets}, tts: engine},
-		AuthFailures: cfg.HTTPAuthFailures, MaxLiveConferences: cfg.MaxConferencesPerUser}))
 	// Event URIs name the API as callers reach it: the public address when
 	// it listens on every interface.
 	host, port, _ := net.SplitHostPort(httpAddr.String())
@@ -50,6 +50,11 @@ func mountAPI(mux *http.ServeMux, cfg Config, br *bridge.Bridge, httpAddr net.Ad
 		host = cfg.publicIP.String()
 	}
 	d := api.NewDispatcher(api.DispatcherConfig{Bridge: br, Log: log, Targets: targets, BaseURL: cfg.httpScheme() + "://" + net.JoinHostPort(host, port)})
-	br.SetEventSink(d)
-	return d
+	events := api.NewEventStream(api.EventStreamConfig{Dispatcher: d, Bridge: br, Log: log})
+	br.SetEventSink(api.EventSinks{d, events})
+	mux.Handle("/", api.New(api.Config{Users: users, Bridge: br, Log: log, Targets: targets, Events: events,
+		Audio:        audioSources{fetch: &audiofile.Fetcher{Targets: targets}, tts: engine},
+		AuthFailures: cfg.HTTPAuthFailures, MaxLiveConferences: cfg.MaxConferencesPerUser}))
+	console.Mount(mux)
+	return d, events
 }

@@ -114,7 +114,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	// Everything the bridge reports to or calls on is wired before the
 	// first SIP packet can arrive.
 	br.SetDialer(sipSrv)
-	dispatcher := mountAPI(mux, cfg, br, hl.Addr(), targets, log)
+	dispatcher, events := mountAPI(mux, cfg, br, hl.Addr(), targets, log)
 	udpAddr, err := sipSrv.ListenUDP(cfg.SIPAddr)
 	if err != nil {
 		return err
@@ -187,6 +187,7 @@ wait:
 	hctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	br.HangupAll(hctx, "shutdown")
+	events.Close() // ends the event streams, which Shutdown would wait for
 	_ = httpSrv.Shutdown(hctx)
 	_ = dispatcher.Close(hctx) // the last events: hangups, completions
 	log.Info("stopped")
