@@ -347,6 +347,12 @@ type Call struct {
 	// hangupCause is why we hung up, kept from before the BYE: the dialog
 	// ending on its answer may report the end first, as a plain hangup.
 	hangupCause string
+	// gather is the running gather, gathers every gather of the call
+	// (gather.go).
+	gather  *Gather
+	gathers []*Gather
+	infoMu  sync.Mutex // one DTMF out by INFO at a time (dtmfout.go)
+	attach  attachment
 }
 
 // CallInfo is a snapshot of a call.
@@ -423,7 +429,7 @@ func (c *Call) Info() CallInfo {
 		State: c.state, Created: c.created, Answered: c.answered, Ended: c.ended, Cause: c.cause,
 		Callback: c.callback, DialTimeout: c.dialTimeout}
 	ci.ConferenceID, ci.MemberID = c.confID, c.memberID // also after leaving: call history
-	if c.member != nil {
+	if c.member != nil && !c.member.conf.internal { // a parked call is in no conference
 		ci.ConferenceID = c.member.conf.id
 		if !c.member.waiting.Load() { // a caller in the lobby is no member yet
 			ci.MemberID = c.member.id
@@ -508,9 +514,15 @@ func (c *Call) Ended(cause string) {
 	m := c.member
 	cb := c.callback
 	confID := c.confID
+	g := c.gather
 	c.mu.Unlock()
+	if g != nil {
+		g.complete(GatherHungUp) // its event before the hangup's
+	}
 	ev := Event{Type: EventHangup, UserID: c.userID, CallID: c.id, ConferenceID: confID, Cause: cause, From: c.from, To: c.to, Tag: cb.Tag}
-	if m != nil {
+	if m != nil && m.conf.internal {
+		m.conf.removeMember(m, false, cause)
+	} else if m != nil {
 		ev.ConferenceID = m.conf.id
 		if !m.waiting.Load() {
 			ev.MemberID = m.id
@@ -542,8 +554,10 @@ func (c *Call) Digit(d rune) {
 	c.mu.Lock()
 	m := c.member
 	c.mu.Unlock()
-	if m != nil {
+	switch {
+	case m != nil:
 		m.conf.handleDigit(m, d)
+	case c.gatherDigit(d):
 	}
 }
 
