@@ -429,7 +429,7 @@ func (c *Call) Info() CallInfo {
 		State: c.state, Created: c.created, Answered: c.answered, Ended: c.ended, Cause: c.cause,
 		Callback: c.callback, DialTimeout: c.dialTimeout}
 	ci.ConferenceID, ci.MemberID = c.confID, c.memberID // also after leaving: call history
-	if c.member != nil && !c.member.conf.internal { // a parked call is in no conference
+	if c.member != nil && !c.member.conf.internal {     // a parked call is in no conference
 		ci.ConferenceID = c.member.conf.id
 		if !c.member.waiting.Load() { // a caller in the lobby is no member yet
 			ci.MemberID = c.member.id

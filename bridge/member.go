@@ -44,7 +44,7 @@ type Member struct {
 	leavingTone atomic.Bool
 	state       atomic.Bool // in the snapshot (active, or waiting in the lobby)
 	timingOut   atomic.Bool
-	lobby       *lobby // set before the member is in the snapshot; nil without a PIN
+	lobby       *lobby                    // set before the member is in the snapshot; nil without a PIN
 	dtmfOut     atomic.Pointer[dtmfQueue] // digits to send in place of audio (dtmfout.go)
 
 	mu      sync.Mutex
