@@ -183,8 +183,8 @@ func TestGatherMemberCall(t *testing.T) {
 // TestCallMediaDialledCall: a dialled call in no room hears a file posted
 // to it, sends "12#" to the far end as RFC 4733 events (each exactly once,
 // in order, with three end packets), gathers digits the far end keys
-// (terminating digit, inter-digit timeout), and a gather running when the
-// call hangs up ends with hung-up.
+// (terminating digit, inter-digit timeout), then joins a room and hears
+// it; a gather running when the call hangs up ends with hung-up.
 func TestCallMediaDialledCall(t *testing.T) {
 	cr := newCallRig(t, "32200-32299", "+15557772200", testphone.CalleeOptions{})
 	ev := cr.callEvents
@@ -240,6 +240,19 @@ func TestCallMediaDialledCall(t *testing.T) {
 		t.Errorf("inter-digit timeout after %v, want at least 1 s", d)
 	}
 
+	// The parked call joins a room without a second answer, and hears it.
+	callID := cr.callPath[strings.LastIndex(cr.callPath, "/")+1:]
+	resp, body := cr.alice.do("POST", "/conferences/"+cr.confID+"/members", map[string]any{"callId": callID})
+	if resp.StatusCode != 201 {
+		t.Fatalf("add the parked call: %d %s", resp.StatusCode, body)
+	}
+	if call := cr.waitState(t, "active"); call["conferenceId"] != cr.confID {
+		t.Errorf("call after joining: %v", call)
+	}
+	mark = cr.callee.Mark()
+	cr.roomAudio(t, map[string]any{"fileUrl": url, "tag": "room"})
+	calleeHears(t, cr.callee, 1000, mark)
+
 	cr.post(t, "/gather", map[string]any{}, 201)
 	cr.post(t, "", map[string]any{"state": "completed"}, 200)
 	ev.wait(t, "gather hung-up", 10*time.Second, gatherEv("hung-up", ""))
@@ -271,5 +284,11 @@ func TestCallDTMFOutByInfo(t *testing.T) {
 		var v any
 		_ = json.Unmarshal([]byte(body), &v)
 		cr.post(t, "/dtmf", v, 400)
+	}
+	cr.post(t, "", map[string]any{"state": "completed"}, 200)
+	select {
+	case <-cr.callee.Ended():
+	case <-time.After(10 * time.Second):
+		t.Error("the callee got no BYE")
 	}
 }
