@@ -48,6 +48,15 @@ type Config struct {
 	Prompts func() Prompts
 	// Now is the clock (default time.Now).
 	Now func() time.Time
+	// AfterFunc runs f after d, as time.AfterFunc (the default) does: the
+	// timers of gathers (their inter-digit timeout). Tests fire them.
+	AfterFunc func(d time.Duration, f func()) Timer
+}
+
+// Timer is a timer of Config.AfterFunc.
+type Timer interface {
+	// Stop prevents the timer from firing; false if it fired or was stopped.
+	Stop() bool
 }
 
 func (c *Config) setDefaults() {
@@ -75,6 +84,9 @@ func (c *Config) setDefaults() {
 	}
 	if c.Now == nil {
 		c.Now = time.Now
+	}
+	if c.AfterFunc == nil {
+		c.AfterFunc = func(d time.Duration, f func()) Timer { return time.AfterFunc(d, f) }
 	}
 }
 
@@ -558,6 +570,8 @@ func (c *Call) Digit(d rune) {
 	case m != nil:
 		m.conf.handleDigit(m, d)
 	case c.gatherDigit(d):
+	default: // a call in no conference, its media not parked: the application hears of it
+		c.b.publish(Event{Type: EventDTMF, UserID: c.userID, CallID: c.id, Digit: string(d), Tag: c.Info().Callback.Tag})
 	}
 }
 

@@ -405,7 +405,11 @@ func (c *Conference) removeMember(m *Member, hangup bool, cause string) bool {
 	m.call.mu.Unlock()
 	if waited {
 		// Never a member: no conference-member event, no leaving tone.
-		m.log.Info("caller left the lobby", "cause", cause)
+		if c.internal {
+			m.log.Info("call unparked", "cause", cause)
+		} else {
+			m.log.Info("caller left the lobby", "cause", cause)
+		}
 		if hangup {
 			go func() {
 				ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)

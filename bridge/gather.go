@@ -91,7 +91,8 @@ type Gather struct {
 	reason    GatherReason
 	digits    []byte
 	completed time.Time
-	timer     *time.Timer
+	timer     Timer
+	armed     uint64 // counts armings: a timer that fired as it was re-armed is stale
 	prompting bool      // the prompt is pending or playing
 	prompt    *Playback // the prompt playing, if any
 }
@@ -214,7 +215,19 @@ func (g *Gather) armLocked() {
 	if g.timer != nil {
 		g.timer.Stop()
 	}
-	g.timer = time.AfterFunc(g.opts.InterDigitTimeout, func() { g.complete(GatherInterDigitTimeout) })
+	g.armed++
+	n := g.armed
+	g.timer = g.call.b.cfg.AfterFunc(g.opts.InterDigitTimeout, func() { g.timedOut(n) })
+}
+
+// timedOut is the inter-digit timeout of arming n.
+func (g *Gather) timedOut(n uint64) {
+	g.mu.Lock()
+	stale := n != g.armed
+	g.mu.Unlock()
+	if !stale {
+		g.complete(GatherInterDigitTimeout)
+	}
 }
 
 // key takes one digit; it reports whether the gather took it (a digit
