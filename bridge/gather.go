@@ -92,7 +92,7 @@ type Gather struct {
 	digits    []byte
 	completed time.Time
 	timer     Timer
-	armed     uint64 // counts armings: a timer that fired as it was re-armed is stale
+	armed     uint64    // counts armings: a timer that fired as it was re-armed is stale
 	prompting bool      // the prompt is pending or playing
 	prompt    *Playback // the prompt playing, if any
 }
