@@ -180,9 +180,10 @@ func TestGatherMemberCall(t *testing.T) {
 	rg.events.wait(t, "gather max-digits", 10*time.Second, gatherEv("max-digits", "98"))
 }
 
-// TestCallMediaDialledCall: a dialled call in no room hears a file posted
-// to it, sends "12#" to the far end as RFC 4733 events (each exactly once,
-// in order, with three end packets), gathers digits the far end keys
+// TestCallMediaDialledCall: a dialled call in no room hears a file and a
+// sentence posted to it, sends "12#" to the far end as RFC 4733 events
+// (each exactly once, in order, with three end packets), gathers digits the
+// far end keys
 // (terminating digit, inter-digit timeout), then joins a room and hears
 // it; a gather running when the call hangs up ends with hung-up.
 func TestCallMediaDialledCall(t *testing.T) {
@@ -196,6 +197,13 @@ func TestCallMediaDialledCall(t *testing.T) {
 	calleeHears(t, cr.callee, 1000, mark)
 	ev.wait(t, "playback done", 10*time.Second, audioEv("playback", "done", "hello"))
 	checkHears(t, "the callee", cr.callee.RecordingSince(mark), 1000, 1500*time.Millisecond)
+	mark = cr.callee.Mark()
+	cr.post(t, "/audio", map[string]any{"sentence": "Please enter your PIN.", "tag": "speak"}, 200)
+	ev.wait(t, "speak done", 15*time.Second, audioEv("speak", "done", "speak"))
+	time.Sleep(200 * time.Millisecond) // the last frames in flight
+	if rms, dur := speechIn(cr.callee.RecordingSince(mark)); rms <= audioSpeechRMS || dur < 500*time.Millisecond {
+		t.Errorf("the callee heard speech at %.1f dBFS RMS for %v", rms, dur)
+	}
 	_, call := cr.alice.do("GET", cr.callPath, nil)
 	if strings.Contains(string(call), "conferenceId") {
 		t.Errorf("a call in no room shows a conference: %s", call)
