@@ -155,3 +155,22 @@ func TestGatherPrompt(t *testing.T) {
 	call.Digit('#')
 	e.events.waitFor(t, "barge", isGather(bridge.GatherTerminatingDigit, "5"))
 }
+
+// TestGatherEventShape: the gather event as an application receives it.
+func TestGatherEventShape(t *testing.T) {
+	d := NewDispatcher(DispatcherConfig{BaseURL: "http://127.0.0.1:8080/"})
+	at := time.Date(2013, 7, 12, 20, 53, 11, 646_000_000, time.UTC)
+	ev := bridge.Event{Type: bridge.EventGather, UserID: "u-1", CallID: "c-1", GatherID: "gather-1", State: "completed",
+		Digits: "123", Reason: bridge.GatherTerminatingDigit, Time: at, Tag: "pin"}
+	want := `{"eventType":"gather","callId":"c-1","callUri":"http://127.0.0.1:8080/v1/users/u-1/calls/c-1","gatherId":"gather-1",` +
+		`"gatherUri":"http://127.0.0.1:8080/v1/users/u-1/calls/c-1/gather/gather-1","state":"completed","digits":"123",` +
+		`"reason":"terminating-digit","time":"2013-07-12T20:53:11.646Z","tag":"pin"}`
+	if got := string(d.eventPayload(ev, bridge.Callback{}).json()); got != want {
+		t.Errorf("gather event\n got %s\nwant %s", got, want)
+	}
+	// No digits: still present, empty (an application reads it).
+	ev.Digits, ev.Reason, ev.Tag = "", bridge.GatherInterDigitTimeout, ""
+	if got := string(d.eventPayload(ev, bridge.Callback{}).json()); !strings.Contains(got, `"digits":""`) {
+		t.Errorf("gather event without digits: %s", got)
+	}
+}
