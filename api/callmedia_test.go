@@ -140,12 +140,13 @@ func TestGatherLifecycle(t *testing.T) {
 // cuts the prompt short and counts.
 func TestGatherPrompt(t *testing.T) {
 	e := newEnv(t)
+	e.audio.ms = 300 // the prompt: the first key lands in it, the second long after
 	call, _ := e.newCall(alice)
 	base := "/calls/" + call.ID() + "/gather"
 	want := "/v1/users/" + alice.ID + "/calls/" + call.ID() + "/gather"
 	e.mustCreate(e.as(alice, "POST", base, `{"prompt":{"sentence":"enter your pin","bargeable":false}}`), want)
 	call.Digit('1') // during the prompt: dropped
-	time.Sleep(time.Second)
+	time.Sleep(2 * time.Second)
 	call.Digit('2')
 	call.Digit('#')
 	e.events.waitFor(t, "after prompt", isGather(bridge.GatherTerminatingDigit, "2"))
