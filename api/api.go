@@ -129,6 +129,11 @@ var routes = []route{
 	{"GET", userBase + "/calls/{callId}", true, (*server).getCall},
 	{"POST", userBase + "/calls/{callId}", true, (*server).updateCall},
 	{"GET", userBase + "/events", true, (*server).streamEvents},
+	{"POST", userBase + "/calls/{callId}/audio", true, (*server).callAudio},
+	{"POST", userBase + "/calls/{callId}/dtmf", true, (*server).callDTMF},
+	{"POST", userBase + "/calls/{callId}/gather", true, (*server).createGather},
+	{"GET", userBase + "/calls/{callId}/gather/{gatherId}", true, (*server).getGather},
+	{"POST", userBase + "/calls/{callId}/gather/{gatherId}", true, (*server).updateGather},
 	{"GET", "/openapi.json", false, (*server).openAPI},
 }
 

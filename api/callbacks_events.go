@@ -156,6 +156,17 @@ func (d *Dispatcher) eventPayload(ev bridge.Event, cb bridge.Callback) cbPayload
 			}
 		}
 
+	case bridge.EventGather:
+		addStr("callId", ev.CallID)
+		addStr("callUri", callURI)
+		addStr("gatherId", ev.GatherID)
+		if callURI != "" && ev.GatherID != "" {
+			add("gatherUri", callURI+"/gather/"+url.PathEscape(ev.GatherID)) // extension
+		}
+		add("state", ev.State)
+		add("digits", ev.Digits)
+		add("reason", string(ev.Reason))
+
 	default: // an event type this code does not know: every field set
 		addStr("conferenceId", ev.ConferenceID)
 		addStr("conferenceUri", confURI)

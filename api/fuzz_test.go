@@ -31,6 +31,7 @@ type fuzzFixture struct {
 	conf       *bridge.Conference
 	member     *bridge.Member
 	call       *bridge.Call
+	gather     *bridge.Gather
 	closeMedia func()
 }
 
@@ -67,12 +68,15 @@ func (fx *fuzzFixture) ensure(tb testing.TB) {
 	if fx.member, err = fx.conf.AddMember(fx.call, bridge.MemberOptions{}); err != nil {
 		tb.Fatal(err)
 	}
+	if fx.gather, err = fx.call.StartGather(bridge.GatherOptions{TerminatingDigits: "#"}); err != nil {
+		tb.Fatal(err)
+	}
 }
 
 // path fills a route's path with the fixture's ids.
 func (fx *fuzzFixture) path(p string) string {
 	return strings.NewReplacer("{userId}", alice.ID, "{conferenceId}", fx.conf.ID(),
-		"{memberId}", fx.member.ID(), "{callId}", fx.call.ID()).Replace(p)
+		"{memberId}", fx.member.ID(), "{callId}", fx.call.ID(), "{gatherId}", fx.gather.ID()).Replace(p)
 }
 
 // FuzzRoutes drives the real handler of every route in the route table
@@ -86,7 +90,13 @@ func FuzzRoutes(f *testing.F) {
 		`{"sentence":"hello","gender":"male","locale":"en_US","voice":"paul"}`, `{"fileUrl":""}`,
 		`{"talkVolume":4,"receiveVolume":"-4","sensitivity":9}`, `{"from":"+1","to":"sip:a@127.0.0.1;transport=tcp","callTimeout":300}`,
 		`{"callbackTimeout":1e300}`, `{"tag":{"a":[1]}}`, `[`, `{"from":"` + strings.Repeat("9", 200) + `"}`,
-		`{"from":"+1556","pin":"004711","locked":"true"}`, `{"pin":1234567890123,"locked":1}`}
+		`{"from":"+1556","pin":"004711","locked":"true"}`, `{"pin":1234567890123,"locked":1}`,
+		`{"dtmfOut":"12#"}`, `{"dtmfOut":"abcd*0"}`, `{"dtmfOut":12}`, `{"dtmfOut":"` + strings.Repeat("#", 33) + `"}`,
+		`{"maxDigits":"5","interDigitTimeout":"2.5","terminatingDigits":"*#","tag":"g"}`,
+		`{"maxDigits":0,"interDigitTimeout":1e9,"terminatingDigits":"x"}`,
+		`{"prompt":{"sentence":"enter your pin","bargeable":"false","loopEnabled":true}}`,
+		`{"prompt":{"fileUrl":"http://x.example/p.wav"},"maxDigits":30}`, `{"prompt":"hi"}`, `{"prompt":{"fileUrl":""}}`,
+		`{"state":"created"}`}
 	queries := []string{"", "page=0&size=1", "page=9223372036854775807&size=2", "size=1001", "state=active",
 		"conferenceId=conf-x&page=1", "page=-1", "size=%zz", "page=1e3&&&=="}
 	for i := range routes {

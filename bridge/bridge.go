@@ -48,6 +48,15 @@ type Config struct {
 	Prompts func() Prompts
 	// Now is the clock (default time.Now).
 	Now func() time.Time
+	// AfterFunc runs f after d, as time.AfterFunc (the default) does: the
+	// timers of gathers (their inter-digit timeout). Tests fire them.
+	AfterFunc func(d time.Duration, f func()) Timer
+}
+
+// Timer is a timer of Config.AfterFunc.
+type Timer interface {
+	// Stop prevents the timer from firing; false if it fired or was stopped.
+	Stop() bool
 }
 
 func (c *Config) setDefaults() {
@@ -75,6 +84,9 @@ func (c *Config) setDefaults() {
 	}
 	if c.Now == nil {
 		c.Now = time.Now
+	}
+	if c.AfterFunc == nil {
+		c.AfterFunc = func(d time.Duration, f func()) Timer { return time.AfterFunc(d, f) }
 	}
 }
 
@@ -399,6 +411,12 @@ type Call struct {
 	// hangupCause is why we hung up, kept from before the BYE: the dialog
 	// ending on its answer may report the end first, as a plain hangup.
 	hangupCause string
+	// gather is the running gather, gathers every gather of the call
+	// (gather.go).
+	gather  *Gather
+	gathers []*Gather
+	infoMu  sync.Mutex // one DTMF out by INFO at a time (dtmfout.go)
+	attach  attachment
 }
 
 // CallInfo is a snapshot of a call.
@@ -475,7 +493,7 @@ func (c *Call) Info() CallInfo {
 		State: c.state, Created: c.created, Answered: c.answered, Ended: c.ended, Cause: c.cause,
 		Callback: c.callback, DialTimeout: c.dialTimeout}
 	ci.ConferenceID, ci.MemberID = c.confID, c.memberID // also after leaving: call history
-	if c.member != nil {
+	if c.member != nil && !c.member.conf.internal {     // a parked call is in no conference
 		ci.ConferenceID = c.member.conf.id
 		if !c.member.waiting.Load() { // a caller in the lobby is no member yet
 			ci.MemberID = c.member.id
@@ -560,9 +578,15 @@ func (c *Call) Ended(cause string) {
 	m := c.member
 	cb := c.callback
 	confID := c.confID
+	g := c.gather
 	c.mu.Unlock()
+	if g != nil {
+		g.complete(GatherHungUp) // its event before the hangup's
+	}
 	ev := Event{Type: EventHangup, UserID: c.userID, CallID: c.id, ConferenceID: confID, Cause: cause, From: c.from, To: c.to, Tag: cb.Tag}
-	if m != nil {
+	if m != nil && m.conf.internal {
+		m.conf.removeMember(m, false, cause)
+	} else if m != nil {
 		ev.ConferenceID = m.conf.id
 		if !m.waiting.Load() {
 			ev.MemberID = m.id
@@ -594,8 +618,12 @@ func (c *Call) Digit(d rune) {
 	c.mu.Lock()
 	m := c.member
 	c.mu.Unlock()
-	if m != nil {
+	switch {
+	case m != nil:
 		m.conf.handleDigit(m, d)
+	case c.gatherDigit(d):
+	default: // a call in no conference, its media not parked: the application hears of it
+		c.b.publish(Event{Type: EventDTMF, UserID: c.userID, CallID: c.id, Digit: string(d), Tag: c.Info().Callback.Tag})
 	}
 }
 

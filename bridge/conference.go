@@ -43,6 +43,9 @@ type Conference struct {
 	stop      context.CancelFunc
 	mixing    bool   // the mixer was started (on the first member, waiting or not)
 	pin       string // callers who dial in wait in the lobby for it; "" for none
+	// internal marks the room of a call in no conference (callmedia.go):
+	// never registered, no events, invisible to the API.
+	internal bool
 
 	// waiting counts the snapshot's members that wait in the lobby; the
 	// others are the active members. Changed under mu with the snapshot.
@@ -402,7 +405,11 @@ func (c *Conference) removeMember(m *Member, hangup bool, cause string) bool {
 	m.call.mu.Unlock()
 	if waited {
 		// Never a member: no conference-member event, no leaving tone.
-		m.log.Info("caller left the lobby", "cause", cause)
+		if c.internal {
+			m.log.Info("call unparked", "cause", cause)
+		} else {
+			m.log.Info("caller left the lobby", "cause", cause)
+		}
 		if hangup {
 			go func() {
 				ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
@@ -488,6 +495,15 @@ var (
 // handleDigit applies a DTMF digit of a member. It may run on any
 // goroutine.
 func (c *Conference) handleDigit(m *Member, d rune) {
+	if m.call.gatherDigit(d) {
+		return // a running gather takes every digit of its call
+	}
+	if c.internal {
+		// A call in no conference: its application hears of the digit.
+		c.b.publish(Event{Type: EventDTMF, UserID: m.call.userID, CallID: m.call.id, Digit: string(d),
+			Tag: m.call.Info().Callback.Tag})
+		return
+	}
 	if m.waiting.Load() {
 		// Not in the room yet: the keypad map does not act, and no digit
 		// reaches the application; the PIN entry takes it.

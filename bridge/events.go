@@ -13,6 +13,7 @@ const (
 	EventDTMF               = "dtmf"                // a digit in passthru_digits
 	EventPlayback           = "playback"            // audio file to one member: start, done
 	EventSpeak              = "speak"               // sentence to one member: started, done
+	EventGather             = "gather"              // a gather on a call completed (gather.go)
 )
 
 // Event is something an application may want to hear about. Zero fields
@@ -38,6 +39,10 @@ type Event struct {
 	Status        string // "done", "error", "stopped", "replaced" for playback ends
 	Tag           string
 	From, To      string
+	// GatherID, Digits and Reason are a completed gather's (EventGather).
+	GatherID string
+	Digits   string
+	Reason   GatherReason
 }
 
 // EventSink receives events. Publish must not block: it is called from the

@@ -15,6 +15,9 @@ type Member struct {
 	// What the mixer reads every tick, first and together, so that a
 	// listener costs the mixer as few cache lines as possible.
 	sess *media.Session
+	// dtmfOut holds digits to send in place of audio (dtmfout.go); read
+	// with sess by every tick's send, so it sits on sess's cache line.
+	dtmfOut atomic.Pointer[dtmfQueue]
 	// mx is released by the mixer once the member has left, so that a
 	// removed member kept for the API's records holds no buffers.
 	mx               *mixState

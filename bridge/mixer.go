@@ -283,7 +283,7 @@ func (c *Conference) mixTick(now time.Time, w *tickWorker) {
 			encodes++
 			payload = mx.payload[:]
 		}
-		if m.sess.WriteAudio(payload) == nil {
+		if m.send(payload) == nil { // audio, or a queued DTMF out packet in its place
 			sent++
 		}
 	}
