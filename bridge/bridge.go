@@ -120,7 +120,7 @@ type Bridge struct {
 	// instead of holding its number empty forever.
 	unjoined map[*Conference]int
 	draining bool
-	wg       sync.WaitGroup // mixer goroutines
+	loops    loopGroup // mixer goroutines
 
 	dialer Dialer
 	clock  *clock
@@ -670,7 +670,7 @@ func (b *Bridge) HangupAll(ctx context.Context, cause string) {
 		wg.Go(func() { _ = c.Hangup(ctx, cause) })
 	}
 	wg.Wait()
-	b.wg.Wait()
+	b.loops.wait()
 }
 
 // Publish sends an event that the bridge did not raise itself (playback

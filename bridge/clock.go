@@ -58,7 +58,7 @@ func (k *clock) start(c *Conference) {
 	best.confs = append(best.confs, c)
 	if !best.running {
 		best.running = true
-		k.b.wg.Add(1)
+		k.b.loops.add()
 		go best.run(k.b, k.epoch)
 	}
 	best.mu.Unlock()
@@ -77,7 +77,7 @@ func (s *shard) remove(c *Conference) {
 
 // run is a shard's clock goroutine.
 func (s *shard) run(b *Bridge, epoch time.Time) {
-	defer b.wg.Done()
+	defer b.loops.done()
 	st := b.stats
 	p := newPacer(context.Background(), b)
 	p.align(epoch.Add(s.phase))
@@ -128,9 +128,9 @@ func (c *Conference) startDedicated() {
 	c.mu.Unlock()
 	// c.park, when it stops this goroutine, leaves c.stop to cancel a
 	// context already done: harmless.
-	c.b.wg.Add(1)
+	c.b.loops.add()
 	go func() {
-		defer c.b.wg.Done()
+		defer c.b.loops.done()
 		c.run(ctx)
 	}()
 }

@@ -99,7 +99,7 @@ func TestClock(t *testing.T) {
 	small.conf.Complete()
 	big.conf.Complete()
 	waited := make(chan struct{})
-	go func() { b.wg.Wait(); close(waited) }()
+	go func() { b.loops.wait(); close(waited) }()
 	select {
 	case <-waited:
 	case <-time.After(2 * time.Second):
