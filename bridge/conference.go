@@ -488,6 +488,7 @@ var (
 // handleDigit applies a DTMF digit of a member. It may run on any
 // goroutine.
 func (c *Conference) handleDigit(m *Member, d rune) {
+	c.b.stats.Digits.Add(1)
 	if m.waiting.Load() {
 		// Not in the room yet: the keypad map does not act, and no digit
 		// reaches the application; the PIN entry takes it.
@@ -499,7 +500,14 @@ func (c *Conference) handleDigit(m *Member, d rune) {
 			CallID: m.call.id, Digit: string(d), Tag: c.Callback().Tag})
 		return
 	}
-	switch dtmf.KeyAction(d) {
+	action := dtmf.KeyAction(d)
+	// Digits are a few a second at most: a debug line each shows an
+	// operator what a caller's keypad did. (Guarded: the mixer's tick
+	// calls this, and the arguments would be built even when discarded.)
+	if m.log.Enabled(context.Background(), slog.LevelDebug) {
+		m.log.Debug("dtmf", "digit", string(d), "action", action.String())
+	}
+	switch action {
 	case dtmf.ActionTalkDown:
 		m.talk.Store(clampLevel(m.talk.Load() - 1))
 	case dtmf.ActionTalkReset:

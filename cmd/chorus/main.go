@@ -97,7 +97,6 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	defer sipSrv.Close()
 
 	mux := http.NewServeMux()
-	mux.Handle("GET /metrics", metricsHandler(br, ports, sipSrv))
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
 		if br.Draining() {
 			http.Error(w, "draining", http.StatusServiceUnavailable)
@@ -115,6 +114,8 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	// first SIP packet can arrive.
 	br.SetDialer(sipSrv)
 	dispatcher, events := mountAPI(mux, cfg, br, hl.Addr(), targets, log)
+	met := newMetrics(metricsSources{bridge: br, ports: ports, sip: sipSrv, dispatcher: dispatcher, events: events})
+	mux.Handle("GET /metrics", met.handler(log))
 	udpAddr, err := sipSrv.ListenUDP(cfg.SIPAddr)
 	if err != nil {
 		return err
@@ -134,7 +135,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 			return err
 		}
 	}
-	httpSrv := startHTTP(cfg, mux, hl, log)
+	httpSrv := startHTTP(cfg, observeHTTP(mux, met, log, time.Now), hl, log)
 
 	log.Info("chorus listening", "sip_udp", udpAddr, "sip_tcp", tcpAddr, "sip_tls", tlsAddr, "http", hl.Addr(),
 		"rtp_ports", cfg.RTPPorts, "public_ip", cfg.publicIP, "fd_limit", fdLimit,
