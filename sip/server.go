@@ -540,7 +540,7 @@ func (s *Server) onInvite(req *sip.Request, tx sip.ServerTransaction) {
 	handedOff = true
 	context.AfterFunc(dlg.Context(), func() {
 		c.call.Ended("hangup")
-		c.log.Info("call ended", "stats", sess.Stats())
+		c.log.Info("call ended", statsAttr(sess.Stats()))
 		forget()
 		_ = dlg.Close()
 		_ = s.media.close(sess)

@@ -33,12 +33,14 @@ type User struct {
 // embedded defaults, the JSON config file, CHORUS_* environment variables,
 // command-line flags.
 type Config struct {
-	SIPAddr    string        `json:"sipAddr"`
-	HTTPAddr   string        `json:"httpAddr"`
-	RTPPorts   string        `json:"rtpPorts"`
-	PublicIP   string        `json:"publicIp"`
-	Users      []User        `json:"users"`
-	LogLevel   string        `json:"logLevel"`
+	SIPAddr  string `json:"sipAddr"`
+	HTTPAddr string `json:"httpAddr"`
+	RTPPorts string `json:"rtpPorts"`
+	PublicIP string `json:"publicIp"`
+	Users    []User `json:"users"`
+	LogLevel string `json:"logLevel"`
+	// LogFormat is text (logfmt) or json.
+	LogFormat  string        `json:"logFormat"`
 	RTPTimeout time.Duration `json:"rtpTimeout"`
 	// RTPHoldTimeout ends a held call (direction not sendrecv) this long
 	// after the hold began.
@@ -93,7 +95,7 @@ type Config struct {
 }
 
 func defaultConfig() Config {
-	return Config{SIPAddr: ":5060", HTTPAddr: "127.0.0.1:8080", RTPPorts: "10000-20000", LogLevel: "info",
+	return Config{SIPAddr: ":5060", HTTPAddr: "127.0.0.1:8080", RTPPorts: "10000-20000", LogLevel: "info", LogFormat: "text",
 		RTPTimeout: 30 * time.Second, RTPHoldTimeout: 10 * time.Minute, MaxMembers: 20, LoudestN: 8, AutoCreate: true, DrainPeriod: 0,
 		Retention: time.Hour, MixerPriority: "realtime", HTTPMaxConns: defaultHTTPMaxConns,
 		HTTPAuthFailures: api.DefaultAuthFailures, MaxConferencesPerUser: api.DefaultMaxLiveConferences,
@@ -173,6 +175,7 @@ func loadConfig(args []string, getenv func(string) string, stderr io.Writer) (Co
 	fs.String("public-ip", "", "address written into SDP and Contact; default: the SIP listen address, or the first non-loopback interface (env CHORUS_PUBLIC_IP)")
 	fs.Var(userList{&flagUsers}, "user", "API user ID:TOKEN:SECRET, repeatable (env CHORUS_USER, comma-separated)")
 	fs.String("log-level", cfg.LogLevel, "debug, info, warn or error (env CHORUS_LOG_LEVEL)")
+	fs.String("log-format", cfg.LogFormat, "text (logfmt) or json, one object a line (env CHORUS_LOG_FORMAT)")
 	fs.Duration("rtp-timeout", cfg.RTPTimeout, "hang up a call after this long without RTP, or that has not proved its RTP address this long after it started (env CHORUS_RTP_TIMEOUT)")
 	fs.Duration("rtp-hold-timeout", cfg.RTPHoldTimeout, "hang up a held call (inactive, c=0.0.0.0, sendonly or recvonly) this long after the hold began; the RTP timeout does not apply to held calls (env CHORUS_RTP_HOLD_TIMEOUT)")
 	fs.Int("max-members", cfg.MaxMembers, "active members per conference (env CHORUS_MAX_MEMBERS)")
@@ -286,6 +289,8 @@ func (c *Config) setField(name, v string) error {
 		c.PublicIP = v
 	case "log-level":
 		c.LogLevel = v
+	case "log-format":
+		c.LogFormat = v
 	case "rtp-timeout":
 		c.RTPTimeout, err = time.ParseDuration(v)
 	case "rtp-hold-timeout":
@@ -356,6 +361,9 @@ func (c *Config) validate() error {
 	}
 	if _, err := parseLevel(c.LogLevel); err != nil {
 		errs = append(errs, err)
+	}
+	if c.LogFormat != "text" && c.LogFormat != "json" {
+		errs = append(errs, fmt.Errorf("log-format: want text or json, got %q", c.LogFormat))
 	}
 	if c.MaxMembers < 1 {
 		errs = append(errs, fmt.Errorf("max-members must be at least 1, got %d", c.MaxMembers))
@@ -466,6 +474,17 @@ func (c *Config) httpScheme() string {
 		return "https"
 	}
 	return "http"
+}
+
+// newLogger is the process's logger: the configured format and level,
+// on w (stderr).
+func newLogger(c Config, w io.Writer) *slog.Logger {
+	level, _ := parseLevel(c.LogLevel)
+	opts := &slog.HandlerOptions{Level: level}
+	if c.LogFormat == "json" {
+		return slog.New(slog.NewJSONHandler(w, opts))
+	}
+	return slog.New(slog.NewTextHandler(w, opts))
 }
 
 func parseLevel(s string) (slog.Level, error) {

@@ -36,8 +36,14 @@ import (
 func main() {
 	// The parts of sipgo without a per-server logger log through a
 	// process-wide one: set it once, before any SIP traffic, with
-	// remote-input errors demoted to debug.
-	sip.SetLibraryLogger(slog.New(slog.NewTextHandler(os.Stderr, nil)))
+	// remote-input errors demoted to debug, in the configured format and
+	// level. (run reads the configuration again and reports its errors;
+	// here a bad one leaves the default.)
+	libCfg := defaultConfig()
+	if c, err := loadConfig(os.Args[1:], os.Getenv, io.Discard); err == nil {
+		libCfg = c
+	}
+	sip.SetLibraryLogger(newLogger(libCfg, os.Stderr))
 	if err := run(context.Background(), os.Args[1:], os.Getenv, os.Stdout, os.Stderr, nil); err != nil {
 		if !errors.Is(err, flag.ErrHelp) {
 			fmt.Fprintln(os.Stderr, "chorus:", err)
@@ -60,8 +66,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	if err != nil {
 		return err
 	}
-	level, _ := parseLevel(cfg.LogLevel)
-	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level}))
+	log := newLogger(cfg, stderr)
 	fdLimit, err := raiseFileLimit()
 	if err != nil {
 		log.Warn("descriptor limit not raised", "limit", fdLimit, "err", err)
@@ -137,7 +142,9 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	}
 	httpSrv := startHTTP(cfg, observeHTTP(mux, met, log, time.Now), hl, log)
 
-	log.Info("chorus listening", "sip_udp", udpAddr, "sip_tcp", tcpAddr, "sip_tls", tlsAddr, "http", hl.Addr(),
+	version, goVersion := buildVersion()
+	dialIn := fmt.Sprintf("sip:1000@%s", netip.AddrPortFrom(cfg.publicIP, udpAddr.Port()))
+	log.Info("chorus listening", "version", version, "go", goVersion, "dial_in", dialIn, "sip_udp", udpAddr, "sip_tcp", tcpAddr, "sip_tls", tlsAddr, "http", hl.Addr().String(),
 		"rtp_ports", cfg.RTPPorts, "public_ip", cfg.publicIP, "fd_limit", fdLimit,
 		"sip_tcp_max_conns", tcpLimits.MaxConns, "sip_tcp_max_conns_per_source", tcpLimits.MaxConnsPerSource,
 		"sip_tcp_idle_timeout", tcpLimits.IdleTimeout)
@@ -146,7 +153,11 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		fmt.Fprintf(stdout, "No --user given; generated a development user:\n  user id: %s\n  token:   %s\n  secret:  %s\n  try: curl -u %s:%s %s://%s/v1/users/%s/conferences\n",
 			u.ID, u.Token, u.Secret, u.Token, u.Secret, cfg.httpScheme(), hl.Addr(), u.ID)
 	}
-	fmt.Fprintf(stdout, "Call sip:1000@%s to join conference 1000.\n", netip.AddrPortFrom(cfg.publicIP, udpAddr.Port()))
+	// The hint for a person at a terminal; with JSON logs for a pipeline,
+	// the listening line above carries it as dial_in.
+	if cfg.LogFormat == "text" {
+		fmt.Fprintf(stdout, "Call %s to join conference 1000.\n", dialIn)
+	}
 	if onReady != nil {
 		onReady(ready{SIPUDP: udpAddr, SIPTCP: tcpAddr, SIPTLS: tlsAddr, HTTP: hl.Addr(), Users: cfg.Users})
 	}
