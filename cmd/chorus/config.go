@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"crypto/rand"
 	"crypto/tls"
 	"encoding/json"
@@ -12,6 +13,7 @@ import (
 	"net"
 	"net/netip"
 	"os"
+	"reflect"
 	"strconv"
 	"strings"
 	"time"
@@ -166,7 +168,8 @@ func loadConfig(args []string, getenv func(string) string, stderr io.Writer) (Co
 	cfg := defaultConfig()
 	fs := flag.NewFlagSet("chorus", flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	configFile := fs.String("config", "", "JSON config file (env CHORUS_CONFIG)")
+	configFile := fs.String("config", "", "JSON config file (env CHORUS_CONFIG); docs/config.example.json shows every field")
+	showVersion := fs.Bool("version", false, "print the version and exit")
 	var flagUsers []User
 	var flagAllow []string
 	fs.String("sip-addr", cfg.SIPAddr, "SIP listen address, UDP and TCP (env CHORUS_SIP_ADDR)")
@@ -209,6 +212,9 @@ func loadConfig(args []string, getenv func(string) string, stderr io.Writer) (Co
 	if fs.NArg() > 0 {
 		return cfg, fmt.Errorf("unexpected argument %q", fs.Arg(0))
 	}
+	if *showVersion {
+		return cfg, errShowVersion
+	}
 	if *configFile == "" {
 		*configFile = getenv("CHORUS_CONFIG")
 	}
@@ -217,9 +223,7 @@ func loadConfig(args []string, getenv func(string) string, stderr io.Writer) (Co
 		if err != nil {
 			return cfg, fmt.Errorf("config file: %w", err)
 		}
-		dec := json.NewDecoder(strings.NewReader(string(b)))
-		dec.DisallowUnknownFields()
-		if err := dec.Decode(&cfg); err != nil {
+		if err := decodeConfigFile(b, &cfg); err != nil {
 			return cfg, fmt.Errorf("config file %s: %w", *configFile, err)
 		}
 	}
@@ -228,7 +232,7 @@ func loadConfig(args []string, getenv func(string) string, stderr io.Writer) (Co
 	var errs []error
 	// Environment, then flags, for every setting but users.
 	fs.VisitAll(func(f *flag.Flag) {
-		if f.Name == "config" || f.Name == "user" || f.Name == "target-allow" || sipFlags.isList(f.Name) {
+		if f.Name == "config" || f.Name == "version" || f.Name == "user" || f.Name == "target-allow" || sipFlags.isList(f.Name) {
 			return
 		}
 		val, ok := "", false
@@ -271,6 +275,59 @@ func loadConfig(args []string, getenv func(string) string, stderr io.Writer) (Co
 		return cfg, err
 	}
 	return cfg, cfg.validate()
+}
+
+// errShowVersion is loadConfig's answer to -version: run prints the
+// version instead of starting.
+var errShowVersion = errors.New("version requested")
+
+// decodeConfigFile reads a JSON config file into cfg, refusing unknown
+// fields. Durations may be strings in Go's syntax ("30s", "10m") or, as
+// before, integer nanoseconds.
+func decodeConfigFile(b []byte, cfg *Config) error {
+	var fields map[string]json.RawMessage
+	if err := json.Unmarshal(b, &fields); err != nil {
+		return fmt.Errorf("want a JSON object: %w", err)
+	}
+	for _, key := range durationFields(reflect.TypeOf(*cfg)) {
+		raw, ok := fields[key]
+		if !ok || len(raw) == 0 || raw[0] != '"' {
+			continue
+		}
+		var s string
+		if err := json.Unmarshal(raw, &s); err != nil {
+			return fmt.Errorf("%s: %w", key, err)
+		}
+		d, err := time.ParseDuration(s)
+		if err != nil {
+			return fmt.Errorf("%s: want a duration such as \"30s\" or \"10m\", got %q", key, s)
+		}
+		fields[key] = json.RawMessage(strconv.FormatInt(int64(d), 10))
+	}
+	norm, err := json.Marshal(fields)
+	if err != nil {
+		return fmt.Errorf("re-encode: %w", err)
+	}
+	dec := json.NewDecoder(bytes.NewReader(norm))
+	dec.DisallowUnknownFields()
+	return dec.Decode(cfg)
+}
+
+// durationFields lists the JSON names of t's time.Duration fields,
+// embedded structs' included (their fields sit at the top level).
+func durationFields(t reflect.Type) []string {
+	var out []string
+	for i := range t.NumField() {
+		f := t.Field(i)
+		if f.Anonymous && f.Type.Kind() == reflect.Struct {
+			out = append(out, durationFields(f.Type)...)
+			continue
+		}
+		if name, _, _ := strings.Cut(f.Tag.Get("json"), ","); name != "" && name != "-" && f.Type == reflect.TypeFor[time.Duration]() {
+			out = append(out, name)
+		}
+	}
+	return out
 }
 
 func (c *Config) setField(name, v string) error {

@@ -63,6 +63,11 @@ type ready struct {
 // run starts the bridge and serves until a signal or ctx ends it.
 func run(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer, onReady func(ready)) error {
 	cfg, err := loadConfig(args, getenv, stderr)
+	if errors.Is(err, errShowVersion) {
+		version, goVersion := buildVersion()
+		fmt.Fprintf(stdout, "chorus %s %s\n", version, goVersion)
+		return nil
+	}
 	if err != nil {
 		return err
 	}
