@@ -36,6 +36,14 @@ type Stats struct {
 	LatenessNanos atomic.Uint64
 
 	Digits atomic.Uint64 // DTMF digits received, in-band or by SIP INFO
+
+	// Jitter buffer counters (media.JitterStats) of the members that have
+	// left, added as each member's memory is released: the mixer owns a
+	// live member's buffer, so its counters are not read before.
+	JitterPackets   atomic.Uint64 // packets accepted
+	JitterLate      atomic.Uint64 // packets dropped for arriving after their play-out time
+	JitterConcealed atomic.Uint64 // samples synthesised for lost or late audio
+	JitterUnderruns atomic.Uint64 // reads that found the next audio not yet there
 }
 
 func (s *Stats) observeLateness(late time.Duration) {

@@ -109,6 +109,10 @@ var bridgeMetricDefs = []metricDef{
 	{"chorus_mixer_tick_lateness_seconds", "How late mixer ticks woke.", nil},
 	{"chorus_mixer_tick_lateness_max_seconds", "Latest tick wake-up seen.", nil},
 	{"chorus_dtmf_digits_total", "DTMF digits received from callers (RFC 4733 or SIP INFO).", nil},
+	{"chorus_rtp_jitter_packets_total", "RTP packets the jitter buffers accepted (members that have left).", nil},
+	{"chorus_rtp_late_packets_total", "RTP packets dropped for arriving after their play-out time (members that have left).", nil},
+	{"chorus_rtp_concealed_samples_total", "Audio samples synthesised for lost or late RTP (members that have left): the loss a listener heard.", nil},
+	{"chorus_rtp_jitter_underruns_total", "Mixer reads that found a member's next audio not yet there (members that have left).", nil},
 	{"chorus_sip_unwanted_total", "Unwanted SIP traffic: malformed or stray messages, unserved methods, requests outside any dialog, OPTIONS answered statelessly, shed TCP connections, failed accepts.", []string{"kind"}},
 	{"chorus_sip_requests_total", "SIP requests handled, by method (requests the UDP screen answers statelessly are in chorus_sip_unwanted_total).", []string{"method"}},
 	{"chorus_sip_responses_total", "SIP responses sent by the handlers, by status class and code.", []string{"class", "code"}},
@@ -192,6 +196,10 @@ func (c *bridgeCollector) Collect(ch chan<- prometheus.Metric) {
 		float64(st.LatenessNanos.Load())/1e9, buckets)
 	gauge("chorus_mixer_tick_lateness_max_seconds", float64(st.MaxLateness.Load())/1e9)
 	counter("chorus_dtmf_digits_total", float64(st.Digits.Load()))
+	counter("chorus_rtp_jitter_packets_total", float64(st.JitterPackets.Load()))
+	counter("chorus_rtp_late_packets_total", float64(st.JitterLate.Load()))
+	counter("chorus_rtp_concealed_samples_total", float64(st.JitterConcealed.Load()))
+	counter("chorus_rtp_jitter_underruns_total", float64(st.JitterUnderruns.Load()))
 
 	for _, k := range sip.TrafficKinds() {
 		counter("chorus_sip_unwanted_total", float64(s.TrafficCount(k)), k.String())

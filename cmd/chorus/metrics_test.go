@@ -136,6 +136,8 @@ func TestMetricsScenario(t *testing.T) {
 	if got := moved(`chorus_sip_requests_total{method="ACK"}`); got < 1 {
 		t.Errorf("ACKs moved by %v, want at least 1", got)
 	}
+	// The caller's jitter buffer counted its packets when it left the room.
+	waitMetric(t, httpAddr, "chorus_rtp_jitter_packets_total", func(v float64) bool { return v > before["chorus_rtp_jitter_packets_total"] })
 	if d, n := after["chorus_callback_events_total{outcome=\"delivered\"}"], callbacks.Load(); d < 1 || d > float64(n) {
 		t.Errorf("callbacks delivered %v, the application received %d", d, n)
 	}
