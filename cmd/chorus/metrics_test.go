@@ -4,12 +4,15 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"os"
 	"os/exec"
+	"regexp"
 	"strconv"
 	"strings"
 	"sync/atomic"
@@ -164,6 +167,54 @@ func TestMetricsScenario(t *testing.T) {
 		t.Errorf("promtool check metrics: %v\n%s", err, out)
 	}
 	t.Logf("scrape: %d bytes, %d series", len(raw), len(after))
+	checkDashboard(t, raw)
+}
+
+// checkDashboard: every series docs/grafana-dashboard.json queries is one
+// the binary exports, so the dashboard cannot drift from the metrics.
+func checkDashboard(t *testing.T, scrape []byte) {
+	t.Helper()
+	b, err := os.ReadFile("../../docs/grafana-dashboard.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var dash struct {
+		Panels []struct {
+			Title   string
+			Targets []struct{ Expr string }
+		}
+	}
+	if err := json.Unmarshal(b, &dash); err != nil {
+		t.Fatalf("dashboard: %v", err)
+	}
+	families := map[string]bool{}
+	for _, line := range strings.Split(string(scrape), "\n") {
+		if rest, ok := strings.CutPrefix(line, "# TYPE "); ok {
+			name, _, _ := strings.Cut(rest, " ")
+			families[name] = true
+		}
+	}
+	name := regexp.MustCompile(`\b(?:chorus|process|go)_[a-z0-9_]+`)
+	n := 0
+	for _, p := range dash.Panels {
+		for _, tg := range p.Targets {
+			for _, m := range name.FindAllString(tg.Expr, -1) {
+				n++
+				fam := m
+				for _, suf := range []string{"_bucket", "_sum", "_count"} {
+					if f, ok := strings.CutSuffix(m, suf); ok && families[f] {
+						fam = f
+					}
+				}
+				if !families[fam] {
+					t.Errorf("dashboard panel %q queries %s, which /metrics does not export", p.Title, m)
+				}
+			}
+		}
+	}
+	if n < 30 {
+		t.Errorf("only %d metric references found in the dashboard", n)
+	}
 }
 
 func hasPrefix(m map[string]float64, prefix string) bool {
