@@ -98,3 +98,21 @@ func TestJSONLogs(t *testing.T) {
 		t.Errorf("stats.packets_in is not a number: %v", stats)
 	}
 }
+
+// TestLibraryLogger: sipgo's process-wide logger follows --log-level and
+// --log-format like the rest.
+func TestLibraryLogger(t *testing.T) {
+	var out strings.Builder
+	log := libraryLogger([]string{"--log-level", "warn", "--log-format", "json"}, noEnv, &out)
+	log.Info("hidden")
+	log.Warn("shown")
+	lines := jsonLines(t, out.String())
+	if len(lines) != 1 || lines[0]["msg"] != "shown" {
+		t.Errorf("warn level, JSON: got %q", out.String())
+	}
+	out.Reset()
+	libraryLogger([]string{"--log-level", "debug"}, noEnv, &out).Debug("seen")
+	if !strings.Contains(out.String(), "level=DEBUG msg=seen") {
+		t.Errorf("debug level, text: got %q", out.String())
+	}
+}

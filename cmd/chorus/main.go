@@ -39,17 +39,24 @@ func main() {
 	// remote-input errors demoted to debug, in the configured format and
 	// level. (run reads the configuration again and reports its errors;
 	// here a bad one leaves the default.)
-	libCfg := defaultConfig()
-	if c, err := loadConfig(os.Args[1:], os.Getenv, io.Discard); err == nil {
-		libCfg = c
-	}
-	sip.SetLibraryLogger(newLogger(libCfg, os.Stderr))
+	sip.SetLibraryLogger(libraryLogger(os.Args[1:], os.Getenv, os.Stderr))
 	if err := run(context.Background(), os.Args[1:], os.Getenv, os.Stdout, os.Stderr, nil); err != nil {
 		if !errors.Is(err, flag.ErrHelp) {
 			fmt.Fprintln(os.Stderr, "chorus:", err)
 		}
 		os.Exit(2)
 	}
+}
+
+// libraryLogger is the logger for sipgo's process-wide one: the format
+// and level the arguments configure, or the defaults if they are wrong
+// (run reports the error).
+func libraryLogger(args []string, getenv func(string) string, w io.Writer) *slog.Logger {
+	cfg := defaultConfig()
+	if c, err := loadConfig(args, getenv, io.Discard); err == nil {
+		cfg = c
+	}
+	return newLogger(cfg, w)
 }
 
 // ready reports the bound addresses once the bridge serves (for tests).
