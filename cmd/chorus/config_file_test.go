@@ -124,3 +124,21 @@ func TestVersionFlag(t *testing.T) {
 		t.Errorf("-version printed %q", stdout.String())
 	}
 }
+
+// FuzzDecodeConfigFile: any config file gets a config or an error, never a
+// panic; a file that decodes decodes the same way again.
+func FuzzDecodeConfigFile(f *testing.F) {
+	for _, seed := range []string{`{"rtpTimeout":"30s"}`, `{"rtpTimeout":30000000000}`, `{"sipAuthBlock":"1m","users":[]}`,
+		`{"rtpTimeout":"-5h"}`, `{"retention":"9999999999h"}`, `[]`, `null`, `{"rtpTimeout":null}`, `{"rtpTimeout":"\u0033s"}`} {
+		f.Add([]byte(seed))
+	}
+	f.Fuzz(func(t *testing.T, b []byte) {
+		var c1, c2 Config
+		if err := decodeConfigFile(b, &c1); err != nil {
+			return
+		}
+		if err := decodeConfigFile(b, &c2); err != nil {
+			t.Fatalf("decoded once, then: %v", err)
+		}
+	})
+}
