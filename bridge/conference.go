@@ -495,6 +495,7 @@ var (
 // handleDigit applies a DTMF digit of a member. It may run on any
 // goroutine.
 func (c *Conference) handleDigit(m *Member, d rune) {
+	c.b.stats.Digits.Add(1)
 	if m.call.gatherDigit(d) {
 		return // a running gather takes every digit of its call
 	}
@@ -515,7 +516,14 @@ func (c *Conference) handleDigit(m *Member, d rune) {
 			CallID: m.call.id, Digit: string(d), Tag: c.Callback().Tag})
 		return
 	}
-	switch dtmf.KeyAction(d) {
+	action := dtmf.KeyAction(d)
+	// Digits are a few a second at most: a debug line each shows an
+	// operator what a caller's keypad did. (Guarded: the mixer's tick
+	// calls this, and the arguments would be built even when discarded.)
+	if m.log.Enabled(context.Background(), slog.LevelDebug) {
+		m.log.Debug("dtmf", "digit", string(d), "action", action.String())
+	}
+	switch action {
 	case dtmf.ActionTalkDown:
 		m.talk.Store(clampLevel(m.talk.Load() - 1))
 	case dtmf.ActionTalkReset:

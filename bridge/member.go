@@ -252,6 +252,15 @@ func (m *Member) score() int32 { return m.scoreVal }
 // release drops the member's audio memory and session. Only the mixer
 // calls it, after the member has left its snapshot.
 func (m *Member) release() {
+	if m.mx != nil {
+		// The jitter buffer's counters belong to the mixer; they reach
+		// the metrics here, once, when the member's memory goes.
+		js, st := m.mx.jb.Stats(), m.conf.b.stats
+		st.JitterPackets.Add(js.Packets)
+		st.JitterLate.Add(js.Late)
+		st.JitterConcealed.Add(js.Concealed)
+		st.JitterUnderruns.Add(js.Underruns)
+	}
 	m.mx = nil
 	m.sess = nil
 }

@@ -32,6 +32,18 @@ type Stats struct {
 	// most LatenessBuckets[i] late, the last one the rest.
 	Lateness    [len(LatenessBuckets) + 1]atomic.Uint64
 	MaxLateness atomic.Int64 // nanoseconds
+	// LatenessNanos sums the lateness of every tick: the histogram's _sum.
+	LatenessNanos atomic.Uint64
+
+	Digits atomic.Uint64 // DTMF digits received, in-band or by SIP INFO
+
+	// Jitter buffer counters (media.JitterStats) of the members that have
+	// left, added as each member's memory is released: the mixer owns a
+	// live member's buffer, so its counters are not read before.
+	JitterPackets   atomic.Uint64 // packets accepted
+	JitterLate      atomic.Uint64 // packets dropped for arriving after their play-out time
+	JitterConcealed atomic.Uint64 // samples synthesised for lost or late audio
+	JitterUnderruns atomic.Uint64 // reads that found the next audio not yet there
 }
 
 func (s *Stats) observeLateness(late time.Duration) {
@@ -40,10 +52,33 @@ func (s *Stats) observeLateness(late time.Duration) {
 		i++
 	}
 	s.Lateness[i].Add(1)
+	s.LatenessNanos.Add(uint64(max(late, 0)))
 	for {
 		cur := s.MaxLateness.Load()
 		if int64(late) <= cur || s.MaxLateness.CompareAndSwap(cur, int64(late)) {
 			return
 		}
 	}
+}
+
+// Live counts, at the moment, the conferences not completed, their active
+// members and the callers waiting in their lobbies (for metrics gauges).
+// It takes the bridge's lock once and each conference's briefly.
+func (b *Bridge) Live() (conferences, members, waiting int) {
+	b.mu.Lock()
+	confs := make([]*Conference, 0, len(b.confs))
+	for _, c := range b.confs {
+		confs = append(confs, c)
+	}
+	b.mu.Unlock()
+	for _, c := range confs {
+		in := c.Info()
+		if in.State == StateCompleted {
+			continue
+		}
+		conferences++
+		members += in.ActiveMembers
+		waiting += in.Waiting
+	}
+	return conferences, members, waiting
 }

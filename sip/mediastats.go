@@ -1,6 +1,7 @@
 package sip
 
 import (
+	"log/slog"
 	"sync"
 
 	"chorus/media"
@@ -69,3 +70,16 @@ func addStats(to *media.SessionStats, s media.SessionStats) {
 // summed: what strict RTP and SRTP dropped and what was not sent, for
 // metrics.
 func (s *Server) MediaStats() media.SessionStats { return s.media.sum() }
+
+// statsAttr is a call's RTP counters as one group of log fields (stats.
+// packets_in=… in text, a nested object in JSON), for its "call ended"
+// line: fields a log pipeline can sum and filter, where printing the
+// struct gave one opaque string.
+func statsAttr(st media.SessionStats) slog.Attr {
+	return slog.Group("stats",
+		slog.Uint64("packets_in", st.PacketsIn), slog.Uint64("packets_out", st.PacketsOut),
+		slog.Uint64("malformed", st.Malformed), slog.Uint64("strangers", st.Strangers),
+		slog.Uint64("unproven", st.Unproven), slog.Uint64("unknown_pt", st.UnknownPT),
+		slog.Uint64("send_errors", st.SendErrors), slog.Uint64("unsent", st.Unsent),
+		slog.Uint64("srtp_auth_failures", st.AuthFailures))
+}

@@ -105,6 +105,8 @@ type Server struct {
 	callIDs *callIDSet
 	// media sums the RTP sessions' counters (mediastats.go).
 	media *mediaTally
+	// sig counts requests and responses (sigstats.go).
+	sig sigStats
 }
 
 // New returns a server; call ListenUDP and ListenTCP to start it.
@@ -252,6 +254,7 @@ func (s *Server) contact(transport string) sip.ContactHeader {
 // goroutines, without a recover).
 func (s *Server) safe(h sipgo.RequestHandler) sipgo.RequestHandler {
 	return func(req *sip.Request, tx sip.ServerTransaction) {
+		tx = s.sig.count(req, tx)
 		defer func() {
 			if r := recover(); r != nil {
 				s.log.Error("sip handler panic", "method", req.Method, "sip_call_id", callID(req), "panic", r,
@@ -537,7 +540,7 @@ func (s *Server) onInvite(req *sip.Request, tx sip.ServerTransaction) {
 	handedOff = true
 	context.AfterFunc(dlg.Context(), func() {
 		c.call.Ended("hangup")
-		c.log.Info("call ended", "stats", sess.Stats())
+		c.log.Info("call ended", statsAttr(sess.Stats()))
 		forget()
 		_ = dlg.Close()
 		_ = s.media.close(sess)

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"crypto/rand"
 	"crypto/tls"
 	"encoding/json"
@@ -12,6 +13,7 @@ import (
 	"net"
 	"net/netip"
 	"os"
+	"reflect"
 	"strconv"
 	"strings"
 	"time"
@@ -33,12 +35,14 @@ type User struct {
 // embedded defaults, the JSON config file, CHORUS_* environment variables,
 // command-line flags.
 type Config struct {
-	SIPAddr    string        `json:"sipAddr"`
-	HTTPAddr   string        `json:"httpAddr"`
-	RTPPorts   string        `json:"rtpPorts"`
-	PublicIP   string        `json:"publicIp"`
-	Users      []User        `json:"users"`
-	LogLevel   string        `json:"logLevel"`
+	SIPAddr  string `json:"sipAddr"`
+	HTTPAddr string `json:"httpAddr"`
+	RTPPorts string `json:"rtpPorts"`
+	PublicIP string `json:"publicIp"`
+	Users    []User `json:"users"`
+	LogLevel string `json:"logLevel"`
+	// LogFormat is text (logfmt) or json.
+	LogFormat  string        `json:"logFormat"`
 	RTPTimeout time.Duration `json:"rtpTimeout"`
 	// RTPHoldTimeout ends a held call (direction not sendrecv) this long
 	// after the hold began.
@@ -93,7 +97,7 @@ type Config struct {
 }
 
 func defaultConfig() Config {
-	return Config{SIPAddr: ":5060", HTTPAddr: "127.0.0.1:8080", RTPPorts: "10000-20000", LogLevel: "info",
+	return Config{SIPAddr: ":5060", HTTPAddr: "127.0.0.1:8080", RTPPorts: "10000-20000", LogLevel: "info", LogFormat: "text",
 		RTPTimeout: 30 * time.Second, RTPHoldTimeout: 10 * time.Minute, MaxMembers: 20, LoudestN: 8, AutoCreate: true, DrainPeriod: 0,
 		Retention: time.Hour, MixerPriority: "realtime", HTTPMaxConns: defaultHTTPMaxConns,
 		HTTPAuthFailures: api.DefaultAuthFailures, MaxConferencesPerUser: api.DefaultMaxLiveConferences,
@@ -164,7 +168,8 @@ func loadConfig(args []string, getenv func(string) string, stderr io.Writer) (Co
 	cfg := defaultConfig()
 	fs := flag.NewFlagSet("chorus", flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	configFile := fs.String("config", "", "JSON config file (env CHORUS_CONFIG)")
+	configFile := fs.String("config", "", "JSON config file (env CHORUS_CONFIG); docs/config.example.json shows every field")
+	showVersion := fs.Bool("version", false, "print the version and exit")
 	var flagUsers []User
 	var flagAllow []string
 	fs.String("sip-addr", cfg.SIPAddr, "SIP listen address, UDP and TCP (env CHORUS_SIP_ADDR)")
@@ -173,6 +178,7 @@ func loadConfig(args []string, getenv func(string) string, stderr io.Writer) (Co
 	fs.String("public-ip", "", "address written into SDP and Contact; default: the SIP listen address, or the first non-loopback interface (env CHORUS_PUBLIC_IP)")
 	fs.Var(userList{&flagUsers}, "user", "API user ID:TOKEN:SECRET, repeatable (env CHORUS_USER, comma-separated)")
 	fs.String("log-level", cfg.LogLevel, "debug, info, warn or error (env CHORUS_LOG_LEVEL)")
+	fs.String("log-format", cfg.LogFormat, "text (logfmt) or json, one object a line (env CHORUS_LOG_FORMAT)")
 	fs.Duration("rtp-timeout", cfg.RTPTimeout, "hang up a call after this long without RTP, or that has not proved its RTP address this long after it started (env CHORUS_RTP_TIMEOUT)")
 	fs.Duration("rtp-hold-timeout", cfg.RTPHoldTimeout, "hang up a held call (inactive, c=0.0.0.0, sendonly or recvonly) this long after the hold began; the RTP timeout does not apply to held calls (env CHORUS_RTP_HOLD_TIMEOUT)")
 	fs.Int("max-members", cfg.MaxMembers, "active members per conference (env CHORUS_MAX_MEMBERS)")
@@ -206,6 +212,9 @@ func loadConfig(args []string, getenv func(string) string, stderr io.Writer) (Co
 	if fs.NArg() > 0 {
 		return cfg, fmt.Errorf("unexpected argument %q", fs.Arg(0))
 	}
+	if *showVersion {
+		return cfg, errShowVersion
+	}
 	if *configFile == "" {
 		*configFile = getenv("CHORUS_CONFIG")
 	}
@@ -214,9 +223,7 @@ func loadConfig(args []string, getenv func(string) string, stderr io.Writer) (Co
 		if err != nil {
 			return cfg, fmt.Errorf("config file: %w", err)
 		}
-		dec := json.NewDecoder(strings.NewReader(string(b)))
-		dec.DisallowUnknownFields()
-		if err := dec.Decode(&cfg); err != nil {
+		if err := decodeConfigFile(b, &cfg); err != nil {
 			return cfg, fmt.Errorf("config file %s: %w", *configFile, err)
 		}
 	}
@@ -225,7 +232,7 @@ func loadConfig(args []string, getenv func(string) string, stderr io.Writer) (Co
 	var errs []error
 	// Environment, then flags, for every setting but users.
 	fs.VisitAll(func(f *flag.Flag) {
-		if f.Name == "config" || f.Name == "user" || f.Name == "target-allow" || sipFlags.isList(f.Name) {
+		if f.Name == "config" || f.Name == "version" || f.Name == "user" || f.Name == "target-allow" || sipFlags.isList(f.Name) {
 			return
 		}
 		val, ok := "", false
@@ -270,6 +277,59 @@ func loadConfig(args []string, getenv func(string) string, stderr io.Writer) (Co
 	return cfg, cfg.validate()
 }
 
+// errShowVersion is loadConfig's answer to -version: run prints the
+// version instead of starting.
+var errShowVersion = errors.New("version requested")
+
+// decodeConfigFile reads a JSON config file into cfg, refusing unknown
+// fields. Durations may be strings in Go's syntax ("30s", "10m") or, as
+// before, integer nanoseconds.
+func decodeConfigFile(b []byte, cfg *Config) error {
+	var fields map[string]json.RawMessage
+	if err := json.Unmarshal(b, &fields); err != nil {
+		return fmt.Errorf("want a JSON object: %w", err)
+	}
+	for _, key := range durationFields(reflect.TypeOf(*cfg)) {
+		raw, ok := fields[key]
+		if !ok || len(raw) == 0 || raw[0] != '"' {
+			continue
+		}
+		var s string
+		if err := json.Unmarshal(raw, &s); err != nil {
+			return fmt.Errorf("%s: %w", key, err)
+		}
+		d, err := time.ParseDuration(s)
+		if err != nil {
+			return fmt.Errorf("%s: want a duration such as \"30s\" or \"10m\", got %q", key, s)
+		}
+		fields[key] = json.RawMessage(strconv.FormatInt(int64(d), 10))
+	}
+	norm, err := json.Marshal(fields)
+	if err != nil {
+		return fmt.Errorf("re-encode: %w", err)
+	}
+	dec := json.NewDecoder(bytes.NewReader(norm))
+	dec.DisallowUnknownFields()
+	return dec.Decode(cfg)
+}
+
+// durationFields lists the JSON names of t's time.Duration fields,
+// embedded structs' included (their fields sit at the top level).
+func durationFields(t reflect.Type) []string {
+	var out []string
+	for i := range t.NumField() {
+		f := t.Field(i)
+		if f.Anonymous && f.Type.Kind() == reflect.Struct {
+			out = append(out, durationFields(f.Type)...)
+			continue
+		}
+		if name, _, _ := strings.Cut(f.Tag.Get("json"), ","); name != "" && name != "-" && f.Type == reflect.TypeFor[time.Duration]() {
+			out = append(out, name)
+		}
+	}
+	return out
+}
+
 func (c *Config) setField(name, v string) error {
 	if ok, err := c.sipAuthSettings.setField(name, v); ok {
 		return err
@@ -286,6 +346,8 @@ func (c *Config) setField(name, v string) error {
 		c.PublicIP = v
 	case "log-level":
 		c.LogLevel = v
+	case "log-format":
+		c.LogFormat = v
 	case "rtp-timeout":
 		c.RTPTimeout, err = time.ParseDuration(v)
 	case "rtp-hold-timeout":
@@ -356,6 +418,9 @@ func (c *Config) validate() error {
 	}
 	if _, err := parseLevel(c.LogLevel); err != nil {
 		errs = append(errs, err)
+	}
+	if c.LogFormat != "text" && c.LogFormat != "json" {
+		errs = append(errs, fmt.Errorf("log-format: want text or json, got %q", c.LogFormat))
 	}
 	if c.MaxMembers < 1 {
 		errs = append(errs, fmt.Errorf("max-members must be at least 1, got %d", c.MaxMembers))
@@ -466,6 +531,17 @@ func (c *Config) httpScheme() string {
 		return "https"
 	}
 	return "http"
+}
+
+// newLogger is the process's logger: the configured format and level,
+// on w (stderr).
+func newLogger(c Config, w io.Writer) *slog.Logger {
+	level, _ := parseLevel(c.LogLevel)
+	opts := &slog.HandlerOptions{Level: level}
+	if c.LogFormat == "json" {
+		return slog.New(slog.NewJSONHandler(w, opts))
+	}
+	return slog.New(slog.NewTextHandler(w, opts))
 }
 
 func parseLevel(s string) (slog.Level, error) {

@@ -36,14 +36,27 @@ import (
 func main() {
 	// The parts of sipgo without a per-server logger log through a
 	// process-wide one: set it once, before any SIP traffic, with
-	// remote-input errors demoted to debug.
-	sip.SetLibraryLogger(slog.New(slog.NewTextHandler(os.Stderr, nil)))
+	// remote-input errors demoted to debug, in the configured format and
+	// level. (run reads the configuration again and reports its errors;
+	// here a bad one leaves the default.)
+	sip.SetLibraryLogger(libraryLogger(os.Args[1:], os.Getenv, os.Stderr))
 	if err := run(context.Background(), os.Args[1:], os.Getenv, os.Stdout, os.Stderr, nil); err != nil {
 		if !errors.Is(err, flag.ErrHelp) {
 			fmt.Fprintln(os.Stderr, "chorus:", err)
 		}
 		os.Exit(2)
 	}
+}
+
+// libraryLogger is the logger for sipgo's process-wide one: the format
+// and level the arguments configure, or the defaults if they are wrong
+// (run reports the error).
+func libraryLogger(args []string, getenv func(string) string, w io.Writer) *slog.Logger {
+	cfg := defaultConfig()
+	if c, err := loadConfig(args, getenv, io.Discard); err == nil {
+		cfg = c
+	}
+	return newLogger(cfg, w)
 }
 
 // ready reports the bound addresses once the bridge serves (for tests).
@@ -57,11 +70,15 @@ type ready struct {
 // run starts the bridge and serves until a signal or ctx ends it.
 func run(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer, onReady func(ready)) error {
 	cfg, err := loadConfig(args, getenv, stderr)
+	if errors.Is(err, errShowVersion) {
+		version, goVersion := buildVersion()
+		fmt.Fprintf(stdout, "chorus %s %s\n", version, goVersion)
+		return nil
+	}
 	if err != nil {
 		return err
 	}
-	level, _ := parseLevel(cfg.LogLevel)
-	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level}))
+	log := newLogger(cfg, stderr)
 	fdLimit, err := raiseFileLimit()
 	if err != nil {
 		log.Warn("descriptor limit not raised", "limit", fdLimit, "err", err)
@@ -97,7 +114,6 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	defer sipSrv.Close()
 
 	mux := http.NewServeMux()
-	mux.Handle("GET /metrics", metricsHandler(br, ports, sipSrv))
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
 		if br.Draining() {
 			http.Error(w, "draining", http.StatusServiceUnavailable)
@@ -115,6 +131,8 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	// first SIP packet can arrive.
 	br.SetDialer(sipSrv)
 	dispatcher, events := mountAPI(mux, cfg, br, hl.Addr(), targets, log)
+	met := newMetrics(metricsSources{bridge: br, ports: ports, sip: sipSrv, dispatcher: dispatcher, events: events})
+	mux.Handle("GET /metrics", met.handler(log))
 	udpAddr, err := sipSrv.ListenUDP(cfg.SIPAddr)
 	if err != nil {
 		return err
@@ -134,9 +152,11 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 			return err
 		}
 	}
-	httpSrv := startHTTP(cfg, mux, hl, log)
+	httpSrv := startHTTP(cfg, observeHTTP(mux, met, log, time.Now), hl, log)
 
-	log.Info("chorus listening", "sip_udp", udpAddr, "sip_tcp", tcpAddr, "sip_tls", tlsAddr, "http", hl.Addr(),
+	version, goVersion := buildVersion()
+	dialIn := fmt.Sprintf("sip:1000@%s", netip.AddrPortFrom(cfg.publicIP, udpAddr.Port()))
+	log.Info("chorus listening", "version", version, "go", goVersion, "dial_in", dialIn, "sip_udp", udpAddr, "sip_tcp", tcpAddr, "sip_tls", tlsAddr, "http", hl.Addr().String(),
 		"rtp_ports", cfg.RTPPorts, "public_ip", cfg.publicIP, "fd_limit", fdLimit,
 		"sip_tcp_max_conns", tcpLimits.MaxConns, "sip_tcp_max_conns_per_source", tcpLimits.MaxConnsPerSource,
 		"sip_tcp_idle_timeout", tcpLimits.IdleTimeout)
@@ -145,7 +165,11 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		fmt.Fprintf(stdout, "No --user given; generated a development user:\n  user id: %s\n  token:   %s\n  secret:  %s\n  try: curl -u %s:%s %s://%s/v1/users/%s/conferences\n",
 			u.ID, u.Token, u.Secret, u.Token, u.Secret, cfg.httpScheme(), hl.Addr(), u.ID)
 	}
-	fmt.Fprintf(stdout, "Call sip:1000@%s to join conference 1000.\n", netip.AddrPortFrom(cfg.publicIP, udpAddr.Port()))
+	// The hint for a person at a terminal; with JSON logs for a pipeline,
+	// the listening line above carries it as dial_in.
+	if cfg.LogFormat == "text" {
+		fmt.Fprintf(stdout, "Call %s to join conference 1000.\n", dialIn)
+	}
 	if onReady != nil {
 		onReady(ready{SIPUDP: udpAddr, SIPTCP: tcpAddr, SIPTLS: tlsAddr, HTTP: hl.Addr(), Users: cfg.Users})
 	}
