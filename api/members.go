@@ -26,7 +26,8 @@ type memberJSON struct {
 	ReceiveVolume int    `json:"receiveVolume"`
 	Sensitivity   int    `json:"sensitivity"`
 	Talking       bool   `json:"talking"`
-	PhoneHold     bool   `json:"phoneHold"` // extension: the phone holds the call (RFC 3264 §8.4)
+	PhoneHold     bool   `json:"phoneHold"`       // extension: the phone holds the call (RFC 3264 §8.4)
+	Codec         string `json:"codec,omitempty"` // extension: what the member's call sends and hears, while it lasts
 }
 
 func renderMember(r *http.Request, user string, m *bridge.Member) memberJSON {
@@ -34,7 +35,23 @@ func renderMember(r *http.Request, user string, m *bridge.Member) memberJSON {
 	return memberJSON{ID: in.ID, State: in.State, AddedTime: formatTime(in.Added), RemovedTime: formatTime(in.Removed),
 		Hold: in.Hold, Mute: in.Mute, JoinTone: in.JoinTone, LeavingTone: in.Leaving,
 		Call: userURL(r, user, "calls", in.CallID), TalkVolume: in.Talk, ReceiveVolume: in.Receive,
-		Sensitivity: in.Sensitivity, Talking: in.Talking, PhoneHold: in.PhoneHold}
+		Sensitivity: in.Sensitivity, Talking: in.Talking, PhoneHold: in.PhoneHold, Codec: memberCodec(m)}
+}
+
+// memberCodec names the codec of an active member's call ("" once the call
+// has ended and its media is gone).
+func memberCodec(m *bridge.Member) string {
+	if !m.Active() {
+		return ""
+	}
+	leg := m.Call().Leg()
+	if leg == nil {
+		return ""
+	}
+	if sess := leg.Media(); sess != nil {
+		return sess.Codec().String()
+	}
+	return ""
 }
 
 // Member level limits (design.md: −4..+4 steps).

@@ -17,6 +17,9 @@ func TestMemberPhoneHold(t *testing.T) {
 	if mj.PhoneHold {
 		t.Fatalf("a new member shows phoneHold: %+v", mj)
 	}
+	if mj.Codec != "PCMU" {
+		t.Errorf("codec %q, want the call's PCMU", mj.Codec)
+	}
 	call.SetPhoneHold(true) // what sip does on a sendonly re-INVITE
 	r := e.getJSON(alice, "/conferences/"+conf+"/members/"+mid, &mj)
 	if !mj.PhoneHold || mj.Hold {

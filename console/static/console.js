@@ -189,7 +189,7 @@ function renderMembers() {
     const hold = el.querySelector('[data-act="hold"]');
     hold.textContent = m.hold ? "Resume" : "Hold";
     hold.classList.toggle("on", m.hold);
-    el.querySelector(".flags").textContent = [m.mute && "muted", m.hold && "on hold", m.phoneHold && "phone holds"]
+    el.querySelector(".flags").textContent = [m.codec, m.mute && "muted", m.hold && "on hold", m.phoneHold && "phone holds"]
       .filter(Boolean).join(" · ");
     for (const k of ["talkVolume", "receiveVolume", "sensitivity"]) el.querySelector('[data-v="' + k + '"]').textContent = m[k];
   }
