@@ -125,6 +125,16 @@ var routes = []route{
 	{"POST", userBase + "/calls", true, (*server).createCall},
 	{"GET", userBase + "/calls/{callId}", true, (*server).getCall},
 	{"POST", userBase + "/calls/{callId}", true, (*server).updateCall},
+	{"POST", userBase + "/applications", true, (*server).createApplication},
+	{"GET", userBase + "/applications", true, (*server).listApplications},
+	{"GET", userBase + "/applications/{applicationId}", true, (*server).getApplication},
+	{"POST", userBase + "/applications/{applicationId}", true, (*server).updateApplication},
+	{"DELETE", userBase + "/applications/{applicationId}", true, (*server).deleteApplication},
+	{"POST", userBase + "/phoneNumbers", true, (*server).createNumber},
+	{"GET", userBase + "/phoneNumbers", true, (*server).listNumbers},
+	{"GET", userBase + "/phoneNumbers/{numberId}", true, (*server).getNumber},
+	{"POST", userBase + "/phoneNumbers/{numberId}", true, (*server).updateNumber},
+	{"DELETE", userBase + "/phoneNumbers/{numberId}", true, (*server).deleteNumber},
 	{"GET", "/openapi.json", false, (*server).openAPI},
 }
 

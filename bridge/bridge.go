@@ -46,6 +46,16 @@ type Config struct {
 	// called when such a caller arrives, on the SIP handler's goroutine,
 	// and may render speech then (default TonePrompts).
 	Prompts func() Prompts
+	// MaxApplicationsPerUser caps the applications of one user (default
+	// DefaultMaxApplicationsPerUser); beyond, ErrLimit.
+	MaxApplicationsPerUser int
+	// MaxNumbersPerUser caps the phone numbers one user holds (default
+	// DefaultMaxNumbersPerUser); beyond, ErrLimit.
+	MaxNumbersPerUser int
+	// IncomingCallTimeout is how long a call to an application's number
+	// rings for the application to answer or reject it before it is
+	// turned away with 480 and the cause NO_ANSWER (default 60 s).
+	IncomingCallTimeout time.Duration
 	// Now is the clock (default time.Now).
 	Now func() time.Time
 }
@@ -72,6 +82,15 @@ func (c *Config) setDefaults() {
 	if c.Prompts == nil {
 		tones := TonePrompts()
 		c.Prompts = func() Prompts { return tones }
+	}
+	if c.MaxApplicationsPerUser <= 0 {
+		c.MaxApplicationsPerUser = DefaultMaxApplicationsPerUser
+	}
+	if c.MaxNumbersPerUser <= 0 {
+		c.MaxNumbersPerUser = DefaultMaxNumbersPerUser
+	}
+	if c.IncomingCallTimeout <= 0 {
+		c.IncomingCallTimeout = DefaultIncomingCallTimeout
 	}
 	if c.Now == nil {
 		c.Now = time.Now
@@ -101,7 +120,9 @@ type Bridge struct {
 	// from) to the one live conference holding it. A conference enters it
 	// when created and leaves it when completed, both under mu, so a
 	// lookup-or-create in Route is one atomic step.
-	numbers  map[string]*Conference
+	numbers map[string]*Conference
+	// reg holds the applications and the allocated phone numbers.
+	reg      registry
 	draining bool
 	wg       sync.WaitGroup // mixer goroutines
 
@@ -125,7 +146,7 @@ func New(cfg Config, log *slog.Logger, events EventSink) *Bridge {
 		log = slog.New(slog.DiscardHandler)
 	}
 	b := &Bridge{cfg: cfg, log: log, events: events, stats: &Stats{},
-		confs: map[string]*Conference{}, calls: map[string]*Call{}, numbers: map[string]*Conference{}}
+		confs: map[string]*Conference{}, calls: map[string]*Call{}, numbers: map[string]*Conference{}, reg: newRegistry()}
 	b.clock = newClock(b)
 	return b
 }
@@ -189,6 +210,11 @@ func (b *Bridge) createLocked(opts ConferenceOptions) (*Conference, error) {
 		return nil, fmt.Errorf("create conference: %w", err)
 	}
 	if b.holder(opts.From) != nil {
+		return nil, fmt.Errorf("create conference from %q: %w", opts.From, ErrNumberInUse)
+	}
+	// Another user's phone number is not this user's to host a room on
+	// (its own numbers are: see apps.go).
+	if n, ok := b.reg.numByNum[opts.From]; ok && opts.From != "" && n.userID != opts.UserID {
 		return nil, fmt.Errorf("create conference from %q: %w", opts.From, ErrNumberInUse)
 	}
 	if opts.Profile == "" {
@@ -289,6 +315,9 @@ func (b *Bridge) Route(number, owner string) (*Conference, error) {
 		b.mu.Unlock()
 		return nil, fmt.Errorf("route %q: %w", number, ErrNoRoute)
 	}
+	if n, ok := b.reg.numByNum[number]; ok {
+		owner = n.userID // a number's room is its owner's
+	}
 	if owner == "" {
 		owner = b.cfg.DefaultUser
 	}
@@ -347,6 +376,12 @@ type Call struct {
 	// hangupCause is why we hung up, kept from before the BYE: the dialog
 	// ending on its answer may report the end first, as a plain hangup.
 	hangupCause string
+	// appID is the application a call to its number came in for.
+	appID string
+	// decide carries the application's decision while its call rings
+	// (appcall.go); decided is set once one was taken or the wait ended.
+	decide  chan Decision
+	decided bool
 }
 
 // CallInfo is a snapshot of a call.
@@ -359,6 +394,8 @@ type CallInfo struct {
 	// DialTimeout is the ringing bound an outbound call was placed with,
 	// zero if none was asked for.
 	DialTimeout time.Duration
+	// ApplicationID is the application an incoming call came in for.
+	ApplicationID string
 }
 
 // NewCall registers a call. leg may be nil until the call is set up.
@@ -421,9 +458,9 @@ func (c *Call) Info() CallInfo {
 	defer c.mu.Unlock()
 	ci := CallInfo{ID: c.id, UserID: c.userID, From: c.from, To: c.to, Direction: c.direction,
 		State: c.state, Created: c.created, Answered: c.answered, Ended: c.ended, Cause: c.cause,
-		Callback: c.callback, DialTimeout: c.dialTimeout}
+		Callback: c.callback, DialTimeout: c.dialTimeout, ApplicationID: c.appID}
 	ci.ConferenceID, ci.MemberID = c.confID, c.memberID // also after leaving: call history
-	if c.member != nil {
+	if c.member != nil && !c.member.conf.holding {      // a parked call is in no conference
 		ci.ConferenceID = c.member.conf.id
 		if !c.member.waiting.Load() { // a caller in the lobby is no member yet
 			ci.MemberID = c.member.id
@@ -511,7 +548,9 @@ func (c *Call) Ended(cause string) {
 	c.mu.Unlock()
 	ev := Event{Type: EventHangup, UserID: c.userID, CallID: c.id, ConferenceID: confID, Cause: cause, From: c.from, To: c.to, Tag: cb.Tag}
 	if m != nil {
-		ev.ConferenceID = m.conf.id
+		if !m.conf.holding {
+			ev.ConferenceID = m.conf.id
+		}
 		if !m.waiting.Load() {
 			ev.MemberID = m.id
 		}
@@ -525,6 +564,14 @@ func (c *Call) Hangup(ctx context.Context, cause string) error {
 	c.mu.Lock()
 	if c.hangupCause == "" && c.state != CallCompleted {
 		c.hangupCause = cause
+	}
+	if c.ringingForApp() {
+		// Still ringing for its application: the SIP side turns it away
+		// (480) and ends it.
+		c.decided = true
+		c.decide <- DecisionHangup
+		c.mu.Unlock()
+		return nil
 	}
 	c.mu.Unlock()
 	leg := c.Leg()

@@ -53,6 +53,9 @@ type Conference struct {
 
 	mute, hold atomic.Bool
 	ended      atomic.Bool // completed: the clock drops it
+	// park marks the private holding room of one answered call that is
+	// in no conference (appcall.go): never listed, no events of its own.
+	holding bool
 
 	// members is the snapshot the mixer iterates: the active members,
 	// rebuilt on join and leave, never modified in place.
@@ -391,7 +394,7 @@ func (c *Conference) removeMember(m *Member, hangup bool, cause string) bool {
 	// The room ends when its last member leaves, a caller still waiting
 	// for its PIN included (so that it does not end under the caller);
 	// a room nobody ever got into stays created.
-	last := len(next) == 0 && c.state == StateActive
+	last := len(next) == 0 && (c.state == StateActive || c.holding)
 	c.mu.Unlock()
 
 	m.audio.stop(PlaybackHeld)
@@ -463,6 +466,9 @@ func (c *Conference) complete() {
 	}
 	c.audio.stop(PlaybackHeld)
 	c.tone.stop(PlaybackHeld)
+	if c.holding {
+		return
+	}
 	c.log.Info("conference completed")
 	c.b.publish(Event{Type: EventConference, UserID: c.userID, ConferenceID: c.id, State: StateCompleted, Tag: c.Callback().Tag})
 }

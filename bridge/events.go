@@ -38,6 +38,8 @@ type Event struct {
 	Status        string // "done", "error", "stopped", "replaced" for playback ends
 	Tag           string
 	From, To      string
+	// ApplicationID is the application of an incomingcall event.
+	ApplicationID string
 }
 
 // EventSink receives events. Publish must not block: it is called from the

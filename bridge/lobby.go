@@ -149,6 +149,10 @@ func (e *pinEntry) key(d rune, pin string) pinResult {
 // PIN.
 type lobby struct {
 	prompts Prompts
+	// parked: not a PIN lobby but the holding room of an application's
+	// answered call (appcall.go): no PIN, no timeout, keys are the call's
+	// dtmf events.
+	parked bool
 
 	mu      sync.Mutex
 	entry   pinEntry
@@ -164,6 +168,9 @@ type lobby struct {
 // PIN timeout.
 func (c *Conference) lobbyTick(m *Member, now time.Time) {
 	lb := m.lobby
+	if lb.parked {
+		return
+	}
 	if lb.deadline.IsZero() {
 		lb.deadline = now.Add(c.b.cfg.PINTimeout)
 		return
@@ -178,6 +185,11 @@ func (c *Conference) lobbyTick(m *Member, now time.Time) {
 // (the mixer's for RFC 4733, a SIP handler's for INFO).
 func (c *Conference) lobbyKey(m *Member, d rune) {
 	lb := m.lobby
+	if lb.parked {
+		// The application's: a dtmf event of the call, in no conference.
+		c.b.publish(Event{Type: EventDTMF, UserID: m.call.userID, CallID: m.call.id, Digit: string(d)})
+		return
+	}
 	pin := c.PIN()
 	lb.mu.Lock()
 	if lb.leaving {
