@@ -120,14 +120,15 @@ type Bridge struct {
 	// from) to the one live conference holding it. A conference enters it
 	// when created and leaves it when completed, both under mu, so a
 	// lookup-or-create in Route is one atomic step.
-	numbers map[string]*Conference
-	// reg holds the applications and the allocated phone numbers.
-	reg      registry
+	numbers  map[string]*Conference
 	draining bool
 	wg       sync.WaitGroup // mixer goroutines
 
 	dialer Dialer
 	clock  *clock
+	// reg holds the applications and the allocated phone numbers
+	// (apps.go), guarded by mu.
+	reg registry
 
 	// manualClock leaves mixers unstarted so tests step them with mixOnce.
 	manualClock bool
@@ -146,8 +147,9 @@ func New(cfg Config, log *slog.Logger, events EventSink) *Bridge {
 		log = slog.New(slog.DiscardHandler)
 	}
 	b := &Bridge{cfg: cfg, log: log, events: events, stats: &Stats{},
-		confs: map[string]*Conference{}, calls: map[string]*Call{}, numbers: map[string]*Conference{}, reg: newRegistry()}
+		confs: map[string]*Conference{}, calls: map[string]*Call{}, numbers: map[string]*Conference{}}
 	b.clock = newClock(b)
+	b.reg = newRegistry()
 	return b
 }
 
