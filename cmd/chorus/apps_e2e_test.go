@@ -184,7 +184,8 @@ func TestApplicationAnswersAndAddsToRoom(t *testing.T) {
 // TestApplicationRejectsHangsUpOrTimesOut: the caller gets 603 when the
 // application rejects, 480 when it hangs up before answering and 480 when
 // it never decides; each time the application gets a hangup event with
-// the cause. Bob cannot decide Alice's call.
+// the cause. Bob cannot decide Alice's call. A caller that cancels while
+// it rings ends the call with ORIGINATOR_CANCEL.
 func TestApplicationRejectsHangsUpOrTimesOut(t *testing.T) {
 	rg := newAppRig(t, "32700-32799", "+15556660010", false, "--incoming-call-timeout", "2s")
 	bob := client{t: t, base: fmt.Sprintf("http://%s/v1/users/u-bob", rg.r.HTTP), token: "bob-token", secret: "bob-secret"}
@@ -245,6 +246,27 @@ func TestApplicationRejectsHangsUpOrTimesOut(t *testing.T) {
 		if !strings.Contains(string(body), `"state":"completed"`) {
 			t.Errorf("%s: call %s", c.name, body)
 		}
+	}
+
+	// The caller gives up while it rings (CANCEL): ORIGINATOR_CANCEL.
+	n := rg.events.count(func(ev map[string]any) bool { return ev["eventType"] == "hangup" })
+	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+	_, err := testphone.Dial(ctx, testphone.Options{Target: rg.r.SIPUDP.String(), User: rg.number})
+	cancel()
+	if !errors.Is(err, context.DeadlineExceeded) {
+		t.Errorf("cancelled dial: %v", err)
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for rg.events.count(func(ev map[string]any) bool { return ev["eventType"] == "hangup" }) == n {
+		if time.Now().After(deadline) {
+			t.Fatal("no hangup event after the CANCEL")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	if got := rg.events.count(func(ev map[string]any) bool {
+		return ev["eventType"] == "hangup" && ev["cause"] == "ORIGINATOR_CANCEL"
+	}); got != 1 {
+		t.Errorf("hangup events with ORIGINATOR_CANCEL: %d", got)
 	}
 }
 
