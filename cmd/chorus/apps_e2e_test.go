@@ -199,6 +199,7 @@ func TestApplicationRejectsHangsUpOrTimesOut(t *testing.T) {
 		{"no answer", "", 480, "NO_ANSWER"},
 	} {
 		n := rg.events.count(func(ev map[string]any) bool { return ev["eventType"] == "incomingcall" })
+		start := time.Now()
 		dialed := rg.dial(t, 600)
 		var callID string
 		deadline := time.Now().Add(10 * time.Second)
@@ -222,7 +223,6 @@ func TestApplicationRejectsHangsUpOrTimesOut(t *testing.T) {
 		if resp, _ := bob.do("POST", "/calls/"+callID, map[string]any{"state": "active"}); resp.StatusCode != 404 {
 			t.Errorf("%s: Bob answers Alice's call: %d", c.name, resp.StatusCode)
 		}
-		start := time.Now()
 		if c.state != "" {
 			if resp, b := rg.alice.do("POST", "/calls/"+callID, map[string]any{"state": c.state}); resp.StatusCode != 200 {
 				t.Fatalf("%s: %d %s", c.name, resp.StatusCode, b)
@@ -233,7 +233,8 @@ func TestApplicationRejectsHangsUpOrTimesOut(t *testing.T) {
 		if !errors.As(res.err, &se) || se.Code != c.status {
 			t.Errorf("%s: dial gave %v, want %d", c.name, res.err, c.status)
 		}
-		if c.state == "" && time.Since(start) < time.Second {
+		// The timeout runs from the INVITE, which came after start.
+		if c.state == "" && time.Since(start) < 2*time.Second {
 			t.Errorf("no answer: turned away after %v, want the 2 s timeout", time.Since(start))
 		}
 		_, ev := rg.events.wait(t, "hangup", 10*time.Second, func(ev map[string]any) bool {
@@ -248,15 +249,29 @@ func TestApplicationRejectsHangsUpOrTimesOut(t *testing.T) {
 		}
 	}
 
-	// The caller gives up while it rings (CANCEL): ORIGINATOR_CANCEL.
+	// The caller gives up while it rings (CANCEL): ORIGINATOR_CANCEL. It
+	// gives up once the application heard of the call, which comes after
+	// the 180: so the phone has a provisional and CANCELs.
 	n := rg.events.count(func(ev map[string]any) bool { return ev["eventType"] == "hangup" })
-	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
-	_, err := testphone.Dial(ctx, testphone.Options{Target: rg.r.SIPUDP.String(), User: rg.number})
+	calls := rg.events.count(func(ev map[string]any) bool { return ev["eventType"] == "incomingcall" })
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	gaveUp := make(chan error, 1)
+	go func() {
+		_, err := testphone.Dial(ctx, testphone.Options{Target: rg.r.SIPUDP.String(), User: rg.number})
+		gaveUp <- err
+	}()
+	deadline := time.Now().Add(10 * time.Second)
+	for rg.events.count(func(ev map[string]any) bool { return ev["eventType"] == "incomingcall" }) == calls {
+		if time.Now().After(deadline) {
+			t.Fatal("no incomingcall for the call to cancel")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
 	cancel()
-	if !errors.Is(err, context.DeadlineExceeded) {
+	if err := <-gaveUp; !errors.Is(err, context.Canceled) {
 		t.Errorf("cancelled dial: %v", err)
 	}
-	deadline := time.Now().Add(10 * time.Second)
 	for rg.events.count(func(ev map[string]any) bool { return ev["eventType"] == "hangup" }) == n {
 		if time.Now().After(deadline) {
 			t.Fatal("no hangup event after the CANCEL")
