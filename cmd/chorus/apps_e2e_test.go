@@ -7,10 +7,14 @@ package main
 // (Goertzel).
 
 import (
+	"bufio"
 	"context"
 	"errors"
 	"fmt"
 	"net/http/httptest"
+	"os"
+	"os/exec"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -328,5 +332,88 @@ func TestApplicationAutoAnswer(t *testing.T) {
 	_, body := rg.alice.do("GET", "/conferences", nil)
 	if !strings.Contains(string(body), `"from":"`+rg.number+`"`) {
 		t.Errorf("no room auto-created on the unassigned number for its owner: %s", body)
+	}
+}
+
+// TestNodeSDKApplications runs node-bandwidth 4.0.0, unchanged, through
+// applications, phone numbers and the inbound flow
+// (testdata/sdk/applications.js): the script says DIAL, a phone dials the
+// number, and the script answers it and adds it to a room (the phone is
+// answered and stays up), then rejects a second call (603).
+func TestNodeSDKApplications(t *testing.T) {
+	node, err := exec.LookPath("node")
+	if err != nil {
+		t.Fatal("node not found: install Node.js (20 or later) to run the node-bandwidth SDK test")
+	}
+	const repo = "../.."
+	if _, err := os.Stat(filepath.Join(repo, "testdata/sdk/node_modules/node-bandwidth/package.json")); err != nil {
+		t.Fatalf("testdata/sdk/node_modules/node-bandwidth is missing: run npm ci --prefix testdata/sdk (%v)", err)
+	}
+	events := &audioEvents{}
+	evSrv := httptest.NewServer(events)
+	t.Cleanup(evSrv.Close)
+	r := startChorus(t, "32900-32999")
+	const number = "+15556660030"
+
+	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, node, "testdata/sdk/applications.js")
+	cmd.Dir = repo
+	cmd.Env = append(os.Environ(), "BASE_URL=http://"+r.HTTP.String(),
+		"USER_ID=u-alice", "TOKEN=alice-token", "SECRET=alice-secret",
+		"OTHER_ID=u-bob", "OTHER_TOKEN=bob-token", "OTHER_SECRET=bob-secret",
+		"CALLBACK_URL="+evSrv.URL+"/app", "NUMBER="+number, "FROM=+15556660031")
+	var stderr, output syncBuffer
+	cmd.Stderr = &stderr
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatalf("start node: %v", err)
+	}
+	log := func() string {
+		return fmt.Sprintf("\n--- applications.js stdout ---\n%s--- applications.js stderr ---\n%s", output.String(), stderr.String())
+	}
+	var dials []chan dialResult
+	passed := false
+	sc := bufio.NewScanner(stdout)
+	for sc.Scan() {
+		line := sc.Text()
+		output.Write([]byte(line + "\n"))
+		f := strings.Fields(line)
+		switch {
+		case len(f) == 2 && f[0] == "DIAL":
+			ch := make(chan dialResult, 1)
+			dials = append(dials, ch)
+			go func() {
+				dctx, dcancel := context.WithTimeout(ctx, 30*time.Second)
+				defer dcancel()
+				p, err := testphone.Dial(dctx, testphone.Options{Target: r.SIPUDP.String(), User: f[1]})
+				ch <- dialResult{p, err}
+			}()
+		case len(f) == 1 && f[0] == "PASS":
+			passed = true
+		}
+	}
+	werr := cmd.Wait()
+	if werr != nil || !passed {
+		t.Fatalf("applications.js: %v (PASS printed: %v)%s", werr, passed, log())
+	}
+	if len(dials) != 2 {
+		t.Fatalf("%d DIAL lines, want 2%s", len(dials), log())
+	}
+	first, second := <-dials[0], <-dials[1]
+	if first.err != nil {
+		t.Errorf("the answered call: %v", first.err)
+	} else {
+		first.p.Close()
+	}
+	var se *testphone.StatusError
+	if !errors.As(second.err, &se) || se.Code != 603 {
+		t.Errorf("the rejected call: %v, want 603", second.err)
+	}
+	if n := events.count(func(ev map[string]any) bool { return ev["eventType"] == "incomingcall" }); n != 2 {
+		t.Errorf("%d incomingcall events, want 2", n)
 	}
 }
