@@ -197,6 +197,20 @@ func TestParkedCall(t *testing.T) {
 	if d := ev.of(EventDTMF); len(d) != 1 || d[0].CallID != call.ID() || d[0].Digit != "7" || d[0].ConferenceID != "" {
 		t.Errorf("dtmf of a parked call: %+v", d)
 	}
+	// A gather on the parked call takes its keys: no dtmf event then
+	// (main's one parked state, callmedia.go, serves application calls).
+	g, err := call.StartGather(GatherOptions{MaxDigits: 2})
+	if err != nil {
+		t.Fatal(err)
+	}
+	call.Digit('4')
+	call.Digit('2')
+	if got := g.Info(); got.Digits != "42" || got.Reason != GatherMaxDigits {
+		t.Errorf("gather of a parked call: %+v", got)
+	}
+	if d := ev.of(EventDTMF); len(d) != 1 {
+		t.Errorf("keys of a gather became dtmf events: %+v", d)
+	}
 
 	r := newRoom(t, Config{})
 	r.b = b
