@@ -134,6 +134,16 @@ var routes = []route{
 	{"POST", userBase + "/calls/{callId}/gather", true, (*server).createGather},
 	{"GET", userBase + "/calls/{callId}/gather/{gatherId}", true, (*server).getGather},
 	{"POST", userBase + "/calls/{callId}/gather/{gatherId}", true, (*server).updateGather},
+	{"POST", userBase + "/applications", true, (*server).createApplication},
+	{"GET", userBase + "/applications", true, (*server).listApplications},
+	{"GET", userBase + "/applications/{applicationId}", true, (*server).getApplication},
+	{"POST", userBase + "/applications/{applicationId}", true, (*server).updateApplication},
+	{"DELETE", userBase + "/applications/{applicationId}", true, (*server).deleteApplication},
+	{"POST", userBase + "/phoneNumbers", true, (*server).createNumber},
+	{"GET", userBase + "/phoneNumbers", true, (*server).listNumbers},
+	{"GET", userBase + "/phoneNumbers/{numberId}", true, (*server).getNumber},
+	{"POST", userBase + "/phoneNumbers/{numberId}", true, (*server).updateNumber},
+	{"DELETE", userBase + "/phoneNumbers/{numberId}", true, (*server).deleteNumber},
 	{"GET", "/openapi.json", false, (*server).openAPI},
 }
 

@@ -584,8 +584,10 @@ func TestCrossUserMatrix(t *testing.T) {
 	bConf := e.createConf(bob)
 	bMember, bCall, bLeg := e.addMember(bob, bConf, "")
 	aConf := e.createConf(alice)
+	bApp := e.mustCreate(e.as(bob, "POST", "/applications", `{"name":"b","incomingCallUrl":"http://127.0.0.1:9/b"}`), "/v1/users/"+bob.ID+"/applications")
+	bNum := e.mustCreate(e.as(bob, "POST", "/phoneNumbers", `{"number":"+15559990001","applicationId":"`+bApp+`"}`), "/v1/users/"+bob.ID+"/phoneNumbers")
 
-	ids := map[string]string{"conferenceId": bConf, "memberId": bMember, "callId": bCall.ID()}
+	ids := map[string]string{"conferenceId": bConf, "memberId": bMember, "callId": bCall.ID(), "applicationId": bApp, "numberId": bNum}
 	fill := func(p, user string, ids map[string]string) string {
 		p = strings.ReplaceAll(p, "{userId}", user)
 		for k, v := range ids {
@@ -611,7 +613,8 @@ func TestCrossUserMatrix(t *testing.T) {
 	}
 
 	// Bob's ids on Alice's own paths look exactly like ids that never existed.
-	ghost := map[string]string{"conferenceId": "conf-doesnotexist0000000000", "memberId": "member-doesnotexist000000000", "callId": "c-doesnotexist00000000000"}
+	ghost := map[string]string{"conferenceId": "conf-doesnotexist0000000000", "memberId": "member-doesnotexist000000000", "callId": "c-doesnotexist00000000000",
+		"applicationId": "a-doesnotexist00000000000", "numberId": "n-doesnotexist00000000000"}
 	normalize := func(b []byte, from map[string]string) string {
 		s := string(b)
 		for k, v := range from {
@@ -621,7 +624,7 @@ func TestCrossUserMatrix(t *testing.T) {
 	}
 	for _, rt := range routes {
 		if !rt.auth || !strings.Contains(rt.path, "{") || rt.path == userBase+"/conferences" || rt.path == userBase+"/calls" ||
-			rt.path == userBase+"/events" {
+			rt.path == userBase+"/events" || rt.path == userBase+"/applications" || rt.path == userBase+"/phoneNumbers" {
 			continue
 		}
 		body := bodies[rt.method]
@@ -681,6 +684,13 @@ func TestCrossUserMatrix(t *testing.T) {
 	}
 	if n := e.audio.fetches.Load(); n != 0 {
 		t.Errorf("Alice made %d fetches on Bob's behalf", n)
+	}
+	var app applicationJSON
+	e.getJSON(bob, "/applications/"+bApp, &app)
+	var num numberJSON
+	e.getJSON(bob, "/phoneNumbers/"+bNum, &num)
+	if app.Name != "b" || num.ApplicationID != bApp {
+		t.Errorf("Bob's application or number changed: %+v %+v", app, num)
 	}
 }
 

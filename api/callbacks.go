@@ -295,7 +295,8 @@ func (d *Dispatcher) Stats() DispatcherStats {
 
 // route finds where it goes: conference events to the conference's
 // callback; call events to the call's callback if it has a URL, else to
-// the callback of the conference the call is (or was last) a member of.
+// its application's incomingCallUrl if it came in for one, else to the
+// callback of the conference the call is (or was last) a member of.
 func (d *Dispatcher) route(it cbItem) (bridge.Callback, bool) {
 	b := d.cfg.Bridge
 	if b == nil {
@@ -321,6 +322,15 @@ func (d *Dispatcher) route(it cbItem) (bridge.Callback, bool) {
 			info := call.Info()
 			if info.Callback.URL != "" {
 				return info.Callback, true
+			}
+			// A call that came in for an application: the application's
+			// incomingCallUrl, unless the call has a callbackUrl of its own.
+			if info.ApplicationID != "" {
+				if app, ok := b.Application(info.ApplicationID); ok {
+					if cb := app.Callback(); cb.URL != "" {
+						return cb, true
+					}
+				}
 			}
 			if confID == "" {
 				confID = info.ConferenceID

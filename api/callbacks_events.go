@@ -128,6 +128,17 @@ func (d *Dispatcher) eventPayload(ev bridge.Event, cb bridge.Callback) cbPayload
 		addStr("callUri", callURI)
 		add("callState", "active")
 
+	case bridge.EventIncomingCall:
+		// Catapult's incomingcall: the call rings for the application.
+		addStr("from", ev.From)
+		addStr("to", ev.To)
+		addStr("callId", ev.CallID)
+		addStr("callUri", callURI)
+		// Catapult documents the value active, for a call that rings
+		// until the application answers it too.
+		add("callState", "active")
+		addStr("applicationId", ev.ApplicationID)
+
 	case bridge.EventHangup:
 		addStr("callId", ev.CallID)
 		addStr("callUri", callURI)

@@ -232,8 +232,10 @@ func validSIPURI(u string) bool {
 const hangupTimeout = 10 * time.Second
 
 // POST /calls/{callId}: {"state":"completed"} hangs up (200; a call that
-// has ended already answers 200 too). Other states are not supported here
-// (400); {} changes nothing.
+// has ended already answers 200 too; a call still ringing for its
+// application is turned away). {"state":"active"} answers, and
+// {"state":"rejected"} rejects, a call ringing for its application
+// (decideCall). Other states are 400; {} changes nothing.
 func (s *server) updateCall(w http.ResponseWriter, r *http.Request, user string) error {
 	id := r.PathValue("callId")
 	call, found := s.call(user, id)
@@ -246,11 +248,24 @@ func (s *server) updateCall(w http.ResponseWriter, r *http.Request, user string)
 	}
 	rd := &reader{b: b}
 	state := rd.str("state")
-	if state != nil && strings.TrimSpace(*state) != bridge.CallCompleted {
-		rd.fail(errOneOf("call", "state", bridge.CallCompleted))
+	if state != nil {
+		switch t := strings.TrimSpace(*state); t {
+		case bridge.CallCompleted:
+		case bridge.CallActive, callRejected:
+			*state = t
+		default:
+			rd.fail(errOneOf("call", "state", "active, rejected, completed"))
+		}
 	}
 	if rd.err != nil {
 		return rd.err
+	}
+	if state != nil && (*state == bridge.CallActive || *state == callRejected) {
+		if err := s.decideCall(r.Context(), call, *state); err != nil {
+			return err
+		}
+		ok(w)
+		return nil
 	}
 	if state != nil && call.State() != bridge.CallCompleted {
 		ctx, cancel := context.WithTimeout(context.WithoutCancel(r.Context()), hangupTimeout)
@@ -260,5 +275,44 @@ func (s *server) updateCall(w http.ResponseWriter, r *http.Request, user string)
 		}
 	}
 	ok(w)
+	return nil
+}
+
+// callRejected is the state an application asks for to reject its ringing
+// call; the call itself ends completed, with the cause CALL_REJECTED.
+const callRejected = "rejected"
+
+// answerSettle bounds how long answering waits for the call to be active
+// (the 200 OK sent and ACKed), so that a GET right after shows it.
+const answerSettle = 5 * time.Second
+
+// decideCall answers or rejects a call that rings for its application.
+// Answering a call that is active already is 200 (a retried request);
+// anything else that does not ring is 403 call-invalid-state.
+func (s *server) decideCall(ctx context.Context, call *bridge.Call, state string) error {
+	d := bridge.DecisionAnswer
+	if state == callRejected {
+		d = bridge.DecisionReject
+	}
+	if err := call.Decide(d); err != nil {
+		st := call.State()
+		if d == bridge.DecisionAnswer && st == bridge.CallActive {
+			return nil
+		}
+		return errCallState(call.ID(), st)
+	}
+	if d != bridge.DecisionAnswer {
+		return nil
+	}
+	deadline := time.Now().Add(answerSettle)
+	for call.State() == bridge.CallStarted && time.Now().Before(deadline) {
+		t := time.NewTimer(answerPoll)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return nil
+		case <-t.C:
+		}
+	}
 	return nil
 }

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net/http"
 	"strconv"
+	"strings"
 	"time"
 )
 
@@ -97,6 +98,31 @@ func errNumberInUse(number string) *apiError {
 	return newError(http.StatusConflict, catConflict, "number-in-use",
 		"The number %s is the from of another live conference; complete that conference or choose another number", number).
 		withDetail("property", "from")
+}
+
+// errNumberAllocated: the number is held by another user, or is the from
+// of another user's live conference. Whose is not said.
+func errNumberAllocated(number string) *apiError {
+	return newError(http.StatusConflict, catConflict, "number-in-use",
+		"The number %s is allocated to another user or in use by another user's conference", number).
+		withDetail("property", "number")
+}
+
+func errApplicationNotFound(id string) *apiError {
+	return newError(http.StatusNotFound, catNotFound, "application-not-found",
+		"The application %s could not be found", id)
+}
+
+func errNumberNotFound(id string) *apiError {
+	return newError(http.StatusNotFound, catNotFound, "number-not-found",
+		"The phone number %s could not be found", id)
+}
+
+// errTooMany: a per-user cap on applications or numbers.
+func errTooMany(user, what string, limit int) *apiError {
+	return newError(http.StatusForbidden, catLimit, "max-"+strings.ReplaceAll(what, " ", "-"),
+		"User %s reached the limit of %d %s: delete one to create another", user, limit, what).
+		withDetail("limit", strconv.Itoa(limit))
 }
 
 func errMemberNotFound(id string) *apiError {

@@ -297,8 +297,14 @@ func TestEventStreamSlowClient(t *testing.T) {
 		if cs := c.commentsSoFar(); len(cs) == 0 || !strings.HasPrefix(cs[len(cs)-1], "too slow: disconnected") {
 			t.Errorf("comments %q, want a goodbye last", cs)
 		}
-		// It resumes where it stopped.
+		// It resumes where it stopped. On a loaded machine the burst may
+		// outrun even the first write, and the goodbye comes before any
+		// event: there is then no id to resume from.
 		evs := c.events()
+		if len(evs) == 0 {
+			t.Log("disconnected before its first event; resumption not checked")
+			return
+		}
 		last := evs[len(evs)-1].id
 		es.append(alice.ID, []byte(`{"eventType":"after"}`))
 		c2 := openSSE(t, e.srv.URL, alice, last)

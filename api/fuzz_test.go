@@ -33,9 +33,12 @@ type fuzzFixture struct {
 	call       *bridge.Call
 	gather     *bridge.Gather
 	closeMedia func()
+	app        *bridge.Application
+	number     *bridge.PhoneNumber
 }
 
 func (fx *fuzzFixture) ensure(tb testing.TB) {
+	fx.ensureApp(tb)
 	if fx.conf != nil && fx.conf.State() != bridge.StateCompleted && fx.call.State() == bridge.CallActive &&
 		fx.member.Active() {
 		return
@@ -73,10 +76,38 @@ func (fx *fuzzFixture) ensure(tb testing.TB) {
 	}
 }
 
+// ensureApp makes Alice's application and its number again when an input
+// deleted them.
+func (fx *fuzzFixture) ensureApp(tb testing.TB) {
+	if fx.app == nil || !fx.has(fx.app) {
+		app, err := fx.b.CreateApplication(alice.ID, bridge.ApplicationOptions{Name: "fuzz", Callback: bridge.Callback{URL: "http://127.0.0.1:9/app"}})
+		if err != nil {
+			tb.Fatal(err)
+		}
+		fx.app = app
+	}
+	if n, ok := fx.b.PhoneNumber("+15550002222"); !ok || n != fx.number || n.Info().ApplicationID != fx.app.ID() {
+		for _, n := range fx.b.PhoneNumbers(alice.ID) {
+			fx.b.ReleaseNumber(n) // what inputs allocated: the cap stays far
+		}
+		n, err := fx.b.AllocateNumber(alice.ID, "+15550002222", bridge.NumberOptions{ApplicationID: fx.app.ID()})
+		if err != nil {
+			tb.Fatal(err)
+		}
+		fx.number = n
+	}
+}
+
+func (fx *fuzzFixture) has(a *bridge.Application) bool {
+	got, ok := fx.b.Application(a.ID())
+	return ok && got == a
+}
+
 // path fills a route's path with the fixture's ids.
 func (fx *fuzzFixture) path(p string) string {
 	return strings.NewReplacer("{userId}", alice.ID, "{conferenceId}", fx.conf.ID(),
-		"{memberId}", fx.member.ID(), "{callId}", fx.call.ID(), "{gatherId}", fx.gather.ID()).Replace(p)
+		"{memberId}", fx.member.ID(), "{callId}", fx.call.ID(), "{gatherId}", fx.gather.ID(),
+		"{applicationId}", fx.app.ID(), "{numberId}", fx.number.ID()).Replace(p)
 }
 
 // FuzzRoutes drives the real handler of every route in the route table
@@ -96,7 +127,10 @@ func FuzzRoutes(f *testing.F) {
 		`{"maxDigits":0,"interDigitTimeout":1e9,"terminatingDigits":"x"}`,
 		`{"prompt":{"sentence":"enter your pin","bargeable":"false","loopEnabled":true}}`,
 		`{"prompt":{"fileUrl":"http://x.example/p.wav"},"maxDigits":30}`, `{"prompt":"hi"}`, `{"prompt":{"fileUrl":""}}`,
-		`{"state":"created"}`}
+		`{"state":"created"}`,
+		`{"name":"app","incomingCallUrl":"http://127.0.0.1:9/x","incomingCallUrlCallbackTimeout":"2000","autoAnswer":"false"}`,
+		`{"number":"+15553334444","name":"n","applicationId":""}`, `{"number":12345,"applicationId":"a-x"}`,
+		`{"state":"active"}`, `{"state":"rejected"}`}
 	queries := []string{"", "page=0&size=1", "page=9223372036854775807&size=2", "size=1001", "state=active",
 		"conferenceId=conf-x&page=1", "page=-1", "size=%zz", "page=1e3&&&=="}
 	for i := range routes {

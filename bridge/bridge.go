@@ -46,6 +46,16 @@ type Config struct {
 	// called when such a caller arrives, on the SIP handler's goroutine,
 	// and may render speech then (default TonePrompts).
 	Prompts func() Prompts
+	// MaxApplicationsPerUser caps the applications of one user (default
+	// DefaultMaxApplicationsPerUser); beyond, ErrLimit.
+	MaxApplicationsPerUser int
+	// MaxNumbersPerUser caps the phone numbers one user holds (default
+	// DefaultMaxNumbersPerUser); beyond, ErrLimit.
+	MaxNumbersPerUser int
+	// IncomingCallTimeout is how long a call to an application's number
+	// rings for the application to answer or reject it before it is
+	// turned away with 480 and the cause NO_ANSWER (default 60 s).
+	IncomingCallTimeout time.Duration
 	// Now is the clock (default time.Now).
 	Now func() time.Time
 	// AfterFunc runs f after d, as time.AfterFunc (the default) does: the
@@ -81,6 +91,15 @@ func (c *Config) setDefaults() {
 	if c.Prompts == nil {
 		tones := TonePrompts()
 		c.Prompts = func() Prompts { return tones }
+	}
+	if c.MaxApplicationsPerUser <= 0 {
+		c.MaxApplicationsPerUser = DefaultMaxApplicationsPerUser
+	}
+	if c.MaxNumbersPerUser <= 0 {
+		c.MaxNumbersPerUser = DefaultMaxNumbersPerUser
+	}
+	if c.IncomingCallTimeout <= 0 {
+		c.IncomingCallTimeout = DefaultIncomingCallTimeout
 	}
 	if c.Now == nil {
 		c.Now = time.Now
@@ -124,6 +143,9 @@ type Bridge struct {
 
 	dialer Dialer
 	clock  *clock
+	// reg holds the applications and the allocated phone numbers
+	// (apps.go), guarded by mu.
+	reg registry
 
 	// manualClock leaves mixers unstarted so tests step them with mixOnce.
 	manualClock bool
@@ -145,6 +167,7 @@ func New(cfg Config, log *slog.Logger, events EventSink) *Bridge {
 		confs: map[string]*Conference{}, calls: map[string]*Call{}, numbers: map[string]*Conference{},
 		unjoined: map[*Conference]int{}}
 	b.clock = newClock(b)
+	b.reg = newRegistry()
 	return b
 }
 
@@ -207,6 +230,11 @@ func (b *Bridge) createLocked(opts ConferenceOptions) (*Conference, error) {
 		return nil, fmt.Errorf("create conference: %w", err)
 	}
 	if b.holder(opts.From) != nil {
+		return nil, fmt.Errorf("create conference from %q: %w", opts.From, ErrNumberInUse)
+	}
+	// Another user's phone number is not this user's to host a room on
+	// (its own numbers are: see apps.go).
+	if n, ok := b.reg.numByNum[opts.From]; ok && opts.From != "" && n.userID != opts.UserID {
 		return nil, fmt.Errorf("create conference from %q: %w", opts.From, ErrNumberInUse)
 	}
 	if opts.Profile == "" {
@@ -311,6 +339,9 @@ func (b *Bridge) Route(number, owner string) (*Conference, error) {
 	if !b.cfg.AutoCreate || number == "" {
 		b.mu.Unlock()
 		return nil, fmt.Errorf("route %q: %w", number, ErrNoRoute)
+	}
+	if n, ok := b.reg.numByNum[number]; ok {
+		owner = n.userID // a number's room is its owner's
 	}
 	if owner == "" {
 		owner = b.cfg.DefaultUser
@@ -417,6 +448,12 @@ type Call struct {
 	gathers []*Gather
 	infoMu  sync.Mutex // one DTMF out by INFO at a time (dtmfout.go)
 	attach  attachment
+	// appID is the application a call to its number came in for.
+	appID string
+	// decide carries the application's decision while its call rings
+	// (appcall.go); decided is set once one was taken or the wait ended.
+	decide  chan Decision
+	decided bool
 }
 
 // CallInfo is a snapshot of a call.
@@ -429,6 +466,8 @@ type CallInfo struct {
 	// DialTimeout is the ringing bound an outbound call was placed with,
 	// zero if none was asked for.
 	DialTimeout time.Duration
+	// ApplicationID is the application an incoming call came in for.
+	ApplicationID string
 }
 
 // NewCall registers a call. leg may be nil until the call is set up.
@@ -491,7 +530,7 @@ func (c *Call) Info() CallInfo {
 	defer c.mu.Unlock()
 	ci := CallInfo{ID: c.id, UserID: c.userID, From: c.from, To: c.to, Direction: c.direction,
 		State: c.state, Created: c.created, Answered: c.answered, Ended: c.ended, Cause: c.cause,
-		Callback: c.callback, DialTimeout: c.dialTimeout}
+		Callback: c.callback, DialTimeout: c.dialTimeout, ApplicationID: c.appID}
 	ci.ConferenceID, ci.MemberID = c.confID, c.memberID // also after leaving: call history
 	if c.member != nil && !c.member.conf.internal {     // a parked call is in no conference
 		ci.ConferenceID = c.member.conf.id
@@ -601,6 +640,14 @@ func (c *Call) Hangup(ctx context.Context, cause string) error {
 	c.mu.Lock()
 	if c.hangupCause == "" && c.state != CallCompleted {
 		c.hangupCause = cause
+	}
+	if c.ringingForApp() {
+		// Still ringing for its application: the SIP side turns it away
+		// (480) and ends it.
+		c.decided = true
+		c.decide <- DecisionHangup
+		c.mu.Unlock()
+		return nil
 	}
 	c.mu.Unlock()
 	leg := c.Leg()

@@ -43,6 +43,9 @@ func (c *Call) mediaMember() (*Member, error) {
 	m.lobby = &lobby{leaving: true, deadline: parkedForever}
 	m.waiting.Store(true)
 	room.waiting.Add(1)
+	// What queued on the socket before anyone polled it is stale (as on
+	// AddMember): played or timed from now, it would only come late.
+	m.sess.Flush()
 	room.members.Store(&[]*Member{m})
 	room.mixing = true
 
@@ -52,6 +55,7 @@ func (c *Call) mediaMember() (*Member, error) {
 		return nil, fmt.Errorf("media of %s: %w", c.id, ErrCallNotActive)
 	}
 	c.member = m
+	m.phoneHold.Store(c.phoneHold) // a change since newMember read it
 	c.mu.Unlock()
 	if !c.b.manualClock {
 		c.b.clock.start(room)

@@ -15,4 +15,7 @@ var (
 	ErrNumberInUse        = errors.New("number is held by another live conference")
 	ErrConferenceLocked   = errors.New("conference is locked")
 	ErrBadPIN             = errors.New("a PIN is 1 to 12 digits 0-9")
+	ErrLimit              = errors.New("per-user limit reached")
+	ErrNumberTaken        = errors.New("number is allocated to a user already")
+	ErrCallNotRinging     = errors.New("call is not ringing for its application")
 )

@@ -43,6 +43,8 @@ type Event struct {
 	GatherID string
 	Digits   string
 	Reason   GatherReason
+	// ApplicationID is the application of an incomingcall event.
+	ApplicationID string
 }
 
 // EventSink receives events. Publish must not block: it is called from the

@@ -75,6 +75,22 @@ func (r *room) join(codec media.Codec, source func([]int16)) *peer {
 // adds a dial-in).
 func (r *room) joinWith(codec media.Codec, source func([]int16), opts MemberOptions) *peer {
 	r.t.Helper()
+	p := r.newPeer(codec, source)
+	p.call = r.b.NewCall("u-test", "caller", "1000", DirectionIn, p.leg, Callback{})
+	p.call.Answered()
+	m, err := r.conf.AddMember(p.call, opts)
+	if err != nil {
+		r.t.Fatal(err)
+	}
+	p.member = m
+	r.peers = append(r.peers, p)
+	return p
+}
+
+// newPeer makes a phone socket and its call's media session, sending to
+// each other.
+func (r *room) newPeer(codec media.Codec, source func([]int16)) *peer {
+	r.t.Helper()
 	conn, err := net.ListenUDP("udp", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
 	if err != nil {
 		r.t.Fatal(err)
@@ -91,14 +107,6 @@ func (r *room) joinWith(codec media.Codec, source func([]int16), opts MemberOpti
 	sess.SetParams(media.Params{Remote: phoneAddr, Codec: codec, TelephoneEventPT: 101, Direction: media.SendRecv})
 	p := &peer{t: r.t, conn: conn, leg: &fakeLeg{sess: sess}, codec: codec, remote: sess.LocalAddr(), source: source}
 	p.hdr = rtp.Header{Version: 2, PayloadType: codec.PayloadType(), SSRC: uint32(len(r.peers) + 1000), Timestamp: 5000, SequenceNumber: 100}
-	p.call = r.b.NewCall("u-test", "caller", "1000", DirectionIn, p.leg, Callback{})
-	p.call.Answered()
-	m, err := r.conf.AddMember(p.call, opts)
-	if err != nil {
-		r.t.Fatal(err)
-	}
-	p.member = m
-	r.peers = append(r.peers, p)
 	r.t.Cleanup(func() {
 		_ = conn.Close()
 		_ = sess.Close()

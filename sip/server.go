@@ -361,26 +361,34 @@ func (s *Server) onInvite(req *sip.Request, tx sip.ServerTransaction) {
 			return
 		}
 	}
+	// A number assigned to an application is the application's (design.md
+	// routing (b)); every other number routes to a room.
 	number := unescapeUser(req.Recipient.User)
-	conf, err := s.bridge.Route(number, owner)
-	if err != nil {
-		s.reject(req, tx, log, err)
-		return
+	app, isApp := s.bridge.RouteApplication(number)
+	var conf *bridge.Conference
+	if !isApp {
+		if conf, err = s.bridge.Route(number, owner); err != nil {
+			s.reject(req, tx, log, err)
+			return
+		}
+		// However the call ends up, the bridge hears when it has joined or
+		// given up, so a room created for it alone does not stay behind empty.
+		defer func() { s.bridge.Routed(conf) }()
+		info := conf.Info()
+		if info.Locked {
+			// Refused before answering; a lock set after this point is caught
+			// by AddMember, which hangs the answered call up.
+			s.reject(req, tx, log, fmt.Errorf("dial-in to %s: %w", conf.ID(), bridge.ErrConferenceLocked))
+			return
+		}
+		if info.ActiveMembers+info.Waiting >= s.bridge.Config().MaxMembers {
+			s.reject(req, tx, log, bridge.ErrMaxMembers)
+			return
+		}
 	}
-	// However the call ends up, the bridge hears when it has joined or
-	// given up, so a room created for it alone does not stay behind empty.
-	defer func() { s.bridge.Routed(conf) }()
-	info := conf.Info()
-	if info.Locked {
-		// Refused before answering; a lock set after this point is caught
-		// by AddMember, which hangs the answered call up.
-		s.reject(req, tx, log, fmt.Errorf("dial-in to %s: %w", conf.ID(), bridge.ErrConferenceLocked))
-		return
-	}
-	if info.ActiveMembers+info.Waiting >= s.bridge.Config().MaxMembers {
-		s.reject(req, tx, log, bridge.ErrMaxMembers)
-		return
-	}
+	// An application's call rings until the application decides, unless
+	// it answers at once.
+	appRings := isApp && !app.App.Info().AutoAnswer
 	conn, err := s.ports.Listen()
 	if err != nil {
 		s.reject(req, tx, log, err)
@@ -421,7 +429,7 @@ func (s *Server) onInvite(req *sip.Request, tx sip.ServerTransaction) {
 	// layer: while we ring, give req the dialog's To-tag so the 487
 	// matches our 180. (Answering at once, there is no 1xx with a tag to
 	// match, and req is left alone.)
-	if s.cfg.AnswerDelay > 0 {
+	if s.cfg.AnswerDelay > 0 || appRings {
 		if tag, ok := dlg.InviteRequest.To().Params.Get("tag"); ok {
 			req.To().Params.Add("tag", tag)
 		}
@@ -433,8 +441,13 @@ func (s *Server) onInvite(req *sip.Request, tx sip.ServerTransaction) {
 	if f := req.From(); f != nil {
 		from = f.Address.User
 	}
-	c.call = s.bridge.NewCall(conf.UserID(), from, number, bridge.DirectionIn, c, bridge.Callback{})
-	c.log = log.With("call", c.call.ID(), "conf", conf.ID())
+	if isApp {
+		c.call = s.bridge.NewAppCall(app, from, number, c)
+		c.log = log.With("call", c.call.ID(), "app", app.App.ID())
+	} else {
+		c.call = s.bridge.NewCall(conf.UserID(), from, number, bridge.DirectionIn, c, bridge.Callback{})
+		c.log = log.With("call", c.call.ID(), "conf", conf.ID())
+	}
 	if c.natTarget != "" {
 		c.log.Info("caller behind NAT; in-dialog requests go to its source", "source", c.natTarget)
 	}
@@ -454,7 +467,11 @@ func (s *Server) onInvite(req *sip.Request, tx sip.ServerTransaction) {
 		}
 	}()
 
-	if d := s.cfg.AnswerDelay; d > 0 {
+	if isApp {
+		if !s.awaitApplication(c, req, appRings) {
+			return
+		}
+	} else if d := s.cfg.AnswerDelay; d > 0 {
 		// Ring first. A CANCEL meanwhile is answered by the transaction
 		// layer (200, then 487 carrying this 180's To-tag) and ends the
 		// dialog's context.
@@ -517,23 +534,31 @@ func (s *Server) onInvite(req *sip.Request, tx sip.ServerTransaction) {
 	}
 	c.call.Answered()
 	c.log.Info("call answered", "remote", sess.Params().Remote, "codec", sess.Params().Codec, "rtp", sess.LocalAddr())
-	// A dial-in: the room's lock and PIN apply (an API add skips them).
-	_, err = conf.AddMember(c.call, bridge.MemberOptions{DialIn: true})
-	if errors.Is(err, bridge.ErrConferenceComplete) {
-		// The room completed between Route and now, its last member gone:
-		// the number is routed afresh, once, to a room of the same user.
-		if next, rerr := s.bridge.Route(number, owner); rerr == nil {
-			s.bridge.Routed(conf)
-			conf = next
-			if next.UserID() == c.call.UserID() {
-				c.log.Info("room completed before the join; routed afresh", "new_conf", next.ID())
-				_, err = next.AddMember(c.call, bridge.MemberOptions{DialIn: true})
+	if isApp {
+		// The application's call waits, answered, in no conference until
+		// the application adds it to one (or ends it).
+		if err := c.call.Park(); err != nil {
+			c.log.Info("park failed", "err", err)
+		}
+	} else {
+		// A dial-in: the room's lock and PIN apply (an API add skips them).
+		_, err = conf.AddMember(c.call, bridge.MemberOptions{DialIn: true})
+		if errors.Is(err, bridge.ErrConferenceComplete) {
+			// The room completed between Route and now, its last member gone:
+			// the number is routed afresh, once, to a room of the same user.
+			if next, rerr := s.bridge.Route(number, owner); rerr == nil {
+				s.bridge.Routed(conf)
+				conf = next
+				if next.UserID() == c.call.UserID() {
+					c.log.Info("room completed before the join; routed afresh", "new_conf", next.ID())
+					_, err = next.AddMember(c.call, bridge.MemberOptions{DialIn: true})
+				}
 			}
 		}
-	}
-	if err != nil {
-		c.log.Info("join failed", "err", err)
-		_ = c.Hangup(context.Background(), "join-failed")
+		if err != nil {
+			c.log.Info("join failed", "err", err)
+			_ = c.Hangup(context.Background(), "join-failed")
+		}
 	}
 	// The call lives on without a goroutine of its own: when the dialog
 	// ends (BYE either way), the call ends and its resources go.
@@ -831,3 +856,52 @@ func (s *Server) onUpdate(req *sip.Request, tx sip.ServerTransaction) {
 	}
 	_ = tx.Respond(sip.NewSDPResponseFromRequest(req, body))
 }
+
+// awaitApplication tells the application of an incoming call that it
+// arrived (the incomingcall event) and, when it rings (no autoAnswer),
+// rings (180) until the application answers, rejects or hangs up, the
+// caller cancels, or Config.IncomingCallTimeout passes. It reports whether
+// to answer; otherwise the call was turned away and ended:
+//   - rejected: 603 Decline (RFC 3261 §21.6.2: the callee does not wish
+//     to take the call), cause CALL_REJECTED;
+//   - hung up by the application before answering: 480 Temporarily
+//     Unavailable, cause NORMAL_CLEARING;
+//   - no decision in time: 480 Temporarily Unavailable (RFC 3261
+//     §21.4.18), cause NO_ANSWER.
+func (s *Server) awaitApplication(c *inCall, req *sip.Request, rings bool) bool {
+	if rings {
+		ct := s.contact(req.Transport())
+		_ = c.dlg.Respond(sip.StatusRinging, "Ringing", nil, &ct)
+	}
+	c.call.Offer()
+	if !rings {
+		return true
+	}
+	timeout := s.bridge.Config().IncomingCallTimeout
+	d := c.call.AwaitDecision(c.dlg.Context(), timeout)
+	var code int
+	var reason, cause string
+	switch d {
+	case bridge.DecisionAnswer:
+		return true
+	case bridge.DecisionReject:
+		code, reason, cause = statusDecline, "Decline", bridge.CauseRejected
+	case bridge.DecisionHangup:
+		code, reason, cause = sip.StatusTemporarilyUnavailable, "Temporarily Unavailable", bridge.CauseNormalClearing
+	default:
+		if c.dlg.Context().Err() != nil {
+			c.log.Info("cancelled while ringing for the application")
+			c.call.Ended(bridge.CauseOriginatorCancel)
+			return false
+		}
+		code, reason, cause = sip.StatusTemporarilyUnavailable, "Temporarily Unavailable", bridge.CauseNoAnswer
+	}
+	c.log.Info("incoming call turned away", "status", code, "cause", cause, "timeout", timeout)
+	_ = c.dlg.Respond(code, reason, nil)
+	c.call.Ended(cause)
+	return false
+}
+
+// statusDecline is 603 Decline (RFC 3261 §21.6.2), which sipgo does not
+// name.
+const statusDecline = 603

@@ -72,6 +72,13 @@ type Config struct {
 	HTTPAuthFailures int `json:"httpAuthFailures"`
 	// MaxConferencesPerUser caps a user's live conferences made through the API.
 	MaxConferencesPerUser int `json:"maxConferencesPerUser"`
+	// MaxApplicationsPerUser and MaxNumbersPerUser cap a user's
+	// applications and phone numbers.
+	MaxApplicationsPerUser int `json:"maxApplicationsPerUser"`
+	MaxNumbersPerUser      int `json:"maxNumbersPerUser"`
+	// IncomingCallTimeout is how long a call to an application's number
+	// rings for the application to decide.
+	IncomingCallTimeout time.Duration `json:"incomingCallTimeout"`
 	// SIP over TCP: connection caps and idle timeout (see sip.TCPLimits).
 	SIPTCPMaxConns          int           `json:"sipTcpMaxConns"`
 	SIPTCPMaxConnsPerSource int           `json:"sipTcpMaxConnsPerSource"`
@@ -101,7 +108,9 @@ func defaultConfig() Config {
 		RTPTimeout: 30 * time.Second, RTPHoldTimeout: 10 * time.Minute, MaxMembers: 20, LoudestN: 8, AutoCreate: true, DrainPeriod: 0,
 		Retention: time.Hour, MixerPriority: "realtime", HTTPMaxConns: defaultHTTPMaxConns,
 		HTTPAuthFailures: api.DefaultAuthFailures, MaxConferencesPerUser: api.DefaultMaxLiveConferences,
-		SIPTCPMaxConns: sip.DefaultTCPMaxConns, SIPTCPMaxConnsPerSource: sip.DefaultTCPMaxConnsPerSource,
+		MaxApplicationsPerUser: bridge.DefaultMaxApplicationsPerUser, MaxNumbersPerUser: bridge.DefaultMaxNumbersPerUser,
+		IncomingCallTimeout: bridge.DefaultIncomingCallTimeout,
+		SIPTCPMaxConns:      sip.DefaultTCPMaxConns, SIPTCPMaxConnsPerSource: sip.DefaultTCPMaxConnsPerSource,
 		SIPTCPIdleTimeout: sip.DefaultTCPIdleTimeout,
 		// Twice the 200 calls/s one load generator places (docs/performance.md),
 		// and far above what a caller behind one address needs; an answered
@@ -203,6 +212,9 @@ func loadConfig(args []string, getenv func(string) string, stderr io.Writer) (Co
 	fs.Int("http-max-conns", cfg.HTTPMaxConns, "open API connections at most; beyond, the oldest idle one is closed (env CHORUS_HTTP_MAX_CONNS)")
 	fs.Int("http-auth-failures", cfg.HTTPAuthFailures, "wrong API credentials one address may send a minute before its requests get 429 (env CHORUS_HTTP_AUTH_FAILURES)")
 	fs.Int("max-conferences-per-user", cfg.MaxConferencesPerUser, "live conferences one API user may create (env CHORUS_MAX_CONFERENCES_PER_USER)")
+	fs.Int("max-applications-per-user", cfg.MaxApplicationsPerUser, "applications one API user may create (env CHORUS_MAX_APPLICATIONS_PER_USER)")
+	fs.Int("max-numbers-per-user", cfg.MaxNumbersPerUser, "phone numbers one API user may allocate (env CHORUS_MAX_NUMBERS_PER_USER)")
+	fs.Duration("incoming-call-timeout", cfg.IncomingCallTimeout, "how long a call to an application's number rings for the application to answer or reject it before 480 (env CHORUS_INCOMING_CALL_TIMEOUT)")
 	var sipFlags sipAuthFlags
 	sipFlags.define(fs, cfg.sipAuthSettings)
 	addSecurityFlags(fs)
@@ -380,6 +392,12 @@ func (c *Config) setField(name, v string) error {
 		c.HTTPAuthFailures, err = strconv.Atoi(v)
 	case "max-conferences-per-user":
 		c.MaxConferencesPerUser, err = strconv.Atoi(v)
+	case "max-applications-per-user":
+		c.MaxApplicationsPerUser, err = strconv.Atoi(v)
+	case "max-numbers-per-user":
+		c.MaxNumbersPerUser, err = strconv.Atoi(v)
+	case "incoming-call-timeout":
+		c.IncomingCallTimeout, err = time.ParseDuration(v)
 	case "sip-tcp-max-conns":
 		c.SIPTCPMaxConns, err = strconv.Atoi(v)
 	case "sip-tcp-max-conns-per-source":
@@ -467,6 +485,15 @@ func (c *Config) validate() error {
 	}
 	if c.MaxConferencesPerUser < 1 {
 		errs = append(errs, fmt.Errorf("max-conferences-per-user must be at least 1, got %d", c.MaxConferencesPerUser))
+	}
+	if c.MaxApplicationsPerUser < 1 {
+		errs = append(errs, fmt.Errorf("max-applications-per-user must be at least 1, got %d", c.MaxApplicationsPerUser))
+	}
+	if c.MaxNumbersPerUser < 1 {
+		errs = append(errs, fmt.Errorf("max-numbers-per-user must be at least 1, got %d", c.MaxNumbersPerUser))
+	}
+	if c.IncomingCallTimeout < time.Second || c.IncomingCallTimeout > 10*time.Minute {
+		errs = append(errs, fmt.Errorf("incoming-call-timeout must be within 1s-10m, got %s", c.IncomingCallTimeout))
 	}
 	if tc, err := loadHTTPTLS(c.HTTPTLSCert, c.HTTPTLSKey); err != nil {
 		errs = append(errs, err)

@@ -98,7 +98,9 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	}
 	br := bridge.New(bridge.Config{DefaultUser: cfg.Users[0].ID, AutoCreate: cfg.AutoCreate,
 		MaxMembers: cfg.MaxMembers, LoudestN: cfg.LoudestN, RTPTimeout: cfg.RTPTimeout, RTPHoldTimeout: cfg.RTPHoldTimeout, Retention: cfg.Retention,
-		MixerPriority: cfg.mixerPriority, Prompts: newPINPrompts(tts.New(""), log).get}, log, nil)
+		MixerPriority: cfg.mixerPriority, Prompts: newPINPrompts(tts.New(""), log).get,
+		MaxApplicationsPerUser: cfg.MaxApplicationsPerUser, MaxNumbersPerUser: cfg.MaxNumbersPerUser,
+		IncomingCallTimeout: cfg.IncomingCallTimeout}, log, nil)
 	janitorCtx, stopJanitor := context.WithCancel(context.Background())
 	defer stopJanitor()
 	go br.RunJanitor(janitorCtx, time.Minute)
