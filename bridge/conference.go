@@ -270,7 +270,7 @@ func (c *Conference) AddMember(call *Call, opts MemberOptions) (*Member, error) 
 		}
 		old.conf.removeMember(old, false, "moved")
 	}
-	m := newMember(c, call, leg.Media(), opts)
+	m := newMember(c, call, leg, opts)
 	var prompts Prompts
 	if opts.DialIn && c.PIN() != "" {
 		prompts = c.b.cfg.Prompts() // may render speech: not under c.mu
@@ -299,7 +299,7 @@ func (c *Conference) AddMember(call *Call, opts MemberOptions) (*Member, error) 
 		m.waiting.Store(true)
 		c.waiting.Add(1)
 	}
-	m.sess.Flush()
+	m.ep.Flush()
 	next := make([]*Member, len(cur)+1)
 	copy(next, cur)
 	next[len(cur)] = m
@@ -328,11 +328,11 @@ func (c *Conference) AddMember(call *Call, opts MemberOptions) (*Member, error) 
 	m.phoneHold.Store(call.phoneHold) // a change since newMember read it
 	call.mu.Unlock()
 	if wait {
-		m.log.Info("caller waits for the PIN", "codec", leg.Media().Params().Codec)
+		m.log.Info("caller waits for the PIN", "codec", m.ep.Codec())
 		m.audio.play(NewPlayback(m.lobby.prompts.EnterPIN, false, nil))
 		return m, nil
 	}
-	c.joined(m, active, leg.Media().Params().Codec)
+	c.joined(m, active, m.ep.Codec())
 	return m, nil
 }
 

@@ -258,7 +258,7 @@ func (c *Conference) admit(m *Member, api bool) {
 	c.all = append(c.all, m)
 	c.state = StateActive
 	active := c.activeLocked()
-	codec := m.sess.Params().Codec // m is in the snapshot: its session is not released
+	codec := m.ep.Codec() // m is in the snapshot: its endpoint is not released
 	c.mu.Unlock()
 	if m.lobby != nil {
 		m.lobby.mu.Lock()

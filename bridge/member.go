@@ -6,7 +6,6 @@ import (
 	"sync/atomic"
 	"time"
 
-	"chorus/dtmf"
 	"chorus/media"
 )
 
@@ -14,14 +13,17 @@ import (
 type Member struct {
 	// What the mixer reads every tick, first and together, so that a
 	// listener costs the mixer as few cache lines as possible.
-	sess *media.Session
+	ep Endpoint
+	// epv is the endpoint of a call with a media.Session (ep points to
+	// it): kept here by value so that reaching the session costs a
+	// listener no cache line of its own.
+	epv media.Endpoint
 	// mx is released by the mixer once the member has left, so that a
 	// removed member kept for the API's records holds no buffers.
 	mx               *mixState
 	conf             *Conference
 	audio            slot  // audio to this member only
 	hang             int32 // frames of hangover left
-	energy           int32 // mean absolute sample value of this tick's frame
 	prevE            int32
 	smooth           int32 // smoothed energy for loudest-N
 	scoreVal         int32
@@ -72,22 +74,26 @@ func (a *attachment) get(mk func() any) any {
 // the member's record.
 func (m *Member) Attachment(mk func() any) any { return m.attach.get(mk) }
 
-// mixState is a member's audio working memory, used only by the mixer.
+// mixState is a member's audio working memory, used only by the mixer:
+// the frames it passes to and from the member's Endpoint (caller-owned
+// buffers; the endpoint keeps its codec state and encoded output).
 type mixState struct {
-	jb      media.JitterBuffer
-	det     dtmf.Detector
-	digits  [8]rune
-	nDigits int
-	in      [media.FrameSamples]int16 // this tick's frame, gated
-	priv    [media.FrameSamples]int16 // this tick's frame of audio to this member only
-	payload [media.FrameSamples]byte  // this member's own encoded output
+	in   [media.FrameSamples]int16 // this tick's frame, gated
+	priv [media.FrameSamples]int16 // this tick's frame of audio to this member only
+	out  [media.FrameSamples]int16 // this member's own output, when it is not the shared mix
 }
 
 // hangoverFrames keeps the gate open for 400 ms after the last loud frame.
 const hangoverFrames = 20
 
-func newMember(c *Conference, call *Call, sess *media.Session, opts MemberOptions) *Member {
-	m := &Member{id: newID(MemberPrefix), conf: c, call: call, sess: sess, added: c.b.cfg.Now()}
+func newMember(c *Conference, call *Call, leg Leg, opts MemberOptions) *Member {
+	m := &Member{id: newID(MemberPrefix), conf: c, call: call, added: c.b.cfg.Now()}
+	if el, ok := leg.(endpointLeg); ok {
+		m.ep = el.endpoint()
+	} else {
+		m.epv = media.NewEndpoint(leg.Media())
+		m.ep = &m.epv
+	}
 	m.joinTone.Store(opts.JoinTone)
 	m.leavingTone.Store(opts.LeavingTone)
 	m.log = c.log.With("member", m.id, "call", call.id)
@@ -229,26 +235,12 @@ func (m *Member) Info() MemberInfo {
 		Talk: t, Receive: r, Sensitivity: s, Talking: m.Talking(), PhoneHold: m.PhoneHold()}
 }
 
-// Audio implements media.Handler: audio goes into the jitter buffer.
-func (m *Member) Audio(ssrc, ts uint32, codec media.Codec, payload []byte) {
-	m.mx.jb.Put(ssrc, ts, codec, payload)
-}
-
-// Event implements media.Handler: telephone-events go to the detector and
-// never into the mix.
-func (m *Member) Event(ssrc, ts uint32, payload []byte) {
-	x := m.mx
-	if d, ok := x.det.Feed(ssrc, ts, payload); ok && x.nDigits < len(x.digits) {
-		x.digits[x.nDigits] = d
-		x.nDigits++
-	}
-}
-
 func (m *Member) score() int32 { return m.scoreVal }
 
-// release drops the member's audio memory and session. Only the mixer
+// release drops the member's audio memory and endpoint. Only the mixer
 // calls it, after the member has left its snapshot.
 func (m *Member) release() {
 	m.mx = nil
-	m.sess = nil
+	m.ep = nil
+	m.epv = media.Endpoint{}
 }

@@ -21,9 +21,12 @@ const timeoutCheckTicks = 50
 const numLevels = MaxLevel - MinLevel + 1
 
 // sharedOut is one encoded output shared by every listener that would get
-// the same bytes (not a talker, same codec, same receive level).
+// the same bytes (not a talker, same codec, same receive level): the mixer
+// encodes it once a tick with an Encoder of its own, and each of those
+// listeners' endpoints sends the payload as it is.
 type sharedOut struct {
 	tick    uint64
+	enc     media.Encoder
 	payload [media.FrameSamples]byte
 }
 
@@ -33,6 +36,7 @@ type mixer struct {
 	tick     uint64
 	acc      [media.FrameSamples]int32
 	room     [media.FrameSamples]int16
+	out      [media.FrameSamples]int16 // a shared output before its encode
 	talkers  []*Member
 	// shared is made on first use: most rooms only ever need one or two
 	// of these 27 (codec × receive level), and a room of 5 should not
@@ -139,7 +143,8 @@ func (w *tickWorker) flush(st *Stats) {
 	w.ticks, w.mixed, w.encodes, w.in, w.out = 0, 0, 0, 0, 0
 }
 
-// mixTick runs one tick: read every member, mix, send.
+// mixTick runs one tick: pull every member's endpoint, mix, push every
+// member's endpoint.
 func (c *Conference) mixTick(now time.Time, w *tickWorker) {
 	if c.ended.Load() {
 		c.releaseEnded() // a room stepped by hand after it completed
@@ -153,15 +158,15 @@ func (c *Conference) mixTick(now time.Time, w *tickWorker) {
 	w.ticks++
 	members := *c.members.Load()
 
-	// 1. Input: drain sockets, apply digits, take a frame, gate it.
+	// 1. Input: each endpoint takes in what arrived, its digits act, and
+	// its next frame is pulled and gated.
 	var polled uint64
 	for _, m := range members {
-		mx := m.mx
-		polled += uint64(m.sess.PollInto(now, m, w.rx))
-		for i := range mx.nDigits {
-			c.handleDigit(m, mx.digits[i])
+		ep := m.ep
+		polled += uint64(ep.Receive(now, w.rx))
+		for _, d := range ep.Digits() {
+			c.handleDigit(m, d)
 		}
-		mx.nDigits = 0
 		waiting := m.waiting.Load()
 		if waiting {
 			c.lobbyTick(m, now)
@@ -170,7 +175,7 @@ func (c *Conference) mixTick(now time.Time, w *tickWorker) {
 		// caller in the lobby is not in the room yet: the frame is taken
 		// from the buffer (nothing old is left to play once it joins) and
 		// treated as silence.
-		m.gate(mx.jb.Read(mx.in[:]) && !m.phoneHold.Load() && !waiting)
+		m.gate(ep.Pull(m.mx.in[:]) && !m.phoneHold.Load() && !waiting)
 	}
 	w.in += polled
 
@@ -212,31 +217,34 @@ func (c *Conference) mixTick(now time.Time, w *tickWorker) {
 		}
 	}
 
-	// 4. Output: each member hears the sum minus itself, limited and
-	// encoded in the same pass (no intermediate PCM frame to write and
-	// read back through the cache).
+	// 4. Output: each member hears the sum minus itself, limited, and
+	// pushed to its endpoint: its own frame (a talker, or a member with
+	// audio of its own) or a payload encoded once for everyone who hears
+	// the same mix.
 	var sent, encodes uint64
 	for _, m := range members {
-		codec := m.sess.Codec()
+		ep := m.ep
+		codec := ep.Codec()
 		if codec != media.PCMA {
 			codec = media.PCMU
 		}
-		var payload []byte
+		var err error
 		switch {
 		case m.waiting.Load():
 			// In the lobby: its prompts only, nothing of the room.
-			payload = x.silence[codec][:]
 			if m.audio.playing() && m.audio.frame(m.mx.priv[:]) {
 				mx := m.mx
 				g := int64(gainQ14[m.receive.Load()-MinLevel])
 				for i, v := range mx.priv {
-					mx.payload[i] = codec.EncodeSample(limit(int64(v) * g >> 14))
+					mx.out[i] = limit(int64(v) * g >> 14)
 				}
 				encodes++
-				payload = mx.payload[:]
+				err = ep.Push(mx.out[:])
+				break
 			}
+			err = ep.PushShared(x.silence[codec][:])
 		case m.Held():
-			payload = x.silence[codec][:]
+			err = ep.PushShared(x.silence[codec][:])
 		default:
 			rx := m.receive.Load() - MinLevel
 			// A listener hearing the shared mix never touches its mixState
@@ -246,18 +254,19 @@ func (c *Conference) mixTick(now time.Time, w *tickWorker) {
 			if !m.selected && !private {
 				sh := x.shared[codec][rx]
 				if sh == nil {
-					sh = new(sharedOut)
+					sh = &sharedOut{enc: media.NewEncoder(codec)}
 					x.shared[codec][rx] = sh
 				}
 				if sh.tick != x.tick {
 					sh.tick = x.tick
 					g := int64(gainQ14[rx])
 					for i, v := range x.acc {
-						sh.payload[i] = codec.EncodeSample(limit(int64(v) * g >> 14))
+						x.out[i] = limit(int64(v) * g >> 14)
 					}
+					sh.enc.Encode(sh.payload[:], x.out[:])
 					encodes++
 				}
-				payload = sh.payload[:]
+				err = ep.PushShared(sh.payload[:])
 				break
 			}
 			mx := m.mx
@@ -267,7 +276,7 @@ func (c *Conference) mixTick(now time.Time, w *tickWorker) {
 			case m.selected && !private: // a talker: everyone but itself
 				for i, v := range x.acc {
 					v -= int32(mx.in[i]) * tg >> 14
-					mx.payload[i] = codec.EncodeSample(limit(int64(v) * g >> 14))
+					mx.out[i] = limit(int64(v) * g >> 14)
 				}
 			default:
 				for i, v := range x.acc {
@@ -277,13 +286,13 @@ func (c *Conference) mixTick(now time.Time, w *tickWorker) {
 					if private {
 						v += int32(mx.priv[i])
 					}
-					mx.payload[i] = codec.EncodeSample(limit(int64(v) * g >> 14))
+					mx.out[i] = limit(int64(v) * g >> 14)
 				}
 			}
 			encodes++
-			payload = mx.payload[:]
+			err = ep.Push(mx.out[:])
 		}
-		if m.sess.WriteAudio(payload) == nil {
+		if err == nil {
 			sent++
 		}
 	}
@@ -361,7 +370,6 @@ func (m *Member) gate(live bool) {
 		m.hang--
 	}
 	m.prevE = e
-	m.energy = e
 	m.smooth += (e - m.smooth) / 4
 	if open := m.hang > 0; open != m.talking.Load() {
 		m.talking.Store(open)
@@ -377,7 +385,7 @@ func (m *Member) gate(live bool) {
 func (c *Conference) checkTimeouts(now time.Time, members []*Member) {
 	cfg := &c.b.cfg
 	for _, m := range members {
-		s := m.sess
+		s := m.ep
 		heldSince, held := s.HeldSince()
 		if held {
 			if d := now.Sub(heldSince); d > cfg.RTPHoldTimeout && m.timingOut.CompareAndSwap(false, true) {

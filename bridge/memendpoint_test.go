@@ -1,0 +1,267 @@
+package bridge
+
+import (
+	"context"
+	"math"
+	"math/rand/v2"
+	"testing"
+	"time"
+
+	"chorus/internal/audiotest"
+	"chorus/media"
+)
+
+// memEndpoint is a call's audio in memory: what the mixer pulls comes from
+// a source function, what it pushes is kept. No socket, no RTP: the mixer
+// steps as fast as the test drives it.
+type memEndpoint struct {
+	codec   media.Codec
+	source  func(dst []int16) // nil: a live stream of silence
+	dead    bool              // Pull reports no stream
+	pending []rune            // digits the next Receive delivers
+	digits  []rune
+	sent    [media.FrameSamples]int16 // what this tick's Pull gave the mixer
+	heard   [media.FrameSamples]int16 // the last frame pushed, decoded
+	shared  *byte                     // the first byte of the last shared payload
+	pushes  int                       // own frames pushed
+	sharedN int                       // shared payloads pushed
+	record  bool
+	rec     []int16
+}
+
+func (e *memEndpoint) Receive(time.Time, *media.RecvBuffer) int {
+	e.digits = append(e.digits[:0], e.pending...)
+	e.pending = e.pending[:0]
+	return 1
+}
+
+func (e *memEndpoint) Digits() []rune { return e.digits }
+
+func (e *memEndpoint) Pull(dst []int16) bool {
+	if e.source != nil {
+		e.source(dst)
+	} else {
+		clear(dst)
+	}
+	copy(e.sent[:], dst)
+	return !e.dead
+}
+
+func (e *memEndpoint) Push(pcm []int16) error {
+	e.pushes++
+	copy(e.heard[:], pcm)
+	e.keep()
+	return nil
+}
+
+func (e *memEndpoint) PushShared(payload []byte) error {
+	e.sharedN++
+	e.shared = &payload[0]
+	e.codec.Decode(e.heard[:], payload)
+	e.keep()
+	return nil
+}
+
+func (e *memEndpoint) keep() {
+	if e.record {
+		e.rec = append(e.rec, e.heard[:]...)
+	}
+}
+
+func (e *memEndpoint) Codec() media.Codec           { return e.codec }
+func (e *memEndpoint) Flush()                       {}
+func (e *memEndpoint) Proven() bool                 { return true }
+func (e *memEndpoint) LastReceived() time.Time      { return time.Now() }
+func (e *memEndpoint) HeldSince() (time.Time, bool) { return time.Time{}, false }
+
+// memLeg is the signalling of a call whose audio is a memEndpoint.
+type memLeg struct{ ep *memEndpoint }
+
+func (l *memLeg) Media() *media.Session                { return nil }
+func (l *memLeg) Hangup(context.Context, string) error { return nil }
+func (l *memLeg) endpoint() Endpoint                   { return l.ep }
+
+// memRoom is a conference of in-memory endpoints stepped by hand.
+type memRoom struct {
+	t    testing.TB
+	b    *Bridge
+	conf *Conference
+	now  time.Time
+}
+
+func newMemRoom(t testing.TB, cfg Config) *memRoom {
+	t.Helper()
+	r := newRoom(t, cfg)
+	return &memRoom{t: t, b: r.b, conf: r.conf, now: r.now}
+}
+
+// join adds a member whose endpoint sends source in codec.
+func (r *memRoom) join(codec media.Codec, source func([]int16)) (*memEndpoint, *Member) {
+	r.t.Helper()
+	ep := &memEndpoint{codec: codec, source: source}
+	call := r.b.NewCall("u-test", "caller", "1000", DirectionIn, &memLeg{ep: ep}, Callback{})
+	call.Answered()
+	m, err := r.conf.AddMember(call, MemberOptions{})
+	if err != nil {
+		r.t.Fatal(err)
+	}
+	return ep, m
+}
+
+func (r *memRoom) step(n int) {
+	for range n {
+		r.now = r.now.Add(TickInterval)
+		r.conf.mixOnce(r.now)
+	}
+}
+
+// TestMemMixMinusOneExact: with endpoints in memory, each talker hears
+// exactly the sum of the others, sample for sample, and a listener gets
+// the shared encode of the whole sum.
+func TestMemMixMinusOneExact(t *testing.T) {
+	r := newMemRoom(t, Config{})
+	var eps []*memEndpoint
+	for _, f := range distinctTones {
+		ep, _ := r.join(media.PCMU, tone(f, -15))
+		eps = append(eps, ep)
+	}
+	listener, _ := r.join(media.PCMA, nil)
+	r.step(5)
+	for tick := range 20 {
+		r.step(1)
+		var sum [media.FrameSamples]int32
+		for _, e := range eps {
+			for i, s := range e.sent {
+				sum[i] += int32(s)
+			}
+		}
+		for k, e := range eps {
+			for i, s := range e.heard {
+				if want := sum[i] - int32(e.sent[i]); int32(s) != want {
+					t.Fatalf("tick %d: talker %d sample %d is %d, want %d", tick, k, i, s, want)
+				}
+			}
+		}
+		var want, got [media.FrameSamples]byte
+		var sum16 [media.FrameSamples]int16
+		for i, v := range sum {
+			sum16[i] = int16(v)
+		}
+		media.PCMA.Encode(want[:], sum16[:])
+		media.PCMA.Encode(got[:], listener.heard[:])
+		if got != want {
+			t.Fatalf("tick %d: the listener did not get the encode of the whole sum", tick)
+		}
+	}
+	if listener.pushes != 0 || listener.sharedN == 0 {
+		t.Errorf("listener: %d own frames, %d shared: want only shared", listener.pushes, listener.sharedN)
+	}
+}
+
+// TestMemGains: talk and receive steps of 3 dB, exactly in Q14.
+func TestMemGains(t *testing.T) {
+	r := newMemRoom(t, Config{})
+	a, am := r.join(media.PCMU, tone(500, -20))
+	b, _ := r.join(media.PCMU, tone(900, -20))
+	_, cm := r.join(media.PCMU, nil)
+	am.SetLevels(2, 0, 0)
+	cm.SetLevels(0, -1, 0)
+	r.step(3)
+	for i := range b.heard {
+		want := int32(a.sent[i]) * gainQ14[2-MinLevel] >> 14
+		if int32(b.heard[i]) != want {
+			t.Fatalf("b hears sample %d at %d, want %d (a's talk +2)", i, b.heard[i], want)
+		}
+	}
+	if d := 20 * math.Log10(float64(gainQ14[2-MinLevel])/16384); math.Abs(d-6) > 0.05 {
+		t.Errorf("talk +2 is %.2f dB", d)
+	}
+	// c listens at receive −1 through the shared output of its level.
+	c := r.conf.Members()[2].ep.(*memEndpoint)
+	c.record = true
+	r.step(25)
+	got := audiotest.LevelDBFS(c.rec, 500, rate)
+	if math.Abs(got-(-20+6-3)) > 0.5 {
+		t.Errorf("c hears a at %.1f dBFS, want %.1f", got, -20+6-3.0)
+	}
+}
+
+// TestMemGateAndLimiter: hiss below the gate is not mixed, and two loud
+// talkers are limited into range instead of wrapping.
+func TestMemGateAndLimiter(t *testing.T) {
+	r := newMemRoom(t, Config{})
+	rng := rand.New(rand.NewPCG(3, 4))
+	_, hm := r.join(media.PCMU, func(dst []int16) { audiotest.Noise(dst, -55, rng) })
+	l, _ := r.join(media.PCMU, nil)
+	l.record = true
+	r.step(25)
+	if hm.Talking() {
+		t.Error("hiss at -55 dBFS opens the gate")
+	}
+	if got := audiotest.RMSDBFS(l.rec); got > -80 {
+		t.Errorf("the listener hears the gated hiss at %.1f dBFS", got)
+	}
+	full := func(dst []int16) {
+		for i := range dst {
+			dst[i] = 30000
+		}
+	}
+	r.join(media.PCMU, full)
+	r.join(media.PCMU, full)
+	r.step(3)
+	for i, s := range l.heard {
+		if s < limiterKnee || s >= 32767 {
+			t.Fatalf("two talkers at 30000: the listener's sample %d is %d, want limited in (%d, 32767)", i, s, limiterKnee)
+		}
+	}
+}
+
+// TestMemSharedEncode: 100 listeners and 3 talkers cost 4 encodes a tick,
+// and the listeners are all sent one payload.
+func TestMemSharedEncode(t *testing.T) {
+	r := newMemRoom(t, Config{MaxMembers: 200})
+	for _, f := range distinctTones {
+		r.join(media.PCMU, tone(f, -15))
+	}
+	var ls []*memEndpoint
+	for range 100 {
+		l, _ := r.join(media.PCMU, nil)
+		ls = append(ls, l)
+	}
+	r.step(5)
+	before := r.b.stats.Encodes.Load()
+	r.step(10)
+	if got := r.b.stats.Encodes.Load() - before; got != 40 {
+		t.Errorf("%d encodes in 10 ticks, want 40 (3 talkers + 1 shared a tick)", got)
+	}
+	for _, l := range ls {
+		if l.shared != ls[0].shared || l.pushes != 0 {
+			t.Fatal("the listeners do not share one payload")
+		}
+	}
+}
+
+// TestMemDigits: a digit an endpoint received acts on its member.
+func TestMemDigits(t *testing.T) {
+	r := newMemRoom(t, Config{})
+	ep, m := r.join(media.PCMU, nil)
+	r.step(1)
+	ep.pending = append(ep.pending, '6') // receive up
+	r.step(1)
+	if _, rx, _ := m.Levels(); rx != 1 {
+		t.Errorf("receive level %d after 6, want 1", rx)
+	}
+}
+
+// TestMemTickAllocs: the mixer's tick allocates nothing with in-memory
+// endpoints (the endpoints' own costs are measured in package media).
+func TestMemTickAllocs(t *testing.T) {
+	r := newMemRoom(t, Config{})
+	r.join(media.PCMU, tone(400, -10))
+	r.join(media.PCMA, tone(700, -10))
+	r.join(media.PCMU, nil)
+	r.step(20)
+	if allocs := testing.AllocsPerRun(50, func() { r.step(1) }); allocs != 0 {
+		t.Errorf("a tick allocates %.1f times", allocs)
+	}
+}
