@@ -78,9 +78,11 @@ func (m *Member) Attachment(mk func() any) any { return m.attach.get(mk) }
 // the frames it passes to and from the member's Endpoint (caller-owned
 // buffers; the endpoint keeps its codec state and encoded output).
 type mixState struct {
-	in   [media.FrameSamples]int16 // this tick's frame, gated
-	priv [media.FrameSamples]int16 // this tick's frame of audio to this member only
-	out  [media.FrameSamples]int16 // this member's own output, when it is not the shared mix
+	in [media.FrameSamples]int16 // this tick's frame, gated
+	// priv is this tick's frame of audio to this member only, then (in
+	// place: each sample is read before it is written) the member's own
+	// output when it is not the shared mix.
+	priv [media.FrameSamples]int16
 }
 
 // hangoverFrames keeps the gate open for 400 ms after the last loud frame.

@@ -236,10 +236,10 @@ func (c *Conference) mixTick(now time.Time, w *tickWorker) {
 				mx := m.mx
 				g := int64(gainQ14[m.receive.Load()-MinLevel])
 				for i, v := range mx.priv {
-					mx.out[i] = limit(int64(v) * g >> 14)
+					mx.priv[i] = limit(int64(v) * g >> 14)
 				}
 				encodes++
-				err = ep.Push(mx.out[:])
+				err = ep.Push(mx.priv[:])
 				break
 			}
 			err = ep.PushShared(x.silence[codec][:])
@@ -276,7 +276,7 @@ func (c *Conference) mixTick(now time.Time, w *tickWorker) {
 			case m.selected && !private: // a talker: everyone but itself
 				for i, v := range x.acc {
 					v -= int32(mx.in[i]) * tg >> 14
-					mx.out[i] = limit(int64(v) * g >> 14)
+					mx.priv[i] = limit(int64(v) * g >> 14)
 				}
 			default:
 				for i, v := range x.acc {
@@ -286,11 +286,11 @@ func (c *Conference) mixTick(now time.Time, w *tickWorker) {
 					if private {
 						v += int32(mx.priv[i])
 					}
-					mx.out[i] = limit(int64(v) * g >> 14)
+					mx.priv[i] = limit(int64(v) * g >> 14)
 				}
 			}
 			encodes++
-			err = ep.Push(mx.out[:])
+			err = ep.Push(mx.priv[:])
 		}
 		if err == nil {
 			sent++
