@@ -26,4 +26,10 @@
 // and receive level (PushShared); the others get their own frame (Push).
 // A tick allocates nothing in steady state, and tests step it in memory
 // with endpoints of their own.
+//
+// A room mixes at one rate, 8 kHz unless set otherwise (mixer.setRate: 16
+// or 48 kHz, for when negotiation brings G.722 and Opus); frames at the
+// mix rate go in and out of every endpoint, which resamples to its codec,
+// and the shared encoders band-limit the mix for G.711 listeners. An
+// 8 kHz room takes none of those paths.
 package bridge

@@ -30,6 +30,10 @@ type Endpoint interface {
 	// PushShared sends one frame already encoded in Codec by an Encoder
 	// the mixer shares among listeners who hear the same mix.
 	PushShared(payload []byte) error
+	// SetRate sets the room's mix rate, the rate of the frames Pull
+	// gives and Push takes (8000, 16000 or 48000 Hz; 8000 until called).
+	// The mixer calls it between ticks; it may allocate.
+	SetRate(rate int) error
 	// Codec is what the endpoint sends: it picks the shared output.
 	Codec() media.Codec
 	// Flush drops what arrived while nobody read it.

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"chorus/media"
+	"chorus/media/resample"
 )
 
 // Member is a call in a conference.
@@ -76,13 +77,55 @@ func (m *Member) Attachment(mk func() any) any { return m.attach.get(mk) }
 
 // mixState is a member's audio working memory, used only by the mixer:
 // the frames it passes to and from the member's Endpoint (caller-owned
-// buffers; the endpoint keeps its codec state and encoded output).
+// buffers; the endpoint keeps its codec state and encoded output), at the
+// room's mix rate.
 type mixState struct {
-	in [media.FrameSamples]int16 // this tick's frame, gated
+	in []int16 // this tick's frame, gated
 	// priv is this tick's frame of audio to this member only, then (in
 	// place: each sample is read before it is written) the member's own
 	// output when it is not the shared mix.
-	priv [media.FrameSamples]int16
+	priv []int16
+	// up brings the member's own audio (8 kHz) to a room mixed faster;
+	// nil at 8 kHz.
+	up *resample.Resampler
+	// buf backs in and priv at 8 kHz, so that a narrowband room's member
+	// costs one allocation.
+	buf [2 * media.FrameSamples]int16
+}
+
+func newMixState() *mixState {
+	mx := &mixState{}
+	mx.in, mx.priv = mx.buf[:media.FrameSamples], mx.buf[media.FrameSamples:]
+	return mx
+}
+
+// setRate sizes the frames for a room mixed at rate. It allocates: the
+// mixer calls it only when the room's rate changes.
+func (mx *mixState) setRate(rate int) error {
+	n := rate / 50
+	if rate == media.ClockRate {
+		mx.in, mx.priv, mx.up = mx.buf[:n], mx.buf[n:], nil
+		return nil
+	}
+	up, err := resample.New(media.ClockRate, rate)
+	if err != nil {
+		return err
+	}
+	mx.in, mx.priv, mx.up = make([]int16, n), make([]int16, n), up
+	return nil
+}
+
+// privFrame reads the member's own audio into priv at the room's rate.
+func (mx *mixState) privFrame(s *slot) bool {
+	if mx.up == nil {
+		return s.frame(mx.priv)
+	}
+	nb := mx.buf[:media.FrameSamples]
+	if !s.frame(nb) {
+		return false
+	}
+	mx.up.Process(mx.priv, nb)
+	return true
 }
 
 // hangoverFrames keeps the gate open for 400 ms after the last loud frame.
@@ -99,7 +142,7 @@ func newMember(c *Conference, call *Call, leg Leg, opts MemberOptions) *Member {
 	m.joinTone.Store(opts.JoinTone)
 	m.leavingTone.Store(opts.LeavingTone)
 	m.log = c.log.With("member", m.id, "call", call.id)
-	m.mx = &mixState{}
+	m.mx = newMixState()
 	m.state.Store(true)
 	m.applyOptions(opts)
 	m.phoneHold.Store(call.PhoneHold())

@@ -21,11 +21,13 @@ type memEndpoint struct {
 	dead    bool              // Pull reports no stream
 	pending []rune            // digits the next Receive delivers
 	digits  []rune
-	sent    [media.FrameSamples]int16 // what this tick's Pull gave the mixer
-	heard   [media.FrameSamples]int16 // the last frame pushed, decoded
-	shared  *byte                     // the first byte of the last shared payload
-	pushes  int                       // own frames pushed
-	sharedN int                       // shared payloads pushed
+	rate    int             // the room's, from SetRate (0: 8 kHz)
+	sent    [maxFrame]int16 // what this tick's Pull gave the mixer
+	heard   [maxFrame]int16 // the last frame pushed, decoded
+	heardN  int             // samples in heard
+	shared  *byte           // the first byte of the last shared payload
+	pushes  int             // own frames pushed
+	sharedN int             // shared payloads pushed
 	record  bool
 	rec     []int16
 	bare    bool // keep nothing of what is pulled and pushed (benchmarks)
@@ -48,12 +50,18 @@ func (e *memEndpoint) Pull(dst []int16) bool {
 	if !e.bare {
 		copy(e.sent[:], dst)
 	}
+	if len(dst) != e.frame() {
+		panic("the mixer pulled a frame not at the room's rate")
+	}
 	return !e.dead
 }
 
 func (e *memEndpoint) Push(pcm []int16) error {
 	e.pushes++
-	copy(e.heard[:], pcm)
+	if len(pcm) != e.frame() {
+		panic("the mixer pushed a frame not at the room's rate")
+	}
+	e.heardN = copy(e.heard[:], pcm)
 	e.keep()
 	return nil
 }
@@ -64,15 +72,30 @@ func (e *memEndpoint) PushShared(payload []byte) error {
 	if e.bare {
 		return nil
 	}
-	e.codec.Decode(e.heard[:], payload)
+	e.heardN = e.codec.Decode(e.heard[:], payload)
 	e.keep()
 	return nil
 }
 
 func (e *memEndpoint) keep() {
 	if e.record {
-		e.rec = append(e.rec, e.heard[:]...)
+		e.rec = append(e.rec, e.heard[:e.heardN]...)
 	}
+}
+
+// maxFrame is a 20 ms frame at 48 kHz.
+const maxFrame = 960
+
+func (e *memEndpoint) frame() int {
+	if e.rate == 0 {
+		return media.FrameSamples
+	}
+	return e.rate / 50
+}
+
+func (e *memEndpoint) SetRate(rate int) error {
+	e.rate = rate
+	return nil
 }
 
 func (e *memEndpoint) Codec() media.Codec           { return e.codec }
@@ -122,74 +145,130 @@ func (r *memRoom) step(n int) {
 	}
 }
 
-// TestMemMixMinusOneExact: with endpoints in memory, each talker hears
-// exactly the sum of the others, sample for sample, and a listener gets
-// the shared encode of the whole sum.
-func TestMemMixMinusOneExact(t *testing.T) {
-	r := newMemRoom(t, Config{})
-	var eps []*memEndpoint
-	for _, f := range distinctTones {
-		ep, _ := r.join(media.PCMU, tone(f, -15))
-		eps = append(eps, ep)
-	}
-	listener, _ := r.join(media.PCMA, nil)
-	r.step(5)
-	for tick := range 20 {
-		r.step(1)
-		var sum [media.FrameSamples]int32
-		for _, e := range eps {
-			for i, s := range e.sent {
-				sum[i] += int32(s)
-			}
-		}
-		for k, e := range eps {
-			for i, s := range e.heard {
-				if want := sum[i] - int32(e.sent[i]); int32(s) != want {
-					t.Fatalf("tick %d: talker %d sample %d is %d, want %d", tick, k, i, s, want)
-				}
-			}
-		}
-		var want, got [media.FrameSamples]byte
-		var sum16 [media.FrameSamples]int16
-		for i, v := range sum {
-			sum16[i] = int16(v)
-		}
-		media.PCMA.Encode(want[:], sum16[:])
-		media.PCMA.Encode(got[:], listener.heard[:])
-		if got != want {
-			t.Fatalf("tick %d: the listener did not get the encode of the whole sum", tick)
-		}
-	}
-	if listener.pushes != 0 || listener.sharedN == 0 {
-		t.Errorf("listener: %d own frames, %d shared: want only shared", listener.pushes, listener.sharedN)
+// mixRates are the rates a room mixes at.
+var mixRates = []int{8000, 16000, 48000}
+
+// setRate makes the room mix at rate from the next tick.
+func (r *memRoom) setRate(rate int) {
+	r.t.Helper()
+	if err := r.conf.mix.setRate(rate); err != nil {
+		r.t.Fatal(err)
 	}
 }
 
-// TestMemGains: talk and receive steps of 3 dB, exactly in Q14.
+// TestMemMixMinusOneExact: with endpoints in memory, at every mix rate,
+// each talker hears exactly the sum of the others, sample for sample; at
+// 8 kHz a listener gets the shared encode of the whole sum.
+func TestMemMixMinusOneExact(t *testing.T) {
+	for _, rate := range mixRates {
+		t.Run(fmt.Sprint(rate), func(t *testing.T) {
+			r := newMemRoom(t, Config{})
+			r.setRate(rate)
+			var eps []*memEndpoint
+			for _, f := range distinctTones {
+				ep, _ := r.join(media.PCMU, audiotest.ToneSource(f, -15, rate))
+				eps = append(eps, ep)
+			}
+			listener, _ := r.join(media.PCMA, nil)
+			r.step(5)
+			n := rate / 50
+			for tick := range 20 {
+				r.step(1)
+				sum := make([]int32, n)
+				for _, e := range eps {
+					for i, s := range e.sent[:n] {
+						sum[i] += int32(s)
+					}
+				}
+				for k, e := range eps {
+					if e.heardN != n {
+						t.Fatalf("talker %d heard %d samples, want %d", k, e.heardN, n)
+					}
+					for i, s := range e.heard[:n] {
+						if want := sum[i] - int32(e.sent[i]); int32(s) != want {
+							t.Fatalf("tick %d: talker %d sample %d is %d, want %d", tick, k, i, s, want)
+						}
+					}
+				}
+				if rate != media.ClockRate {
+					continue
+				}
+				var want, got [media.FrameSamples]byte
+				var sum16 [media.FrameSamples]int16
+				for i, v := range sum {
+					sum16[i] = int16(v)
+				}
+				media.PCMA.Encode(want[:], sum16[:])
+				media.PCMA.Encode(got[:], listener.heard[:media.FrameSamples])
+				if got != want {
+					t.Fatalf("tick %d: the listener did not get the encode of the whole sum", tick)
+				}
+			}
+			if listener.pushes != 0 || listener.sharedN == 0 {
+				t.Errorf("listener: %d own frames, %d shared: want only shared", listener.pushes, listener.sharedN)
+			}
+		})
+	}
+}
+
+// TestMemGains: a talk step of +2 is 6 dB, exactly in Q14, at every mix
+// rate; a listener at receive −1 hears 3 dB less through its shared
+// output, band-limited to its codec's 8 kHz when the room mixes faster.
 func TestMemGains(t *testing.T) {
-	r := newMemRoom(t, Config{})
-	a, am := r.join(media.PCMU, tone(500, -20))
-	b, _ := r.join(media.PCMU, tone(900, -20))
-	_, cm := r.join(media.PCMU, nil)
-	am.SetLevels(2, 0, 0)
-	cm.SetLevels(0, -1, 0)
-	r.step(3)
-	for i := range b.heard {
-		want := int32(a.sent[i]) * gainQ14[2-MinLevel] >> 14
-		if int32(b.heard[i]) != want {
-			t.Fatalf("b hears sample %d at %d, want %d (a's talk +2)", i, b.heard[i], want)
-		}
+	for _, rate := range mixRates {
+		t.Run(fmt.Sprint(rate), func(t *testing.T) {
+			r := newMemRoom(t, Config{})
+			r.setRate(rate)
+			a, am := r.join(media.PCMU, audiotest.ToneSource(500, -20, rate))
+			b, _ := r.join(media.PCMU, audiotest.ToneSource(900, -20, rate))
+			c, cm := r.join(media.PCMU, nil)
+			am.SetLevels(2, 0, 0)
+			cm.SetLevels(0, -1, 0)
+			r.step(3)
+			n := rate / 50
+			for i := range b.heard[:n] {
+				want := int32(a.sent[i]) * gainQ14[2-MinLevel] >> 14
+				if int32(b.heard[i]) != want {
+					t.Fatalf("b hears sample %d at %d, want %d (a's talk +2)", i, b.heard[i], want)
+				}
+			}
+			if d := 20 * math.Log10(float64(gainQ14[2-MinLevel])/16384); math.Abs(d-6) > 0.05 {
+				t.Errorf("talk +2 is %.2f dB", d)
+			}
+			c.record = true
+			r.step(25)
+			got := audiotest.LevelDBFS(c.rec[5*media.FrameSamples:], 500, media.ClockRate)
+			if math.Abs(got-(-20+6-3)) > 0.5 {
+				t.Errorf("c hears a at %.1f dBFS, want %.1f", got, -20+6-3.0)
+			}
+		})
 	}
-	if d := 20 * math.Log10(float64(gainQ14[2-MinLevel])/16384); math.Abs(d-6) > 0.05 {
-		t.Errorf("talk +2 is %.2f dB", d)
-	}
-	// c listens at receive −1 through the shared output of its level.
-	c := r.conf.Members()[2].ep.(*memEndpoint)
-	c.record = true
-	r.step(25)
-	got := audiotest.LevelDBFS(c.rec, 500, rate)
-	if math.Abs(got-(-20+6-3)) > 0.5 {
-		t.Errorf("c hears a at %.1f dBFS, want %.1f", got, -20+6-3.0)
+}
+
+// TestMemWideToNarrow: in a room mixed at 16 or 48 kHz, a 6 kHz tone
+// reaches a wideband talker whole and is filtered out (no alias at
+// 2 kHz) of what a G.711 listener gets.
+func TestMemWideToNarrow(t *testing.T) {
+	for _, rate := range mixRates[1:] {
+		t.Run(fmt.Sprint(rate), func(t *testing.T) {
+			r := newMemRoom(t, Config{})
+			r.setRate(rate)
+			r.join(media.PCMU, audiotest.ToneSource(6000, -10, rate))
+			wide, _ := r.join(media.PCMU, audiotest.ToneSource(1000, -20, rate))
+			narrow, _ := r.join(media.PCMU, nil)
+			wide.record, narrow.record = true, true
+			r.step(30)
+			if got := audiotest.LevelDBFS(wide.rec[5*rate/50:], 6000, rate); math.Abs(got+10) > 0.5 {
+				t.Errorf("the wideband talker hears 6 kHz at %.1f dBFS, want -10", got)
+			}
+			rec := narrow.rec[5*media.FrameSamples:]
+			if got := audiotest.LevelDBFS(rec, 2000, media.ClockRate); got > -50 {
+				t.Errorf("the narrowband listener hears an alias at 2 kHz at %.1f dBFS", got)
+			}
+			if got := audiotest.LevelDBFS(rec, 1000, media.ClockRate); math.Abs(got+20) > 1 {
+				t.Errorf("the narrowband listener hears 1 kHz at %.1f dBFS, want -20", got)
+			}
+		})
 	}
 }
 
@@ -216,7 +295,7 @@ func TestMemGateAndLimiter(t *testing.T) {
 	r.join(media.PCMU, full)
 	r.join(media.PCMU, full)
 	r.step(3)
-	for i, s := range l.heard {
+	for i, s := range l.heard[:l.heardN] {
 		if s < limiterKnee || s >= 32767 {
 			t.Fatalf("two talkers at 30000: the listener's sample %d is %d, want limited in (%d, 32767)", i, s, limiterKnee)
 		}

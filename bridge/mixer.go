@@ -2,10 +2,12 @@ package bridge
 
 import (
 	"context"
+	"fmt"
 	"runtime/debug"
 	"time"
 
 	"chorus/media"
+	"chorus/media/resample"
 )
 
 // TickInterval is the mixer's clock: one 20 ms frame per tick.
@@ -27,26 +29,39 @@ const numLevels = MaxLevel - MinLevel + 1
 type sharedOut struct {
 	tick    uint64
 	enc     media.Encoder
-	payload [media.FrameSamples]byte
+	payload [media.FrameSamples]byte // G.711: one byte per 8 kHz sample, whatever the mix rate
 }
 
 // mixer is the per-conference state of the mixer goroutine.
 type mixer struct {
 	loudestN int
 	tick     uint64
-	acc      [media.FrameSamples]int32
-	room     [media.FrameSamples]int16
-	out      [media.FrameSamples]int16 // a shared output before its encode
-	talkers  []*Member
+	// rate is the room's mix rate (8000 Hz unless setRate changed it) and
+	// frame the samples of one tick at it; acc, room and out are that long.
+	rate, frame int
+	acc         []int32
+	room        []int16
+	out         []int16 // a shared output before its encode
+	// audioUp and toneUp bring the room's audio and tones (8 kHz) to a
+	// faster mix; nil at 8 kHz.
+	audioUp, toneUp *resample.Resampler
+	nb              [media.FrameSamples]int16
+	talkers         []*Member
 	// shared is made on first use: most rooms only ever need one or two
 	// of these 27 (codec × receive level), and a room of 5 should not
 	// carry 4.5 KiB of them.
 	shared  [3][numLevels]*sharedOut // by media.Codec, receive level
 	silence [3][media.FrameSamples]byte
+	// buf backs acc at 8 kHz, and room and out: a narrowband room costs
+	// what it did before rooms had rates.
+	buf   [media.FrameSamples]int32
+	buf16 [2 * media.FrameSamples]int16
 }
 
 func newMixer(loudestN int) *mixer {
-	x := &mixer{loudestN: loudestN}
+	x := &mixer{loudestN: loudestN, rate: media.ClockRate, frame: media.FrameSamples}
+	x.acc = x.buf[:]
+	x.room, x.out = x.buf16[:media.FrameSamples], x.buf16[media.FrameSamples:]
 	x.talkers = make([]*Member, 0, loudestN+1)
 	for _, c := range []media.Codec{media.PCMU, media.PCMA} {
 		for i := range x.silence[c] {
@@ -54,6 +69,59 @@ func newMixer(loudestN int) *mixer {
 		}
 	}
 	return x
+}
+
+// setRate makes the room mix at rate (8000, 16000 or 48000 Hz) from the
+// next tick on: its members' frames and endpoints follow at their next
+// tick. It allocates; only the goroutine that runs the room's ticks calls
+// it, between ticks. Rooms mix at 8 kHz until negotiation brings wideband
+// codecs (issue 12); tests set other rates.
+func (x *mixer) setRate(rate int) error {
+	if rate == x.rate {
+		return nil
+	}
+	x.audioUp, x.toneUp = nil, nil
+	n := rate / 50
+	if rate == media.ClockRate {
+		x.acc = x.buf[:]
+		x.room, x.out = x.buf16[:n], x.buf16[n:]
+	} else {
+		var err error
+		if x.audioUp, err = resample.New(media.ClockRate, rate); err != nil {
+			return fmt.Errorf("mix at %d Hz: %w", rate, err)
+		}
+		if x.toneUp, err = resample.New(media.ClockRate, rate); err != nil {
+			return fmt.Errorf("mix at %d Hz: %w", rate, err)
+		}
+		x.acc, x.room, x.out = make([]int32, n), make([]int16, n), make([]int16, n)
+	}
+	x.rate, x.frame = rate, n
+	x.shared = [3][numLevels]*sharedOut{} // their encoders take the old rate
+	return nil
+}
+
+// roomFrame reads one of the room's 8 kHz sources into x.room at the mix
+// rate.
+func (x *mixer) roomFrame(s *slot, up *resample.Resampler) bool {
+	if up == nil {
+		return s.frame(x.room)
+	}
+	if !s.frame(x.nb[:]) {
+		return false
+	}
+	up.Process(x.room, x.nb[:])
+	return true
+}
+
+// adopt brings a member to the room's rate: its frames and its endpoint.
+// The mixer calls it at the first tick a member's frames do not fit.
+func (c *Conference) adopt(m *Member, rate int) {
+	if err := m.mx.setRate(rate); err != nil {
+		m.log.Error("member cannot follow the room's rate", "rate", rate, "err", err)
+	}
+	if err := m.ep.SetRate(rate); err != nil {
+		m.log.Error("endpoint cannot follow the room's rate", "rate", rate, "err", err)
+	}
 }
 
 // run is the mixer goroutine of a big conference (see dedicatedMembers):
@@ -163,6 +231,9 @@ func (c *Conference) mixTick(now time.Time, w *tickWorker) {
 	var polled uint64
 	for _, m := range members {
 		ep := m.ep
+		if len(m.mx.in) != x.frame {
+			c.adopt(m, x.rate) // joined, or the room changed rate
+		}
 		polled += uint64(ep.Receive(now, w.rx))
 		for _, d := range ep.Digits() {
 			c.handleDigit(m, d)
@@ -175,7 +246,7 @@ func (c *Conference) mixTick(now time.Time, w *tickWorker) {
 		// caller in the lobby is not in the room yet: the frame is taken
 		// from the buffer (nothing old is left to play once it joins) and
 		// treated as silence.
-		m.gate(ep.Pull(m.mx.in[:]) && !m.phoneHold.Load() && !waiting)
+		m.gate(ep.Pull(m.mx.in) && !m.phoneHold.Load() && !waiting)
 	}
 	w.in += polled
 
@@ -196,24 +267,25 @@ func (c *Conference) mixTick(now time.Time, w *tickWorker) {
 	}
 
 	// 3. Sum the talkers (with talk gain) and the room's playbacks.
-	clear(x.acc[:])
+	acc := x.acc
+	clear(acc)
 	for _, m := range x.talkers {
 		m.selected = true
 		g := gainQ14[m.talk.Load()-MinLevel]
 		m.talkGain = g // phase 4 subtracts exactly this, even if the level changes meanwhile
-		for i, s := range m.mx.in {
-			x.acc[i] += int32(s) * g >> 14
+		for i, s := range m.mx.in[:len(acc)] {
+			acc[i] += int32(s) * g >> 14
 		}
 	}
 	w.mixed += uint64(len(x.talkers))
-	if c.audio.frame(x.room[:]) {
-		for i, s := range x.room {
-			x.acc[i] += int32(s)
+	if x.roomFrame(&c.audio, x.audioUp) {
+		for i, s := range x.room[:len(acc)] {
+			acc[i] += int32(s)
 		}
 	}
-	if c.tone.frame(x.room[:]) {
-		for i, s := range x.room {
-			x.acc[i] += int32(s)
+	if x.roomFrame(&c.tone, x.toneUp) {
+		for i, s := range x.room[:len(acc)] {
+			acc[i] += int32(s)
 		}
 	}
 
@@ -232,14 +304,14 @@ func (c *Conference) mixTick(now time.Time, w *tickWorker) {
 		switch {
 		case m.waiting.Load():
 			// In the lobby: its prompts only, nothing of the room.
-			if m.audio.playing() && m.audio.frame(m.mx.priv[:]) {
+			if m.audio.playing() && m.mx.privFrame(&m.audio) {
 				mx := m.mx
 				g := int64(gainQ14[m.receive.Load()-MinLevel])
 				for i, v := range mx.priv {
 					mx.priv[i] = limit(int64(v) * g >> 14)
 				}
 				encodes++
-				err = ep.Push(mx.priv[:])
+				err = ep.Push(mx.priv)
 				break
 			}
 			err = ep.PushShared(x.silence[codec][:])
@@ -250,20 +322,21 @@ func (c *Conference) mixTick(now time.Time, w *tickWorker) {
 			// A listener hearing the shared mix never touches its mixState
 			// here: at 1000 members those cache misses were a third of the
 			// tick's own time.
-			private := m.audio.playing() && m.audio.frame(m.mx.priv[:])
+			private := m.audio.playing() && m.mx.privFrame(&m.audio)
 			if !m.selected && !private {
 				sh := x.shared[codec][rx]
 				if sh == nil {
-					sh = &sharedOut{enc: media.NewEncoder(codec)}
+					sh = x.newShared(codec)
 					x.shared[codec][rx] = sh
 				}
-				if sh.tick != x.tick {
+				if sh.tick != x.tick && sh.enc != nil {
 					sh.tick = x.tick
 					g := int64(gainQ14[rx])
-					for i, v := range x.acc {
-						x.out[i] = limit(int64(v) * g >> 14)
+					out := x.out[:len(acc)]
+					for i, v := range acc {
+						out[i] = limit(int64(v) * g >> 14)
 					}
-					sh.enc.Encode(sh.payload[:], x.out[:])
+					sh.enc.Encode(sh.payload[:], out)
 					encodes++
 				}
 				err = ep.PushShared(sh.payload[:])
@@ -272,25 +345,26 @@ func (c *Conference) mixTick(now time.Time, w *tickWorker) {
 			mx := m.mx
 			g := int64(gainQ14[rx])
 			tg := m.talkGain
+			in, priv := mx.in[:len(acc)], mx.priv[:len(acc)]
 			switch {
 			case m.selected && !private: // a talker: everyone but itself
-				for i, v := range x.acc {
-					v -= int32(mx.in[i]) * tg >> 14
-					mx.priv[i] = limit(int64(v) * g >> 14)
+				for i, v := range acc {
+					v -= int32(in[i]) * tg >> 14
+					priv[i] = limit(int64(v) * g >> 14)
 				}
 			default:
-				for i, v := range x.acc {
+				for i, v := range acc {
 					if m.selected {
-						v -= int32(mx.in[i]) * tg >> 14
+						v -= int32(in[i]) * tg >> 14
 					}
 					if private {
-						v += int32(mx.priv[i])
+						v += int32(priv[i])
 					}
-					mx.priv[i] = limit(int64(v) * g >> 14)
+					priv[i] = limit(int64(v) * g >> 14)
 				}
 			}
 			encodes++
-			err = ep.Push(mx.priv[:])
+			err = ep.Push(priv)
 		}
 		if err == nil {
 			sent++
@@ -303,6 +377,21 @@ func (c *Conference) mixTick(now time.Time, w *tickWorker) {
 	if x.tick%timeoutCheckTicks == 0 {
 		c.checkTimeouts(now, members)
 	}
+}
+
+// newShared makes the shared output of codec at the room's rate. The
+// encoder cannot fail for a rate setRate accepted (it built resamplers of
+// that rate); were it to, the listeners get silence rather than a panic.
+func (x *mixer) newShared(codec media.Codec) *sharedOut {
+	sh := &sharedOut{}
+	if enc, err := media.NewEncoder(codec, x.rate); err == nil {
+		sh.enc = enc
+	} else {
+		for i := range sh.payload {
+			sh.payload[i] = codec.Silence()
+		}
+	}
+	return sh
 }
 
 // releaseGone frees the memory of members that left before this tick: no

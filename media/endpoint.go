@@ -1,9 +1,11 @@
 package media
 
 import (
+	"fmt"
 	"time"
 
 	"chorus/dtmf"
+	"chorus/media/resample"
 )
 
 // Encoder turns PCM frames into payloads of one codec. A mixer keeps one
@@ -17,13 +19,35 @@ type Encoder interface {
 	Encode(dst []byte, pcm []int16) int
 }
 
-// NewEncoder returns an encoder for codec. G.711 is stateless: the Codec
-// value itself encodes.
-func NewEncoder(codec Codec) Encoder {
+// NewEncoder returns an encoder for codec that takes frames at rate (the
+// room's mix rate: 8000, 16000 or 48000 Hz). At the codec's own rate the
+// Codec value itself encodes (G.711 is stateless); at another, the encoder
+// band-limits and resamples first (media/resample), so it keeps state and
+// belongs to one stream.
+func NewEncoder(codec Codec, rate int) (Encoder, error) {
 	if codec != PCMA {
 		codec = PCMU
 	}
-	return codec
+	if rate == ClockRate {
+		return codec, nil
+	}
+	down, err := resample.New(rate, ClockRate)
+	if err != nil {
+		return nil, fmt.Errorf("media: encoder for %s at %d Hz: %w", codec, rate, err)
+	}
+	return &rateEncoder{codec: codec, down: down}, nil
+}
+
+// rateEncoder encodes frames of a mix rate above the codec's.
+type rateEncoder struct {
+	codec Codec
+	down  *resample.Resampler
+	nb    [FrameSamples]int16
+}
+
+func (r *rateEncoder) Encode(dst []byte, pcm []int16) int {
+	n := r.down.Process(r.nb[:], pcm)
+	return r.codec.Encode(dst, r.nb[:n])
 }
 
 // maxDigitsPerReceive bounds the digits one Receive collects: a telephone
@@ -63,12 +87,41 @@ type endpointState struct {
 	det     dtmf.Detector
 	// payload is this endpoint's own encoded output (Push).
 	payload [FrameSamples]byte
+	// up and down convert between the codec's rate and the room's when
+	// they differ (nil at 8 kHz: the G.711 room pays nothing); nb is
+	// their frame at the codec's rate.
+	up, down *resample.Resampler
+	nb       [FrameSamples]int16
 }
 
 // NewEndpoint returns the endpoint of sess, to be kept by value. The
 // Session stays the caller's to configure (SetParams on re-INVITE) and
 // close.
 func NewEndpoint(sess *Session) Endpoint { return Endpoint{sess: sess, st: &endpointState{}} }
+
+// SetRate sets the room's mix rate (8000, 16000 or 48000 Hz), the rate of
+// the frames Pull gives and Push takes: the endpoint resamples between it
+// and its codec's. It is called between ticks, from the goroutine that
+// drives the endpoint, and may allocate. This first version switches cold
+// (the resamplers start from silence, a few milliseconds of the frame
+// after a change are faded in by the filter); the hand-over of package
+// resample without a click is for when rooms follow their members' rates.
+func (e *Endpoint) SetRate(rate int) error {
+	if rate == ClockRate {
+		e.st.up, e.st.down = nil, nil
+		return nil
+	}
+	up, err := resample.New(ClockRate, rate)
+	if err != nil {
+		return fmt.Errorf("media: endpoint at %d Hz: %w", rate, err)
+	}
+	down, err := resample.New(rate, ClockRate)
+	if err != nil {
+		return fmt.Errorf("media: endpoint at %d Hz: %w", rate, err)
+	}
+	e.st.up, e.st.down = up, down
+	return nil
+}
 
 // Session returns the endpoint's RTP session.
 func (e *Endpoint) Session() *Session { return e.sess }
@@ -90,14 +143,28 @@ func (e *Endpoint) Receive(now time.Time, rx *RecvBuffer) int {
 // aliases the endpoint and is valid until the next Receive.
 func (e *Endpoint) Digits() []rune { return e.st.digits[:e.st.nDigits] }
 
-// Pull fills dst (one frame, FrameSamples long) with the next audio and
+// Pull fills dst (one frame at the rate of SetRate: FrameSamples long at
+// the default 8 kHz) with the next audio and
 // reports whether the stream is live; when it is not, dst is silence
 // (nothing received yet, or the caller stopped sending). A lost packet is
 // concealed.
-func (e *Endpoint) Pull(dst []int16) bool { return e.st.jb.Read(dst) }
+func (e *Endpoint) Pull(dst []int16) bool {
+	st := e.st
+	if st.up == nil {
+		return st.jb.Read(dst)
+	}
+	live := st.jb.Read(st.nb[:])
+	st.up.Process(dst, st.nb[:])
+	return live
+}
 
-// Push encodes one frame of pcm in the endpoint's codec and sends it.
+// Push encodes one frame of pcm (at the rate of SetRate) in the
+// endpoint's codec and sends it.
 func (e *Endpoint) Push(pcm []int16) error {
+	if e.st.down != nil {
+		n := e.st.down.Process(e.st.nb[:], pcm)
+		pcm = e.st.nb[:n]
+	}
 	n := e.sess.Codec().Encode(e.st.payload[:], pcm)
 	return e.sess.WriteAudio(e.st.payload[:n])
 }

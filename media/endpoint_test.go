@@ -2,8 +2,11 @@ package media
 
 import (
 	"bytes"
+	"math"
 	"testing"
 	"time"
+
+	"github.com/pion/rtp"
 
 	"chorus/dtmf"
 )
@@ -98,5 +101,52 @@ func TestEndpointNoAllocs(t *testing.T) {
 	})
 	if allocs != 0 {
 		t.Errorf("a tick of the endpoint allocates %.1f times", allocs)
+	}
+}
+
+// TestEndpointRate: in a room mixed at 16 kHz, Pull gives 320 samples of
+// the 8 kHz caller up-sampled, and Push takes 320 and sends 160 bytes of
+// G.711 carrying the tone at its level.
+func TestEndpointRate(t *testing.T) {
+	phone := listenLoopback(t)
+	sess := newTestSession(t, Params{Remote: addrOf(phone), Codec: PCMU, Direction: SendRecv})
+	ep := NewEndpoint(sess)
+	if err := ep.SetRate(16000); err != nil {
+		t.Fatal(err)
+	}
+	if err := ep.SetRate(44100); err == nil {
+		t.Error("SetRate(44100) accepted")
+	}
+	var wide [320]int16
+	for i := range wide {
+		wide[i] = int16(8000 * math.Sin(2*math.Pi*1000*float64(i)/16000))
+	}
+	for range 5 {
+		if err := ep.Push(wide[:]); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var last *rtp.Packet
+	for range 5 {
+		p, _, ok := recvRTP(t, phone, 2*time.Second)
+		if !ok {
+			t.Fatal("Push sent nothing")
+		}
+		if len(p.Payload) != FrameSamples {
+			t.Fatalf("Push at 16 kHz sent %d bytes, want %d", len(p.Payload), FrameSamples)
+		}
+		last = p
+	}
+	var nb [FrameSamples]int16
+	PCMU.Decode(nb[:], last.Payload)
+	var peak int16
+	for _, s := range nb {
+		peak = max(peak, s)
+	}
+	if peak < 7000 || peak > 9000 {
+		t.Errorf("a 1 kHz tone of peak 8000 arrives with peak %d", peak)
+	}
+	if live := ep.Pull(wide[:]); live {
+		t.Error("Pull with nothing received reports a live stream")
 	}
 }
