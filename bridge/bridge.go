@@ -46,11 +46,24 @@ type Config struct {
 	// called when such a caller arrives, on the SIP handler's goroutine,
 	// and may render speech then (default TonePrompts).
 	Prompts func() Prompts
+	// MaxMixRate caps the rate a room mixes at: a room mixes at the
+	// highest rate its members can hear (Endpoint.MaxRate), at most this;
+	// 8000, 16000 or 48000 Hz (default 48000; another value is rounded
+	// down to one of those, and to 8000 below it).
+	MaxMixRate int
 	// Now is the clock (default time.Now).
 	Now func() time.Time
 }
 
 func (c *Config) setDefaults() {
+	switch {
+	case c.MaxMixRate <= 0 || c.MaxMixRate >= 48000:
+		c.MaxMixRate = 48000
+	case c.MaxMixRate >= 16000:
+		c.MaxMixRate = 16000
+	default:
+		c.MaxMixRate = 8000
+	}
 	if c.MaxMembers <= 0 {
 		c.MaxMembers = 20
 	}

@@ -34,6 +34,10 @@ type Endpoint interface {
 	// gives and Push takes (8000, 16000 or 48000 Hz; 8000 until called).
 	// The mixer calls it between ticks; it may allocate.
 	SetRate(rate int) error
+	// MaxRate is the highest mix rate the call can hear: its codec's
+	// audio rate (8000 for G.711). A room mixes at the highest of its
+	// members', up to Config.MaxMixRate.
+	MaxRate() int
 	// Codec is what the endpoint sends: it picks the shared output.
 	Codec() media.Codec
 	// Flush drops what arrived while nobody read it.

@@ -22,6 +22,7 @@ type memEndpoint struct {
 	pending []rune            // digits the next Receive delivers
 	digits  []rune
 	rate    int             // the room's, from SetRate (0: 8 kHz)
+	maxRate int             // what it can hear (0: 8 kHz)
 	sent    [maxFrame]int16 // what this tick's Pull gave the mixer
 	heard   [maxFrame]int16 // the last frame pushed, decoded
 	heardN  int             // samples in heard
@@ -93,6 +94,8 @@ func (e *memEndpoint) frame() int {
 	return e.rate / 50
 }
 
+func (e *memEndpoint) MaxRate() int { return max(e.maxRate, media.ClockRate) }
+
 func (e *memEndpoint) SetRate(rate int) error {
 	e.rate = rate
 	return nil
@@ -117,6 +120,7 @@ type memRoom struct {
 	b    *Bridge
 	conf *Conference
 	now  time.Time
+	rate int // what the endpoints that join can hear (0: 8 kHz)
 }
 
 func newMemRoom(t testing.TB, cfg Config) *memRoom {
@@ -128,7 +132,7 @@ func newMemRoom(t testing.TB, cfg Config) *memRoom {
 // join adds a member whose endpoint sends source in codec.
 func (r *memRoom) join(codec media.Codec, source func([]int16)) (*memEndpoint, *Member) {
 	r.t.Helper()
-	ep := &memEndpoint{codec: codec, source: source}
+	ep := &memEndpoint{codec: codec, source: source, maxRate: r.rate}
 	call := r.b.NewCall("u-test", "caller", "1000", DirectionIn, &memLeg{ep: ep}, Callback{})
 	call.Answered()
 	m, err := r.conf.AddMember(call, MemberOptions{})
@@ -148,13 +152,9 @@ func (r *memRoom) step(n int) {
 // mixRates are the rates a room mixes at.
 var mixRates = []int{8000, 16000, 48000}
 
-// setRate makes the room mix at rate from the next tick.
-func (r *memRoom) setRate(rate int) {
-	r.t.Helper()
-	if err := r.conf.mix.setRate(rate); err != nil {
-		r.t.Fatal(err)
-	}
-}
+// setRate makes the endpoints that join from now on hear rate, so that
+// the room mixes at it.
+func (r *memRoom) setRate(rate int) { r.rate = rate }
 
 // TestMemMixMinusOneExact: with endpoints in memory, at every mix rate,
 // each talker hears exactly the sum of the others, sample for sample; at
@@ -269,6 +269,43 @@ func TestMemWideToNarrow(t *testing.T) {
 				t.Errorf("the narrowband listener hears 1 kHz at %.1f dBFS, want -20", got)
 			}
 		})
+	}
+}
+
+// TestMemRateFollowsMembers: a room mixes at the highest rate its members
+// hear, up to Config.MaxMixRate, and goes back down when they leave.
+func TestMemRateFollowsMembers(t *testing.T) {
+	r := newMemRoom(t, Config{})
+	r.join(media.PCMU, tone(400, -20))
+	r.join(media.PCMA, nil)
+	r.step(2)
+	if got := r.conf.mix.rate; got != 8000 {
+		t.Fatalf("a G.711 room mixes at %d Hz", got)
+	}
+	r.setRate(16000)
+	wide, wm := r.join(media.PCMU, nil)
+	r.step(2)
+	if got := r.conf.mix.rate; got != 16000 || wide.rate != 16000 {
+		t.Fatalf("with a 16 kHz member the room mixes at %d Hz, its endpoint at %d", got, wide.rate)
+	}
+	r.conf.removeMember(wm, false, "test")
+	r.step(2)
+	if got := r.conf.mix.rate; got != 8000 {
+		t.Fatalf("after the 16 kHz member left the room mixes at %d Hz", got)
+	}
+
+	capped := newMemRoom(t, Config{MaxMixRate: 20000})
+	capped.setRate(48000)
+	a, _ := capped.join(media.PCMU, audiotest.ToneSource(1000, -20, 16000))
+	b, _ := capped.join(media.PCMU, nil)
+	capped.step(3)
+	if got := capped.conf.mix.rate; got != 16000 {
+		t.Fatalf("48 kHz members with a cap of 20000 mix at %d Hz, want 16000", got)
+	}
+	// The talker gets its own frame at the mix rate, the listener the
+	// shared G.711 payload, encoded at its codec's 8 kHz.
+	if a.heardN != 320 || b.heardN != media.FrameSamples {
+		t.Errorf("the talker got %d samples (want 320), the listener %d (want 160)", a.heardN, b.heardN)
 	}
 }
 

@@ -47,6 +47,8 @@ type mixer struct {
 	audioUp, toneUp *resample.Resampler
 	nb              [media.FrameSamples]int16
 	talkers         []*Member
+	// snap is the member snapshot the rate was chosen for.
+	snap *[]*Member
 	// shared is made on first use: most rooms only ever need one or two
 	// of these 27 (codec × receive level), and a room of 5 should not
 	// carry 4.5 KiB of them.
@@ -111,6 +113,27 @@ func (x *mixer) roomFrame(s *slot, up *resample.Resampler) bool {
 	}
 	up.Process(x.room, x.nb[:])
 	return true
+}
+
+// followRate sets the room's mix rate to the highest its members can
+// hear, up to Config.MaxMixRate: an all-G.711 room stays at 8 kHz. It runs
+// when the member snapshot changes, so a room changes rate only when
+// someone comes or goes.
+func (c *Conference) followRate(members []*Member) {
+	x := c.mix
+	rate := media.ClockRate
+	for _, m := range members {
+		rate = max(rate, m.ep.MaxRate())
+	}
+	rate = min(rate, c.b.cfg.MaxMixRate)
+	if rate == x.rate {
+		return
+	}
+	if err := x.setRate(rate); err != nil {
+		c.log.Error("room cannot mix at its members' rate", "rate", rate, "err", err)
+		return
+	}
+	c.log.Info("room mixes at a new rate", "rate", rate)
 }
 
 // adopt brings a member to the room's rate: its frames and its endpoint.
@@ -224,7 +247,12 @@ func (c *Conference) mixTick(now time.Time, w *tickWorker) {
 		c.releaseGone()
 	}
 	w.ticks++
-	members := *c.members.Load()
+	snap := c.members.Load()
+	members := *snap
+	if snap != x.snap {
+		x.snap = snap
+		c.followRate(members) // someone came or went
+	}
 
 	// 1. Input: each endpoint takes in what arrived, its digits act, and
 	// its next frame is pulled and gated.

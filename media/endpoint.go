@@ -123,6 +123,10 @@ func (e *Endpoint) SetRate(rate int) error {
 	return nil
 }
 
+// MaxRate returns the highest mix rate the call can hear: its codec's
+// audio rate, 8000 Hz for G.711.
+func (e *Endpoint) MaxRate() int { return ClockRate }
+
 // Session returns the endpoint's RTP session.
 func (e *Endpoint) Session() *Session { return e.sess }
 
