@@ -56,6 +56,11 @@ type Config struct {
 	// rings for the application to answer or reject it before it is
 	// turned away with 480 and the cause NO_ANSWER (default 60 s).
 	IncomingCallTimeout time.Duration
+	// MaxMixRate caps the rate a room mixes at: a room mixes at the
+	// highest rate its members can hear (Endpoint.MaxRate), at most this;
+	// 8000, 16000 or 48000 Hz (default 48000; another value is rounded
+	// down to one of those, and to 8000 below it).
+	MaxMixRate int
 	// Now is the clock (default time.Now).
 	Now func() time.Time
 	// AfterFunc runs f after d, as time.AfterFunc (the default) does: the
@@ -70,6 +75,14 @@ type Timer interface {
 }
 
 func (c *Config) setDefaults() {
+	switch {
+	case c.MaxMixRate <= 0 || c.MaxMixRate >= 48000:
+		c.MaxMixRate = 48000
+	case c.MaxMixRate >= 16000:
+		c.MaxMixRate = 16000
+	default:
+		c.MaxMixRate = 8000
+	}
 	if c.MaxMembers <= 0 {
 		c.MaxMembers = 20
 	}

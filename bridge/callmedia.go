@@ -37,7 +37,7 @@ func (c *Call) mediaMember() (*Member, error) {
 	}
 	room := newConference(c.b, ConferenceOptions{UserID: c.userID, Profile: ProfilePassthruDigits})
 	room.internal = true
-	m := newMember(room, c, leg.Media(), MemberOptions{})
+	m := newMember(room, c, leg, MemberOptions{})
 	// A lobby that never times out and takes no key (leaving): digits of
 	// a parked call go to its gather or become dtmf events (handleDigit).
 	m.lobby = &lobby{leaving: true, deadline: parkedForever}
@@ -45,7 +45,7 @@ func (c *Call) mediaMember() (*Member, error) {
 	room.waiting.Add(1)
 	// What queued on the socket before anyone polled it is stale (as on
 	// AddMember): played or timed from now, it would only come late.
-	m.sess.Flush()
+	m.ep.Flush()
 	room.members.Store(&[]*Member{m})
 	room.mixing = true
 
@@ -60,7 +60,7 @@ func (c *Call) mediaMember() (*Member, error) {
 	if !c.b.manualClock {
 		c.b.clock.start(room)
 	}
-	m.log.Info("call parked for its media")
+	m.logger().Info("call parked for its media")
 	return m, nil
 }
 

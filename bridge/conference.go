@@ -273,7 +273,7 @@ func (c *Conference) AddMember(call *Call, opts MemberOptions) (*Member, error) 
 		}
 		old.conf.removeMember(old, false, "moved")
 	}
-	m := newMember(c, call, leg.Media(), opts)
+	m := newMember(c, call, leg, opts)
 	var prompts Prompts
 	if opts.DialIn && c.PIN() != "" {
 		prompts = c.b.cfg.Prompts() // may render speech: not under c.mu
@@ -302,7 +302,7 @@ func (c *Conference) AddMember(call *Call, opts MemberOptions) (*Member, error) 
 		m.waiting.Store(true)
 		c.waiting.Add(1)
 	}
-	m.sess.Flush()
+	m.ep.Flush()
 	next := make([]*Member, len(cur)+1)
 	copy(next, cur)
 	next[len(cur)] = m
@@ -331,18 +331,18 @@ func (c *Conference) AddMember(call *Call, opts MemberOptions) (*Member, error) 
 	m.phoneHold.Store(call.phoneHold) // a change since newMember read it
 	call.mu.Unlock()
 	if wait {
-		m.log.Info("caller waits for the PIN", "codec", leg.Media().Params().Codec)
+		m.logger().Info("caller waits for the PIN", "codec", m.ep.Codec())
 		m.audio.play(NewPlayback(m.lobby.prompts.EnterPIN, false, nil))
 		return m, nil
 	}
-	c.joined(m, active, leg.Media().Params().Codec)
+	c.joined(m, active, m.ep.Codec())
 	return m, nil
 }
 
 // joined counts, logs and announces a member that is now in the room.
 func (c *Conference) joined(m *Member, active int, codec media.Codec) {
 	c.b.stats.Members.Add(1)
-	m.log.Info("member joined", "active", active, "codec", codec)
+	m.logger().Info("member joined", "active", active, "codec", codec)
 	c.b.publish(Event{Type: EventConferenceMember, UserID: c.userID, ConferenceID: c.id, MemberID: m.id,
 		CallID: m.call.id, State: StateActive, ActiveMembers: active, Mute: m.Muted(), Hold: m.Held(),
 		PhoneHold: m.PhoneHold(), Tag: c.Callback().Tag})
@@ -406,9 +406,9 @@ func (c *Conference) removeMember(m *Member, hangup bool, cause string) bool {
 	if waited {
 		// Never a member: no conference-member event, no leaving tone.
 		if c.internal {
-			m.log.Info("call unparked", "cause", cause)
+			m.logger().Info("call unparked", "cause", cause)
 		} else {
-			m.log.Info("caller left the lobby", "cause", cause)
+			m.logger().Info("caller left the lobby", "cause", cause)
 		}
 		if hangup {
 			go func() {
@@ -422,7 +422,7 @@ func (c *Conference) removeMember(m *Member, hangup bool, cause string) bool {
 		}
 		return true
 	}
-	m.log.Info("member left", "cause", cause, "active", active)
+	m.logger().Info("member left", "cause", cause, "active", active)
 	c.b.publish(Event{Type: EventConferenceMember, UserID: c.userID, ConferenceID: c.id, MemberID: m.id,
 		CallID: m.call.id, State: StateCompleted, ActiveMembers: active, Cause: cause, Tag: c.Callback().Tag})
 	if m.leavingTone.Load() && !last {
@@ -520,8 +520,8 @@ func (c *Conference) handleDigit(m *Member, d rune) {
 	// Digits are a few a second at most: a debug line each shows an
 	// operator what a caller's keypad did. (Guarded: the mixer's tick
 	// calls this, and the arguments would be built even when discarded.)
-	if m.log.Enabled(context.Background(), slog.LevelDebug) {
-		m.log.Debug("dtmf", "digit", string(d), "action", action.String())
+	if m.conf.log.Enabled(context.Background(), slog.LevelDebug) {
+		m.logger().Debug("dtmf", "digit", string(d), "action", action.String())
 	}
 	switch action {
 	case dtmf.ActionTalkDown:

@@ -11,12 +11,25 @@
 // clock goroutines (one per GOMAXPROCS, each running the ticks of its rooms
 // in turn, at phases spread over the 20 ms), and a room of 64 members or
 // more gets a goroutine of its own. Each of those loops runs on a thread of
-// its own at real-time priority where the system allows (see Priority). A
-// tick (Conference.mixTick) drains every member's RTP socket without blocking,
-// feeds the jitter buffers and DTMF detectors, takes one frame from each
-// member, gates it (mic sensitivity), picks the loudest talkers, sums them
-// in int32, and sends each member the sum minus its own contribution with
-// its receive gain, through a soft limiter, encoded in its codec. Members
-// whose output is the same share one encoded payload. A tick allocates
-// nothing in steady state.
+// its own at real-time priority where the system allows (see Priority).
+//
+// The mixer sees calls only as PCM frames: each member has an Endpoint
+// (a *media.Endpoint for a call, which owns the RTP session, jitter
+// buffer, codec and DTMF detector). A tick (Conference.mixTick) pulls
+// every endpoint (Receive drains its socket without blocking into a
+// receive buffer the tick's goroutine owns, its digits act, Pull gives the
+// next frame), gates each frame (mic sensitivity), picks the loudest
+// talkers, sums them in int32, and pushes every endpoint the sum minus its
+// own contribution with its receive gain, through a soft limiter. A member
+// whose output is the room's mix (not a talker, no audio of its own) gets
+// a payload the mixer encoded once for every listener of the same codec
+// and receive level (PushShared); the others get their own frame (Push).
+// A tick allocates nothing in steady state, and tests step it in memory
+// with endpoints of their own.
+//
+// A room mixes at one rate, 8 kHz unless set otherwise (mixer.setRate: 16
+// or 48 kHz, for when negotiation brings G.722 and Opus); frames at the
+// mix rate go in and out of every endpoint, which resamples to its codec,
+// and the shared encoders band-limit the mix for G.711 listeners. An
+// 8 kHz room takes none of those paths.
 package bridge

@@ -97,21 +97,28 @@ func dtmfSlots(digits string) ([]dtmfSlot, error) {
 	return out, nil
 }
 
-// send writes one tick's packet of the member: the next DTMF out slot if
-// digits are queued, else payload (the tick's encoded audio). The mixer
-// calls it for every member every tick; with nothing queued it costs one
-// atomic load.
-func (m *Member) send(payload []byte) error {
-	if q := m.dtmfOut.Load(); q != nil {
-		s, ok := q.take()
-		if ok && s.event {
-			return m.sess.WriteEvent(s.payload[:], s.marker, s.advance)
-		}
-		if !ok {
-			m.dtmfOut.CompareAndSwap(q, nil)
-		}
+// sendDTMF writes this tick's DTMF out packet of the member in place of
+// its audio, if digits are queued and the slot is an event; it reports
+// whether it did (the tick's audio then stays unsent). The mixer asks for
+// every member every tick; with nothing queued it costs one atomic load.
+func (m *Member) sendDTMF() (bool, error) {
+	q := m.dtmfOut.Load()
+	if q == nil {
+		return false, nil
 	}
-	return m.sess.WriteAudio(payload)
+	s, ok := q.take()
+	if !ok {
+		m.dtmfOut.CompareAndSwap(q, nil)
+		return false, nil
+	}
+	if !s.event {
+		return false, nil // a pause between digits: the audio goes
+	}
+	sess := m.epv.Session()
+	if sess == nil {
+		return true, nil // an in-memory endpoint (tests): nothing to send on
+	}
+	return true, sess.WriteEvent(s.payload[:], s.marker, s.advance)
 }
 
 // queueDTMF appends slots to the member's DTMF out.
@@ -148,7 +155,7 @@ func (c *Call) SendDTMF(digits string) error {
 	if err != nil {
 		return err
 	}
-	sess := m.sess
+	sess := m.epv.Session()
 	if sess != nil && sess.Params().TelephoneEventPT != 0 {
 		slots, err := dtmfSlots(digits)
 		if err != nil {

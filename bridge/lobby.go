@@ -202,7 +202,7 @@ func (c *Conference) lobbyKey(m *Member, d rune) {
 	case pinEmpty:
 		m.audio.play(NewPlayback(lb.prompts.EnterPIN, false, nil))
 	case pinRejected:
-		m.log.Info("wrong PIN", "tries", lb.tries())
+		m.logger().Info("wrong PIN", "tries", lb.tries())
 		m.audio.play(NewPlayback(lb.prompts.WrongPIN, false, nil))
 	case pinFailed:
 		c.turnAway(m, CausePINFailed)
@@ -225,7 +225,7 @@ func (c *Conference) turnAway(m *Member, cause string) {
 	}
 	lb.leaving = true
 	lb.mu.Unlock()
-	m.log.Info("caller turned away from the lobby", "cause", cause)
+	m.logger().Info("caller turned away from the lobby", "cause", cause)
 	bye := func(string) { c.removeMember(m, true, cause) }
 	if len(lb.prompts.Goodbye) == 0 {
 		go bye("")
@@ -258,7 +258,7 @@ func (c *Conference) admit(m *Member, api bool) {
 	c.all = append(c.all, m)
 	c.state = StateActive
 	active := c.activeLocked()
-	codec := m.sess.Params().Codec // m is in the snapshot: its session is not released
+	codec := m.ep.Codec() // m is in the snapshot: its endpoint is not released
 	c.mu.Unlock()
 	if m.lobby != nil {
 		m.lobby.mu.Lock()

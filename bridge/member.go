@@ -6,17 +6,21 @@ import (
 	"sync/atomic"
 	"time"
 
-	"chorus/dtmf"
 	"chorus/media"
+	"chorus/media/resample"
 )
 
 // Member is a call in a conference.
 type Member struct {
 	// What the mixer reads every tick, first and together, so that a
 	// listener costs the mixer as few cache lines as possible.
-	sess *media.Session
+	ep Endpoint
+	// epv is the endpoint of a call with a media.Session (ep points to
+	// it): kept here by value so that reaching the session costs a
+	// listener no cache line of its own.
+	epv media.Endpoint
 	// dtmfOut holds digits to send in place of audio (dtmfout.go); read
-	// with sess by every tick's send, so it sits on sess's cache line.
+	// with the endpoint by every tick's send, so it sits on its cache line.
 	dtmfOut atomic.Pointer[dtmfQueue]
 	// mx is released by the mixer once the member has left, so that a
 	// removed member kept for the API's records holds no buffers.
@@ -24,7 +28,6 @@ type Member struct {
 	conf             *Conference
 	audio            slot  // audio to this member only
 	hang             int32 // frames of hangover left
-	energy           int32 // mean absolute sample value of this tick's frame
 	prevE            int32
 	smooth           int32 // smoothed energy for loudest-N
 	scoreVal         int32
@@ -41,7 +44,6 @@ type Member struct {
 
 	id          string
 	call        *Call
-	log         *slog.Logger
 	added       time.Time
 	joinTone    atomic.Bool
 	leavingTone atomic.Bool
@@ -75,26 +77,73 @@ func (a *attachment) get(mk func() any) any {
 // the member's record.
 func (m *Member) Attachment(mk func() any) any { return m.attach.get(mk) }
 
-// mixState is a member's audio working memory, used only by the mixer.
+// mixState is a member's audio working memory, used only by the mixer:
+// the frames it passes to and from the member's Endpoint (caller-owned
+// buffers; the endpoint keeps its codec state and encoded output), at the
+// room's mix rate.
 type mixState struct {
-	jb      media.JitterBuffer
-	det     dtmf.Detector
-	digits  [8]rune
-	nDigits int
-	in      [media.FrameSamples]int16 // this tick's frame, gated
-	priv    [media.FrameSamples]int16 // this tick's frame of audio to this member only
-	payload [media.FrameSamples]byte  // this member's own encoded output
+	in []int16 // this tick's frame, gated
+	// priv is this tick's frame of audio to this member only, then (in
+	// place: each sample is read before it is written) the member's own
+	// output when it is not the shared mix.
+	priv []int16
+	// up brings the member's own audio (8 kHz) to a room mixed faster;
+	// nil at 8 kHz.
+	up *resample.Resampler
+	// buf backs in and priv at 8 kHz, so that a narrowband room's member
+	// costs one allocation.
+	buf [2 * media.FrameSamples]int16
+}
+
+func newMixState() *mixState {
+	mx := &mixState{}
+	mx.in, mx.priv = mx.buf[:media.FrameSamples], mx.buf[media.FrameSamples:]
+	return mx
+}
+
+// setRate sizes the frames for a room mixed at rate. It allocates: the
+// mixer calls it only when the room's rate changes.
+func (mx *mixState) setRate(rate int) error {
+	n := rate / 50
+	if rate == media.ClockRate {
+		mx.in, mx.priv, mx.up = mx.buf[:n], mx.buf[n:], nil
+		return nil
+	}
+	up, err := resample.New(media.ClockRate, rate)
+	if err != nil {
+		return err
+	}
+	mx.in, mx.priv, mx.up = make([]int16, n), make([]int16, n), up
+	return nil
+}
+
+// privFrame reads the member's own audio into priv at the room's rate.
+func (mx *mixState) privFrame(s *slot) bool {
+	if mx.up == nil {
+		return s.frame(mx.priv)
+	}
+	nb := mx.buf[:media.FrameSamples]
+	if !s.frame(nb) {
+		return false
+	}
+	mx.up.Process(mx.priv, nb)
+	return true
 }
 
 // hangoverFrames keeps the gate open for 400 ms after the last loud frame.
 const hangoverFrames = 20
 
-func newMember(c *Conference, call *Call, sess *media.Session, opts MemberOptions) *Member {
-	m := &Member{id: newID(MemberPrefix), conf: c, call: call, sess: sess, added: c.b.cfg.Now()}
+func newMember(c *Conference, call *Call, leg Leg, opts MemberOptions) *Member {
+	m := &Member{id: newID(MemberPrefix), conf: c, call: call, added: c.b.cfg.Now()}
+	if el, ok := leg.(endpointLeg); ok {
+		m.ep = el.endpoint()
+	} else {
+		m.epv = media.NewEndpoint(leg.Media())
+		m.ep = &m.epv
+	}
 	m.joinTone.Store(opts.JoinTone)
 	m.leavingTone.Store(opts.LeavingTone)
-	m.log = c.log.With("member", m.id, "call", call.id)
-	m.mx = &mixState{}
+	m.mx = newMixState()
 	m.state.Store(true)
 	m.applyOptions(opts)
 	m.phoneHold.Store(call.PhoneHold())
@@ -103,6 +152,11 @@ func newMember(c *Conference, call *Call, sess *media.Session, opts MemberOption
 
 // ID returns the member id.
 func (m *Member) ID() string { return m.id }
+
+// logger is the member's scoped logger, made when there is something to
+// log (joins, leaves, timeouts), so that a member keeps no logger of its
+// own: a member's bytes are what the mixer walks every tick.
+func (m *Member) logger() *slog.Logger { return m.conf.log.With("member", m.id, "call", m.call.id) }
 
 // Call returns the member's call.
 func (m *Member) Call() *Call { return m.call }
@@ -232,35 +286,19 @@ func (m *Member) Info() MemberInfo {
 		Talk: t, Receive: r, Sensitivity: s, Talking: m.Talking(), PhoneHold: m.PhoneHold()}
 }
 
-// Audio implements media.Handler: audio goes into the jitter buffer.
-func (m *Member) Audio(ssrc, ts uint32, codec media.Codec, payload []byte) {
-	m.mx.jb.Put(ssrc, ts, codec, payload)
-}
-
-// Event implements media.Handler: telephone-events go to the detector and
-// never into the mix.
-func (m *Member) Event(ssrc, ts uint32, payload []byte) {
-	x := m.mx
-	if d, ok := x.det.Feed(ssrc, ts, payload); ok && x.nDigits < len(x.digits) {
-		x.digits[x.nDigits] = d
-		x.nDigits++
-	}
-}
-
 func (m *Member) score() int32 { return m.scoreVal }
 
-// release drops the member's audio memory and session. Only the mixer
+// release drops the member's audio memory and endpoint. Only the mixer
 // calls it, after the member has left its snapshot.
 func (m *Member) release() {
-	if m.mx != nil {
-		// The jitter buffer's counters belong to the mixer; they reach
-		// the metrics here, once, when the member's memory goes.
-		js, st := m.mx.jb.Stats(), m.conf.b.stats
-		st.JitterPackets.Add(js.Packets)
-		st.JitterLate.Add(js.Late)
-		st.JitterConcealed.Add(js.Concealed)
-		st.JitterUnderruns.Add(js.Underruns)
-	}
+	// The jitter buffer's counters belong to the mixer; they reach the
+	// metrics here, once, when the member's memory goes.
+	js, st := m.epv.JitterStats(), m.conf.b.stats
+	st.JitterPackets.Add(js.Packets)
+	st.JitterLate.Add(js.Late)
+	st.JitterConcealed.Add(js.Concealed)
+	st.JitterUnderruns.Add(js.Underruns)
 	m.mx = nil
-	m.sess = nil
+	m.ep = nil
+	m.epv = media.Endpoint{}
 }

@@ -2,10 +2,12 @@ package bridge
 
 import (
 	"context"
+	"fmt"
 	"runtime/debug"
 	"time"
 
 	"chorus/media"
+	"chorus/media/resample"
 )
 
 // TickInterval is the mixer's clock: one 20 ms frame per tick.
@@ -21,28 +23,47 @@ const timeoutCheckTicks = 50
 const numLevels = MaxLevel - MinLevel + 1
 
 // sharedOut is one encoded output shared by every listener that would get
-// the same bytes (not a talker, same codec, same receive level).
+// the same bytes (not a talker, same codec, same receive level): the mixer
+// encodes it once a tick with an Encoder of its own, and each of those
+// listeners' endpoints sends the payload as it is.
 type sharedOut struct {
 	tick    uint64
-	payload [media.FrameSamples]byte
+	enc     media.Encoder
+	payload [media.FrameSamples]byte // G.711: one byte per 8 kHz sample, whatever the mix rate
 }
 
 // mixer is the per-conference state of the mixer goroutine.
 type mixer struct {
 	loudestN int
 	tick     uint64
-	acc      [media.FrameSamples]int32
-	room     [media.FrameSamples]int16
-	talkers  []*Member
+	// rate is the room's mix rate (8000 Hz unless setRate changed it) and
+	// frame the samples of one tick at it; acc, room and out are that long.
+	rate, frame int
+	acc         []int32
+	room        []int16
+	out         []int16 // a shared output before its encode
+	// audioUp and toneUp bring the room's audio and tones (8 kHz) to a
+	// faster mix; nil at 8 kHz.
+	audioUp, toneUp *resample.Resampler
+	nb              [media.FrameSamples]int16
+	talkers         []*Member
+	// snap is the member snapshot the rate was chosen for.
+	snap *[]*Member
 	// shared is made on first use: most rooms only ever need one or two
 	// of these 27 (codec × receive level), and a room of 5 should not
 	// carry 4.5 KiB of them.
 	shared  [3][numLevels]*sharedOut // by media.Codec, receive level
 	silence [3][media.FrameSamples]byte
+	// buf backs acc at 8 kHz, and room and out: a narrowband room costs
+	// what it did before rooms had rates.
+	buf   [media.FrameSamples]int32
+	buf16 [2 * media.FrameSamples]int16
 }
 
 func newMixer(loudestN int) *mixer {
-	x := &mixer{loudestN: loudestN}
+	x := &mixer{loudestN: loudestN, rate: media.ClockRate, frame: media.FrameSamples}
+	x.acc = x.buf[:]
+	x.room, x.out = x.buf16[:media.FrameSamples], x.buf16[media.FrameSamples:]
 	x.talkers = make([]*Member, 0, loudestN+1)
 	for _, c := range []media.Codec{media.PCMU, media.PCMA} {
 		for i := range x.silence[c] {
@@ -50,6 +71,80 @@ func newMixer(loudestN int) *mixer {
 		}
 	}
 	return x
+}
+
+// setRate makes the room mix at rate (8000, 16000 or 48000 Hz) from the
+// next tick on: its members' frames and endpoints follow at their next
+// tick. It allocates; only the goroutine that runs the room's ticks calls
+// it, between ticks. Rooms mix at 8 kHz until negotiation brings wideband
+// codecs (issue 12); tests set other rates.
+func (x *mixer) setRate(rate int) error {
+	if rate == x.rate {
+		return nil
+	}
+	x.audioUp, x.toneUp = nil, nil
+	n := rate / 50
+	if rate == media.ClockRate {
+		x.acc = x.buf[:]
+		x.room, x.out = x.buf16[:n], x.buf16[n:]
+	} else {
+		var err error
+		if x.audioUp, err = resample.New(media.ClockRate, rate); err != nil {
+			return fmt.Errorf("mix at %d Hz: %w", rate, err)
+		}
+		if x.toneUp, err = resample.New(media.ClockRate, rate); err != nil {
+			return fmt.Errorf("mix at %d Hz: %w", rate, err)
+		}
+		x.acc, x.room, x.out = make([]int32, n), make([]int16, n), make([]int16, n)
+	}
+	x.rate, x.frame = rate, n
+	x.shared = [3][numLevels]*sharedOut{} // their encoders take the old rate
+	return nil
+}
+
+// roomFrame reads one of the room's 8 kHz sources into x.room at the mix
+// rate.
+func (x *mixer) roomFrame(s *slot, up *resample.Resampler) bool {
+	if up == nil {
+		return s.frame(x.room)
+	}
+	if !s.frame(x.nb[:]) {
+		return false
+	}
+	up.Process(x.room, x.nb[:])
+	return true
+}
+
+// followRate sets the room's mix rate to the highest its members can
+// hear, up to Config.MaxMixRate: an all-G.711 room stays at 8 kHz. It runs
+// when the member snapshot changes, so a room changes rate only when
+// someone comes or goes.
+func (c *Conference) followRate(members []*Member) {
+	x := c.mix
+	rate := media.ClockRate
+	for _, m := range members {
+		rate = max(rate, m.ep.MaxRate())
+	}
+	rate = min(rate, c.b.cfg.MaxMixRate)
+	if rate == x.rate {
+		return
+	}
+	if err := x.setRate(rate); err != nil {
+		c.log.Error("room cannot mix at its members' rate", "rate", rate, "err", err)
+		return
+	}
+	c.log.Info("room mixes at a new rate", "rate", rate)
+}
+
+// adopt brings a member to the room's rate: its frames and its endpoint.
+// The mixer calls it at the first tick a member's frames do not fit.
+func (c *Conference) adopt(m *Member, rate int) {
+	if err := m.mx.setRate(rate); err != nil {
+		m.logger().Error("member cannot follow the room's rate", "rate", rate, "err", err)
+	}
+	if err := m.ep.SetRate(rate); err != nil {
+		m.logger().Error("endpoint cannot follow the room's rate", "rate", rate, "err", err)
+	}
 }
 
 // run is the mixer goroutine of a big conference (see dedicatedMembers):
@@ -139,7 +234,8 @@ func (w *tickWorker) flush(st *Stats) {
 	w.ticks, w.mixed, w.encodes, w.in, w.out = 0, 0, 0, 0, 0
 }
 
-// mixTick runs one tick: read every member, mix, send.
+// mixTick runs one tick: pull every member's endpoint, mix, push every
+// member's endpoint.
 func (c *Conference) mixTick(now time.Time, w *tickWorker) {
 	if c.ended.Load() {
 		c.releaseEnded() // a room stepped by hand after it completed
@@ -151,17 +247,25 @@ func (c *Conference) mixTick(now time.Time, w *tickWorker) {
 		c.releaseGone()
 	}
 	w.ticks++
-	members := *c.members.Load()
+	snap := c.members.Load()
+	members := *snap
+	if snap != x.snap {
+		x.snap = snap
+		c.followRate(members) // someone came or went
+	}
 
-	// 1. Input: drain sockets, apply digits, take a frame, gate it.
+	// 1. Input: each endpoint takes in what arrived, its digits act, and
+	// its next frame is pulled and gated.
 	var polled uint64
 	for _, m := range members {
-		mx := m.mx
-		polled += uint64(m.sess.PollInto(now, m, w.rx))
-		for i := range mx.nDigits {
-			c.handleDigit(m, mx.digits[i])
+		ep := m.ep
+		if len(m.mx.in) != x.frame {
+			c.adopt(m, x.rate) // joined, or the room changed rate
 		}
-		mx.nDigits = 0
+		polled += uint64(ep.Receive(now, w.rx))
+		for _, d := range ep.Digits() {
+			c.handleDigit(m, d)
+		}
 		waiting := m.waiting.Load()
 		if waiting {
 			c.lobbyTick(m, now)
@@ -170,7 +274,7 @@ func (c *Conference) mixTick(now time.Time, w *tickWorker) {
 		// caller in the lobby is not in the room yet: the frame is taken
 		// from the buffer (nothing old is left to play once it joins) and
 		// treated as silence.
-		m.gate(mx.jb.Read(mx.in[:]) && !m.phoneHold.Load() && !waiting)
+		m.gate(ep.Pull(m.mx.in) && !m.phoneHold.Load() && !waiting)
 	}
 	w.in += polled
 
@@ -191,99 +295,113 @@ func (c *Conference) mixTick(now time.Time, w *tickWorker) {
 	}
 
 	// 3. Sum the talkers (with talk gain) and the room's playbacks.
-	clear(x.acc[:])
+	acc := x.acc
+	clear(acc)
 	for _, m := range x.talkers {
 		m.selected = true
 		g := gainQ14[m.talk.Load()-MinLevel]
 		m.talkGain = g // phase 4 subtracts exactly this, even if the level changes meanwhile
-		for i, s := range m.mx.in {
-			x.acc[i] += int32(s) * g >> 14
+		for i, s := range m.mx.in[:len(acc)] {
+			acc[i] += int32(s) * g >> 14
 		}
 	}
 	w.mixed += uint64(len(x.talkers))
-	if c.audio.frame(x.room[:]) {
-		for i, s := range x.room {
-			x.acc[i] += int32(s)
+	if x.roomFrame(&c.audio, x.audioUp) {
+		for i, s := range x.room[:len(acc)] {
+			acc[i] += int32(s)
 		}
 	}
-	if c.tone.frame(x.room[:]) {
-		for i, s := range x.room {
-			x.acc[i] += int32(s)
+	if x.roomFrame(&c.tone, x.toneUp) {
+		for i, s := range x.room[:len(acc)] {
+			acc[i] += int32(s)
 		}
 	}
 
-	// 4. Output: each member hears the sum minus itself, limited and
-	// encoded in the same pass (no intermediate PCM frame to write and
-	// read back through the cache).
+	// 4. Output: each member hears the sum minus itself, limited, and
+	// pushed to its endpoint: its own frame (a talker, or a member with
+	// audio of its own) or a payload encoded once for everyone who hears
+	// the same mix.
 	var sent, encodes uint64
 	for _, m := range members {
-		codec := m.sess.Codec()
+		if did, err := m.sendDTMF(); did {
+			// A DTMF out packet takes this tick's place (dtmfout.go).
+			if err == nil {
+				sent++
+			}
+			continue
+		}
+		ep := m.ep
+		codec := ep.Codec()
 		if codec != media.PCMA {
 			codec = media.PCMU
 		}
-		var payload []byte
+		var err error
 		switch {
 		case m.waiting.Load():
 			// In the lobby: its prompts only, nothing of the room.
-			payload = x.silence[codec][:]
-			if m.audio.playing() && m.audio.frame(m.mx.priv[:]) {
+			if m.audio.playing() && m.mx.privFrame(&m.audio) {
 				mx := m.mx
 				g := int64(gainQ14[m.receive.Load()-MinLevel])
 				for i, v := range mx.priv {
-					mx.payload[i] = codec.EncodeSample(limit(int64(v) * g >> 14))
+					mx.priv[i] = limit(int64(v) * g >> 14)
 				}
 				encodes++
-				payload = mx.payload[:]
+				err = ep.Push(mx.priv)
+				break
 			}
+			err = ep.PushShared(x.silence[codec][:])
 		case m.Held():
-			payload = x.silence[codec][:]
+			err = ep.PushShared(x.silence[codec][:])
 		default:
 			rx := m.receive.Load() - MinLevel
 			// A listener hearing the shared mix never touches its mixState
 			// here: at 1000 members those cache misses were a third of the
 			// tick's own time.
-			private := m.audio.playing() && m.audio.frame(m.mx.priv[:])
+			private := m.audio.playing() && m.mx.privFrame(&m.audio)
 			if !m.selected && !private {
 				sh := x.shared[codec][rx]
 				if sh == nil {
-					sh = new(sharedOut)
+					sh = x.newShared(codec)
 					x.shared[codec][rx] = sh
 				}
-				if sh.tick != x.tick {
+				if sh.tick != x.tick && sh.enc != nil {
 					sh.tick = x.tick
 					g := int64(gainQ14[rx])
-					for i, v := range x.acc {
-						sh.payload[i] = codec.EncodeSample(limit(int64(v) * g >> 14))
+					out := x.out[:len(acc)]
+					for i, v := range acc {
+						out[i] = limit(int64(v) * g >> 14)
 					}
+					sh.enc.Encode(sh.payload[:], out)
 					encodes++
 				}
-				payload = sh.payload[:]
+				err = ep.PushShared(sh.payload[:])
 				break
 			}
 			mx := m.mx
 			g := int64(gainQ14[rx])
 			tg := m.talkGain
+			in, priv := mx.in[:len(acc)], mx.priv[:len(acc)]
 			switch {
 			case m.selected && !private: // a talker: everyone but itself
-				for i, v := range x.acc {
-					v -= int32(mx.in[i]) * tg >> 14
-					mx.payload[i] = codec.EncodeSample(limit(int64(v) * g >> 14))
+				for i, v := range acc {
+					v -= int32(in[i]) * tg >> 14
+					priv[i] = limit(int64(v) * g >> 14)
 				}
 			default:
-				for i, v := range x.acc {
+				for i, v := range acc {
 					if m.selected {
-						v -= int32(mx.in[i]) * tg >> 14
+						v -= int32(in[i]) * tg >> 14
 					}
 					if private {
-						v += int32(mx.priv[i])
+						v += int32(priv[i])
 					}
-					mx.payload[i] = codec.EncodeSample(limit(int64(v) * g >> 14))
+					priv[i] = limit(int64(v) * g >> 14)
 				}
 			}
 			encodes++
-			payload = mx.payload[:]
+			err = ep.Push(priv)
 		}
-		if m.send(payload) == nil { // audio, or a queued DTMF out packet in its place
+		if err == nil {
 			sent++
 		}
 	}
@@ -294,6 +412,21 @@ func (c *Conference) mixTick(now time.Time, w *tickWorker) {
 	if x.tick%timeoutCheckTicks == 0 {
 		c.checkTimeouts(now, members)
 	}
+}
+
+// newShared makes the shared output of codec at the room's rate. The
+// encoder cannot fail for a rate setRate accepted (it built resamplers of
+// that rate); were it to, the listeners get silence rather than a panic.
+func (x *mixer) newShared(codec media.Codec) *sharedOut {
+	sh := &sharedOut{}
+	if enc, err := media.NewEncoder(codec, x.rate); err == nil {
+		sh.enc = enc
+	} else {
+		for i := range sh.payload {
+			sh.payload[i] = codec.Silence()
+		}
+	}
+	return sh
 }
 
 // releaseGone frees the memory of members that left before this tick: no
@@ -361,7 +494,6 @@ func (m *Member) gate(live bool) {
 		m.hang--
 	}
 	m.prevE = e
-	m.energy = e
 	m.smooth += (e - m.smooth) / 4
 	if open := m.hang > 0; open != m.talking.Load() {
 		m.talking.Store(open)
@@ -377,18 +509,18 @@ func (m *Member) gate(live bool) {
 func (c *Conference) checkTimeouts(now time.Time, members []*Member) {
 	cfg := &c.b.cfg
 	for _, m := range members {
-		s := m.sess
+		s := m.ep
 		heldSince, held := s.HeldSince()
 		if held {
 			if d := now.Sub(heldSince); d > cfg.RTPHoldTimeout && m.timingOut.CompareAndSwap(false, true) {
-				m.log.Info("hold timeout", "held_for", d.Round(time.Second))
+				m.logger().Info("hold timeout", "held_for", d.Round(time.Second))
 				go c.removeMember(m, true, CauseHoldTimeout)
 				continue
 			}
 		}
 		if proven := s.Proven(); !held || !proven {
 			if d := now.Sub(s.LastReceived()); d > cfg.RTPTimeout && m.timingOut.CompareAndSwap(false, true) {
-				m.log.Info("rtp timeout", "silent_for", d.Round(time.Second), "proven", proven)
+				m.logger().Info("rtp timeout", "silent_for", d.Round(time.Second), "proven", proven)
 				go c.removeMember(m, true, CauseRTPTimeout)
 			}
 		}

@@ -59,7 +59,7 @@ func BenchmarkMixTick(b *testing.B) {
 				tick()
 			}
 			for _, m := range r.conf.Members() {
-				if !m.sess.Proven() {
+				if !m.ep.Proven() {
 					b.Fatal("a member's address is not proven")
 				}
 			}

@@ -20,7 +20,7 @@ func TestPrune(t *testing.T) {
 	r.step(2)
 	a.call.Ended("bye")
 	r.step(1)
-	if a.member.mx != nil || a.member.sess != nil {
+	if a.member.mx != nil || a.member.ep != nil {
 		t.Error("a removed member's memory was not released at the next tick")
 	}
 	if a.call.Leg() != nil {

@@ -7,19 +7,25 @@
 // it never logs on the per-packet path. Its hot paths decode into
 // caller-owned memory and allocate nothing in steady state.
 //
+// An Endpoint is one call's audio as the mixer sees it: it owns the
+// chains below, and offers Receive (drain the socket), Pull (the next PCM
+// frame), Digits, Push (encode and send a frame) and PushShared (send a
+// payload the mixer encoded once for many listeners with an Encoder).
+//
 // The read chain of one call, driven by the conference's mixer goroutine
 // once per 20 ms tick:
 //
-//	UDP socket ──Session.Poll──► [SRTP.Unprotect, in place: a packet that
+//	UDP socket ──Endpoint.Receive (Session.PollInto)──► [SRTP.Unprotect, in place: a packet that
 //	    fails authentication is dropped and counted]
 //	    ──► rtp.Packet (payload aliases the read buffer)
 //	    ├─ audio PT (0/8) ──Handler.Audio──► JitterBuffer.Put (decoded to PCM)
 //	    └─ telephone-event ──Handler.Event──► DTMF detector (package dtmf)
-//	JitterBuffer.Read ──► 160 samples of 16-bit PCM for the mixer
+//	Endpoint.Pull (JitterBuffer.Read) ──► 160 samples of 16-bit PCM for the mixer
 //
 // and the write chain:
 //
-//	mixed PCM ──Codec.Encode──► payload ──Session.WriteAudio──► RTP header
+//	mixed PCM ──Endpoint.Push (Codec.Encode)──► payload ──Session.WriteAudio──► RTP header
+//	shared payload (Encoder) ──Endpoint.PushShared──► Session.WriteAudio
 //	    ──► [SRTP.Protect, into the SRTP's buffer] ──► UDP socket
 //
 // # Who may send and where we send
