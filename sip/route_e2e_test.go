@@ -287,8 +287,11 @@ func TestRoomCompletingBeforeJoinRoutesAfresh(t *testing.T) {
 // completed, not left holding its number empty, while a room another
 // caller is still on the way into stays.
 func TestFailedCallLeavesNoEmptyRoom(t *testing.T) {
-	// Two RTP ports (one even port pair each): enough for two calls.
-	tb := startBridge(t, bridge.Config{AutoCreate: true}, 33500, 33503, func(c *Config) { c.AnswerDelay = time.Second })
+	// Two RTP ports (one even port pair each): enough for two calls. The
+	// range is one found free above the ephemeral ports, so no client
+	// socket of another test can hold one of the two.
+	low := sprayRange(t, 4)
+	tb := startBridge(t, bridge.Config{AutoCreate: true}, low, low+3, func(c *Config) { c.AnswerDelay = time.Second })
 
 	// Cancelled while ringing, with a second caller ringing into the same
 	// room: the room stays for the second, who joins it.
