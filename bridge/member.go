@@ -6,7 +6,6 @@ import (
 	"sync/atomic"
 	"time"
 
-	"chorus/dtmf"
 	"chorus/media"
 )
 
@@ -78,7 +77,6 @@ func (m *Member) Attachment(mk func() any) any { return m.attach.get(mk) }
 // mixState is a member's audio working memory, used only by the mixer.
 type mixState struct {
 	jb      media.JitterBuffer
-	det     dtmf.Detector
 	digits  [8]rune
 	nDigits int
 	in      [media.FrameSamples]int16 // this tick's frame, gated
@@ -241,7 +239,7 @@ func (m *Member) Audio(ssrc, ts uint32, codec media.Codec, payload []byte) {
 // never into the mix.
 func (m *Member) Event(ssrc, ts uint32, payload []byte) {
 	x := m.mx
-	if d, ok := x.det.Feed(ssrc, ts, payload); ok && x.nDigits < len(x.digits) {
+	if d, ok := m.call.feedDTMF(ssrc, ts, payload); ok && x.nDigits < len(x.digits) {
 		x.digits[x.nDigits] = d
 		x.nDigits++
 	}
