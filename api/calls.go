@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"chorus/bridge"
+	"chorus/internal/egress"
 )
 
 // callJSON is the Call resource (spec §5), with conferenceId, conference
@@ -235,7 +236,9 @@ const hangupTimeout = 10 * time.Second
 // has ended already answers 200 too; a call still ringing for its
 // application is turned away). {"state":"active"} answers, and
 // {"state":"rejected"} rejects, a call ringing for its application
-// (decideCall). Other states are 400; {} changes nothing.
+// (decideCall). {"state":"transferring","transferTo":"sip:…"} transfers an
+// active call in no conference (transferCall). Other states are 400; {}
+// changes nothing.
 func (s *server) updateCall(w http.ResponseWriter, r *http.Request, user string) error {
 	id := r.PathValue("callId")
 	call, found := s.call(user, id)
@@ -251,11 +254,14 @@ func (s *server) updateCall(w http.ResponseWriter, r *http.Request, user string)
 	if state != nil {
 		switch t := strings.TrimSpace(*state); t {
 		case bridge.CallCompleted:
-		case bridge.CallActive, callRejected:
+		case bridge.CallActive, callRejected, callTransferring:
 			*state = t
 		default:
-			rd.fail(errOneOf("call", "state", "active, rejected, completed"))
+			rd.fail(errOneOf("call", "state", "active, rejected, completed, transferring"))
 		}
+	}
+	if state != nil && *state == callTransferring {
+		return s.transferCall(w, r, user, call, rd)
 	}
 	if rd.err != nil {
 		return rd.err
@@ -275,6 +281,73 @@ func (s *server) updateCall(w http.ResponseWriter, r *http.Request, user string)
 		}
 	}
 	ok(w)
+	return nil
+}
+
+// callTransferring is the state an application asks for to transfer a
+// call (transferCall); the call itself stays active until it ends.
+const callTransferring = "transferring"
+
+// transferCall handles {"state":"transferring"}: transferTo (a SIP URI
+// the outbound policy allows) is required; transferCallerId is the new
+// leg's from (default the call's), callbackUrl and its fellows the new
+// leg's callback (default the call's). The call must be active and in no
+// conference (403 otherwise). Where the peer takes REFER it is asked to
+// call the target itself: 200, with Location the call itself, as there
+// is no new call of ours. Else a new call to the target is bridged to
+// this one when it answers: 201, with Location the new call, as
+// Catapult (and node-bandwidth's Call.transfer) expect.
+func (s *server) transferCall(w http.ResponseWriter, r *http.Request, user string, call *bridge.Call, rd *reader) error {
+	var opts bridge.TransferOptions
+	switch to := rd.str("transferTo"); {
+	case to == nil:
+		rd.fail(errMissing("call", "transferTo"))
+	case !validSIPURI(*to):
+		rd.fail(errInvalid("call", "transferTo", "must be a SIP URI (sip:user@host or sips:user@host)"))
+	default:
+		opts.To = *to
+	}
+	if v := rd.str("transferCallerId"); v != nil {
+		switch {
+		case strings.TrimSpace(*v) == "":
+			rd.fail(errBlank("call", "transferCallerId"))
+		case strings.ContainsAny(*v, "\r\n<>\" \t"):
+			rd.fail(errInvalid("call", "transferCallerId", "must not contain spaces, quotes or angle brackets"))
+		default:
+			opts.From = *v
+		}
+	}
+	callbackFields(rd, &opts.Callback)
+	if rd.err != nil {
+		return rd.err
+	}
+	host, port := sipHostPort(opts.To)
+	if _, err := s.outbound.Resolve(r.Context(), host, port); errors.Is(err, egress.ErrRefused) {
+		return errTargetRefused("call", "transferTo", err.Error())
+	}
+	if err := s.checkCallback(r.Context(), opts.Callback); err != nil {
+		return err
+	}
+	out, err := call.Transfer(r.Context(), opts)
+	switch {
+	case errors.Is(err, bridge.ErrCallNotActive):
+		return errCallState(call.ID(), call.State())
+	case errors.Is(err, bridge.ErrInConference):
+		return newError(http.StatusForbidden, catForbidden, "call-in-conference",
+			"Unable to transfer call %s: it is a member of a conference; remove the member first", call.ID())
+	case errors.Is(err, bridge.ErrNoDialer):
+		return errCallCreation(opts.From, opts.To, "outbound calling is not configured")
+	case errors.Is(err, bridge.ErrDraining):
+		return errCallCreation(opts.From, opts.To, "the server is shutting down")
+	case err != nil:
+		return err
+	}
+	if out == nil {
+		w.Header().Set("Location", userURL(r, user, "calls", call.ID()))
+		ok(w)
+		return nil
+	}
+	created(w, userURL(r, user, "calls", out.ID()))
 	return nil
 }
 

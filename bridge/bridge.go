@@ -10,6 +10,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"chorus/dtmf"
 	"chorus/media"
 )
 
@@ -435,6 +436,15 @@ type Call struct {
 
 	joinMu sync.Mutex // serialises AddMember for this call
 
+	// det turns the call's telephone-events into digits. It lives on the
+	// call, not the member, so that it outlasts a move: the end packets
+	// an RFC 4733 sender repeats (§2.5.1.4) after the key that moved the
+	// call (a gather's #) must not fire that key again in the new room,
+	// where # leaves. detMu: the old and the new room's mixers may both
+	// poll the stream around the move. Only DTMF packets take it.
+	detMu sync.Mutex
+	det   dtmf.Detector
+
 	mu       sync.Mutex
 	state    string
 	created  time.Time
@@ -588,6 +598,14 @@ func (c *Call) SetPhoneHold(v bool) {
 			m.changed()
 		}
 	}
+}
+
+// feedDTMF gives one telephone-event packet of the call to its detector
+// and returns the digit when the packet starts a new key press.
+func (c *Call) feedDTMF(ssrc, ts uint32, payload []byte) (rune, bool) {
+	c.detMu.Lock()
+	defer c.detMu.Unlock()
+	return c.det.Feed(ssrc, ts, payload)
 }
 
 // PhoneHold reports whether the phone holds the call.

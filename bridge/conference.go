@@ -46,6 +46,9 @@ type Conference struct {
 	// internal marks the room of a call in no conference (callmedia.go):
 	// never registered, no events, invisible to the API.
 	internal bool
+	// pair marks an internal room bridging two calls (transfer.go): when
+	// one leaves, the other is hung up.
+	pair bool
 
 	// waiting counts the snapshot's members that wait in the lobby; the
 	// others are the active members. Changed under mu with the snapshot.
@@ -324,9 +327,11 @@ func (c *Conference) AddMember(call *Call, opts MemberOptions) (*Member, error) 
 
 	call.mu.Lock()
 	call.member = m
-	call.confID = c.id
-	if !wait {
-		call.memberID = m.id
+	if !c.internal { // a bridged pair's room is no conference of the call's
+		call.confID = c.id
+		if !wait {
+			call.memberID = m.id
+		}
 	}
 	m.phoneHold.Store(call.phoneHold) // a change since newMember read it
 	call.mu.Unlock()
@@ -343,6 +348,9 @@ func (c *Conference) AddMember(call *Call, opts MemberOptions) (*Member, error) 
 func (c *Conference) joined(m *Member, active int, codec media.Codec) {
 	c.b.stats.Members.Add(1)
 	m.logger().Info("member joined", "active", active, "codec", codec)
+	if c.internal {
+		return // a bridged pair (transfer.go): no conference to tell of
+	}
 	c.b.publish(Event{Type: EventConferenceMember, UserID: c.userID, ConferenceID: c.id, MemberID: m.id,
 		CallID: m.call.id, State: StateActive, ActiveMembers: active, Mute: m.Muted(), Hold: m.Held(),
 		PhoneHold: m.PhoneHold(), Tag: c.Callback().Tag})
@@ -423,8 +431,16 @@ func (c *Conference) removeMember(m *Member, hangup bool, cause string) bool {
 		return true
 	}
 	m.logger().Info("member left", "cause", cause, "active", active)
-	c.b.publish(Event{Type: EventConferenceMember, UserID: c.userID, ConferenceID: c.id, MemberID: m.id,
-		CallID: m.call.id, State: StateCompleted, ActiveMembers: active, Cause: cause, Tag: c.Callback().Tag})
+	if c.pair {
+		// A bridged pair ends with either call: the other is hung up.
+		for _, other := range next {
+			go c.removeMember(other, true, "NORMAL_CLEARING")
+		}
+	}
+	if !c.internal {
+		c.b.publish(Event{Type: EventConferenceMember, UserID: c.userID, ConferenceID: c.id, MemberID: m.id,
+			CallID: m.call.id, State: StateCompleted, ActiveMembers: active, Cause: cause, Tag: c.Callback().Tag})
+	}
 	if m.leavingTone.Load() && !last {
 		c.tone.play(NewPlayback(leaveTone, false, nil))
 	}
@@ -471,7 +487,9 @@ func (c *Conference) complete() {
 	c.audio.stop(PlaybackHeld)
 	c.tone.stop(PlaybackHeld)
 	c.log.Info("conference completed")
-	c.b.publish(Event{Type: EventConference, UserID: c.userID, ConferenceID: c.id, State: StateCompleted, Tag: c.Callback().Tag})
+	if !c.internal {
+		c.b.publish(Event{Type: EventConference, UserID: c.userID, ConferenceID: c.id, State: StateCompleted, Tag: c.Callback().Tag})
+	}
 }
 
 // Play plays audio to the whole room, replacing what was playing. On a

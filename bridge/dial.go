@@ -33,6 +33,12 @@ type DialOptions struct {
 	ConferenceID string
 	// Timeout bounds the ringing (default 60 s).
 	Timeout time.Duration
+	// bridgeTo, if set, is the call being transferred to this one
+	// (transfer.go): the answered call is bridged to it.
+	bridgeTo *Call
+	// appID is the application of the call being transferred: the new
+	// call's events go to it too, unless Callback says otherwise.
+	appID string
 }
 
 // DialOut starts an outbound call and returns it at once, in state started.
@@ -63,6 +69,7 @@ func (b *Bridge) DialOut(opts DialOptions) (*Call, error) {
 	call := b.NewCall(opts.UserID, opts.From, opts.To, DirectionOut, nil, opts.Callback)
 	call.mu.Lock()
 	call.dialTimeout = requested
+	call.appID = opts.appID
 	if conf != nil {
 		call.confID = conf.id
 	}
@@ -73,6 +80,10 @@ func (b *Bridge) DialOut(opts DialOptions) (*Call, error) {
 		if err := b.dialer.Dial(ctx, call, opts.From, opts.To); err != nil {
 			call.log.Info("dial failed", "to", opts.To, "err", err)
 			call.Ended(dialCause(err))
+			return
+		}
+		if opts.bridgeTo != nil {
+			b.bridgePair(opts.bridgeTo, call)
 			return
 		}
 		if conf != nil {

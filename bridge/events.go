@@ -14,6 +14,7 @@ const (
 	EventPlayback           = "playback"            // audio file to one member: start, done
 	EventSpeak              = "speak"               // sentence to one member: started, done
 	EventGather             = "gather"              // a gather on a call completed (gather.go)
+	EventTransferring       = "transferring"        // a call's transfer began (transfer.go)
 )
 
 // Event is something an application may want to hear about. Zero fields

@@ -85,6 +85,9 @@ type endpointState struct {
 	digits  [maxDigitsPerReceive]rune
 	jb      JitterBuffer
 	det     dtmf.Detector
+	// detect, when set (SetDetector), replaces det: the detector of a
+	// call that outlives this endpoint.
+	detect func(ssrc, ts uint32, payload []byte) (rune, bool)
 	// payload is this endpoint's own encoded output (Push).
 	payload [FrameSamples]byte
 	// up and down convert between the codec's rate and the room's when
@@ -98,6 +101,15 @@ type endpointState struct {
 // Session stays the caller's to configure (SetParams on re-INVITE) and
 // close.
 func NewEndpoint(sess *Session) Endpoint { return Endpoint{sess: sess, st: &endpointState{}} }
+
+// SetDetector makes the endpoint feed its telephone-events to detect
+// rather than to a detector of its own. A call that moves between rooms
+// gets a new endpoint each time; its detector must stay, or the repeated
+// end packets of the key that moved it (a gather's "#") fire that key
+// again in the new room. Call it before the endpoint is driven.
+func (e *Endpoint) SetDetector(detect func(ssrc, ts uint32, payload []byte) (rune, bool)) {
+	e.st.detect = detect
+}
 
 // SetRate sets the room's mix rate (8000, 16000 or 48000 Hz), the rate of
 // the frames Pull gives and Push takes: the endpoint resamples between it
@@ -212,7 +224,14 @@ func (h *endpointHandler) Audio(ssrc, ts uint32, codec Codec, payload []byte) {
 // Event implements Handler: telephone-events go to the detector and never
 // into the audio.
 func (h *endpointHandler) Event(ssrc, ts uint32, payload []byte) {
-	if d, ok := h.det.Feed(ssrc, ts, payload); ok && h.nDigits < len(h.digits) {
+	var d rune
+	var ok bool
+	if h.detect != nil {
+		d, ok = h.detect(ssrc, ts, payload)
+	} else {
+		d, ok = h.det.Feed(ssrc, ts, payload)
+	}
+	if ok && h.nDigits < len(h.digits) {
 		h.digits[h.nDigits] = d
 		h.nDigits++
 	}

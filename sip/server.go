@@ -163,6 +163,7 @@ func New(cfg Config) (*Server, error) {
 	srv.OnOptions(s.safe(s.onOptions))
 	srv.OnInfo(s.safe(s.onInfo))
 	srv.OnUpdate(s.safe(s.onUpdate))
+	srv.OnNotify(s.safe(s.onNotify)) // a REFER's progress (refer.go)
 	srv.OnNoRoute(s.safe(s.onUnwanted))
 	return s, nil
 }

@@ -37,6 +37,7 @@ type Options struct {
 	NoSDPInOffer     bool              // late offer: INVITE without SDP, answer in the ACK
 	SRTP             string            // SDES suite to offer (RTP/SAVP), e.g. AES_CM_128_HMAC_SHA1_80; "" plain (srtp.go)
 	OnDatagram       func([]byte)      // if set, sees every datagram at the RTP socket before any check (a capture)
+	AcceptRefer      bool              // list REFER in Allow and act as a transferee (refer.go)
 	Logger           *slog.Logger      // nil = discard
 }
 
@@ -116,6 +117,9 @@ type Phone struct {
 	stats      Stats
 	rxTEPT     uint8 // PT counted as telephone-event on receive
 	srtp       *phoneSRTP
+
+	referred     chan string // Refer-To of accepted REFERs (refer.go)
+	notifyStatus int
 }
 
 type dtmfJob struct {
@@ -146,6 +150,7 @@ func Dial(ctx context.Context, opts Options) (*Phone, error) {
 		remoteDir: dirSendRecv,
 		rxTEPT:    opts.TelephoneEventPT,
 		stats:     Stats{PayloadTypes: map[uint8]int{}},
+		referred:  make(chan string, 4),
 	}
 	if err := p.initSRTP(); err != nil {
 		return nil, err
@@ -241,6 +246,7 @@ func (p *Phone) startSIP(ctx context.Context) error {
 	srv.OnOptions(p.onOK)
 	srv.OnUpdate(p.onOK)
 	srv.OnNotify(p.onOK)
+	srv.OnRefer(p.onRefer)
 	srv.OnInvite(p.onInvite)
 	srv.OnAck(func(*sip.Request, sip.ServerTransaction) {})
 
@@ -344,7 +350,7 @@ func (p *Phone) invite(ctx context.Context) error {
 	if p.transport == "UDP" {
 		p.laddr.Copy(&req.Laddr)
 	}
-	req.AppendHeader(sip.NewHeader("Allow", "INVITE, ACK, BYE, CANCEL, OPTIONS, INFO, UPDATE, NOTIFY"))
+	req.AppendHeader(sip.NewHeader("Allow", p.allowHeader()))
 	if !p.opts.NoSDPInOffer {
 		req.AppendHeader(sip.NewHeader("Content-Type", "application/sdp"))
 		req.SetBody(p.localSDP(p.opts.Codecs, int(p.opts.TelephoneEventPT), dirSendRecv))
@@ -535,7 +541,7 @@ func (p *Phone) onBye(req *sip.Request, tx sip.ServerTransaction) {
 func (p *Phone) onOK(req *sip.Request, tx sip.ServerTransaction) {
 	res := sip.NewResponseFromRequest(req, sip.StatusOK, "OK", nil)
 	if req.Method == sip.OPTIONS {
-		res.AppendHeader(sip.NewHeader("Allow", "INVITE, ACK, BYE, CANCEL, OPTIONS, INFO, UPDATE, NOTIFY"))
+		res.AppendHeader(sip.NewHeader("Allow", p.allowHeader()))
 	}
 	tx.Respond(res)
 }
