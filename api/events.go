@@ -217,6 +217,9 @@ func (s *EventStream) run() {
 
 // render turns ev into the body its callback would carry and appends it.
 func (s *EventStream) render(ev bridge.Event) {
+	if !s.watched(ev.UserID) {
+		return // nobody of this user ever opened a stream: nothing to keep
+	}
 	if ev.Time.IsZero() {
 		ev.Time = time.Now()
 	}
@@ -230,7 +233,10 @@ func (s *EventStream) render(ev bridge.Event) {
 func (s *EventStream) append(user string, body []byte) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	u := s.userLocked(user)
+	u := s.users[user]
+	if u == nil {
+		return
+	}
 	u.last++
 	f := &sseFrame{n: u.last, buf: s.frame(u.last, body)}
 	if u.n < len(u.ring) {
@@ -253,7 +259,17 @@ func (s *EventStream) append(user string, body []byte) {
 	}
 }
 
-// userLocked returns user's record, made on first use.
+// watched reports whether user has ever opened a stream: only then are
+// its events rendered and kept. Before, no client can hold an id to resume
+// from, and a bridge whose users never stream pays nothing (at 1,000
+// members, a user's history was 1.2 KB a member of the load runs' RSS).
+func (s *EventStream) watched(user string) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.users[user] != nil
+}
+
+// userLocked returns user's record, made on first use (a subscription).
 func (s *EventStream) userLocked(user string) *userEvents {
 	u := s.users[user]
 	if u == nil {

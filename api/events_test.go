@@ -252,6 +252,8 @@ func nextID(t *testing.T, id string) string {
 // this server, gets a reset event first and then only new events.
 func TestEventStreamReset(t *testing.T) {
 	e, es := newStreamEnv(t, EventStreamConfig{History: 4})
+	// History is kept from a user's first stream on.
+	openSSE(t, e.srv.URL, alice, "").close()
 	for i := range 10 {
 		es.append(alice.ID, []byte(fmt.Sprintf(`{"eventType":"x","n":%d}`, i)))
 	}
@@ -426,4 +428,20 @@ func FuzzLastEventID(f *testing.F) {
 			}
 		}
 	})
+}
+
+// TestEventStreamKeepsNothingUnwatched: a user who never opened a stream
+// costs the stream nothing: its events are neither rendered nor kept.
+func TestEventStreamKeepsNothingUnwatched(t *testing.T) {
+	e, es := newStreamEnv(t, EventStreamConfig{History: 4})
+	e.createConf(bob)
+	es.append(bob.ID, []byte(`{"eventType":"x"}`))
+	if es.watched(bob.ID) {
+		t.Fatal("an unwatched user's events were kept")
+	}
+	c := openSSE(t, e.srv.URL, bob, "")
+	defer c.close()
+	if !es.watched(bob.ID) {
+		t.Fatal("a user with a stream is not watched")
+	}
 }
