@@ -441,9 +441,10 @@ type Call struct {
 	// an RFC 4733 sender repeats (§2.5.1.4) after the key that moved the
 	// call (a gather's #) must not fire that key again in the new room,
 	// where # leaves. detMu: the old and the new room's mixers may both
-	// poll the stream around the move. Only DTMF packets take it.
+	// poll the stream around the move. Only DTMF packets take it. Made at
+	// the first telephone-event: most calls never send one.
 	detMu sync.Mutex
-	det   dtmf.Detector
+	det   *dtmf.Detector
 
 	mu       sync.Mutex
 	state    string
@@ -605,6 +606,9 @@ func (c *Call) SetPhoneHold(v bool) {
 func (c *Call) feedDTMF(ssrc, ts uint32, payload []byte) (rune, bool) {
 	c.detMu.Lock()
 	defer c.detMu.Unlock()
+	if c.det == nil {
+		c.det = &dtmf.Detector{}
+	}
 	return c.det.Feed(ssrc, ts, payload)
 }
 
