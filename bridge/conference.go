@@ -418,16 +418,7 @@ func (c *Conference) removeMember(m *Member, hangup bool, cause string) bool {
 		} else {
 			m.logger().Info("caller left the lobby", "cause", cause)
 		}
-		if hangup {
-			go func() {
-				ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-				defer cancel()
-				_ = m.call.Hangup(ctx, cause)
-			}()
-		}
-		if last {
-			c.complete()
-		}
+		c.afterLeave(m, hangup, last, cause)
 		return true
 	}
 	m.logger().Info("member left", "cause", cause, "active", active)
@@ -444,6 +435,14 @@ func (c *Conference) removeMember(m *Member, hangup bool, cause string) bool {
 	if m.leavingTone.Load() && !last {
 		c.tone.play(NewPlayback(leaveTone, false, nil))
 	}
+	c.afterLeave(m, hangup, last, cause)
+	return true
+}
+
+// afterLeave finishes a member's leaving: its call is hung up when asked
+// (in the background: the BYE must not hold up the caller), and the room
+// completes when it was the last.
+func (c *Conference) afterLeave(m *Member, hangup, last bool, cause string) {
 	if hangup {
 		go func() {
 			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
@@ -454,7 +453,6 @@ func (c *Conference) removeMember(m *Member, hangup bool, cause string) bool {
 	if last {
 		c.complete()
 	}
-	return true
 }
 
 // Complete ends the conference: every member leaves and is hung up.
