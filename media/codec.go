@@ -7,15 +7,23 @@ import (
 	"github.com/zaf/g711"
 )
 
-// Codec is a G.711 variant. The zero value is invalid.
+// Codec is an audio codec Chorus speaks. The zero value is invalid.
 type Codec uint8
 
-// The supported codecs.
+// The supported codecs. G.711 is stateless and its Codec value encodes
+// and decodes itself (Decode, Encode); G.722 (media/g722) and Opus
+// (media/opus) keep state per stream and are driven through an
+// Endpoint's decoder and an Encoder.
 const (
 	CodecInvalid Codec = iota
 	PCMU               // G.711 µ-law, static payload type 0
 	PCMA               // G.711 A-law, static payload type 8
+	G722               // ITU-T G.722 at 64 kbit/s, static payload type 9 (RTP clock 8000, audio 16 kHz; RFC 3551 §4.5.2)
+	Opus               // Opus, dynamic payload type, opus/48000/2 (RFC 7587)
 )
+
+// NumCodecs bounds the Codec values, for arrays indexed by codec.
+const NumCodecs = int(Opus) + 1
 
 // ClockRate is the RTP clock rate of every supported codec and of the mixer.
 const ClockRate = 8000
@@ -27,7 +35,13 @@ const FrameSamples = ClockRate / 50
 const (
 	PayloadTypePCMU uint8 = 0
 	PayloadTypePCMA uint8 = 8
+	PayloadTypeG722 uint8 = 9
 )
+
+// PayloadTypeOpus is the dynamic payload type Chorus puts in its own
+// offers for Opus; in an answer the offerer's number is kept (RFC 3264
+// §6.1), which Params.PayloadType carries.
+const PayloadTypeOpus uint8 = 111
 
 // decode tables: G.711 has 256 code words, so a lookup decodes a sample.
 var (
@@ -72,6 +86,10 @@ func CodecByName(name string) (Codec, bool) {
 		return PCMU, true
 	case "PCMA":
 		return PCMA, true
+	case "G722":
+		return G722, true
+	case "OPUS":
+		return Opus, true
 	}
 	return CodecInvalid, false
 }
@@ -83,6 +101,8 @@ func CodecByPayloadType(pt uint8) (Codec, bool) {
 		return PCMU, true
 	case PayloadTypePCMA:
 		return PCMA, true
+	case PayloadTypeG722:
+		return G722, true
 	}
 	return CodecInvalid, false
 }
@@ -94,17 +114,63 @@ func (c Codec) String() string {
 		return "PCMU"
 	case PCMA:
 		return "PCMA"
+	case G722:
+		return "G722"
+	case Opus:
+		return "opus"
 	}
 	return fmt.Sprintf("Codec(%d)", uint8(c))
 }
 
-// PayloadType returns the static RTP payload type of the codec.
+// PayloadType returns the static RTP payload type of the codec, or for
+// Opus the dynamic one Chorus offers (PayloadTypeOpus).
 func (c Codec) PayloadType() uint8 {
-	if c == PCMA {
+	switch c {
+	case PCMA:
 		return PayloadTypePCMA
+	case G722:
+		return PayloadTypeG722
+	case Opus:
+		return PayloadTypeOpus
 	}
 	return PayloadTypePCMU
 }
+
+// RTPClockRate returns the codec's RTP timestamp rate as SDP's rtpmap
+// names it: 48000 for Opus (RFC 7587 §4.1), 8000 for the others (G.722's
+// is 8000 for a historical error kept by RFC 3551 §4.5.2).
+func (c Codec) RTPClockRate() int {
+	if c == Opus {
+		return 48000
+	}
+	return ClockRate
+}
+
+// AudioRate returns the sample rate of the audio the codec carries, the
+// highest mix rate a member using it can hear: 8000 for G.711, 16000 for
+// G.722, 48000 for Opus.
+func (c Codec) AudioRate() int {
+	switch c {
+	case G722:
+		return 16000
+	case Opus:
+		return 48000
+	}
+	return ClockRate
+}
+
+// Channels returns the channel count of the codec's rtpmap: Opus is
+// always signalled as 2 (RFC 7587 §7), the others as 1 (omitted).
+func (c Codec) Channels() int {
+	if c == Opus {
+		return 2
+	}
+	return 1
+}
+
+// Stateless reports whether the Codec value itself encodes and decodes
+// (G.711); the others need a per-stream encoder and decoder.
+func (c Codec) Stateless() bool { return c == PCMU || c == PCMA }
 
 // Decode decodes G.711 payload bytes into dst, one sample per byte, and
 // returns the number of samples written (the shorter of the two lengths).

@@ -160,7 +160,7 @@ func TestCodecByNameAndPayloadType(t *testing.T) {
 		ok   bool
 	}{
 		{"PCMU", PCMU, true}, {"pcmu", PCMU, true}, {"PcMa", PCMA, true}, {"PCMA", PCMA, true},
-		{"G722", CodecInvalid, false}, {"", CodecInvalid, false}, {"telephone-event", CodecInvalid, false},
+		{"G722", G722, true}, {"opus", Opus, true}, {"OPUS", Opus, true}, {"G729", CodecInvalid, false}, {"", CodecInvalid, false}, {"telephone-event", CodecInvalid, false},
 	} {
 		c, ok := CodecByName(tc.name)
 		if c != tc.c || ok != tc.ok {
@@ -178,13 +178,17 @@ func TestCodecByNameAndPayloadType(t *testing.T) {
 			if c != PCMA || !ok {
 				t.Errorf("pt 8: %v %v", c, ok)
 			}
+		case 9:
+			if c != G722 || !ok {
+				t.Errorf("pt 9: %v %v", c, ok)
+			}
 		default:
 			if ok || c != CodecInvalid {
 				t.Errorf("pt %d: %v %v", pt, c, ok)
 			}
 		}
 	}
-	for _, c := range []Codec{PCMU, PCMA} {
+	for _, c := range []Codec{PCMU, PCMA, G722} {
 		back, ok := CodecByPayloadType(c.PayloadType())
 		if !ok || back != c {
 			t.Errorf("%v: PayloadType %d maps back to %v", c, c.PayloadType(), back)

@@ -13,6 +13,8 @@ import (
 	"time"
 
 	"github.com/pion/rtp"
+
+	"chorus/media/opus"
 )
 
 // maxPacket is the largest datagram read; longer ones are truncated and
@@ -109,10 +111,18 @@ func (d Direction) String() string {
 // Params are the negotiated properties of a session that signalling may
 // change during a call (RFC 3264 offer/answer, re-INVITE).
 type Params struct {
-	Remote           netip.AddrPort // from the SDP c= and m= lines
-	Codec            Codec          // what we send
-	TelephoneEventPT uint8          // 0: none negotiated
-	Direction        Direction      // our direction
+	Remote netip.AddrPort // from the SDP c= and m= lines
+	Codec  Codec          // what we send and expect
+	// PayloadType is the negotiated payload type of Codec, the one we send
+	// with and take audio on. Static codecs always use their own (it may
+	// be left 0); Opus uses the number the offer gave it.
+	PayloadType      uint8
+	TelephoneEventPT uint8     // 0: none negotiated; at Codec's RTP clock rate
+	Direction        Direction // our direction
+	// Opus holds what the peer's fmtp asked of our Opus encoder
+	// (maxplaybackrate, useinbandfec, stereo, ptime); ignored for other
+	// codecs.
+	Opus opus.Fmtp
 }
 
 // Session is the RTP session of one call on its own UDP socket (RFC 3550).
@@ -463,7 +473,7 @@ func (s *Session) handle(nowNs int64, from netip.AddrPort, b []byte, h Handler) 
 		return // on hold: the peer should not send, and we do not listen
 	}
 	pt := s.pkt.PayloadType
-	if codec, ok := CodecByPayloadType(pt); ok {
+	if codec, ok := CodecByPayloadType(pt); ok && codec.Stateless() {
 		if len(s.pkt.Payload) > 0 {
 			h.Audio(s.pkt.SSRC, s.pkt.Timestamp, codec, s.pkt.Payload)
 		}
