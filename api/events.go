@@ -34,7 +34,7 @@ const (
 
 	// evQueue bounds the events Publish has handed over and the stream's
 	// goroutine has not yet rendered; beyond, events are dropped and counted.
-	evQueue = 4096
+	evQueue = 1024
 	// evWriteWait bounds one write to a stream client; a client that takes
 	// longer is gone or too slow.
 	evWriteWait = 10 * time.Second

@@ -372,14 +372,18 @@ type Result struct {
 		Problems      []string `json:"problems,omitempty"`
 	} `json:"heard"`
 	Bridge struct {
-		PID                int     `json:"pid"`
-		WindowS            float64 `json:"windowS"`
-		CPUSeconds         float64 `json:"cpuSeconds"`
-		CPUPercent         float64 `json:"cpuPercent"`          // of one core
-		CPUPercentPerMemb  float64 `json:"cpuPercentPerMember"` // of one core
-		RSSIdleKiB         int64   `json:"rssIdleKiB"`
-		RSSKiB             int64   `json:"rssKiB"`
-		RSSPerMemberKiB    float64 `json:"rssPerMemberKiB"` // (RSS − idle RSS) / members
+		PID               int     `json:"pid"`
+		WindowS           float64 `json:"windowS"`
+		CPUSeconds        float64 `json:"cpuSeconds"`
+		CPUPercent        float64 `json:"cpuPercent"`          // of one core
+		CPUPercentPerMemb float64 `json:"cpuPercentPerMember"` // of one core
+		RSSIdleKiB        int64   `json:"rssIdleKiB"`
+		RSSKiB            int64   `json:"rssKiB"`
+		RSSPerMemberKiB   float64 `json:"rssPerMemberKiB"` // (RSS − idle RSS) / members
+		// AnonPerMemberKiB is (RssAnon − idle RssAnon) / members: the
+		// per-member figure without the binary's code pages, which a bigger
+		// binary brings in once as the load first runs them.
+		AnonPerMemberKiB   float64 `json:"anonPerMemberKiB"`
 		Threads            int     `json:"threads"`
 		VoluntaryCtxSwitch uint64  `json:"voluntaryCtxSwitches"`
 	} `json:"bridge"`
@@ -511,6 +515,9 @@ func (r *Result) collectWindow(cfg Config, idle procStat, b, a snapshot, members
 		r.Bridge.RSSKiB = a.proc.rssKiB
 		if members > 0 && idle.rssKiB > 0 {
 			r.Bridge.RSSPerMemberKiB = float64(a.proc.rssKiB-idle.rssKiB) / float64(members)
+		}
+		if members > 0 && idle.anonKiB > 0 {
+			r.Bridge.AnonPerMemberKiB = float64(a.proc.anonKiB-idle.anonKiB) / float64(members)
 		}
 		r.Bridge.Threads = a.proc.threads
 		r.Bridge.VoluntaryCtxSwitch = a.proc.volCtx - b.proc.volCtx

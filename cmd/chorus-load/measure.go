@@ -20,8 +20,12 @@ const clkTck = 100.0
 type procStat struct {
 	cpuTicks uint64 // utime + stime
 	rssKiB   int64
-	threads  int
-	volCtx   uint64
+	// anonKiB is the anonymous part of rssKiB (RssAnon): the heap, stacks
+	// and buffers. The rest is mostly the binary's own pages, which come in
+	// as code first runs during a load and do not grow with members.
+	anonKiB int64
+	threads int
+	volCtx  uint64
 }
 
 func readProc(pid int) (procStat, bool) {
@@ -63,6 +67,8 @@ func readProcDir(dir string) (procStat, bool) {
 			switch k {
 			case "VmRSS":
 				p.rssKiB, _ = strconv.ParseInt(strings.TrimSuffix(v, " kB"), 10, 64)
+			case "RssAnon":
+				p.anonKiB, _ = strconv.ParseInt(strings.TrimSuffix(v, " kB"), 10, 64)
 			}
 		}
 	}
@@ -282,8 +288,8 @@ func (r *Result) Print(w io.Writer) {
 	b := r.Bridge
 	if b.PID > 0 {
 		p("bridge     pid %d  CPU %.2f s in %.1f s = %.1f %% of a core = %.4f %% per member", b.PID, b.CPUSeconds, b.WindowS, b.CPUPercent, b.CPUPercentPerMemb)
-		p("           RSS %d KiB (idle %d KiB) = %.1f KiB per member  threads %d  voluntary ctx switches %d",
-			b.RSSKiB, b.RSSIdleKiB, b.RSSPerMemberKiB, b.Threads, b.VoluntaryCtxSwitch)
+		p("           RSS %d KiB (idle %d KiB) = %.1f KiB per member, anonymous %.1f KiB  threads %d  voluntary ctx switches %d",
+			b.RSSKiB, b.RSSIdleKiB, b.RSSPerMemberKiB, b.AnonPerMemberKiB, b.Threads, b.VoluntaryCtxSwitch)
 	} else {
 		p("bridge     no --bridge-pid: CPU and RSS not measured")
 	}

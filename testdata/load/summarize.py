@@ -12,8 +12,8 @@ for f in sorted(glob.glob(f"{out}/{tag}-*.json")):
     rows.setdefault(m.group(1), []).append(r)
 order = ["r10","r100","r500","r1000","g50x5","g200x5"]
 def med(xs): return statistics.median(xs) if xs else float('nan')
-print(f"| point | members | rooms | runs | CPU %/member (median; runs) | bridge CPU % of a core | RSS KiB/member | lateness p99 ms | ≤2 ms | max ms | mean tick µs | setup p50/p99 ms | accepted calls/s | failed | lost (down/up) | heard (dropout frames) | harness cores | other load (cores) |")
-print("|"+"---|"*18)
+print(f"| point | members | rooms | runs | CPU %/member (median; runs) | bridge CPU % of a core | RSS KiB/member | anon RSS KiB/member | lateness p99 ms | ≤2 ms | max ms | mean tick µs | setup p50/p99 ms | accepted calls/s | failed | lost (down/up) | heard (dropout frames) | harness cores | other load (cores) |")
+print("|"+"---|"*19)
 for k in order + [k for k in rows if k not in order]:
     if k not in rows: continue
     rs = rows[k]
@@ -21,6 +21,7 @@ for k in order + [k for k in rows if k not in order]:
     print(f"| {k} | {rs[0]['calls']['answered']} | {rs[0]['run']['rooms']} | {len(rs)} | "
           "%.4f (%s) | " % (med(cpu), ', '.join('%.4f' % x for x in cpu)) + f"{med([r['bridge']['cpuPercent'] for r in rs]):.1f} | "
           f"{med([r['bridge']['rssPerMemberKiB'] for r in rs]):.1f} | "
+          f"{med([r['bridge'].get('anonPerMemberKiB', float('nan')) for r in rs]):.1f} | "
           f"{med([r['mixer']['latenessP99Ms'] for r in rs]):.2f} ({', '.join('%.2f' % r['mixer']['latenessP99Ms'] for r in rs)}) | "
           f"{med([r['mixer']['within2ms'] for r in rs]):.4f} | {max(r['mixer']['latenessMaxMs'] for r in rs):.1f} | "
           f"{med([r['mixer']['tickMeanUs'] for r in rs]):.0f} | "
