@@ -95,6 +95,9 @@ type endpointState struct {
 	// their frame at the codec's rate.
 	up, down *resample.Resampler
 	nb       [FrameSamples]int16
+	// taken is what TakeStats last returned the jitter buffer's
+	// counters to be.
+	taken JitterStats
 }
 
 // NewEndpoint returns the endpoint of sess, to be kept by value. The
@@ -189,8 +192,6 @@ func (e *Endpoint) Push(pcm []int16) error {
 // an Encoder the mixer shares among listeners that hear the same mix).
 func (e *Endpoint) PushShared(payload []byte) error { return e.sess.WriteAudio(payload) }
 
-// Flush discards whatever is queued on the socket: audio that arrived
-// while nobody read it would otherwise be played late.
 // JitterStats returns the counters of the endpoint's jitter buffer, for
 // whoever drives it (the zero Endpoint has none).
 func (e *Endpoint) JitterStats() JitterStats {
@@ -200,6 +201,37 @@ func (e *Endpoint) JitterStats() JitterStats {
 	return e.st.jb.Stats()
 }
 
+// LiveStats is how an endpoint's reception went since the last TakeStats.
+type LiveStats struct {
+	// Buffer is the growth of the jitter buffer's counters (Shrinks
+	// aside).
+	Buffer JitterStats
+	// Lost is the growth of the session's packets lost (see Reception).
+	Lost uint64
+	// Jitter is the session's interarrival jitter now.
+	Jitter time.Duration
+}
+
+// TakeStats returns what the endpoint's counters gained since the last
+// TakeStats, so that whoever drives it (the mixer, once a second) can
+// publish a live call's figures as deltas: summed over every TakeStats of
+// the endpoint's life they are its totals. It takes the session's lock
+// once. A call that moves to another room gets a new Endpoint on the
+// same Session: the session remembers the loss already taken.
+func (e *Endpoint) TakeStats() LiveStats {
+	if e.st == nil {
+		return LiveStats{}
+	}
+	js, was := e.st.jb.stats, e.st.taken
+	e.st.taken = js
+	d := LiveStats{Buffer: JitterStats{Packets: js.Packets - was.Packets, Late: js.Late - was.Late,
+		Concealed: js.Concealed - was.Concealed, Underruns: js.Underruns - was.Underruns, Resyncs: js.Resyncs - was.Resyncs}}
+	d.Lost, d.Jitter = e.sess.takeReception()
+	return d
+}
+
+// Flush discards whatever is queued on the socket: audio that arrived
+// while nobody read it would otherwise be played late.
 func (e *Endpoint) Flush() { e.sess.Flush() }
 
 // Proven reports whether the session has proven its source (see Session).
