@@ -1,0 +1,115 @@
+package main
+
+import (
+	"context"
+	"encoding/binary"
+	"testing"
+	"time"
+
+	"chorus/internal/testphone"
+)
+
+// TestLiveRTPLossMetrics: a caller whose network loses every 10th packet
+// (a raw RTP stream from the phone's own socket, 20 ms apart) shows in
+// /metrics while its call lasts: chorus_rtp_lost_packets_total moves before
+// the stream ends and then equals what was dropped, the concealed samples
+// agree (a frame per loss), and the jitter histogram has samples. Hanging
+// up adds nothing twice.
+func TestLiveRTPLossMetrics(t *testing.T) {
+	r := startChorusArgs(t, "34300-34349", "--mixer-priority", "normal")
+	httpAddr := r.HTTP.String()
+	before, _ := scrape(t, httpAddr)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	phone, err := testphone.Dial(ctx, testphone.Options{Target: r.SIPUDP.String(), User: "7500", Codecs: []string{"PCMU"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer phone.Close()
+	phone.SetSending(false) // the stream below replaces the phone's own
+
+	const packets, dropped = 150, 10 // drops at 5, 15, …, 95
+	done := make(chan error, 1)
+	go func() {
+		pkt := make([]byte, 12+160)
+		pkt[0] = 0x80 // version 2, PCMU
+		for i := 12; i < len(pkt); i++ {
+			pkt[i] = 0xff // µ-law silence
+		}
+		binary.BigEndian.PutUint32(pkt[8:], 0x10557)
+		tick := time.NewTicker(20 * time.Millisecond)
+		defer tick.Stop()
+		for k := range packets {
+			<-tick.C
+			if k < 100 && k%10 == 5 {
+				continue // lost on the way
+			}
+			binary.BigEndian.PutUint16(pkt[2:], uint16(1000+k))
+			binary.BigEndian.PutUint32(pkt[4:], uint32(8000+160*k))
+			if err := phone.SendRaw(pkt); err != nil {
+				done <- err
+				return
+			}
+		}
+		done <- nil
+	}()
+	moved := func(m map[string]float64, name string) float64 { return m[name] - before[name] }
+	const lost = "chorus_rtp_lost_packets_total"
+
+	// Live: the loss shows while the stream still flows.
+	m := waitMetric(t, httpAddr, lost, func(v float64) bool { return v > before[lost] })
+	select {
+	case err := <-done:
+		t.Fatalf("the stream ended (%v) before /metrics showed any loss", err)
+	default:
+	}
+	t.Logf("while streaming: %v lost", moved(m, lost))
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	m = waitMetric(t, httpAddr, lost, func(v float64) bool { return v-before[lost] >= dropped })
+	if got := moved(m, lost); got != dropped {
+		t.Errorf("call live: %v packets lost, want %d", got, dropped)
+	}
+	// Each loss is a frame concealed; a read that found nothing yet
+	// conceals a frame too (an underrun: the phone's own stream stopping,
+	// this one's end, a late sender); a stall that made the buffer skip
+	// forward (a resync beyond the two streams' starts) may skip a loss.
+	concealed, underruns := moved(m, "chorus_rtp_concealed_samples_total"), moved(m, "chorus_rtp_jitter_underruns_total")
+	skips := max(moved(m, "chorus_rtp_jitter_resyncs_total")-2, 0)
+	if concealed < (dropped-skips)*160 || concealed > (dropped+underruns)*160 {
+		t.Errorf("call live: %v samples concealed with %v underruns, want %d plus at most a frame per underrun", concealed, underruns, dropped*160)
+	}
+	if n := moved(m, "chorus_rtp_interarrival_jitter_seconds_count"); n < 1 {
+		t.Errorf("call live: %v jitter samples, want at least 1", n)
+	}
+	if j := moved(m, "chorus_rtp_interarrival_jitter_seconds_sum") / moved(m, "chorus_rtp_interarrival_jitter_seconds_count"); j > 0.02 {
+		t.Errorf("call live: mean jitter %.1f ms over loopback, want under 20 ms", j*1000)
+	}
+	if p := moved(m, "chorus_rtp_jitter_packets_total"); p < packets-dropped-50 {
+		t.Errorf("call live: %v packets published, want about %d", p, packets-dropped)
+	}
+
+	if err := phone.Hangup(ctx); err != nil {
+		t.Fatal(err)
+	}
+	// Its member's memory goes at the mixer's next tick, with the figures
+	// not yet published: every packet the mixer read is then counted, once.
+	waitMetric(t, httpAddr, "chorus_members_live", func(v float64) bool { return v == 0 })
+	var after map[string]float64
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(50 * time.Millisecond) {
+		after, _ = scrape(t, httpAddr)
+		if moved(after, "chorus_rtp_jitter_packets_total") >= moved(after, "chorus_rtp_packets_in_total")-moved(after, "chorus_rtp_late_packets_total") {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("call ended: %v packets published of %v read", moved(after, "chorus_rtp_jitter_packets_total"), moved(after, "chorus_rtp_packets_in_total"))
+		}
+	}
+	if got, want := moved(after, "chorus_rtp_jitter_packets_total"), moved(after, "chorus_rtp_packets_in_total")-moved(after, "chorus_rtp_late_packets_total"); got != want {
+		t.Errorf("call ended: %v packets published, want the %v the mixer read and played", got, want)
+	}
+	if got := moved(after, lost); got != dropped {
+		t.Errorf("call ended: %v packets lost, want still %d", got, dropped)
+	}
+}
