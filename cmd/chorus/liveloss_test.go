@@ -3,6 +3,10 @@ package main
 import (
 	"context"
 	"encoding/binary"
+	"encoding/json"
+	"fmt"
+	"path"
+	"strings"
 	"testing"
 	"time"
 
@@ -19,6 +23,12 @@ func TestLiveRTPLossMetrics(t *testing.T) {
 	r := startChorusArgs(t, "34300-34349", "--mixer-priority", "normal")
 	httpAddr := r.HTTP.String()
 	before, _ := scrape(t, httpAddr)
+	alice := client{t: t, base: fmt.Sprintf("http://%s/v1/users/u-alice", httpAddr), token: "alice-token", secret: "alice-secret"}
+	resp, body := alice.do("POST", "/conferences", map[string]any{"from": "7500"})
+	if resp.StatusCode != 201 {
+		t.Fatalf("create conference: %d %s", resp.StatusCode, body)
+	}
+	confID := path.Base(resp.Header.Get("Location"))
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	phone, err := testphone.Dial(ctx, testphone.Options{Target: r.SIPUDP.String(), User: "7500", Codecs: []string{"PCMU"}})
@@ -89,6 +99,23 @@ func TestLiveRTPLossMetrics(t *testing.T) {
 	if p := moved(m, "chorus_rtp_jitter_packets_total"); p < packets-dropped-50 {
 		t.Errorf("call live: %v packets published, want about %d", p, packets-dropped)
 	}
+	// The member's own figures, in the API.
+	_, body = alice.do("GET", "/conferences/"+confID+"/members", nil)
+	var members []struct {
+		State string
+		RTP   *struct {
+			PacketsReceived, PacketsLost int
+			JitterMs                     float64
+		}
+	}
+	if err := json.Unmarshal(body, &members); err != nil || len(members) != 1 || members[0].RTP == nil {
+		t.Fatalf("members: %v %s", err, body)
+	}
+	// A packet that came before the call joined its room is flushed
+	// unread, and not expected either: the count starts at the first read.
+	if rtp := members[0].RTP; rtp.PacketsLost != dropped || rtp.PacketsReceived < packets-dropped-5 || rtp.JitterMs < 0 || rtp.JitterMs > 20 {
+		t.Errorf("member's rtp %+v, want %d lost of about %d received, jitter under 20 ms", *rtp, dropped, packets-dropped)
+	}
 
 	if err := phone.Hangup(ctx); err != nil {
 		t.Fatal(err)
@@ -111,5 +138,8 @@ func TestLiveRTPLossMetrics(t *testing.T) {
 	}
 	if got := moved(after, lost); got != dropped {
 		t.Errorf("call ended: %v packets lost, want still %d", got, dropped)
+	}
+	if _, body = alice.do("GET", "/conferences/"+confID+"/members", nil); strings.Contains(string(body), `"rtp"`) {
+		t.Errorf("an ended member still shows RTP figures: %s", body)
 	}
 }
