@@ -17,10 +17,13 @@ import (
 // (a raw RTP stream from the phone's own socket, 20 ms apart) shows in
 // /metrics while its call lasts: chorus_rtp_lost_packets_total moves before
 // the stream ends and then equals what was dropped, the concealed samples
-// agree (a frame per loss), and the jitter histogram has samples. Hanging
-// up adds nothing twice.
+// agree (a frame per loss), and the jitter histogram has samples; the
+// member's JSON shows the loss too. Hanging up adds nothing twice, and
+// the call's end is logged with its loss.
 func TestLiveRTPLossMetrics(t *testing.T) {
-	r := startChorusArgs(t, "34300-34349", "--mixer-priority", "normal")
+	var logs syncBuffer
+	r := startChorusLogged(t, []string{"--rtp-ports", "34300-34349", "--user", "u-alice:alice-token:alice-secret",
+		"--mixer-priority", "normal", "--log-format", "json"}, &logs)
 	httpAddr := r.HTTP.String()
 	before, _ := scrape(t, httpAddr)
 	alice := client{t: t, base: fmt.Sprintf("http://%s/v1/users/u-alice", httpAddr), token: "alice-token", secret: "alice-secret"}
@@ -141,5 +144,20 @@ func TestLiveRTPLossMetrics(t *testing.T) {
 	}
 	if _, body = alice.do("GET", "/conferences/"+confID+"/members", nil); strings.Contains(string(body), `"rtp"`) {
 		t.Errorf("an ended member still shows RTP figures: %s", body)
+	}
+	// The call's end is logged with its loss and jitter.
+	var ended map[string]any
+	for deadline := time.Now().Add(10 * time.Second); ended == nil; time.Sleep(20 * time.Millisecond) {
+		for _, l := range jsonLines(t, logs.String()) {
+			if l["msg"] == "call ended" {
+				ended = l
+			}
+		}
+		if ended == nil && time.Now().After(deadline) {
+			t.Fatal("no call ended line")
+		}
+	}
+	if st, _ := ended["stats"].(map[string]any); st == nil || st["packets_lost"] != float64(dropped) || st["jitter"] == nil {
+		t.Errorf("call ended: stats %v, want packets_lost %d and a jitter", ended["stats"], dropped)
 	}
 }
