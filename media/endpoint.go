@@ -95,9 +95,11 @@ type endpointState struct {
 	// their frame at the codec's rate.
 	up, down *resample.Resampler
 	nb       [FrameSamples]int16
-	// taken is what TakeStats last returned the jitter buffer's
-	// counters to be.
-	taken JitterStats
+	// taken is the low 32 bits of the jitter buffer's counters as
+	// TakeStats last saw them (Packets, Late, Concealed, Underruns,
+	// Resyncs): the growth between two takes, a second apart, is far
+	// below 2³², so the difference modulo 2³² is exact.
+	taken [5]uint32
 }
 
 // NewEndpoint returns the endpoint of sess, to be kept by value. The
@@ -222,10 +224,14 @@ func (e *Endpoint) TakeStats() LiveStats {
 	if e.st == nil {
 		return LiveStats{}
 	}
-	js, was := e.st.jb.stats, e.st.taken
-	e.st.taken = js
-	d := LiveStats{Buffer: JitterStats{Packets: js.Packets - was.Packets, Late: js.Late - was.Late,
-		Concealed: js.Concealed - was.Concealed, Underruns: js.Underruns - was.Underruns, Resyncs: js.Resyncs - was.Resyncs}}
+	js, t := &e.st.jb.stats, &e.st.taken
+	grow := func(i int, v uint64) uint64 {
+		d := uint32(v) - t[i]
+		t[i] = uint32(v)
+		return uint64(d)
+	}
+	d := LiveStats{Buffer: JitterStats{Packets: grow(0, js.Packets), Late: grow(1, js.Late),
+		Concealed: grow(2, js.Concealed), Underruns: grow(3, js.Underruns), Resyncs: grow(4, js.Resyncs)}}
 	d.Lost, d.Jitter = e.sess.takeReception()
 	return d
 }

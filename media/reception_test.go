@@ -3,6 +3,7 @@ package media
 import (
 	"testing"
 	"time"
+	"unsafe"
 )
 
 // TestReceptionLoss: the cumulative loss of RFC 3550 Appendix A.1/A.3
@@ -48,9 +49,8 @@ func TestReceptionLoss(t *testing.T) {
 			for _, p := range tc.pkts {
 				r.packet(p.ssrc, p.seq)
 			}
-			f := r.figures()
-			if f.Lost != tc.lost || f.Received != uint64(len(tc.pkts)) {
-				t.Errorf("lost %d of %d received, want %d of %d", f.Lost, f.Received, tc.lost, len(tc.pkts))
+			if lost := r.figures(0).Lost; lost != tc.lost {
+				t.Errorf("lost %d, want %d", lost, tc.lost)
 			}
 		})
 	}
@@ -64,10 +64,9 @@ func TestReceptionJitter(t *testing.T) {
 		var r reception
 		t0 := time.Now().UnixNano()
 		for i := range n {
-			r.arrival = t0 + int64(arrival(i))
-			r.audio(uint32(5000 + i*FrameSamples))
+			r.audio(t0+int64(arrival(i)), uint32(5000+i*FrameSamples))
 		}
-		return r.figures().Jitter
+		return r.figures(0).Jitter
 	}
 	if j := feed(func(i int) time.Duration { return time.Duration(i) * frame }, 100); j != 0 {
 		t.Errorf("steady arrivals: jitter %v, want 0", j)
@@ -90,10 +89,17 @@ func TestReceptionJitter(t *testing.T) {
 	// Without the kernel's arrival times nothing is estimated.
 	var r reception
 	for i := range 10 {
-		r.audio(uint32(i * FrameSamples))
+		r.audio(0, uint32(i*FrameSamples))
 	}
-	if j := r.figures().Jitter; j != 0 {
+	if j := r.figures(0).Jitter; j != 0 {
 		t.Errorf("no arrival times: jitter %v", j)
+	}
+}
+
+// TestReceptionSize: the figures cost a session few bytes.
+func TestReceptionSize(t *testing.T) {
+	if n := unsafe.Sizeof(reception{}); n > 56 {
+		t.Errorf("reception is %d bytes, want at most 56", n)
 	}
 }
 
@@ -138,15 +144,15 @@ func TestSessionJitterArrivalTimes(t *testing.T) {
 // BenchmarkReception is what a packet costs the loss and jitter figures.
 func BenchmarkReception(b *testing.B) {
 	var r reception
-	r.arrival = time.Now().UnixNano()
+	arrival := time.Now().UnixNano()
 	var seq uint16
 	var ts uint32
 	for b.Loop() {
 		r.packet(1, seq)
-		r.audio(ts)
+		r.audio(arrival, ts)
 		seq++
 		ts += FrameSamples
-		r.arrival += int64(20 * time.Millisecond)
+		arrival += int64(20 * time.Millisecond)
 	}
 }
 

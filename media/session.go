@@ -426,8 +426,7 @@ func (s *Session) poll(now time.Time, h Handler, rx *rxBatch) int {
 				s.malformed.Add(1)
 				continue
 			}
-			s.recv.arrival = rx.arrival(i)
-			s.handle(nowNs, from, rx.bufs[i][:min(int(rx.msgs[i].n), maxPacket)], h)
+			s.handle(nowNs, rx.arrival(i), from, rx.bufs[i][:min(int(rx.msgs[i].n), maxPacket)], h)
 		}
 		if n < recvBatch {
 			break // drained: no need for a call that returns EAGAIN
@@ -436,7 +435,9 @@ func (s *Session) poll(now time.Time, h Handler, rx *rxBatch) int {
 	return count
 }
 
-func (s *Session) handle(nowNs int64, from netip.AddrPort, b []byte, h Handler) {
+// handle takes one datagram from from, polled at nowNs, which the kernel
+// received at arrival (0: unknown).
+func (s *Session) handle(nowNs, arrival int64, from netip.AddrPort, b []byte, h Handler) {
 	if len(b) < 12 || b[0]>>6 != 2 {
 		s.malformed.Add(1)
 		return
@@ -474,7 +475,7 @@ func (s *Session) handle(nowNs int64, from netip.AddrPort, b []byte, h Handler) 
 	if codec, ok := CodecByPayloadType(pt); ok {
 		// Telephone-events repeat their start timestamp: only audio
 		// times the stream.
-		s.recv.audio(s.pkt.Timestamp)
+		s.recv.audio(arrival, s.pkt.Timestamp)
 		if len(s.pkt.Payload) > 0 {
 			h.Audio(s.pkt.SSRC, s.pkt.Timestamp, codec, s.pkt.Payload)
 		}
