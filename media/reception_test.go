@@ -216,3 +216,48 @@ func TestEndpointTakeStats(t *testing.T) {
 		t.Errorf("zero endpoint: %+v", d)
 	}
 }
+
+// FuzzReception drives the receive figures with arbitrary packets: each
+// 7-byte record is an SSRC choice, a sequence number, a timestamp step
+// and an arrival step (0: no kernel stamp). The jitter stays within
+// [0, maxTransitStep], and the loss handed out by takeReception never
+// goes back: its sum is the highest loss seen.
+func FuzzReception(f *testing.F) {
+	f.Add([]byte{0, 0, 1, 0, 160, 0, 20, 0, 0, 3, 0, 160, 0, 20})                      // a loss
+	f.Add([]byte{0, 0, 1, 0, 160, 0, 20, 0, 0, 3, 0, 160, 0, 20, 0, 0, 2, 0, 0, 0, 1}) // then late
+	f.Add([]byte{0, 0xff, 0xff, 0, 160, 0, 20, 1, 0, 5, 0x80, 0, 0xff, 0})             // wrap, new SSRC
+	f.Add([]byte{0, 0, 1, 0, 0, 0, 0, 0, 0x80, 1, 0, 0, 0x7f, 0xff})                   // a jump
+	s := newTestSession(f, Params{Codec: PCMU})
+	f.Fuzz(func(t *testing.T, data []byte) {
+		s.mu.Lock()
+		s.recv = reception{}
+		s.mu.Unlock()
+		var taken, highest uint64
+		var ts uint32
+		arrival := int64(1e18)
+		for ; len(data) >= 7; data = data[7:] {
+			ssrc := uint32(data[0] & 1)
+			seq := uint16(data[1])<<8 | uint16(data[2])
+			ts += uint32(int16(uint16(data[3])<<8|uint16(data[4]))) * 8
+			step := int64(int16(uint16(data[5])<<8 | uint16(data[6])))
+			arrival += step * int64(time.Millisecond)
+			at := arrival
+			if step == 0 {
+				at = 0
+			}
+			s.mu.Lock()
+			s.recv.packet(ssrc, seq)
+			s.recv.audio(at, ts)
+			highest = max(highest, s.recv.figures(0).Lost)
+			s.mu.Unlock()
+			lost, jitter := s.takeReception()
+			taken += lost
+			if jitter < 0 || jitter > time.Duration(maxTransitStep) {
+				t.Fatalf("jitter %v", jitter)
+			}
+			if taken != highest {
+				t.Fatalf("taken %d in all, the loss reached %d", taken, highest)
+			}
+		}
+	})
+}
