@@ -3,6 +3,7 @@ package api
 import (
 	"context"
 	"errors"
+	"math"
 	"net/http"
 	"strings"
 	"time"
@@ -28,30 +29,45 @@ type memberJSON struct {
 	Talking       bool   `json:"talking"`
 	PhoneHold     bool   `json:"phoneHold"`       // extension: the phone holds the call (RFC 3264 §8.4)
 	Codec         string `json:"codec,omitempty"` // extension: what the member's call sends and hears, while it lasts
+	// RTP is an extension: what the member's call has received, while
+	// it lasts.
+	RTP *memberRTPJSON `json:"rtp,omitempty"`
+}
+
+// memberRTPJSON is a call's reception as an RTCP receiver report states it
+// (RFC 3550 §6.4.1, media.Reception), over the whole call.
+type memberRTPJSON struct {
+	PacketsReceived uint64  `json:"packetsReceived"`
+	PacketsLost     uint64  `json:"packetsLost"`
+	JitterMs        float64 `json:"jitterMs"` // interarrival jitter now, 0.1 ms steps
 }
 
 func renderMember(r *http.Request, user string, m *bridge.Member) memberJSON {
 	in := m.Info()
-	return memberJSON{ID: in.ID, State: in.State, AddedTime: formatTime(in.Added), RemovedTime: formatTime(in.Removed),
+	out := memberJSON{ID: in.ID, State: in.State, AddedTime: formatTime(in.Added), RemovedTime: formatTime(in.Removed),
 		Hold: in.Hold, Mute: in.Mute, JoinTone: in.JoinTone, LeavingTone: in.Leaving,
 		Call: userURL(r, user, "calls", in.CallID), TalkVolume: in.Talk, ReceiveVolume: in.Receive,
-		Sensitivity: in.Sensitivity, Talking: in.Talking, PhoneHold: in.PhoneHold, Codec: memberCodec(m)}
+		Sensitivity: in.Sensitivity, Talking: in.Talking, PhoneHold: in.PhoneHold}
+	// An active member's call and its RTP session (none once the call has
+	// ended and its media is gone).
+	if leg := activeLeg(m); leg != nil {
+		if sess := leg.Media(); sess != nil {
+			out.Codec = sess.Codec().String()
+			rc := sess.Reception()
+			out.RTP = &memberRTPJSON{PacketsReceived: rc.Received, PacketsLost: rc.Lost,
+				JitterMs: math.Round(float64(rc.Jitter)/float64(100*time.Microsecond)) / 10}
+		}
+	}
+	return out
 }
 
-// memberCodec names the codec of an active member's call ("" once the call
-// has ended and its media is gone).
-func memberCodec(m *bridge.Member) string {
+// activeLeg returns the signalling of an active member's call, nil once
+// it has left.
+func activeLeg(m *bridge.Member) bridge.Leg {
 	if !m.Active() {
-		return ""
+		return nil
 	}
-	leg := m.Call().Leg()
-	if leg == nil {
-		return ""
-	}
-	if sess := leg.Media(); sess != nil {
-		return sess.Codec().String()
-	}
-	return ""
+	return m.Call().Leg()
 }
 
 // Member level limits (design.md: −4..+4 steps).

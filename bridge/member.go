@@ -292,13 +292,11 @@ func (m *Member) score() int32 { return m.scoreVal }
 // release drops the member's audio memory and endpoint. Only the mixer
 // calls it, after the member has left its snapshot.
 func (m *Member) release() {
-	// The jitter buffer's counters belong to the mixer; they reach the
-	// metrics here, once, when the member's memory goes.
-	js, st := m.epv.JitterStats(), m.conf.b.stats
-	st.JitterPackets.Add(js.Packets)
-	st.JitterLate.Add(js.Late)
-	st.JitterConcealed.Add(js.Concealed)
-	st.JitterUnderruns.Add(js.Underruns)
+	// What the mixer has not yet published of the member's reception
+	// (mixTick publishes it once a second) reaches the metrics now.
+	var d rtpDelta
+	m.takeStats(&d, false)
+	d.flush(m.conf.b.stats)
 	m.mx = nil
 	m.ep = nil
 	m.epv = media.Endpoint{}

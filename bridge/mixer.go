@@ -220,6 +220,7 @@ func (c *Conference) mixOnce(now time.Time) {
 type tickWorker struct {
 	rx                             *media.RecvBuffer
 	ticks, mixed, encodes, in, out uint64
+	rtp                            rtpDelta // members' reception figures
 }
 
 func newTickWorker() *tickWorker { return &tickWorker{rx: media.NewRecvBuffer()} }
@@ -232,6 +233,7 @@ func (w *tickWorker) flush(st *Stats) {
 	st.PacketsIn.Add(w.in)
 	st.PacketsOut.Add(w.out)
 	w.ticks, w.mixed, w.encodes, w.in, w.out = 0, 0, 0, 0, 0
+	w.rtp.flush(st)
 }
 
 // mixTick runs one tick: pull every member's endpoint, mix, push every
@@ -412,6 +414,24 @@ func (c *Conference) mixTick(now time.Time, w *tickWorker) {
 	if x.tick%timeoutCheckTicks == 0 {
 		c.checkTimeouts(now, members)
 	}
+
+	// 6. Live reception figures: each member's once every statsTicks, a
+	// share of the members each tick.
+	for i := int(x.tick % statsTicks); i < len(members); i += statsTicks {
+		members[i].takeStats(&w.rtp, true)
+	}
+}
+
+// takeStats adds what the member's endpoint counted since the last time
+// to d; sample adds its jitter to the histogram if audio arrived
+// meanwhile (a silent or held phone's jitter is old news). Members on
+// endpoints in memory (tests) have no figures.
+func (m *Member) takeStats(d *rtpDelta, sample bool) {
+	if m.epv.Session() == nil {
+		return
+	}
+	ls := m.epv.TakeStats()
+	d.add(ls, sample && ls.Buffer.Packets > 0)
 }
 
 // newShared makes the shared output of codec at the room's rate. The

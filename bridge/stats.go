@@ -3,12 +3,21 @@ package bridge
 import (
 	"sync/atomic"
 	"time"
+
+	"chorus/media"
 )
 
 // LatenessBuckets are the upper bounds of the tick lateness histogram.
 var LatenessBuckets = [...]time.Duration{
 	500 * time.Microsecond, time.Millisecond, 2 * time.Millisecond, 5 * time.Millisecond,
 	10 * time.Millisecond, 20 * time.Millisecond, 50 * time.Millisecond,
+}
+
+// JitterBuckets are the upper bounds of the interarrival jitter histogram.
+var JitterBuckets = [...]time.Duration{
+	500 * time.Microsecond, time.Millisecond, 2 * time.Millisecond, 5 * time.Millisecond,
+	10 * time.Millisecond, 20 * time.Millisecond, 30 * time.Millisecond, 50 * time.Millisecond,
+	100 * time.Millisecond,
 }
 
 // Stats are the bridge's counters, updated with atomics on the mixer and
@@ -37,13 +46,83 @@ type Stats struct {
 
 	Digits atomic.Uint64 // DTMF digits received, in-band or by SIP INFO
 
-	// Jitter buffer counters (media.JitterStats) of the members that have
-	// left, added as each member's memory is released: the mixer owns a
-	// live member's buffer, so its counters are not read before.
+	// The reception of conference members' RTP, published by the mixers
+	// about once a second per call while it lasts (statsTicks) and the
+	// rest when it leaves: the jitter buffers' counters
+	// (media.JitterStats) and the sessions' loss (media.Reception).
 	JitterPackets   atomic.Uint64 // packets accepted
 	JitterLate      atomic.Uint64 // packets dropped for arriving after their play-out time
 	JitterConcealed atomic.Uint64 // samples synthesised for lost or late audio
 	JitterUnderruns atomic.Uint64 // reads that found the next audio not yet there
+	JitterResyncs   atomic.Uint64 // jumps to a new timeline (new SSRC, timestamp jump)
+	Lost            atomic.Uint64 // packets lost by sequence number (RFC 3550 §6.4.1)
+
+	// Jitter counts, once a second per member whose audio arrived in that
+	// second, its session's interarrival jitter (RFC 3550 §6.4.1): bucket
+	// i holds the samples at most JitterBuckets[i], the last the rest.
+	Jitter [len(JitterBuckets) + 1]atomic.Uint64
+	// JitterNanos sums the samples: the histogram's _sum.
+	JitterNanos atomic.Uint64
+}
+
+// statsTicks is how often, in ticks, the mixer publishes a member's
+// reception figures (once a second): a 1/statsTicks share of the room's
+// members each tick, so that no tick of a big room pays for all of them.
+const statsTicks = 50
+
+// rtpDelta gathers members' reception figures (media.LiveStats) in plain
+// memory, for one flush into Stats: a tick worker's for a round, or a
+// leaving member's own.
+type rtpDelta struct {
+	any                                                bool
+	packets, late, concealed, underruns, resyncs, lost uint64
+	jitter                                             [len(JitterBuckets) + 1]uint64
+	jitterNanos                                        uint64
+}
+
+// add adds one member's figures; sample counts its jitter in the
+// histogram.
+func (d *rtpDelta) add(ls media.LiveStats, sample bool) {
+	d.any = true
+	b := &ls.Buffer
+	d.packets += b.Packets
+	d.late += b.Late
+	d.concealed += b.Concealed
+	d.underruns += b.Underruns
+	d.resyncs += b.Resyncs
+	d.lost += ls.Lost
+	if sample {
+		i := 0
+		for i < len(JitterBuckets) && ls.Jitter > JitterBuckets[i] {
+			i++
+		}
+		d.jitter[i]++
+		d.jitterNanos += uint64(ls.Jitter)
+	}
+}
+
+// flush adds what was gathered to st (the counters that moved only) and
+// zeroes it.
+func (d *rtpDelta) flush(st *Stats) {
+	if !d.any {
+		return
+	}
+	for _, c := range [...]struct {
+		to *atomic.Uint64
+		n  uint64
+	}{{&st.JitterPackets, d.packets}, {&st.JitterLate, d.late}, {&st.JitterConcealed, d.concealed},
+		{&st.JitterUnderruns, d.underruns}, {&st.JitterResyncs, d.resyncs}, {&st.Lost, d.lost},
+		{&st.JitterNanos, d.jitterNanos}} {
+		if c.n != 0 {
+			c.to.Add(c.n)
+		}
+	}
+	for i, n := range d.jitter {
+		if n != 0 {
+			st.Jitter[i].Add(n)
+		}
+	}
+	*d = rtpDelta{}
 }
 
 func (s *Stats) observeLateness(late time.Duration) {

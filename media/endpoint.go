@@ -95,6 +95,11 @@ type endpointState struct {
 	// their frame at the codec's rate.
 	up, down *resample.Resampler
 	nb       [FrameSamples]int16
+	// taken is the low 32 bits of the jitter buffer's counters as
+	// TakeStats last saw them (Packets, Late, Concealed, Underruns,
+	// Resyncs): the growth between two takes, a second apart, is far
+	// below 2³², so the difference modulo 2³² is exact.
+	taken [5]uint32
 }
 
 // NewEndpoint returns the endpoint of sess, to be kept by value. The
@@ -189,8 +194,6 @@ func (e *Endpoint) Push(pcm []int16) error {
 // an Encoder the mixer shares among listeners that hear the same mix).
 func (e *Endpoint) PushShared(payload []byte) error { return e.sess.WriteAudio(payload) }
 
-// Flush discards whatever is queued on the socket: audio that arrived
-// while nobody read it would otherwise be played late.
 // JitterStats returns the counters of the endpoint's jitter buffer, for
 // whoever drives it (the zero Endpoint has none).
 func (e *Endpoint) JitterStats() JitterStats {
@@ -200,6 +203,41 @@ func (e *Endpoint) JitterStats() JitterStats {
 	return e.st.jb.Stats()
 }
 
+// LiveStats is how an endpoint's reception went since the last TakeStats.
+type LiveStats struct {
+	// Buffer is the growth of the jitter buffer's counters (Shrinks
+	// aside).
+	Buffer JitterStats
+	// Lost is the growth of the session's packets lost (see Reception).
+	Lost uint64
+	// Jitter is the session's interarrival jitter now.
+	Jitter time.Duration
+}
+
+// TakeStats returns what the endpoint's counters gained since the last
+// TakeStats, so that whoever drives it (the mixer, once a second) can
+// publish a live call's figures as deltas: summed over every TakeStats of
+// the endpoint's life they are its totals. It takes the session's lock
+// once. A call that moves to another room gets a new Endpoint on the
+// same Session: the session remembers the loss already taken.
+func (e *Endpoint) TakeStats() LiveStats {
+	if e.st == nil {
+		return LiveStats{}
+	}
+	js, t := &e.st.jb.stats, &e.st.taken
+	grow := func(i int, v uint64) uint64 {
+		d := uint32(v) - t[i]
+		t[i] = uint32(v)
+		return uint64(d)
+	}
+	d := LiveStats{Buffer: JitterStats{Packets: grow(0, js.Packets), Late: grow(1, js.Late),
+		Concealed: grow(2, js.Concealed), Underruns: grow(3, js.Underruns), Resyncs: grow(4, js.Resyncs)}}
+	d.Lost, d.Jitter = e.sess.takeReception()
+	return d
+}
+
+// Flush discards whatever is queued on the socket: audio that arrived
+// while nobody read it would otherwise be played late.
 func (e *Endpoint) Flush() { e.sess.Flush() }
 
 // Proven reports whether the session has proven its source (see Session).

@@ -71,7 +71,7 @@ func FuzzSessionPacket(f *testing.F) {
 	f.Fuzz(func(t *testing.T, data []byte, src uint8, dt int64) {
 		h := &checkHandler{t: t, data: data}
 		before := s.Stats()
-		s.handle(base+dt, sources[int(src)%len(sources)], data, h)
+		s.handle(base+dt, base+dt, sources[int(src)%len(sources)], data, h)
 		after := s.Stats()
 		counted := (after.Malformed - before.Malformed) + (after.Strangers - before.Strangers) +
 			(after.UnknownPT - before.UnknownPT) + (after.PacketsIn - before.PacketsIn)

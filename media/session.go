@@ -198,6 +198,7 @@ type Session struct {
 	rx      *rxBatch // for Poll; the mixer passes its own to PollInto
 	pkt     rtp.Packet
 	lastRTP atomic.Int64 // unix nanos of the last valid packet
+	recv    reception    // loss and jitter of what the source sends (under mu)
 
 	packetsIn, packetsOut, malformed, strangers, unproven, unknownPT, sendErrors, unsent atomic.Uint64
 	authFailures                                                                         atomic.Uint64
@@ -242,6 +243,11 @@ func NewSession(conn *net.UDPConn, onClose func()) (*Session, error) {
 	// socket lives on through the duplicate.
 	_ = conn.Close()
 	_, s.inet6 = sa.(*syscall.SockaddrInet6)
+	// The kernel stamps each datagram's arrival (SCM_TIMESTAMPNS): the
+	// mixer reads the socket once a tick, so its own clock would measure
+	// interarrival jitter in 20 ms steps. Without the option (it cannot
+	// fail on a UDP socket) jitter is simply not estimated.
+	_ = syscall.SetsockoptInt(int(s.fd), syscall.SOL_SOCKET, syscall.SO_TIMESTAMPNS, 1)
 	var b [10]byte
 	_, _ = rand.Read(b[:])
 	s.hdr = rtp.Header{
@@ -430,7 +436,7 @@ func (s *Session) poll(now time.Time, h Handler, rx *rxBatch) int {
 				s.malformed.Add(1)
 				continue
 			}
-			s.handle(nowNs, from, rx.bufs[i][:min(int(rx.msgs[i].n), maxPacket)], h)
+			s.handle(nowNs, rx.arrival(i), from, rx.bufs[i][:min(int(rx.msgs[i].n), maxPacket)], h)
 		}
 		if n < recvBatch {
 			break // drained: no need for a call that returns EAGAIN
@@ -439,7 +445,9 @@ func (s *Session) poll(now time.Time, h Handler, rx *rxBatch) int {
 	return count
 }
 
-func (s *Session) handle(nowNs int64, from netip.AddrPort, b []byte, h Handler) {
+// handle takes one datagram from from, polled at nowNs, which the kernel
+// received at arrival (0: unknown).
+func (s *Session) handle(nowNs, arrival int64, from netip.AddrPort, b []byte, h Handler) {
 	if len(b) < 12 || b[0]>>6 != 2 {
 		s.malformed.Add(1)
 		return
@@ -469,11 +477,15 @@ func (s *Session) handle(nowNs int64, from netip.AddrPort, b []byte, h Handler) 
 	}
 	s.lastRTP.Store(nowNs)
 	s.packetsIn.Add(1)
+	s.recv.packet(s.pkt.SSRC, s.pkt.SequenceNumber)
 	if !s.params.Direction.Receives() {
 		return // on hold: the peer should not send, and we do not listen
 	}
 	pt := s.pkt.PayloadType
 	if codec, ok := CodecByPayloadType(pt); ok && codec.Stateless() {
+		// Telephone-events repeat their start timestamp: only audio
+		// times the stream.
+		s.recv.audio(arrival, s.pkt.Timestamp)
 		if len(s.pkt.Payload) > 0 {
 			h.Audio(s.pkt.SSRC, s.pkt.Timestamp, codec, s.pkt.Payload)
 		}

@@ -614,11 +614,11 @@ func BenchmarkSessionHandle(b *testing.B) {
 			now := time.Now().UnixNano()
 			if tc.proven {
 				s.SetParams(Params{Remote: from, Codec: PCMU, TelephoneEventPT: 101})
-				s.handle(now, from, valid, &h)
+				s.handle(now, now, from, valid, &h)
 			}
 			b.ReportAllocs()
 			for b.Loop() {
-				s.handle(now, tc.from, tc.data, &h)
+				s.handle(now, now, tc.from, tc.data, &h)
 			}
 		})
 	}

@@ -78,7 +78,7 @@ func FuzzSourceLearning(f *testing.F) {
 				lastSeq[from] = seq
 				pkt := rtpPacket(t, 0, seq, uint32(seq)*160, 1, payload)
 				before, n := s.Stats(), len(rec.audio)
-				s.handle(now, from, pkt, &rec)
+				s.handle(now, 0, from, pkt, &rec)
 				after := s.Stats()
 				counted := (after.Strangers - before.Strangers) + (after.Unproven - before.Unproven) + (after.PacketsIn - before.PacketsIn)
 				if counted != 1 {

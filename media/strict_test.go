@@ -38,7 +38,7 @@ func newStrictRig(t *testing.T, remote netip.AddrPort) *strictRig {
 func (r *strictRig) packet(from netip.AddrPort, seq uint16, tag byte) bool {
 	r.t.Helper()
 	before := len(r.rec.audio)
-	r.s.handle(r.now, from, rtpPacket(r.t, 0, seq, uint32(seq)*160, 7, []byte{tag}), &r.rec)
+	r.s.handle(r.now, 0, from, rtpPacket(r.t, 0, seq, uint32(seq)*160, 7, []byte{tag}), &r.rec)
 	return len(r.rec.audio) == before+1
 }
 
@@ -254,7 +254,7 @@ func TestStrictHandleNoAllocs(t *testing.T) {
 	feed := func(from netip.AddrPort) {
 		seq++
 		pkt[2], pkt[3] = byte(seq>>8), byte(seq)
-		r.s.handle(r.now, from, pkt, &h)
+		r.s.handle(r.now, 0, from, pkt, &h)
 	}
 	for _, from := range []netip.AddrPort{natAddr, stranger, sdpAddr} {
 		if a := testing.AllocsPerRun(200, func() { feed(from) }); a != 0 {
@@ -269,7 +269,7 @@ func TestStrictHandleNoAllocs(t *testing.T) {
 		i++
 		seq += 2
 		pkt[2], pkt[3] = byte(seq>>8), byte(seq)
-		p.s.handle(p.now, netip.AddrPortFrom(stranger.Addr(), uint16(i%9)), pkt, &h)
+		p.s.handle(p.now, 0, netip.AddrPortFrom(stranger.Addr(), uint16(i%9)), pkt, &h)
 	}); a != 0 || p.s.Proven() {
 		t.Errorf("probation: %v allocs, proven %v", a, p.s.Proven())
 	}

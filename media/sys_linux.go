@@ -25,8 +25,14 @@ type rxBatch struct {
 	msgs  [recvBatch]mmsghdr
 	iovs  [recvBatch]syscall.Iovec
 	names [recvBatch]syscall.RawSockaddrAny
-	bufs  [recvBatch][maxPacket]byte
+	// ctrl takes each datagram's arrival time (SCM_TIMESTAMPNS: a cmsghdr
+	// and a timespec), which the sessions ask for (SO_TIMESTAMPNS).
+	ctrl [recvBatch][ctrlLen]byte
+	bufs [recvBatch][maxPacket]byte
 }
+
+// ctrlLen is the room of one SCM_TIMESTAMPNS control message.
+const ctrlLen = syscall.SizeofCmsghdr + int(unsafe.Sizeof(syscall.Timespec{}))
 
 func (b *rxBatch) init() {
 	for i := range b.msgs {
@@ -35,7 +41,21 @@ func (b *rxBatch) init() {
 		b.msgs[i].hdr.Iov = &b.iovs[i]
 		b.msgs[i].hdr.Iovlen = 1
 		b.msgs[i].hdr.Name = (*byte)(unsafe.Pointer(&b.names[i]))
+		b.msgs[i].hdr.Control = &b.ctrl[i][0]
 	}
+}
+
+// arrival returns when datagram i arrived by the kernel's clock (unix
+// nanos), or 0 if the kernel did not say.
+func (b *rxBatch) arrival(i int) int64 {
+	if int(b.msgs[i].hdr.Controllen) < ctrlLen {
+		return 0
+	}
+	c := (*syscall.Cmsghdr)(unsafe.Pointer(&b.ctrl[i][0]))
+	if c.Level != syscall.SOL_SOCKET || c.Type != syscall.SCM_TIMESTAMPNS {
+		return 0
+	}
+	return (*syscall.Timespec)(unsafe.Pointer(&b.ctrl[i][syscall.SizeofCmsghdr])).Nano()
 }
 
 // recv reads up to recvBatch datagrams without blocking and returns how
@@ -46,6 +66,7 @@ func (b *rxBatch) init() {
 func (b *rxBatch) recv(fd uintptr) (int, syscall.Errno) {
 	for i := range b.msgs {
 		b.msgs[i].hdr.Namelen = syscall.SizeofSockaddrAny
+		b.msgs[i].hdr.SetControllen(ctrlLen)
 		b.msgs[i].hdr.Flags = 0
 	}
 	n, _, errno := syscall.RawSyscall6(syscall.SYS_RECVMMSG, fd, uintptr(unsafe.Pointer(&b.msgs[0])),

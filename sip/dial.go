@@ -201,7 +201,7 @@ func (s *Server) Dial(ctx context.Context, call *bridge.Call, from, to string) e
 		_ = dlg.Close()
 		_ = s.media.close(sess)
 		cancel()
-		c.log.Info("call ended", statsAttr(sess.Stats()))
+		c.log.Info("call ended", statsAttr(sess))
 	})
 	return nil
 }

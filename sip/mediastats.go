@@ -74,10 +74,14 @@ func (s *Server) MediaStats() media.SessionStats { return s.media.sum() }
 // statsAttr is a call's RTP counters as one group of log fields (stats.
 // packets_in=… in text, a nested object in JSON), for its "call ended"
 // line: fields a log pipeline can sum and filter, where printing the
-// struct gave one opaque string.
-func statsAttr(st media.SessionStats) slog.Attr {
+// struct gave one opaque string. With them, the reception as an RTCP
+// receiver report states it (RFC 3550 §6.4.1): packets lost by sequence
+// number and the interarrival jitter at the end.
+func statsAttr(sess *media.Session) slog.Attr {
+	st, rc := sess.Stats(), sess.Reception()
 	return slog.Group("stats",
 		slog.Uint64("packets_in", st.PacketsIn), slog.Uint64("packets_out", st.PacketsOut),
+		slog.Uint64("packets_lost", rc.Lost), slog.Duration("jitter", rc.Jitter),
 		slog.Uint64("malformed", st.Malformed), slog.Uint64("strangers", st.Strangers),
 		slog.Uint64("unproven", st.Unproven), slog.Uint64("unknown_pt", st.UnknownPT),
 		slog.Uint64("send_errors", st.SendErrors), slog.Uint64("unsent", st.Unsent),

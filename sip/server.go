@@ -566,7 +566,7 @@ func (s *Server) onInvite(req *sip.Request, tx sip.ServerTransaction) {
 	handedOff = true
 	context.AfterFunc(dlg.Context(), func() {
 		c.call.Ended("hangup")
-		c.log.Info("call ended", statsAttr(sess.Stats()))
+		c.log.Info("call ended", statsAttr(sess))
 		forget()
 		_ = dlg.Close()
 		_ = s.media.close(sess)

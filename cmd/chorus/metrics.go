@@ -109,10 +109,13 @@ var bridgeMetricDefs = []metricDef{
 	{"chorus_mixer_tick_lateness_seconds", "How late mixer ticks woke.", nil},
 	{"chorus_mixer_tick_lateness_max_seconds", "Latest tick wake-up seen.", nil},
 	{"chorus_dtmf_digits_total", "DTMF digits received from callers (RFC 4733 or SIP INFO).", nil},
-	{"chorus_rtp_jitter_packets_total", "RTP packets the jitter buffers accepted (members that have left).", nil},
-	{"chorus_rtp_late_packets_total", "RTP packets dropped for arriving after their play-out time (members that have left).", nil},
-	{"chorus_rtp_concealed_samples_total", "Audio samples synthesised for lost or late RTP (members that have left): the loss a listener heard.", nil},
-	{"chorus_rtp_jitter_underruns_total", "Mixer reads that found a member's next audio not yet there (members that have left).", nil},
+	{"chorus_rtp_jitter_packets_total", "RTP packets the conference members' jitter buffers accepted (published about once a second while a call lasts).", nil},
+	{"chorus_rtp_late_packets_total", "RTP packets dropped for arriving after their play-out time.", nil},
+	{"chorus_rtp_concealed_samples_total", "Audio samples synthesised for lost or late RTP: the loss a listener heard (8 kHz samples).", nil},
+	{"chorus_rtp_jitter_underruns_total", "Mixer reads that found a member's next audio not yet there.", nil},
+	{"chorus_rtp_jitter_resyncs_total", "Jumps of the jitter buffers to a new timeline: a new SSRC, a timestamp jump.", nil},
+	{"chorus_rtp_lost_packets_total", "RTP packets lost on the way in, by sequence number (RFC 3550 section 6.4.1: expected minus received), of conference members.", nil},
+	{"chorus_rtp_interarrival_jitter_seconds", "Interarrival jitter (RFC 3550 section 6.4.1) of each conference member's incoming RTP, sampled once a second while its audio arrives: call-seconds by jitter.", nil},
 	{"chorus_sip_unwanted_total", "Unwanted SIP traffic: malformed or stray messages, unserved methods, requests outside any dialog, OPTIONS answered statelessly, shed TCP connections, failed accepts.", []string{"kind"}},
 	{"chorus_sip_requests_total", "SIP requests handled, by method (requests the UDP screen answers statelessly are in chorus_sip_unwanted_total).", []string{"method"}},
 	{"chorus_sip_responses_total", "SIP responses sent by the handlers, by status class and code.", []string{"class", "code"}},
@@ -200,6 +203,17 @@ func (c *bridgeCollector) Collect(ch chan<- prometheus.Metric) {
 	counter("chorus_rtp_late_packets_total", float64(st.JitterLate.Load()))
 	counter("chorus_rtp_concealed_samples_total", float64(st.JitterConcealed.Load()))
 	counter("chorus_rtp_jitter_underruns_total", float64(st.JitterUnderruns.Load()))
+	counter("chorus_rtp_jitter_resyncs_total", float64(st.JitterResyncs.Load()))
+	counter("chorus_rtp_lost_packets_total", float64(st.Lost.Load()))
+	cum = 0
+	jitter := make(map[float64]uint64, len(bridge.JitterBuckets))
+	for i, b := range bridge.JitterBuckets {
+		cum += st.Jitter[i].Load()
+		jitter[b.Seconds()] = cum
+	}
+	cum += st.Jitter[len(bridge.JitterBuckets)].Load()
+	ch <- prometheus.MustNewConstHistogram(c.descs["chorus_rtp_interarrival_jitter_seconds"], cum,
+		float64(st.JitterNanos.Load())/1e9, jitter)
 
 	for _, k := range sip.TrafficKinds() {
 		counter("chorus_sip_unwanted_total", float64(s.TrafficCount(k)), k.String())

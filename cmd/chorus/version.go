@@ -5,16 +5,40 @@ import (
 	"runtime/debug"
 )
 
-// buildVersion names the build, from what the Go toolchain embedded: the
-// module version ("(devel)" for a build from a checkout), with the VCS
-// revision when there is one, and the Go version.
+// stampedVersion is the release's name, set when the binary is linked:
+//
+//	go build -ldflags "-X main.stampedVersion=$(git describe --tags --always --dirty)" ./cmd/chorus
+//
+// It is the one package-level variable the binary has, written only by
+// the linker. Empty (go run, a plain go build) falls back to what the Go
+// toolchain embedded (buildVersion).
+var stampedVersion string
+
+// buildVersion names the build (chorus -version, chorus_build_info, the
+// start-up line) and its Go version.
 func buildVersion() (version, goVersion string) {
-	version, goVersion = "unknown", runtime.Version()
 	bi, ok := debug.ReadBuildInfo()
 	if !ok {
-		return version, goVersion
+		bi = nil
 	}
-	version = bi.Main.Version
+	return versionOf(stampedVersion, bi), runtime.Version()
+}
+
+// versionOf chooses the version: the stamped one; else the module's
+// version (a go install of a tagged release); else, in a build from a
+// checkout, "devel-" and the VCS revision (with "-dirty" for uncommitted
+// changes), which go build embeds unless -buildvcs=false; else "(devel)",
+// as for go run, which embeds no VCS information.
+func versionOf(stamped string, bi *debug.BuildInfo) string {
+	if stamped != "" {
+		return stamped
+	}
+	if bi == nil {
+		return "(devel)"
+	}
+	if v := bi.Main.Version; v != "" && v != "(devel)" {
+		return v
+	}
 	var rev, modified string
 	for _, s := range bi.Settings {
 		switch s.Key {
@@ -24,17 +48,12 @@ func buildVersion() (version, goVersion string) {
 			modified = s.Value
 		}
 	}
-	if rev != "" && (version == "" || version == "(devel)") {
-		if len(rev) > 12 {
-			rev = rev[:12]
-		}
-		version = "devel-" + rev
-		if modified == "true" {
-			version += "-dirty"
-		}
+	if rev == "" {
+		return "(devel)"
 	}
-	if version == "" {
-		version = "unknown"
+	v := "devel-" + rev[:min(len(rev), 12)]
+	if modified == "true" {
+		v += "-dirty"
 	}
-	return version, goVersion
+	return v
 }
