@@ -31,11 +31,14 @@ type memberJSON struct {
 }
 
 func renderMember(r *http.Request, user string, m *bridge.Member) memberJSON {
-	in := m.Info()
+	return renderMemberInfo(r, user, m.Info(), memberCodec(m))
+}
+
+func renderMemberInfo(r *http.Request, user string, in bridge.MemberInfo, codec string) memberJSON {
 	return memberJSON{ID: in.ID, State: in.State, AddedTime: formatTime(in.Added), RemovedTime: formatTime(in.Removed),
 		Hold: in.Hold, Mute: in.Mute, JoinTone: in.JoinTone, LeavingTone: in.Leaving,
 		Call: userURL(r, user, "calls", in.CallID), TalkVolume: in.Talk, ReceiveVolume: in.Receive,
-		Sensitivity: in.Sensitivity, Talking: in.Talking, PhoneHold: in.PhoneHold, Codec: memberCodec(m)}
+		Sensitivity: in.Sensitivity, Talking: in.Talking, PhoneHold: in.PhoneHold, Codec: codec}
 }
 
 // memberCodec names the codec of an active member's call ("" once the call
@@ -212,11 +215,19 @@ func (s *server) waitAnswered(ctx context.Context, call *bridge.Call, joining bo
 // GET /conferences/{id}/members: every member ever, completed ones too,
 // in join order.
 func (s *server) listMembers(w http.ResponseWriter, r *http.Request, user string) error {
-	c, err := s.conference(user, r.PathValue("conferenceId"))
-	if err != nil {
-		return err
-	}
+	confID := r.PathValue("conferenceId")
+	c, err := s.conference(user, confID)
 	out := []memberJSON{}
+	if err != nil {
+		if _, ok := s.storedConference(r, user, confID); !ok {
+			return err
+		}
+		for _, in := range s.storedMembers(r, user, confID) {
+			out = append(out, renderMemberInfo(r, user, in, ""))
+		}
+		writeJSON(w, http.StatusOK, out)
+		return nil
+	}
 	for _, m := range c.Members() {
 		out = append(out, renderMember(r, user, m))
 	}
@@ -228,6 +239,10 @@ func (s *server) listMembers(w http.ResponseWriter, r *http.Request, user string
 func (s *server) getMember(w http.ResponseWriter, r *http.Request, user string) error {
 	_, m, err := s.member(user, r.PathValue("conferenceId"), r.PathValue("memberId"))
 	if err != nil {
+		if in, ok := s.storedMember(r, user, r.PathValue("conferenceId"), r.PathValue("memberId")); ok {
+			writeJSON(w, http.StatusOK, renderMemberInfo(r, user, in, ""))
+			return nil
+		}
 		return err
 	}
 	writeJSON(w, http.StatusOK, renderMember(r, user, m))
@@ -243,6 +258,9 @@ func (s *server) getMember(w http.ResponseWriter, r *http.Request, user string) 
 func (s *server) updateMember(w http.ResponseWriter, r *http.Request, user string) error {
 	c, m, err := s.member(user, r.PathValue("conferenceId"), r.PathValue("memberId"))
 	if err != nil {
+		if _, ok := s.storedMember(r, user, r.PathValue("conferenceId"), r.PathValue("memberId")); ok {
+			return s.updateStored(w, r, "member", r.PathValue("memberId"))
+		}
 		return err
 	}
 	b, err := readBody(w, r, s.maxBody, "member")
@@ -314,6 +332,8 @@ func (s *server) updateMember(w http.ResponseWriter, r *http.Request, user strin
 	if remove {
 		// A member that left meanwhile is fine: the result is the same.
 		_ = c.RemoveMember(m)
+	} else if s.outbox != nil {
+		s.outbox.SavedMember(user, c.ID(), m.ID())
 	}
 	ok(w)
 	return nil
