@@ -50,12 +50,12 @@ type OutboxConfig struct {
 
 // OutboxStats counts what the outbox did.
 type OutboxStats struct {
-	Written      uint64 // events written to the store
-	Unpersisted  uint64 // events delivered without being written: a full queue or a failed write
-	WriteErrors  uint64 // transactions that failed
-	LostAcks     uint64 // delivery outcomes not recorded (a full queue): redelivered after a restart
+	Written       uint64 // events written to the store
+	Unpersisted   uint64 // events delivered without being written: a full queue or a failed write
+	WriteErrors   uint64 // transactions that failed
+	LostAcks      uint64 // delivery outcomes not recorded (a full queue): redelivered after a restart
 	Undeliverable uint64 // events given up after every attempt and kept for inspection
-	Queued       int    // changes waiting for the writer now
+	Queued        int    // changes waiting for the writer now
 }
 
 // obItem is one change for the writer: an event, a record to save or

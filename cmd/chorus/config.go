@@ -53,9 +53,9 @@ type Config struct {
 	DrainPeriod    time.Duration `json:"drainPeriod"`
 	Retention      time.Duration `json:"retention"`
 	// DataDir holds the store (chorus.db); "" runs in memory only.
-	DataDir string `json:"dataDir"`
-	AnswerDelay    time.Duration `json:"answerDelay"`
-	PprofAddr      string        `json:"pprofAddr"`
+	DataDir     string        `json:"dataDir"`
+	AnswerDelay time.Duration `json:"answerDelay"`
+	PprofAddr   string        `json:"pprofAddr"`
 	// MixerPriority is normal, high or realtime (see bridge.Priority).
 	MixerPriority string `json:"mixerPriority"`
 	// AllowPrivateTargets lets audio fetches, callbacks and dial-out reach
