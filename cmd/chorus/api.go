@@ -50,7 +50,8 @@ func mountAPI(mux *http.ServeMux, cfg Config, br *bridge.Bridge, st store.Store,
 	if ip := net.ParseIP(host); ip == nil || ip.IsUnspecified() {
 		host = cfg.publicIP.String()
 	}
-	d := api.NewDispatcher(api.DispatcherConfig{Bridge: br, Log: log, Targets: targets, BaseURL: cfg.httpScheme() + "://" + net.JoinHostPort(host, port)})
+	d := api.NewDispatcher(api.DispatcherConfig{Bridge: br, Log: log, Targets: targets,
+		MaxRetries: cfg.CallbackRetries, Backoff: cfg.CallbackBackoff, BaseURL: cfg.httpScheme() + "://" + net.JoinHostPort(host, port)})
 	events := api.NewEventStream(api.EventStreamConfig{Dispatcher: d, Bridge: br, Log: log})
 	// Every event goes through the outbox: written (with a store) in the
 	// transaction of the records it changed, then delivered and streamed.
