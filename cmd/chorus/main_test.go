@@ -23,6 +23,13 @@ import (
 )
 
 func TestMain(m *testing.M) {
+	if args, ok := childArgs(); ok {
+		// Re-executed as the binary itself (store_e2e_test.go): main,
+		// signals, exit status and all.
+		os.Args = append([]string{"chorus"}, args...)
+		main()
+		os.Exit(0)
+	}
 	// As main does: sipgo's process-wide logger, set once.
 	sip.SetLibraryLogger(slog.New(slog.DiscardHandler))
 	os.Exit(m.Run())
