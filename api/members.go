@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"net/http"
+	"slices"
 	"strings"
 	"time"
 
@@ -228,8 +229,30 @@ func (s *server) listMembers(w http.ResponseWriter, r *http.Request, user string
 		writeJSON(w, http.StatusOK, out)
 		return nil
 	}
-	for _, m := range c.Members() {
-		out = append(out, renderMember(r, user, m))
+	live := c.Members()
+	inMemory := make(map[string]bool, len(live))
+	type joined struct {
+		at time.Time
+		m  memberJSON
+	}
+	var all []joined
+	for _, m := range live {
+		inMemory[m.ID()] = true
+		all = append(all, joined{m.Info().Added, renderMember(r, user, m)})
+	}
+	// Members that left longer than the bridge's retention ago (a room
+	// that lives for days) are only in the store.
+	stored := s.storedMembers(r, user, confID)
+	for _, in := range stored {
+		if !inMemory[in.ID] {
+			all = append(all, joined{in.Added, renderMemberInfo(r, user, in, "")})
+		}
+	}
+	if len(all) > len(live) {
+		slices.SortStableFunc(all, func(x, y joined) int { return x.at.Compare(y.at) })
+	}
+	for _, j := range all {
+		out = append(out, j.m)
 	}
 	writeJSON(w, http.StatusOK, out)
 	return nil

@@ -29,7 +29,7 @@ type storeEnv struct {
 
 // newStoreEnv builds an env over st (a fresh one in a temporary directory
 // when nil); the events also reach e.events, after the outbox.
-func newStoreEnv(t *testing.T, st store.Store) *storeEnv {
+func newStoreEnv(t *testing.T, st store.Store, opts ...func(*bridge.Config)) *storeEnv {
 	t.Helper()
 	if st == nil {
 		s, err := store.Open(context.Background(), t.TempDir())
@@ -40,7 +40,11 @@ func newStoreEnv(t *testing.T, st store.Store) *storeEnv {
 		st = s
 	}
 	e := &env{t: t, events: &eventLog{}, audio: &fakeAudio{ms: 200}, dialer: &fakeDialer{t: t}}
-	e.b = bridge.New(bridge.Config{DefaultUser: alice.ID, AutoCreate: true}, nil, nil)
+	bcfg := bridge.Config{DefaultUser: alice.ID, AutoCreate: true}
+	for _, o := range opts {
+		o(&bcfg)
+	}
+	e.b = bridge.New(bcfg, nil, nil)
 	e.b.SetDialer(e.dialer)
 	d := NewDispatcher(DispatcherConfig{Bridge: e.b, Targets: allowLoopback(), Backoff: 10 * time.Millisecond})
 	o := NewOutbox(OutboxConfig{Store: st, Bridge: e.b, Dispatcher: d, Next: []bridge.EventSink{e.events}})
@@ -111,6 +115,37 @@ func TestStoredCrossUser(t *testing.T) {
 	e.as(bob, "POST", "/conferences/"+bConf, `{"state":"completed"}`).mustOK(t)
 	if r := e.as(bob, "POST", "/conferences/"+bConf, `{"mute":true}`); r.status != 403 {
 		t.Errorf("a change to a stored conference: %d %s", r.status, r.body)
+	}
+}
+
+// TestStoredMembersOfALiveRoom: a member that left longer than the
+// bridge's retention ago, gone from memory, is still listed and read, from
+// the store, while its room lives on.
+func TestStoredMembersOfALiveRoom(t *testing.T) {
+	e := newStoreEnv(t, nil, func(c *bridge.Config) { c.Retention = time.Nanosecond })
+	conf := e.createConf(alice)
+	gone, _, _ := e.addMember(alice, conf, "")
+	stays, _, _ := e.addMember(alice, conf, "")
+	e.as(alice, "POST", "/conferences/"+conf+"/members/"+gone, `{"state":"completed"}`).mustOK(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := e.outbox.Flush(ctx); err != nil {
+		t.Fatal(err)
+	}
+	e.b.Prune()
+	c, _ := e.b.Conference(conf)
+	if _, inMemory := c.Member(gone); inMemory {
+		t.Fatal("the member that left was not pruned from memory")
+	}
+	var list []memberJSON
+	e.getJSON(alice, "/conferences/"+conf+"/members", &list)
+	if len(list) != 2 || list[0].ID != gone || list[0].State != "completed" || list[1].ID != stays || list[1].State != "active" {
+		t.Errorf("members of the live room: %+v", list)
+	}
+	var m memberJSON
+	e.getJSON(alice, "/conferences/"+conf+"/members/"+gone, &m)
+	if m.State != "completed" || m.RemovedTime == "" {
+		t.Errorf("the pruned member: %+v", m)
 	}
 }
 
