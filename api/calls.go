@@ -298,6 +298,9 @@ func (s *server) updateCall(w http.ResponseWriter, r *http.Request, user string)
 	id := r.PathValue("callId")
 	call, found := s.call(user, id)
 	if !found {
+		if _, ok := s.storedCall(r, user, id); ok {
+			return s.updateStoredCall(w, r, id)
+		}
 		return errCallNotFound(id)
 	}
 	b, err := readBody(w, r, s.maxBody, "call")
@@ -334,6 +337,31 @@ func (s *server) updateCall(w http.ResponseWriter, r *http.Request, user string)
 		if err := call.Hangup(ctx, "NORMAL_CLEARING"); err != nil {
 			s.log.Info("hangup", "call", id, "err", err)
 		}
+	}
+	ok(w)
+	return nil
+}
+
+// updateStoredCall answers an update of a call only the store holds (it
+// ended, maybe in a previous run) as one in memory that has ended: hanging
+// up again and {} are 200, answering, rejecting or transferring it is 403.
+func (s *server) updateStoredCall(w http.ResponseWriter, r *http.Request, id string) error {
+	b, err := readBody(w, r, s.maxBody, "call")
+	if err != nil {
+		return err
+	}
+	rd := &reader{b: b}
+	if state := rd.str("state"); state != nil {
+		switch strings.TrimSpace(*state) {
+		case bridge.CallCompleted:
+		case bridge.CallActive, callRejected, callTransferring:
+			return errCallState(id, bridge.CallCompleted)
+		default:
+			rd.fail(errOneOf("call", "state", "active, rejected, completed, transferring"))
+		}
+	}
+	if rd.err != nil {
+		return rd.err
 	}
 	ok(w)
 	return nil

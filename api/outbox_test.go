@@ -110,6 +110,14 @@ func TestStoredCrossUser(t *testing.T) {
 			t.Errorf("Alice GET %s: %s", p, r.body)
 		}
 	}
+	// A stored call: hanging up again is 200, answering it 403.
+	e.as(bob, "POST", "/calls/"+bCall.ID(), `{"state":"completed"}`).mustOK(t)
+	if r := e.as(bob, "POST", "/calls/"+bCall.ID(), `{"state":"active"}`); r.status != 403 {
+		t.Errorf("answering a stored call: %d %s", r.status, r.body)
+	}
+	if r := e.as(alice, "POST", "/calls/"+bCall.ID(), `{"state":"completed"}`); r.status != 404 {
+		t.Errorf("Alice hanging up Bob's stored call: %d %s", r.status, r.body)
+	}
 	// A stored (completed) conference: completing it again is 200, a
 	// change is 403, as for one in memory.
 	e.as(bob, "POST", "/conferences/"+bConf, `{"state":"completed"}`).mustOK(t)
