@@ -75,7 +75,7 @@ func (l *fakeLeg) Hangup(context.Context, string) error {
 
 // newLeg makes a leg with a real RTP session on 127.0.0.1 that sends to a
 // phone socket nobody reads.
-func newLeg(t *testing.T) *fakeLeg {
+func newLeg(t testing.TB) *fakeLeg {
 	t.Helper()
 	phone, err := net.ListenUDP("udp", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
 	if err != nil {

@@ -9,7 +9,6 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -311,13 +310,18 @@ func benchStore(b *testing.B, burst int) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	call := br.NewCall("u", "sip:a@127.0.0.1", "1000", bridge.DirectionIn, nil, bridge.Callback{})
-	var wg sync.WaitGroup
+	call := br.NewCall("u", "sip:a@127.0.0.1", "1000", bridge.DirectionIn, newLeg(b), bridge.Callback{})
+	call.Answered()
+	m, err := c.AddMember(call, bridge.MemberOptions{})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer br.HangupAll(context.Background(), "bench-over")
 	d := NewDispatcher(DispatcherConfig{Bridge: br})
 	d.Close(context.Background()) // nothing is delivered: the store's cost only
 	o := NewOutbox(OutboxConfig{Store: st, Bridge: br, Dispatcher: d, Queue: 4096})
 	o.Start()
-	defer func() { _ = o.Close(context.Background()); wg.Wait() }()
+	defer func() { _ = o.Close(context.Background()) }()
 	ctx := context.Background()
 	b.ReportAllocs()
 	for b.Loop() {
@@ -325,7 +329,7 @@ func benchStore(b *testing.B, burst int) {
 			if burst == 1 {
 				o.Publish(bridge.Event{Type: bridge.EventAnswer, UserID: "u", CallID: call.ID()})
 			}
-			o.Publish(bridge.Event{Type: bridge.EventConferenceMember, UserID: "u", ConferenceID: c.ID(), MemberID: "member-x",
+			o.Publish(bridge.Event{Type: bridge.EventConferenceMember, UserID: "u", ConferenceID: c.ID(), MemberID: m.ID(),
 				CallID: call.ID(), State: bridge.StateActive, ActiveMembers: 1})
 		}
 		if err := o.Flush(ctx); err != nil {
