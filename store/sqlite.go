@@ -69,6 +69,13 @@ func Open(ctx context.Context, dir string) (*SQLite, error) {
 		_ = db.Close()
 		return nil, fmt.Errorf("database %s is corrupt: %s", path, res)
 	}
+	// A database that opens but cannot be written (a read-only file or
+	// directory, a full disk) fails here, at start, not at the first call.
+	if _, err := db.ExecContext(ctx, `INSERT INTO meta (key, value) VALUES ('opened', ?)
+		ON CONFLICT (key) DO UPDATE SET value = excluded.value`, time.Now().UnixMilli()); err != nil {
+		_ = db.Close()
+		return nil, fmt.Errorf("database %s cannot be written: %w", path, err)
+	}
 	return s, nil
 }
 
