@@ -66,6 +66,14 @@ func TestCorruptDatabase(t *testing.T) {
 	if err == nil || !strings.Contains(err.Error(), FileName) {
 		t.Errorf("garbage opened as a database: %v", err)
 	}
+	// A database path that is a directory cannot be opened.
+	isDir := t.TempDir()
+	if err := os.Mkdir(filepath.Join(isDir, FileName), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := Open(context.Background(), isDir); err == nil {
+		t.Error("a directory opened as the database")
+	}
 	// A data directory under a regular file cannot be made.
 	_, err = Open(context.Background(), filepath.Join(dir, FileName, "sub"))
 	if err == nil {
