@@ -18,10 +18,11 @@ import (
 
 // Outbox defaults.
 const (
-	// DefaultOutboxQueue bounds the events and record changes waiting
-	// for the writer; beyond, an event goes on to delivery unwritten (and
-	// counted), never blocking the bridge.
-	DefaultOutboxQueue = 8192
+	// DefaultOutboxQueue bounds the events (and, apart, the record
+	// changes and delivery outcomes) waiting for the writer; beyond, an
+	// event goes on to delivery unwritten (and counted), never blocking
+	// the bridge. An event takes about 300 bytes of the queue.
+	DefaultOutboxQueue = 4096
 	// obMaxBatch bounds the changes one transaction writes.
 	obMaxBatch = 512
 	// obErrorSummary is how often failed writes are summarised in the log
@@ -58,16 +59,18 @@ type OutboxStats struct {
 	Queued        int    // changes waiting for the writer now
 }
 
-// obItem is one change for the writer: an event, a record to save or
-// delete, a delivery outcome, or a flush marker.
-type obItem struct {
-	ev    bridge.Event
-	event bool
+// obCtl is a change for the writer other than an event: a record to save
+// or delete, or a flush marker.
+type obCtl struct {
 	save  store.Key // a record to snapshot (Kind set)
 	del   store.Key // a record to delete (Kind set)
-	seq   int64     // a delivery outcome: nil err delivered
-	err   error
 	flush chan struct{}
+}
+
+// obAck is a delivery outcome: a nil err is delivered.
+type obAck struct {
+	seq int64
+	err error
 }
 
 // Outbox is the bridge's event sink when events must not be lost (issue
@@ -85,8 +88,9 @@ type Outbox struct {
 	st   store.Store
 	d    *Dispatcher
 	log  *slog.Logger
-	in   chan obItem
-	acks chan obItem
+	in   chan bridge.Event
+	ctl  chan obCtl
+	acks chan obAck
 	quit chan struct{}
 	done chan struct{}
 	boot string // memory only: distinguishes this process's ids
@@ -120,8 +124,8 @@ func NewOutbox(cfg OutboxConfig) *Outbox {
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
-	o := &Outbox{cfg: cfg, st: cfg.Store, d: cfg.Dispatcher, log: cfg.Log, in: make(chan obItem, cfg.Queue),
-		acks: make(chan obItem, cfg.Queue), quit: make(chan struct{}), done: make(chan struct{}),
+	o := &Outbox{cfg: cfg, st: cfg.Store, d: cfg.Dispatcher, log: cfg.Log, in: make(chan bridge.Event, cfg.Queue),
+		ctl: make(chan obCtl, cfg.Queue), acks: make(chan obAck, cfg.Queue), quit: make(chan struct{}), done: make(chan struct{}),
 		recs: map[store.Key]store.Record{}, boot: strconv.FormatInt(time.Now().UnixMilli(), 36)}
 	if o.log == nil {
 		o.log = slog.New(slog.DiscardHandler)
@@ -156,7 +160,7 @@ func (o *Outbox) Publish(ev bridge.Event) {
 		return
 	}
 	select {
-	case o.in <- obItem{ev: ev, event: true}:
+	case o.in <- ev:
 	default:
 		o.unpersisted.Add(1)
 		o.d.Publish(ev)
@@ -170,21 +174,21 @@ func (o *Outbox) Publish(ev bridge.Event) {
 // update, a new call, an application): it is written with the next batch.
 // Like Publish, it never blocks; a full queue loses the change (counted).
 func (o *Outbox) Saved(kind store.Kind, user, id string) {
-	o.queue(obItem{save: store.Key{Kind: kind, User: user, ID: id}})
+	o.queue(obCtl{save: store.Key{Kind: kind, User: user, ID: id}})
 }
 
 // Deleted tells the outbox that a record is gone (a deleted application
 // or released number).
 func (o *Outbox) Deleted(kind store.Kind, user, id string) {
-	o.queue(obItem{del: store.Key{Kind: kind, User: user, ID: id}})
+	o.queue(obCtl{del: store.Key{Kind: kind, User: user, ID: id}})
 }
 
-func (o *Outbox) queue(it obItem) {
+func (o *Outbox) queue(it obCtl) {
 	if o.st == nil || o.closing.Load() {
 		return
 	}
 	select {
-	case o.in <- it:
+	case o.ctl <- it:
 	default:
 		o.writeErrors.Add(1)
 	}
@@ -199,7 +203,7 @@ func (o *Outbox) delivered(seq int64, err error) {
 		return
 	}
 	select {
-	case o.acks <- obItem{seq: seq, err: err}:
+	case o.acks <- obAck{seq: seq, err: err}:
 	default:
 		o.lostAcks.Add(1)
 	}
@@ -210,7 +214,7 @@ func (o *Outbox) delivered(seq int64, err error) {
 func (o *Outbox) Flush(ctx context.Context) error {
 	f := make(chan struct{})
 	select {
-	case o.in <- obItem{flush: f}:
+	case o.ctl <- obCtl{flush: f}:
 	case <-ctx.Done():
 		return ctx.Err()
 	case <-o.done:
@@ -239,7 +243,7 @@ func (o *Outbox) Close(ctx context.Context) error {
 // Stats returns the counters.
 func (o *Outbox) Stats() OutboxStats {
 	return OutboxStats{Written: o.written.Load(), Unpersisted: o.unpersisted.Load(), WriteErrors: o.writeErrors.Load(),
-		LostAcks: o.lostAcks.Load(), Undeliverable: o.undeliverable.Load(), Queued: len(o.in) + len(o.acks)}
+		LostAcks: o.lostAcks.Load(), Undeliverable: o.undeliverable.Load(), Queued: len(o.in) + len(o.ctl) + len(o.acks)}
 }
 
 // run is the writer: it takes what waits, writes it in one transaction and
@@ -249,19 +253,23 @@ func (o *Outbox) run() {
 	var flushes []chan struct{}
 	for {
 		select {
-		case it := <-o.in:
-			flushes = o.take(it, flushes)
+		case ev := <-o.in:
+			o.addEvent(ev)
+		case it := <-o.ctl:
+			flushes = o.control(it, flushes)
 		case it := <-o.acks:
 			o.ack(it)
 		case <-o.quit:
 			for {
 				select {
-				case it := <-o.in:
-					flushes = o.take(it, flushes)
+				case ev := <-o.in:
+					o.addEvent(ev)
+				case it := <-o.ctl:
+					flushes = o.control(it, flushes)
 				case it := <-o.acks:
 					o.ack(it)
 				default:
-					flushes = o.commit(flushes)
+					o.commit(flushes)
 					return
 				}
 			}
@@ -269,8 +277,10 @@ func (o *Outbox) run() {
 	more:
 		for range obMaxBatch {
 			select {
-			case it := <-o.in:
-				flushes = o.take(it, flushes)
+			case ev := <-o.in:
+				o.addEvent(ev)
+			case it := <-o.ctl:
+				flushes = o.control(it, flushes)
 			case it := <-o.acks:
 				o.ack(it)
 			default:
@@ -281,13 +291,16 @@ func (o *Outbox) run() {
 	}
 }
 
-// take adds one change to the batch.
-func (o *Outbox) take(it obItem, flushes []chan struct{}) []chan struct{} {
+// control adds a record change to the batch, or a flush: a flush takes
+// every event queued before it into this batch, so that it is written
+// when the flush returns.
+func (o *Outbox) control(it obCtl, flushes []chan struct{}) []chan struct{} {
 	switch {
 	case it.flush != nil:
+		for n := len(o.in); n > 0; n-- {
+			o.addEvent(<-o.in)
+		}
 		return append(flushes, it.flush)
-	case it.event:
-		o.addEvent(it.ev)
 	case it.save.Kind != "":
 		if r, ok := o.snapshot(it.save); ok {
 			o.recs[it.save] = r
@@ -300,7 +313,7 @@ func (o *Outbox) take(it obItem, flushes []chan struct{}) []chan struct{} {
 }
 
 // ack adds a delivery outcome to the batch.
-func (o *Outbox) ack(it obItem) {
+func (o *Outbox) ack(it obAck) {
 	if it.err == nil {
 		o.batch.Delivered = append(o.batch.Delivered, it.seq)
 		return
