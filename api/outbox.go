@@ -82,7 +82,8 @@ type obAck struct {
 //
 // Events are numbered in publish order over the life of the store; the
 // number is the event's id (eventId in the callback JSON), the same on
-// every delivery, before or after a restart.
+// every delivery, before or after a restart. Without a store the outbox
+// only numbers the events (ids unique to the process) and hands them on.
 type Outbox struct {
 	cfg  OutboxConfig
 	st   store.Store
