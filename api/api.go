@@ -14,6 +14,7 @@ import (
 
 	"chorus/bridge"
 	"chorus/internal/egress"
+	"chorus/store"
 )
 
 // User is an API account: its id (the {userId} of every path) and the
@@ -68,6 +69,13 @@ type Config struct {
 	Now func() time.Time
 	// Events serves GET /v1/users/{userId}/events; nil answers 503.
 	Events *EventStream
+	// Store, if set, serves the records no longer in memory (completed
+	// ones past the bridge's retention, and every record of a previous
+	// run) and the undelivered events.
+	Store store.Store
+	// Outbox is told of record changes that raise no event (updates
+	// through the API, new calls, applications, numbers).
+	Outbox *Outbox
 }
 
 // Defaults of Config.
@@ -97,6 +105,8 @@ type server struct {
 	authLimit    *authLimiter
 	maxLive      int
 	events       *EventStream
+	store        store.Store
+	outbox       *Outbox
 
 	// createMu makes counting a user's live conferences and creating one a
 	// single step, so that concurrent creates cannot pass the limit.
@@ -144,6 +154,7 @@ var routes = []route{
 	{"GET", userBase + "/phoneNumbers/{numberId}", true, (*server).getNumber},
 	{"POST", userBase + "/phoneNumbers/{numberId}", true, (*server).updateNumber},
 	{"DELETE", userBase + "/phoneNumbers/{numberId}", true, (*server).deleteNumber},
+	{"GET", userBase + "/undeliveredEvents", true, (*server).listUndelivered},
 	{"GET", "/openapi.json", false, (*server).openAPI},
 }
 
@@ -152,7 +163,7 @@ var routes = []route{
 func New(cfg Config) http.Handler {
 	s := &server{users: cfg.Users, b: cfg.Bridge, audio: cfg.Audio, log: cfg.Log, maxBody: cfg.MaxBody,
 		answerWait: cfg.AnswerWait, audioTimeout: cfg.AudioTimeout, outbound: cfg.Targets, mux: http.NewServeMux(),
-		events: cfg.Events}
+		events: cfg.Events, store: cfg.Store, outbox: cfg.Outbox}
 	if s.log == nil {
 		s.log = slog.New(slog.DiscardHandler)
 	}

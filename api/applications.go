@@ -10,6 +10,7 @@ import (
 
 	"chorus/bridge"
 	"chorus/internal/egress"
+	"chorus/store"
 )
 
 // Applications (issue 13): where a user hears about calls to its numbers.
@@ -148,6 +149,7 @@ func (s *server) createApplication(w http.ResponseWriter, r *http.Request, user 
 	} else if err != nil {
 		return err
 	}
+	s.saved(store.KindApplication, user, a.ID())
 	created(w, userURL(r, user, "applications", a.ID()))
 	return nil
 }
@@ -220,6 +222,7 @@ func (s *server) updateApplication(w http.ResponseWriter, r *http.Request, user 
 		return err
 	}
 	a.Update(opts)
+	s.saved(store.KindApplication, user, a.ID())
 	ok(w)
 	return nil
 }
@@ -233,6 +236,10 @@ func (s *server) deleteApplication(w http.ResponseWriter, r *http.Request, user 
 	}
 	if err := s.b.DeleteApplication(a.ID()); err != nil {
 		return errApplicationNotFound(a.ID()) // deleted meanwhile
+	}
+	s.deleted(store.KindApplication, user, a.ID())
+	for _, n := range s.b.PhoneNumbers(user) { // those assigned to it are unassigned
+		s.saved(store.KindNumber, user, n.ID())
 	}
 	ok(w)
 	return nil

@@ -67,6 +67,10 @@ type DispatcherConfig struct {
 	// "http://127.0.0.1:8080", for the conferenceUri, memberUri and callUri
 	// fields of events. Empty: those fields are left out.
 	BaseURL string
+	// Done, if set, is told what became of each event the outbox queued
+	// (Outbox): err is nil once it was delivered, the last error once it
+	// was given up. It is not called for events dropped by Close.
+	Done func(seq int64, err error)
 }
 
 // DispatcherStats counts what became of the published events.
@@ -97,6 +101,10 @@ type Dispatcher struct {
 	ctx    context.Context // cancelled when Close gives up waiting
 	cancel context.CancelFunc
 
+	// storedConf reads a conference no longer in memory (the outbox's
+	// store), for an event's createdTime; nil without a store.
+	storedConf func(user, id string) (bridge.ConferenceInfo, bool)
+
 	mu     sync.Mutex
 	queues map[cbKey]*cbQueue
 	closed bool
@@ -113,9 +121,17 @@ type cbKey struct {
 }
 
 // cbItem is one queued event and the conference it belongs to, if any.
+// An event from the outbox comes routed and rendered (routed): its
+// callback and payload were fixed when it was written, so that it is
+// delivered the same after a restart, and seq names it for the outbox's
+// acknowledgement.
 type cbItem struct {
 	ev     bridge.Event
 	confID string
+	seq    int64
+	routed bool
+	cb     bridge.Callback
+	p      cbPayload
 }
 
 // cbQueue is the FIFO of one conference or one call: a slice used as a
@@ -201,11 +217,32 @@ func (d *Dispatcher) Publish(ev bridge.Event) {
 		return
 	}
 	d.published.Add(1)
+	d.enqueueLocked(cbItem{ev: ev, confID: ev.ConferenceID})
+}
+
+// enqueueRouted queues an event the outbox routed and rendered; key is
+// its queue (Outbox: "conf:" or "call:" and the id).
+func (d *Dispatcher) enqueueRouted(it cbItem) {
+	it.routed = true
+	d.mu.Lock()
+	if d.closed {
+		d.mu.Unlock()
+		d.dropped.Add(1)
+		return
+	}
+	d.published.Add(1)
+	d.enqueueLocked(it)
+}
+
+// enqueueLocked puts it on its queue and starts the queue's worker if
+// none runs; it releases d.mu.
+func (d *Dispatcher) enqueueLocked(it cbItem) {
+	ev := it.ev
 	// A member call's own events (hangup in particular, which comes after
 	// the member left) stay in its conference's order: the bridge names
 	// the conference a call joined on every event of the call, so the
 	// dispatcher keeps no call → conference map of its own.
-	confID := ev.ConferenceID
+	confID := it.confID
 	key := cbKey{conf: true, id: confID}
 	if confID == "" {
 		key = cbKey{id: ev.CallID}
@@ -223,7 +260,7 @@ func (d *Dispatcher) Publish(ev bridge.Event) {
 		overflowed = !q.overflow
 		q.overflow = true
 	}
-	q.push(cbItem{ev: ev, confID: confID})
+	q.push(it)
 	d.pending.Add(1)
 	if !q.running {
 		q.running = true
@@ -353,12 +390,24 @@ func eventIsConference(typ string) bool {
 // deliver sends one event: callbackUrl with retries, then fallbackUrl
 // with retries, then gives up.
 func (d *Dispatcher) deliver(it cbItem) {
-	cb, ok := d.route(it)
-	if !ok {
-		d.noCallback.Add(1)
-		return
+	if !it.routed {
+		cb, ok := d.route(it)
+		if !ok {
+			d.noCallback.Add(1)
+			return
+		}
+		it.cb, it.p = cb, d.eventPayload(it.ev, cb)
 	}
-	p := d.eventPayload(it.ev, cb)
+	err := d.send(it)
+	if d.cfg.Done != nil && it.seq != 0 && d.ctx.Err() == nil {
+		d.cfg.Done(it.seq, err)
+	}
+}
+
+// send delivers one routed event: callbackUrl with retries, then
+// fallbackUrl with retries, then gives up; it returns nil once delivered.
+func (d *Dispatcher) send(it cbItem) error {
+	cb, p := it.cb, it.p
 	get := strings.EqualFold(strings.TrimSpace(cb.Method), http.MethodGet)
 	timeout := cb.Timeout
 	if timeout <= 0 || timeout > CallbackDefaultTimeout {
@@ -367,25 +416,26 @@ func (d *Dispatcher) deliver(it cbItem) {
 	err := d.try(cb.URL, get, p, timeout)
 	if err == nil {
 		d.delivered.Add(1)
-		return
+		return nil
 	}
 	if cb.FallbackURL != "" && d.ctx.Err() == nil {
 		d.fallback.Add(1)
 		ferr := d.try(cb.FallbackURL, get, p, timeout)
 		if ferr == nil {
 			d.delivered.Add(1)
-			return
+			return nil
 		}
 		err = fmt.Errorf("%w; fallbackUrl: %w", err, ferr)
 	}
 	if d.ctx.Err() != nil { // Close gave up waiting
 		d.dropped.Add(1)
-		return
+		return err
 	}
 	d.failed.Add(1)
-	d.log.Warn("callback given up", "event", it.ev.Type, "state", it.ev.State, "user", it.ev.UserID,
+	d.log.Warn("callback given up", "event", it.ev.Type, "id", it.ev.ID, "state", it.ev.State, "user", it.ev.UserID,
 		"conference", it.ev.ConferenceID, "member", it.ev.MemberID, "call", it.ev.CallID,
 		"url", cbRedact(cb.URL), "err", err)
+	return err
 }
 
 // try makes up to MaxRetries attempts to deliver p to rawURL.

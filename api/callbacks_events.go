@@ -60,6 +60,13 @@ func cbTime(t time.Time) string { return t.UTC().Format(CallbackTimeFormat) }
 // eventPayload builds the fields Catapult sends for ev (its
 // apiCallbacks pages), to the callback cb.
 func (d *Dispatcher) eventPayload(ev bridge.Event, cb bridge.Callback) cbPayload {
+	return d.payloadWith(ev, cb, nil)
+}
+
+// payloadWith is eventPayload with the conference's record given (conf,
+// when not nil) rather than looked up: a conference a restart completed is
+// in no bridge.
+func (d *Dispatcher) payloadWith(ev bridge.Event, cb bridge.Callback, conf *bridge.ConferenceInfo) cbPayload {
 	tag := ev.Tag
 	if tag == "" {
 		tag = cb.Tag
@@ -86,11 +93,21 @@ func (d *Dispatcher) eventPayload(ev bridge.Event, cb bridge.Callback) cbPayload
 		add("status", ev.State)
 		add("state", ev.State)
 		created, completed := ev.Time, time.Time{}
-		if b := d.cfg.Bridge; b != nil {
-			if c, ok := b.Conference(ev.ConferenceID); ok {
-				info := c.Info()
-				created, completed = info.Created, info.Completed
+		if conf == nil {
+			if b := d.cfg.Bridge; b != nil {
+				if c, ok := b.Conference(ev.ConferenceID); ok {
+					info := c.Info()
+					conf = &info
+				}
 			}
+		}
+		if conf == nil && d.storedConf != nil {
+			if info, ok := d.storedConf(ev.UserID, ev.ConferenceID); ok {
+				conf = &info
+			}
+		}
+		if conf != nil {
+			created, completed = conf.Created, conf.Completed
 		}
 		add("createdTime", cbTime(created))
 		if ev.State == bridge.StateCompleted {
@@ -192,6 +209,9 @@ func (d *Dispatcher) eventPayload(ev bridge.Event, cb bridge.Callback) cbPayload
 	}
 	add("time", cbTime(ev.Time))
 	addStr("tag", tag)
+	// Extension: the event's stable id (the outbox's), the same on every
+	// redelivery, so that an application drops duplicates.
+	addStr("eventId", ev.ID)
 	return p
 }
 

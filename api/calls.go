@@ -10,6 +10,7 @@ import (
 
 	"chorus/bridge"
 	"chorus/internal/egress"
+	"chorus/store"
 )
 
 // callJSON is the Call resource (spec §5), with conferenceId, conference
@@ -32,7 +33,10 @@ type callJSON struct {
 }
 
 func (s *server) renderCall(r *http.Request, user string, c *bridge.Call) callJSON {
-	in := c.Info()
+	return renderCallInfo(r, user, c.Info())
+}
+
+func renderCallInfo(r *http.Request, user string, in bridge.CallInfo) callJSON {
 	out := callJSON{ID: in.ID, Direction: in.Direction, From: in.From, To: in.To, State: in.State,
 		StartTime: formatTime(in.Created), ActiveTime: formatTime(in.Answered), EndTime: formatTime(in.Ended),
 		CallTimeout: int64(in.DialTimeout / time.Second), callbackJSON: renderCallback(in.Callback), MemberID: in.MemberID}
@@ -68,29 +72,75 @@ func (s *server) listCalls(w http.ResponseWriter, r *http.Request, user string) 
 		return err
 	}
 	var calls []*bridge.Call
-	if confID := q.Get("conferenceId"); confID != "" {
+	var stored []bridge.CallInfo
+	confID := q.Get("conferenceId")
+	if confID != "" {
 		calls = s.conferenceCalls(user, confID)
+		if _, err := s.conference(user, confID); err != nil {
+			stored = s.storedConferenceCalls(r, user, confID)
+		}
 		if !p.explicit {
 			// Every call of the conference, up to the page size limit
 			// (Link rel="next" names the rest).
-			p.size = min(max(len(calls), 1), maxPageSize)
+			p.size = min(max(len(calls)+len(stored), 1), maxPageSize)
 		}
 	} else {
 		calls = s.b.Calls(user)
 	}
-	var list []callJSON
+	inMemory := make(map[string]bool, len(calls))
+	var list []dated[callJSON]
 	for _, c := range calls {
-		if state == "" || c.State() == state {
-			list = append(list, s.renderCall(r, user, c))
+		inMemory[c.ID()] = true
+		if in := c.Info(); state == "" || in.State == state {
+			list = append(list, dated[callJSON]{in.Created, in.ID, renderCallInfo(r, user, in)})
 		}
 	}
+	if confID == "" {
+		// The store's newest records down to this page's end.
+		need := (p.page+1)*p.size + len(calls) + 1
+		for _, rec := range s.storedList(r, store.Query{Kind: store.KindCall, User: user, State: state, Limit: need}) {
+			if in, err := decodeRecord[bridge.CallInfo](rec); err == nil {
+				stored = append(stored, in)
+			}
+		}
+	}
+	for _, in := range stored {
+		if !inMemory[in.ID] && (state == "" || in.State == state) {
+			inMemory[in.ID] = true
+			list = append(list, dated[callJSON]{in.Created, in.ID, renderCallInfo(r, user, in)})
+		}
+	}
+	sortDated(list)
 	lo, hi := pageOf(w, r, p, len(list))
-	out := list[lo:hi]
-	if out == nil {
-		out = []callJSON{}
+	out := make([]callJSON, 0, hi-lo)
+	for _, d := range list[lo:hi] {
+		out = append(out, d.v)
 	}
 	writeJSON(w, http.StatusOK, out)
 	return nil
+}
+
+// storedConferenceCalls returns the stored calls of a conference only the
+// store holds: those whose record names it, and those of its members.
+func (s *server) storedConferenceCalls(r *http.Request, user, confID string) []bridge.CallInfo {
+	seen := map[string]bool{}
+	var out []bridge.CallInfo
+	for _, rec := range s.storedList(r, store.Query{Kind: store.KindCall, User: user, Parent: confID}) {
+		if in, err := decodeRecord[bridge.CallInfo](rec); err == nil && !seen[in.ID] {
+			seen[in.ID] = true
+			out = append(out, in)
+		}
+	}
+	for _, m := range s.storedMembers(r, user, confID) {
+		if seen[m.CallID] {
+			continue
+		}
+		if in, ok := s.storedCall(r, user, m.CallID); ok {
+			seen[in.ID] = true
+			out = append(out, in)
+		}
+	}
+	return out
 }
 
 // conferenceCalls returns the user's calls that were ever members of
@@ -124,6 +174,10 @@ func (s *server) getCall(w http.ResponseWriter, r *http.Request, user string) er
 	id := r.PathValue("callId")
 	c, found := s.call(user, id)
 	if !found {
+		if in, ok := s.storedCall(r, user, id); ok {
+			writeJSON(w, http.StatusOK, renderCallInfo(r, user, in))
+			return nil
+		}
 		return errCallNotFound(id)
 	}
 	writeJSON(w, http.StatusOK, s.renderCall(r, user, c))
@@ -197,6 +251,7 @@ func (s *server) createCall(w http.ResponseWriter, r *http.Request, user string)
 	case err != nil:
 		return err
 	}
+	s.saved(store.KindCall, user, call.ID())
 	created(w, userURL(r, user, "calls", call.ID()))
 	return nil
 }
@@ -243,6 +298,9 @@ func (s *server) updateCall(w http.ResponseWriter, r *http.Request, user string)
 	id := r.PathValue("callId")
 	call, found := s.call(user, id)
 	if !found {
+		if _, ok := s.storedCall(r, user, id); ok {
+			return s.updateStoredCall(w, r, id)
+		}
 		return errCallNotFound(id)
 	}
 	b, err := readBody(w, r, s.maxBody, "call")
@@ -279,6 +337,31 @@ func (s *server) updateCall(w http.ResponseWriter, r *http.Request, user string)
 		if err := call.Hangup(ctx, "NORMAL_CLEARING"); err != nil {
 			s.log.Info("hangup", "call", id, "err", err)
 		}
+	}
+	ok(w)
+	return nil
+}
+
+// updateStoredCall answers an update of a call only the store holds (it
+// ended, maybe in a previous run) as one in memory that has ended: hanging
+// up again and {} are 200, answering, rejecting or transferring it is 403.
+func (s *server) updateStoredCall(w http.ResponseWriter, r *http.Request, id string) error {
+	b, err := readBody(w, r, s.maxBody, "call")
+	if err != nil {
+		return err
+	}
+	rd := &reader{b: b}
+	if state := rd.str("state"); state != nil {
+		switch strings.TrimSpace(*state) {
+		case bridge.CallCompleted:
+		case bridge.CallActive, callRejected, callTransferring:
+			return errCallState(id, bridge.CallCompleted)
+		default:
+			rd.fail(errOneOf("call", "state", "active, rejected, completed, transferring"))
+		}
+	}
+	if rd.err != nil {
+		return rd.err
 	}
 	ok(w)
 	return nil

@@ -6,6 +6,7 @@ import (
 	"strings"
 
 	"chorus/bridge"
+	"chorus/store"
 )
 
 // conferenceJSON is the Conference resource (spec §2.2). Optional fields
@@ -25,13 +26,17 @@ type conferenceJSON struct {
 	PINSet bool `json:"pinSet"`
 	Locked bool `json:"locked"`
 	callbackJSON
+	// Cause (extension, issue 14) says why the bridge completed the
+	// conference itself: SERVER_RESTART when a crash had left it live.
+	Cause string `json:"cause,omitempty"`
 }
 
-func renderConference(c *bridge.Conference) conferenceJSON {
-	in := c.Info()
+func renderConference(c *bridge.Conference) conferenceJSON { return renderConferenceInfo(c.Info(), "") }
+
+func renderConferenceInfo(in bridge.ConferenceInfo, cause string) conferenceJSON {
 	return conferenceJSON{ID: in.ID, State: in.State, From: in.From, CreatedTime: formatTime(in.Created),
 		CompletedTime: formatTime(in.Completed), ActiveMembers: in.ActiveMembers, Hold: in.Hold, Mute: in.Mute,
-		Profile: in.Profile, PINSet: in.PINSet, Locked: in.Locked, callbackJSON: renderCallback(in.Callback)}
+		Profile: in.Profile, PINSet: in.PINSet, Locked: in.Locked, callbackJSON: renderCallback(in.Callback), Cause: cause}
 }
 
 // readPIN reads the pin extension: 1 to 12 digits, or "" for none. A JSON
@@ -148,6 +153,10 @@ func (s *server) checkLiveConferences(user string) error {
 func (s *server) getConference(w http.ResponseWriter, r *http.Request, user string) error {
 	c, err := s.conference(user, r.PathValue("conferenceId"))
 	if err != nil {
+		if cr, ok := s.storedConference(r, user, r.PathValue("conferenceId")); ok {
+			writeJSON(w, http.StatusOK, renderConferenceInfo(cr.ConferenceInfo, cr.Cause))
+			return nil
+		}
 		return err
 	}
 	writeJSON(w, http.StatusOK, renderConference(c))
@@ -167,17 +176,32 @@ func (s *server) listConferences(w http.ResponseWriter, r *http.Request, user st
 	if err != nil {
 		return err
 	}
-	var list []conferenceJSON
-	for _, c := range s.b.Conferences(user) {
+	var list []dated[conferenceJSON]
+	live := s.b.Conferences(user)
+	inMemory := make(map[string]bool, len(live))
+	for _, c := range live {
+		inMemory[c.ID()] = true
 		cj := renderConference(c)
 		if state == "" || cj.State == state {
-			list = append(list, cj)
+			list = append(list, dated[conferenceJSON]{c.Created(), c.ID(), cj})
 		}
 	}
+	// The store's newest records down to this page's end: any the bridge
+	// also holds are rendered from the bridge.
+	need := (p.page+1)*p.size + len(live) + 1
+	for _, rec := range s.storedList(r, store.Query{Kind: store.KindConference, User: user, State: state, Limit: need}) {
+		if inMemory[rec.ID] {
+			continue
+		}
+		if cr, err := decodeRecord[confRecord](rec); err == nil {
+			list = append(list, dated[conferenceJSON]{cr.Created, cr.ID, renderConferenceInfo(cr.ConferenceInfo, cr.Cause)})
+		}
+	}
+	sortDated(list)
 	lo, hi := pageOf(w, r, p, len(list))
-	out := list[lo:hi]
-	if out == nil {
-		out = []conferenceJSON{}
+	out := make([]conferenceJSON, 0, hi-lo)
+	for _, d := range list[lo:hi] {
+		out = append(out, d.v)
 	}
 	writeJSON(w, http.StatusOK, out)
 	return nil
@@ -192,6 +216,9 @@ func (s *server) listConferences(w http.ResponseWriter, r *http.Request, user st
 func (s *server) updateConference(w http.ResponseWriter, r *http.Request, user string) error {
 	c, err := s.conference(user, r.PathValue("conferenceId"))
 	if err != nil {
+		if _, ok := s.storedConference(r, user, r.PathValue("conferenceId")); ok {
+			return s.updateStored(w, r, "conference", r.PathValue("conferenceId"))
+		}
 		return err
 	}
 	b, err := readBody(w, r, s.maxBody, "conference")
@@ -247,6 +274,32 @@ func (s *server) updateConference(w http.ResponseWriter, r *http.Request, user s
 	}
 	if complete {
 		c.Complete()
+	} else {
+		s.saved(store.KindConference, user, c.ID())
+	}
+	ok(w)
+	return nil
+}
+
+// updateStored answers an update of a completed record that only the
+// store holds: completing it again, or {}, changes nothing (200); any
+// other property is a change of a final record (403).
+func (s *server) updateStored(w http.ResponseWriter, r *http.Request, resource, id string) error {
+	b, err := readBody(w, r, s.maxBody, resource)
+	if err != nil {
+		return err
+	}
+	for name := range b.fields {
+		if _, set := b.raw(name); !set {
+			continue
+		}
+		if v, _ := b.str(name); name == "state" && v != nil && strings.TrimSpace(*v) == bridge.StateCompleted {
+			continue
+		}
+		if resource == "member" {
+			return errMemberState(id, bridge.StateCompleted)
+		}
+		return errConferenceState(id, bridge.StateCompleted)
 	}
 	ok(w)
 	return nil

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"math"
 	"net/http"
+	"slices"
 	"strings"
 	"time"
 
@@ -43,11 +44,7 @@ type memberRTPJSON struct {
 }
 
 func renderMember(r *http.Request, user string, m *bridge.Member) memberJSON {
-	in := m.Info()
-	out := memberJSON{ID: in.ID, State: in.State, AddedTime: formatTime(in.Added), RemovedTime: formatTime(in.Removed),
-		Hold: in.Hold, Mute: in.Mute, JoinTone: in.JoinTone, LeavingTone: in.Leaving,
-		Call: userURL(r, user, "calls", in.CallID), TalkVolume: in.Talk, ReceiveVolume: in.Receive,
-		Sensitivity: in.Sensitivity, Talking: in.Talking, PhoneHold: in.PhoneHold}
+	out := renderMemberInfo(r, user, m.Info(), "")
 	// An active member's call and its RTP session (none once the call has
 	// ended and its media is gone).
 	if leg := activeLeg(m); leg != nil {
@@ -59,6 +56,13 @@ func renderMember(r *http.Request, user string, m *bridge.Member) memberJSON {
 		}
 	}
 	return out
+}
+
+func renderMemberInfo(r *http.Request, user string, in bridge.MemberInfo, codec string) memberJSON {
+	return memberJSON{ID: in.ID, State: in.State, AddedTime: formatTime(in.Added), RemovedTime: formatTime(in.Removed),
+		Hold: in.Hold, Mute: in.Mute, JoinTone: in.JoinTone, LeavingTone: in.Leaving,
+		Call: userURL(r, user, "calls", in.CallID), TalkVolume: in.Talk, ReceiveVolume: in.Receive,
+		Sensitivity: in.Sensitivity, Talking: in.Talking, PhoneHold: in.PhoneHold, Codec: codec}
 }
 
 // activeLeg returns the signalling of an active member's call, nil once
@@ -228,13 +232,43 @@ func (s *server) waitAnswered(ctx context.Context, call *bridge.Call, joining bo
 // GET /conferences/{id}/members: every member ever, completed ones too,
 // in join order.
 func (s *server) listMembers(w http.ResponseWriter, r *http.Request, user string) error {
-	c, err := s.conference(user, r.PathValue("conferenceId"))
-	if err != nil {
-		return err
-	}
+	confID := r.PathValue("conferenceId")
+	c, err := s.conference(user, confID)
 	out := []memberJSON{}
-	for _, m := range c.Members() {
-		out = append(out, renderMember(r, user, m))
+	if err != nil {
+		if _, ok := s.storedConference(r, user, confID); !ok {
+			return err
+		}
+		for _, in := range s.storedMembers(r, user, confID) {
+			out = append(out, renderMemberInfo(r, user, in, ""))
+		}
+		writeJSON(w, http.StatusOK, out)
+		return nil
+	}
+	live := c.Members()
+	inMemory := make(map[string]bool, len(live))
+	type joined struct {
+		at time.Time
+		m  memberJSON
+	}
+	var all []joined
+	for _, m := range live {
+		inMemory[m.ID()] = true
+		all = append(all, joined{m.Info().Added, renderMember(r, user, m)})
+	}
+	// Members that left longer than the bridge's retention ago (a room
+	// that lives for days) are only in the store.
+	stored := s.storedMembers(r, user, confID)
+	for _, in := range stored {
+		if !inMemory[in.ID] {
+			all = append(all, joined{in.Added, renderMemberInfo(r, user, in, "")})
+		}
+	}
+	if len(all) > len(live) {
+		slices.SortStableFunc(all, func(x, y joined) int { return x.at.Compare(y.at) })
+	}
+	for _, j := range all {
+		out = append(out, j.m)
 	}
 	writeJSON(w, http.StatusOK, out)
 	return nil
@@ -244,6 +278,10 @@ func (s *server) listMembers(w http.ResponseWriter, r *http.Request, user string
 func (s *server) getMember(w http.ResponseWriter, r *http.Request, user string) error {
 	_, m, err := s.member(user, r.PathValue("conferenceId"), r.PathValue("memberId"))
 	if err != nil {
+		if in, ok := s.storedMember(r, user, r.PathValue("conferenceId"), r.PathValue("memberId")); ok {
+			writeJSON(w, http.StatusOK, renderMemberInfo(r, user, in, ""))
+			return nil
+		}
 		return err
 	}
 	writeJSON(w, http.StatusOK, renderMember(r, user, m))
@@ -259,6 +297,9 @@ func (s *server) getMember(w http.ResponseWriter, r *http.Request, user string) 
 func (s *server) updateMember(w http.ResponseWriter, r *http.Request, user string) error {
 	c, m, err := s.member(user, r.PathValue("conferenceId"), r.PathValue("memberId"))
 	if err != nil {
+		if _, ok := s.storedMember(r, user, r.PathValue("conferenceId"), r.PathValue("memberId")); ok {
+			return s.updateStored(w, r, "member", r.PathValue("memberId"))
+		}
 		return err
 	}
 	b, err := readBody(w, r, s.maxBody, "member")
@@ -330,6 +371,8 @@ func (s *server) updateMember(w http.ResponseWriter, r *http.Request, user strin
 	if remove {
 		// A member that left meanwhile is fine: the result is the same.
 		_ = c.RemoveMember(m)
+	} else if s.outbox != nil {
+		s.outbox.SavedMember(user, c.ID(), m.ID())
 	}
 	ok(w)
 	return nil

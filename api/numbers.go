@@ -6,6 +6,7 @@ import (
 	"strings"
 
 	"chorus/bridge"
+	"chorus/store"
 )
 
 // Phone numbers (issue 13): a number is the user part of a dialled SIP
@@ -118,6 +119,7 @@ func (s *server) createNumber(w http.ResponseWriter, r *http.Request, user strin
 	if err != nil {
 		return s.numberError(user, number, opts.ApplicationID, err)
 	}
+	s.saved(store.KindNumber, user, n.ID())
 	created(w, userURL(r, user, "phoneNumbers", n.ID()))
 	return nil
 }
@@ -192,6 +194,7 @@ func (s *server) updateNumber(w http.ResponseWriter, r *http.Request, user strin
 	if err := s.b.UpdateNumber(n, opts); err != nil {
 		return s.numberError(user, in.Number, opts.ApplicationID, err)
 	}
+	s.saved(store.KindNumber, user, n.ID())
 	ok(w)
 	return nil
 }
@@ -203,6 +206,7 @@ func (s *server) deleteNumber(w http.ResponseWriter, r *http.Request, user strin
 		return err
 	}
 	s.b.ReleaseNumber(n)
+	s.deleted(store.KindNumber, user, n.ID())
 	ok(w)
 	return nil
 }

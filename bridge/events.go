@@ -20,6 +20,9 @@ const (
 // Event is something an application may want to hear about. Zero fields
 // do not apply to the event's type.
 type Event struct {
+	// ID is the event's stable id, given by the outbox that persists it
+	// ("" until then): the same on every delivery of the event.
+	ID     string
 	Type   string
 	Time   time.Time
 	UserID string

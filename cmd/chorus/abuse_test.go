@@ -48,7 +48,7 @@ func runFloodChild() {
 		_, _ = io.Copy(io.Discard, os.Stdin)
 		cancel()
 	}()
-	args := []string{"--sip-addr", "127.0.0.1:0", "--http-addr", "127.0.0.1:0", "--rtp-ports", "31600-31699",
+	args := []string{"--data-dir", "", "--sip-addr", "127.0.0.1:0", "--http-addr", "127.0.0.1:0", "--rtp-ports", "31600-31699",
 		"--user", "u1:t1:s1", "--sip-tcp-idle-timeout", "2s", "--mixer-priority", "normal"}
 	err := run(ctx, args, noEnv, io.Discard, os.Stderr, func(r ready) {
 		b, _ := json.Marshal(childReady{UDP: r.SIPUDP.String(), TCP: r.SIPTCP.String(), HTTP: r.HTTP.String()})
@@ -281,7 +281,7 @@ func TestQuietUnderAbuse(t *testing.T) {
 	readyCh := make(chan ready, 1)
 	done := make(chan error, 1)
 	go func() {
-		done <- run(ctx, []string{"--sip-addr", "127.0.0.1:0", "--http-addr", "127.0.0.1:0", "--rtp-ports", "31700-31799",
+		done <- run(ctx, []string{"--data-dir", "", "--sip-addr", "127.0.0.1:0", "--http-addr", "127.0.0.1:0", "--rtp-ports", "31700-31799",
 			"--user", "u1:t1:s1", "--mixer-priority", "normal"}, noEnv, io.Discard, &stderr, func(r ready) { readyCh <- r })
 	}()
 	defer func() {

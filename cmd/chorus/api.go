@@ -12,6 +12,7 @@ import (
 	"chorus/internal/egress"
 	"chorus/media/audiofile"
 	"chorus/media/tts"
+	"chorus/store"
 )
 
 // audioSources plays files fetched over HTTP and sentences spoken by
@@ -34,7 +35,7 @@ func (a audioSources) Speak(ctx context.Context, text, gender, locale, voice str
 // event stream. It returns the dispatcher, to be closed last at shutdown,
 // and the event stream, to be closed before the HTTP server shuts down
 // (its clients would hold the shutdown up).
-func mountAPI(mux *http.ServeMux, cfg Config, br *bridge.Bridge, httpAddr net.Addr, targets *egress.Policy, log *slog.Logger) (*api.Dispatcher, *api.EventStream) {
+func mountAPI(mux *http.ServeMux, cfg Config, br *bridge.Bridge, st store.Store, httpAddr net.Addr, targets *egress.Policy, log *slog.Logger) (*api.Dispatcher, *api.EventStream, *api.Outbox) {
 	users := make([]api.User, len(cfg.Users))
 	for i, u := range cfg.Users {
 		users[i] = api.User{ID: u.ID, Token: u.Token, Secret: u.Secret}
@@ -49,12 +50,17 @@ func mountAPI(mux *http.ServeMux, cfg Config, br *bridge.Bridge, httpAddr net.Ad
 	if ip := net.ParseIP(host); ip == nil || ip.IsUnspecified() {
 		host = cfg.publicIP.String()
 	}
-	d := api.NewDispatcher(api.DispatcherConfig{Bridge: br, Log: log, Targets: targets, BaseURL: cfg.httpScheme() + "://" + net.JoinHostPort(host, port)})
+	d := api.NewDispatcher(api.DispatcherConfig{Bridge: br, Log: log, Targets: targets,
+		MaxRetries: cfg.CallbackRetries, Backoff: cfg.CallbackBackoff, BaseURL: cfg.httpScheme() + "://" + net.JoinHostPort(host, port)})
 	events := api.NewEventStream(api.EventStreamConfig{Dispatcher: d, Bridge: br, Log: log})
-	br.SetEventSink(api.EventSinks{d, events})
+	// Every event goes through the outbox: written (with a store) in the
+	// transaction of the records it changed, then delivered and streamed.
+	outbox := api.NewOutbox(api.OutboxConfig{Store: st, Bridge: br, Dispatcher: d, Next: []bridge.EventSink{events}, Log: log})
+	br.SetEventSink(outbox)
 	mux.Handle("/", api.New(api.Config{Users: users, Bridge: br, Log: log, Targets: targets, Events: events,
+		Store: st, Outbox: outbox,
 		Audio:        audioSources{fetch: &audiofile.Fetcher{Targets: targets}, tts: engine},
 		AuthFailures: cfg.HTTPAuthFailures, MaxLiveConferences: cfg.MaxConferencesPerUser}))
 	console.Mount(mux)
-	return d, events
+	return d, events, outbox
 }

@@ -52,8 +52,15 @@ type Config struct {
 	AutoCreate     bool          `json:"autoCreate"`
 	DrainPeriod    time.Duration `json:"drainPeriod"`
 	Retention      time.Duration `json:"retention"`
-	AnswerDelay    time.Duration `json:"answerDelay"`
-	PprofAddr      string        `json:"pprofAddr"`
+	// DataDir holds the store (chorus.db); "" runs in memory only.
+	DataDir string `json:"dataDir"`
+	// CallbackRetries is how many attempts a callback event gets at
+	// callbackUrl (then as many at fallbackUrl); CallbackBackoff is the
+	// first retry's delay, doubled per retry up to 30 s.
+	CallbackRetries int           `json:"callbackRetries"`
+	CallbackBackoff time.Duration `json:"callbackBackoff"`
+	AnswerDelay     time.Duration `json:"answerDelay"`
+	PprofAddr       string        `json:"pprofAddr"`
 	// MixerPriority is normal, high or realtime (see bridge.Priority).
 	MixerPriority string `json:"mixerPriority"`
 	// AllowPrivateTargets lets audio fetches, callbacks and dial-out reach
@@ -103,10 +110,20 @@ type Config struct {
 	generatedUser   bool
 }
 
+// Defaults of the store (issue 14): records are kept 30 days, like the
+// call records Catapult kept for months.
+const (
+	defaultDataDir   = "./chorus-data"
+	defaultRetention = 30 * 24 * time.Hour
+	// memoryRetention bounds how long the bridge keeps completed records
+	// in memory when a store holds them: older ones are read from the store.
+	memoryRetention = time.Hour
+)
+
 func defaultConfig() Config {
 	return Config{SIPAddr: ":5060", HTTPAddr: "127.0.0.1:8080", RTPPorts: "10000-20000", LogLevel: "info", LogFormat: "text",
 		RTPTimeout: 30 * time.Second, RTPHoldTimeout: 10 * time.Minute, MaxMembers: 20, LoudestN: 8, AutoCreate: true, DrainPeriod: 0,
-		Retention: time.Hour, MixerPriority: "realtime", HTTPMaxConns: defaultHTTPMaxConns,
+		Retention: defaultRetention, DataDir: defaultDataDir, CallbackRetries: 3, CallbackBackoff: 500 * time.Millisecond, MixerPriority: "realtime", HTTPMaxConns: defaultHTTPMaxConns,
 		HTTPAuthFailures: api.DefaultAuthFailures, MaxConferencesPerUser: api.DefaultMaxLiveConferences,
 		MaxApplicationsPerUser: bridge.DefaultMaxApplicationsPerUser, MaxNumbersPerUser: bridge.DefaultMaxNumbersPerUser,
 		IncomingCallTimeout: bridge.DefaultIncomingCallTimeout,
@@ -204,7 +221,10 @@ func loadConfig(args []string, getenv func(string) string, stderr io.Writer) (Co
 	fs.Int("sip-invite-burst", cfg.SIPInviteBurst, "new calls one source IP may place at once, above --sip-invite-rate (env CHORUS_SIP_INVITE_BURST)")
 	fs.Int("sip-max-unconfirmed", cfg.SIPMaxUnconfirmed, "calls one source IP may have answered but not yet ACKed; beyond it 503 with Retry-After; 0: no limit (env CHORUS_SIP_MAX_UNCONFIRMED)")
 	fs.String("sip-limit-exempt", cfg.SIPLimitExempt, "comma-separated CIDRs not subject to the per-source limits, e.g. a PBX or proxy in front (env CHORUS_SIP_LIMIT_EXEMPT)")
-	fs.Duration("retention", cfg.Retention, "how long completed conferences and calls stay visible to the API (env CHORUS_RETENTION)")
+	fs.Duration("retention", cfg.Retention, "how long completed conferences, members, calls and undelivered events are kept in the store; pruned in the background (env CHORUS_RETENTION)")
+	fs.Int("callback-retries", cfg.CallbackRetries, "attempts of a callback event at callbackUrl before fallbackUrl gets as many; then it is kept as undeliverable (env CHORUS_CALLBACK_RETRIES)")
+	fs.Duration("callback-backoff", cfg.CallbackBackoff, "delay before a callback's first retry, doubled per retry up to 30s (env CHORUS_CALLBACK_BACKOFF)")
+	fs.String("data-dir", cfg.DataDir, `directory of the store (chorus.db, SQLite), created on first start; "" keeps everything in memory only, lost at exit (env CHORUS_DATA_DIR)`)
 	fs.Bool("allow-private-targets", cfg.AllowPrivateTargets, "let fileUrl fetches, callbacks and dial-out reach loopback, private (RFC 1918, fc00::/7) and CGNAT addresses; link-local, multicast and the bridge's own ports stay refused (env CHORUS_ALLOW_PRIVATE_TARGETS)")
 	fs.Var(cidrList{&flagAllow}, "target-allow", "CIDR that fileUrl fetches, callbacks and dial-out may reach whatever its kind, repeatable (env CHORUS_TARGET_ALLOW, comma-separated)")
 	fs.String("http-tls-cert", "", "PEM certificate (chain) to serve the API over HTTPS, with --http-tls-key (env CHORUS_HTTP_TLS_CERT)")
@@ -374,6 +394,12 @@ func (c *Config) setField(name, v string) error {
 		c.AnswerDelay, err = time.ParseDuration(v)
 	case "retention":
 		c.Retention, err = time.ParseDuration(v)
+	case "data-dir":
+		c.DataDir = v
+	case "callback-retries":
+		c.CallbackRetries, err = strconv.Atoi(v)
+	case "callback-backoff":
+		c.CallbackBackoff, err = time.ParseDuration(v)
 	case "max-members":
 		c.MaxMembers, err = strconv.Atoi(v)
 	case "loudest-n":
@@ -451,6 +477,12 @@ func (c *Config) validate() error {
 	}
 	if c.Retention < time.Minute {
 		errs = append(errs, fmt.Errorf("retention must be at least 1m, got %s", c.Retention))
+	}
+	if c.CallbackRetries < 1 || c.CallbackRetries > 100 {
+		errs = append(errs, fmt.Errorf("callback-retries must be 1 to 100, got %d", c.CallbackRetries))
+	}
+	if c.CallbackBackoff < 10*time.Millisecond || c.CallbackBackoff > time.Hour {
+		errs = append(errs, fmt.Errorf("callback-backoff must be 10ms to 1h, got %s", c.CallbackBackoff))
 	}
 	if c.SIPInviteRate < 0 || c.SIPInviteBurst < 0 || c.SIPMaxUnconfirmed < 0 {
 		errs = append(errs, errors.New("sip-invite-rate, sip-invite-burst and sip-max-unconfirmed must not be negative"))

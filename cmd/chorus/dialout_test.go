@@ -25,7 +25,7 @@ func startChorus(t *testing.T, rtp string) ready {
 	readyCh := make(chan ready, 1)
 	done := make(chan error, 1)
 	go func() {
-		done <- run(ctx, []string{"--sip-addr", "127.0.0.1:0", "--http-addr", "127.0.0.1:0", "--rtp-ports", rtp,
+		done <- run(ctx, []string{"--data-dir", "", "--sip-addr", "127.0.0.1:0", "--http-addr", "127.0.0.1:0", "--rtp-ports", rtp,
 			"--user", "u-alice:alice-token:alice-secret", "--user", "u-bob:bob-token:bob-secret",
 			// The tests' own applications, files and phones are on 127.0.0.1.
 			"--target-allow", "127.0.0.1/32"}, noEnv, io.Discard, io.Discard,

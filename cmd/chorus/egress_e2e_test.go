@@ -22,7 +22,7 @@ func startChorusArgs(t *testing.T, rtp string, extra ...string) ready {
 	ctx, cancel := context.WithCancel(context.Background())
 	readyCh := make(chan ready, 1)
 	done := make(chan error, 1)
-	args := append([]string{"--sip-addr", "127.0.0.1:0", "--http-addr", "127.0.0.1:0", "--rtp-ports", rtp,
+	args := append([]string{"--data-dir", "", "--sip-addr", "127.0.0.1:0", "--http-addr", "127.0.0.1:0", "--rtp-ports", rtp,
 		"--user", "u-alice:alice-token:alice-secret"}, extra...)
 	go func() {
 		done <- run(ctx, args, noEnv, io.Discard, io.Discard, func(r ready) { readyCh <- r })

@@ -34,7 +34,7 @@ func startAPI(t *testing.T, extra ...string) ready {
 	ctx, cancel := context.WithCancel(context.Background())
 	readyCh := make(chan ready, 1)
 	done := make(chan error, 1)
-	args := append([]string{"--sip-addr", "127.0.0.1:0", "--http-addr", "127.0.0.1:0", "--rtp-ports", "31000-31099",
+	args := append([]string{"--data-dir", "", "--sip-addr", "127.0.0.1:0", "--http-addr", "127.0.0.1:0", "--rtp-ports", "31000-31099",
 		"--user", "u-alice:alice-token:alice-secret", "--user", "u-bob:bob-token:bob-secret"}, extra...)
 	go func() { done <- run(ctx, args, noEnv, io.Discard, io.Discard, func(r ready) { readyCh <- r }) }()
 	select {

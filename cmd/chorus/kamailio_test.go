@@ -27,7 +27,7 @@ func startNode(t *testing.T, rtp string) (ready, func()) {
 	readyCh := make(chan ready, 1)
 	done := make(chan error, 1)
 	go func() {
-		done <- run(ctx, []string{"--sip-addr", "127.0.0.1:0", "--http-addr", "127.0.0.1:0", "--rtp-ports", rtp,
+		done <- run(ctx, []string{"--data-dir", "", "--sip-addr", "127.0.0.1:0", "--http-addr", "127.0.0.1:0", "--rtp-ports", rtp,
 			"--user", "u1:t1:s1", "--sip-limit-exempt", "127.0.0.1"}, noEnv, io.Discard, io.Discard,
 			func(r ready) { readyCh <- r })
 	}()

@@ -84,6 +84,13 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		log.Warn("descriptor limit not raised", "limit", fdLimit, "err", err)
 	}
 	tcpLimits := tcpLimitsFor(cfg, fdLimit, log)
+	st, err := openStore(ctx, cfg, log)
+	if err != nil {
+		return err
+	}
+	if st != nil {
+		defer st.Close()
+	}
 
 	listenHost, _, _ := net.SplitHostPort(cfg.SIPAddr)
 	bindIP := netip.IPv4Unspecified()
@@ -97,13 +104,16 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		return err
 	}
 	br := bridge.New(bridge.Config{DefaultUser: cfg.Users[0].ID, AutoCreate: cfg.AutoCreate,
-		MaxMembers: cfg.MaxMembers, LoudestN: cfg.LoudestN, RTPTimeout: cfg.RTPTimeout, RTPHoldTimeout: cfg.RTPHoldTimeout, Retention: cfg.Retention,
+		MaxMembers: cfg.MaxMembers, LoudestN: cfg.LoudestN, RTPTimeout: cfg.RTPTimeout, RTPHoldTimeout: cfg.RTPHoldTimeout, Retention: bridgeRetention(cfg, st),
 		MixerPriority: cfg.mixerPriority, Prompts: newPINPrompts(tts.New(""), log).get,
 		MaxApplicationsPerUser: cfg.MaxApplicationsPerUser, MaxNumbersPerUser: cfg.MaxNumbersPerUser,
 		IncomingCallTimeout: cfg.IncomingCallTimeout}, log, nil)
 	janitorCtx, stopJanitor := context.WithCancel(context.Background())
 	defer stopJanitor()
 	go br.RunJanitor(janitorCtx, time.Minute)
+	if st != nil {
+		go pruneStore(janitorCtx, st, cfg.Retention, 10*time.Minute, log)
+	}
 
 	targets := cfg.targetPolicy()
 	sipSrv, err := sip.New(sip.Config{PublicIP: cfg.publicIP, Ports: ports, Bridge: br, Log: log, AnswerDelay: cfg.AnswerDelay,
@@ -132,8 +142,19 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	// Everything the bridge reports to or calls on is wired before the
 	// first SIP packet can arrive.
 	br.SetDialer(sipSrv)
-	dispatcher, events := mountAPI(mux, cfg, br, hl.Addr(), targets, log)
-	met := newMetrics(metricsSources{bridge: br, ports: ports, sip: sipSrv, dispatcher: dispatcher, events: events})
+	dispatcher, events, outbox := mountAPI(mux, cfg, br, st, hl.Addr(), targets, log)
+	// Before the first call: the applications and numbers come back, what
+	// a crash left live is completed, and undelivered events are queued.
+	rs, err := outbox.Recover(ctx)
+	if err != nil {
+		return fmt.Errorf("store: recover: %w", err)
+	}
+	if st != nil {
+		log.Info("store opened", "data_dir", cfg.DataDir, "applications", rs.Applications, "numbers", rs.Numbers,
+			"pending_events", rs.Pending, "crashed_conferences", rs.Conferences, "crashed_members", rs.Members, "crashed_calls", rs.Calls)
+	}
+	outbox.Start()
+	met := newMetrics(metricsSources{bridge: br, ports: ports, sip: sipSrv, dispatcher: dispatcher, events: events, outbox: outbox, store: st})
 	mux.Handle("GET /metrics", met.handler(log))
 	udpAddr, err := sipSrv.ListenUDP(cfg.SIPAddr)
 	if err != nil {
@@ -213,9 +234,12 @@ wait:
 	hctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	br.HangupAll(hctx, "shutdown")
+	completeAll(br, cfg.Users)
 	events.Close() // ends the event streams, which Shutdown would wait for
 	_ = httpSrv.Shutdown(hctx)
-	_ = dispatcher.Close(hctx) // the last events: hangups, completions
+	// The last events (hangups, completions) are written, then delivered
+	// until hctx ends; what is not delivered by then waits in the store.
+	_ = outbox.Close(hctx)
 	log.Info("stopped")
 	return nil
 }

@@ -23,6 +23,13 @@ import (
 )
 
 func TestMain(m *testing.M) {
+	if args, ok := childArgs(); ok {
+		// Re-executed as the binary itself (store_e2e_test.go): main,
+		// signals, exit status and all.
+		os.Args = append([]string{"chorus"}, args...)
+		main()
+		os.Exit(0)
+	}
 	// As main does: sipgo's process-wide logger, set once.
 	sip.SetLibraryLogger(slog.New(slog.DiscardHandler))
 	os.Exit(m.Run())
@@ -107,7 +114,7 @@ func TestPortInUse(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer taken.Close()
-	err = run(context.Background(), []string{"--sip-addr", taken.LocalAddr().String(), "--http-addr", "127.0.0.1:0",
+	err = run(context.Background(), []string{"--data-dir", "", "--sip-addr", taken.LocalAddr().String(), "--http-addr", "127.0.0.1:0",
 		"--rtp-ports", "29500-29599", "--user", "u1:t1:s1"}, noEnv, io.Discard, io.Discard, nil)
 	if err == nil || !strings.Contains(err.Error(), "address already in use") {
 		t.Fatalf("run on a taken port: %v", err)
@@ -118,11 +125,12 @@ func TestPortInUse(t *testing.T) {
 // /metrics answers, SIGTERM drains (new calls 503, the call goes on), a
 // second SIGTERM hangs up and returns.
 func TestRunDrainAndStop(t *testing.T) {
+	dataDir := t.TempDir() // with the store: a clean stop leaves nothing live
 	readyCh := make(chan ready, 1)
 	done := make(chan error, 1)
 	var stdout, stderr syncBuffer
 	go func() {
-		done <- run(context.Background(), []string{"--sip-addr", "127.0.0.1:0", "--http-addr", "127.0.0.1:0",
+		done <- run(context.Background(), []string{"--data-dir", dataDir, "--sip-addr", "127.0.0.1:0", "--http-addr", "127.0.0.1:0",
 			"--rtp-ports", "29000-29499", "--user", "u1:t1:s1", "--log-level", "debug"}, noEnv, &stdout, &stderr,
 			func(r ready) { readyCh <- r })
 	}()

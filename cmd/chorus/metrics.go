@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"log/slog"
 	"net/http"
 	"strconv"
@@ -14,6 +15,7 @@ import (
 	"chorus/bridge"
 	"chorus/media"
 	"chorus/sip"
+	"chorus/store"
 )
 
 // metrics is every Prometheus series the binary exports, in one registry:
@@ -38,6 +40,8 @@ type metricsSources struct {
 	sip        *sip.Server
 	dispatcher *api.Dispatcher
 	events     *api.EventStream
+	outbox     *api.Outbox
+	store      store.Store // nil: memory only
 }
 
 func newMetrics(src metricsSources) *metrics {
@@ -142,6 +146,12 @@ var bridgeMetricDefs = []metricDef{
 	{"chorus_event_stream_events_dropped_total", "Events the event stream dropped: its queue was full or it was closed.", nil},
 	{"chorus_event_stream_slow_clients_total", "Event stream clients disconnected for falling behind.", nil},
 	{"chorus_event_stream_clients", "Event stream clients connected.", nil},
+	{"chorus_store_events_written_total", "Callback events written to the store's outbox before delivery.", nil},
+	{"chorus_store_events_unpersisted_total", "Events delivered without being written: the store's queue was full or its write failed.", nil},
+	{"chorus_store_write_errors_total", "Store transactions that failed (and record changes lost to a full queue).", nil},
+	{"chorus_store_lost_acks_total", "Delivery outcomes not recorded (full queue): those events are delivered again after a restart.", nil},
+	{"chorus_store_queue", "Changes waiting for the store's writer.", nil},
+	{"chorus_callback_events_undeliverable", "Callback events kept in the store as undeliverable (GET /v1/users/{userId}/undeliveredEvents), until the retention.", nil},
 }
 
 func newBridgeCollector(src metricsSources) *bridgeCollector {
@@ -275,4 +285,20 @@ func (c *bridgeCollector) Collect(ch chan<- prometheus.Metric) {
 	counter("chorus_event_stream_events_dropped_total", float64(es.Dropped))
 	counter("chorus_event_stream_slow_clients_total", float64(es.Slow))
 	gauge("chorus_event_stream_clients", float64(es.Clients))
+	if c.src.outbox != nil {
+		os := c.src.outbox.Stats()
+		counter("chorus_store_events_written_total", float64(os.Written))
+		counter("chorus_store_events_unpersisted_total", float64(os.Unpersisted))
+		counter("chorus_store_write_errors_total", float64(os.WriteErrors))
+		counter("chorus_store_lost_acks_total", float64(os.LostAcks))
+		gauge("chorus_store_queue", float64(os.Queued))
+	}
+	if c.src.store != nil {
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		n, err := c.src.store.CountFailed(ctx)
+		cancel()
+		if err == nil {
+			gauge("chorus_callback_events_undeliverable", float64(n))
+		}
+	}
 }

@@ -59,7 +59,7 @@ func startChorusLogged(t *testing.T, args []string, stderr io.Writer) ready {
 	readyCh := make(chan ready, 1)
 	done := make(chan error, 1)
 	go func() {
-		done <- run(ctx, append([]string{"--sip-addr", "127.0.0.1:0", "--http-addr", "127.0.0.1:0"}, args...),
+		done <- run(ctx, append([]string{"--data-dir", "", "--sip-addr", "127.0.0.1:0", "--http-addr", "127.0.0.1:0"}, args...),
 			noEnv, io.Discard, stderr, func(r ready) { readyCh <- r })
 	}()
 	t.Cleanup(func() {

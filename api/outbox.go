@@ -1,0 +1,747 @@
+package api
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strconv"
+	"strings"
+	"sync/atomic"
+	"time"
+
+	"chorus/bridge"
+	"chorus/store"
+)
+
+// Outbox defaults.
+const (
+	// DefaultOutboxQueue bounds the events (and, apart, the record
+	// changes and delivery outcomes) waiting for the writer; beyond, an
+	// event goes on to delivery unwritten (and counted), never blocking
+	// the bridge. An event takes about 300 bytes of the queue.
+	DefaultOutboxQueue = 4096
+	// obMaxBatch bounds the changes one transaction writes.
+	obMaxBatch = 512
+	// obErrorSummary is how often failed writes are summarised in the log
+	// (the first one is logged at once).
+	obErrorSummary = time.Minute
+)
+
+// OutboxConfig configures an Outbox.
+type OutboxConfig struct {
+	// Store keeps the records and the events; nil runs in memory only:
+	// events get ids and go on to delivery, nothing is written.
+	Store  store.Store
+	Bridge *bridge.Bridge
+	// Dispatcher delivers the events once written (required).
+	Dispatcher *Dispatcher
+	// Next gets every event, with its id, once it was written (the event
+	// stream).
+	Next []bridge.EventSink
+	Log  *slog.Logger
+	// Queue bounds the changes waiting for the writer (default
+	// DefaultOutboxQueue).
+	Queue int
+	// Now is the clock (default time.Now).
+	Now func() time.Time
+}
+
+// OutboxStats counts what the outbox did.
+type OutboxStats struct {
+	Written       uint64 // events written to the store
+	Unpersisted   uint64 // events delivered without being written: a full queue or a failed write
+	WriteErrors   uint64 // transactions that failed
+	LostAcks      uint64 // delivery outcomes not recorded (a full queue): redelivered after a restart
+	Undeliverable uint64 // events given up after every attempt and kept for inspection
+	Queued        int    // changes waiting for the writer now
+}
+
+// obCtl is a change for the writer other than an event: a record to save
+// or delete, or a flush marker.
+type obCtl struct {
+	save  store.Key // a record to snapshot (Kind set)
+	del   store.Key // a record to delete (Kind set)
+	flush chan struct{}
+}
+
+// obAck is a delivery outcome: a nil err is delivered.
+type obAck struct {
+	seq int64
+	err error
+}
+
+// Outbox is the bridge's event sink when events must not be lost (issue
+// 14): each event is written, with the records its state change touched,
+// in one transaction by one writer goroutine, then handed to the
+// dispatcher, which reports back what became of it. Publish never blocks:
+// it puts the event on a bounded queue. The writer batches whatever
+// waits into one transaction, so a burst of joins costs one commit.
+//
+// Events are numbered in publish order over the life of the store; the
+// number is the event's id (eventId in the callback JSON), the same on
+// every delivery, before or after a restart. Without a store the outbox
+// only numbers the events (ids unique to the process) and hands them on.
+type Outbox struct {
+	cfg  OutboxConfig
+	st   store.Store
+	d    *Dispatcher
+	log  *slog.Logger
+	in   chan bridge.Event
+	ctl  chan obCtl
+	acks chan obAck
+	quit chan struct{}
+	done chan struct{}
+	boot string // memory only: distinguishes this process's ids
+
+	closing atomic.Bool
+
+	// Owned by the writer goroutine (and by Recover before it starts).
+	seq       int64
+	batch     store.Batch
+	recs      map[store.Key]store.Record
+	out       []obOut
+	errs      int // failed writes since the last summary
+	lastError time.Time
+
+	written, unpersisted, writeErrors, lostAcks, undeliverable atomic.Uint64
+}
+
+// obOut is an event written (or not) in the current batch, to hand on
+// after the commit.
+type obOut struct {
+	ev   bridge.Event
+	item cbItem
+	send bool // it has a callback
+}
+
+// NewOutbox returns an outbox; Recover (with a store), then Start.
+func NewOutbox(cfg OutboxConfig) *Outbox {
+	if cfg.Queue <= 0 {
+		cfg.Queue = DefaultOutboxQueue
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	o := &Outbox{cfg: cfg, st: cfg.Store, d: cfg.Dispatcher, log: cfg.Log, in: make(chan bridge.Event, cfg.Queue),
+		ctl: make(chan obCtl, cfg.Queue), acks: make(chan obAck, cfg.Queue), quit: make(chan struct{}), done: make(chan struct{}),
+		recs: map[store.Key]store.Record{}, boot: strconv.FormatInt(time.Now().UnixMilli(), 36)}
+	if o.log == nil {
+		o.log = slog.New(slog.DiscardHandler)
+	}
+	o.d.cfg.Done = o.delivered
+	if o.st != nil {
+		o.d.storedConf = o.storedConference
+	}
+	return o
+}
+
+// Start runs the writer.
+func (o *Outbox) Start() { go o.run() }
+
+// eventID is the id of event number seq.
+func (o *Outbox) eventID(seq int64) string {
+	if o.st == nil {
+		return "e-" + o.boot + "-" + strconv.FormatInt(seq, 10)
+	}
+	return "e-" + strconv.FormatInt(seq, 10)
+}
+
+// Publish implements bridge.EventSink: it queues ev and returns at once.
+// With the queue full the event goes on to delivery unwritten, and is
+// counted; it is never dropped for the store's sake.
+func (o *Outbox) Publish(ev bridge.Event) {
+	if ev.Time.IsZero() {
+		ev.Time = o.cfg.Now()
+	}
+	if o.closing.Load() {
+		o.d.dropped.Add(1)
+		return
+	}
+	select {
+	case o.in <- ev:
+	default:
+		o.unpersisted.Add(1)
+		o.d.Publish(ev)
+		for _, s := range o.cfg.Next {
+			s.Publish(ev)
+		}
+	}
+}
+
+// Saved tells the outbox that a record changed without an event (an API
+// update, a new call, an application): it is written with the next batch.
+// Like Publish, it never blocks; a full queue loses the change (counted).
+func (o *Outbox) Saved(kind store.Kind, user, id string) {
+	o.queue(obCtl{save: store.Key{Kind: kind, User: user, ID: id}})
+}
+
+// Deleted tells the outbox that a record is gone (a deleted application
+// or released number).
+func (o *Outbox) Deleted(kind store.Kind, user, id string) {
+	o.queue(obCtl{del: store.Key{Kind: kind, User: user, ID: id}})
+}
+
+func (o *Outbox) queue(it obCtl) {
+	if o.st == nil || o.closing.Load() {
+		return
+	}
+	select {
+	case o.ctl <- it:
+	default:
+		o.writeErrors.Add(1)
+	}
+}
+
+// delivered is the dispatcher's report on event seq.
+func (o *Outbox) delivered(seq int64, err error) {
+	if err != nil {
+		o.undeliverable.Add(1)
+	}
+	if o.st == nil {
+		return
+	}
+	select {
+	case o.acks <- obAck{seq: seq, err: err}:
+	default:
+		o.lostAcks.Add(1)
+	}
+}
+
+// Flush waits until everything published before it was written and handed
+// on, or ctx ends.
+func (o *Outbox) Flush(ctx context.Context) error {
+	f := make(chan struct{})
+	select {
+	case o.ctl <- obCtl{flush: f}:
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-o.done:
+		return nil
+	}
+	select {
+	case <-f:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// Close writes what is queued, then closes the dispatcher (which delivers
+// what it can until ctx ends), records the outcomes and stops the writer.
+// Events not delivered by then stay in the outbox for the next start.
+func (o *Outbox) Close(ctx context.Context) error {
+	ferr := o.Flush(ctx)
+	o.closing.Store(true)
+	derr := o.d.Close(ctx)
+	close(o.quit)
+	<-o.done
+	return errors.Join(ferr, derr)
+}
+
+// Stats returns the counters.
+func (o *Outbox) Stats() OutboxStats {
+	return OutboxStats{Written: o.written.Load(), Unpersisted: o.unpersisted.Load(), WriteErrors: o.writeErrors.Load(),
+		LostAcks: o.lostAcks.Load(), Undeliverable: o.undeliverable.Load(), Queued: len(o.in) + len(o.ctl) + len(o.acks)}
+}
+
+// run is the writer: it takes what waits, writes it in one transaction and
+// hands the events on, until Close.
+func (o *Outbox) run() {
+	defer close(o.done)
+	var flushes []chan struct{}
+	for {
+		select {
+		case ev := <-o.in:
+			o.addEvent(ev)
+		case it := <-o.ctl:
+			flushes = o.control(it, flushes)
+		case it := <-o.acks:
+			o.ack(it)
+		case <-o.quit:
+			for {
+				select {
+				case ev := <-o.in:
+					o.addEvent(ev)
+				case it := <-o.ctl:
+					flushes = o.control(it, flushes)
+				case it := <-o.acks:
+					o.ack(it)
+				default:
+					o.commit(flushes)
+					return
+				}
+			}
+		}
+	more:
+		for range obMaxBatch {
+			select {
+			case ev := <-o.in:
+				o.addEvent(ev)
+			case it := <-o.ctl:
+				flushes = o.control(it, flushes)
+			case it := <-o.acks:
+				o.ack(it)
+			default:
+				break more
+			}
+		}
+		flushes = o.commit(flushes)
+	}
+}
+
+// control adds a record change to the batch, or a flush: a flush takes
+// every event queued before it into this batch, so that it is written
+// when the flush returns.
+func (o *Outbox) control(it obCtl, flushes []chan struct{}) []chan struct{} {
+	switch {
+	case it.flush != nil:
+		for n := len(o.in); n > 0; n-- {
+			o.addEvent(<-o.in)
+		}
+		return append(flushes, it.flush)
+	case it.save.Kind != "":
+		if r, ok := o.snapshot(it.save); ok {
+			o.recs[it.save] = r
+		}
+	case it.del.Kind != "":
+		delete(o.recs, it.del)
+		o.batch.Delete = append(o.batch.Delete, it.del)
+	}
+	return flushes
+}
+
+// ack adds a delivery outcome to the batch.
+func (o *Outbox) ack(it obAck) {
+	if it.err == nil {
+		o.batch.Delivered = append(o.batch.Delivered, it.seq)
+		return
+	}
+	msg := it.err.Error()
+	if len(msg) > 1024 {
+		msg = msg[:1024]
+	}
+	o.batch.Failed = append(o.batch.Failed, store.Failure{Seq: it.seq, Error: msg})
+}
+
+// addEvent numbers ev, snapshots the records it changed and, when it has
+// a callback, renders it into the outbox.
+func (o *Outbox) addEvent(ev bridge.Event) {
+	o.seq++
+	ev.ID = o.eventID(o.seq)
+	if o.st != nil {
+		o.snapshotEvent(ev)
+	}
+	it := cbItem{ev: ev, confID: ev.ConferenceID}
+	cb, ok := o.d.route(it)
+	if !ok {
+		o.d.noCallback.Add(1)
+		o.out = append(o.out, obOut{ev: ev})
+		return
+	}
+	it.seq, it.cb, it.p = o.seq, cb, o.d.eventPayload(ev, cb)
+	if o.st != nil {
+		route, _ := json.Marshal(cb)
+		o.batch.Events = append(o.batch.Events, store.Event{Seq: o.seq, User: ev.UserID, Queue: queueName(it),
+			Type: ev.Type, Route: route, Body: it.p.json(), Created: ev.Time})
+	}
+	o.out = append(o.out, obOut{ev: ev, item: it, send: true})
+}
+
+// queueName is the stored ordering key of an event: its conference's, or
+// its call's outside conferences (the dispatcher's cbKey).
+func queueName(it cbItem) string {
+	if it.confID != "" {
+		return "conf:" + it.confID
+	}
+	return "call:" + it.ev.CallID
+}
+
+// snapshotEvent adds the records an event's state change touched.
+func (o *Outbox) snapshotEvent(ev bridge.Event) {
+	switch ev.Type {
+	case bridge.EventConference:
+		o.save(store.Key{Kind: store.KindConference, User: ev.UserID, ID: ev.ConferenceID})
+	case bridge.EventConferenceMember:
+		o.save(store.Key{Kind: store.KindConference, User: ev.UserID, ID: ev.ConferenceID})
+		o.save(store.Key{Kind: store.KindMember, User: ev.UserID, ID: ev.ConferenceID + "/" + ev.MemberID})
+		o.save(store.Key{Kind: store.KindCall, User: ev.UserID, ID: ev.CallID})
+	case bridge.EventAnswer, bridge.EventHangup, bridge.EventIncomingCall, bridge.EventTransferring:
+		o.save(store.Key{Kind: store.KindCall, User: ev.UserID, ID: ev.CallID})
+	}
+}
+
+func (o *Outbox) save(k store.Key) {
+	if k.ID == "" {
+		return
+	}
+	if r, ok := o.snapshot(k); ok {
+		o.recs[k] = r
+	}
+}
+
+// snapshot reads a record's current state from the bridge. A member's
+// key names it "conference/member": it is found through its conference.
+func (o *Outbox) snapshot(k store.Key) (store.Record, bool) {
+	b := o.cfg.Bridge
+	switch k.Kind {
+	case store.KindConference:
+		if c, ok := b.Conference(k.ID); ok && c.UserID() == k.User {
+			return conferenceRecord(c.Info(), ""), true
+		}
+	case store.KindCall:
+		if c, ok := b.Call(k.ID); ok && c.UserID() == k.User {
+			return callRecord(c.Info()), true
+		}
+	case store.KindMember:
+		if conf, member, ok := strings.Cut(k.ID, "/"); ok {
+			if c, ok := b.Conference(conf); ok && c.UserID() == k.User {
+				if m, ok := c.Member(member); ok {
+					return memberRecordOf(k.User, m.Info()), true
+				}
+			}
+		}
+	case store.KindApplication:
+		if a, ok := b.Application(k.ID); ok && a.UserID() == k.User {
+			return applicationRecord(a.Info()), true
+		}
+	case store.KindNumber:
+		if n, ok := b.PhoneNumber(k.ID); ok && n.UserID() == k.User {
+			return numberRecord(n.Info()), true
+		}
+	}
+	return store.Record{}, false
+}
+
+// SavedMember is Saved for a member, which is found through its
+// conference.
+func (o *Outbox) SavedMember(user, confID, memberID string) {
+	o.Saved(store.KindMember, user, confID+"/"+memberID)
+}
+
+// commit writes the batch and hands its events on, written or not.
+func (o *Outbox) commit(flushes []chan struct{}) []chan struct{} {
+	if o.st != nil {
+		for _, r := range o.recs {
+			o.batch.Put = append(o.batch.Put, r)
+		}
+		o.batch.Seq = o.seq
+		err := o.st.Apply(context.Background(), &o.batch)
+		if err != nil {
+			o.writeFailed(err)
+		} else {
+			o.written.Add(uint64(len(o.batch.Events)))
+		}
+		o.batch.Reset()
+		clear(o.recs)
+	}
+	for i := range o.out {
+		x := &o.out[i]
+		if x.send {
+			o.d.enqueueRouted(x.item)
+		}
+		for _, s := range o.cfg.Next {
+			s.Publish(x.ev)
+		}
+		*x = obOut{}
+	}
+	o.out = o.out[:0]
+	for _, f := range flushes {
+		close(f)
+	}
+	return flushes[:0]
+}
+
+// writeFailed counts a failed transaction: its events are delivered all
+// the same (they are only not durable). The first failure is logged at
+// once, later ones in a summary a minute apart, never a line per write.
+func (o *Outbox) writeFailed(err error) {
+	o.writeErrors.Add(1)
+	o.unpersisted.Add(uint64(len(o.batch.Events)))
+	o.errs++
+	now := time.Now()
+	if o.lastError.IsZero() || now.Sub(o.lastError) >= obErrorSummary {
+		o.log.Error("store write failed: records and events of this batch are not durable", "failed_writes", o.errs, "err", err)
+		o.errs, o.lastError = 0, now
+	}
+}
+
+// storedConference reads a conference from the store, for the
+// createdTime of an event of a conference no longer in memory.
+func (o *Outbox) storedConference(user, id string) (bridge.ConferenceInfo, bool) {
+	r, err := o.st.Get(context.Background(), store.Key{Kind: store.KindConference, User: user, ID: id})
+	if err != nil {
+		return bridge.ConferenceInfo{}, false
+	}
+	cr, err := decodeRecord[confRecord](r)
+	return cr.ConferenceInfo, err == nil
+}
+
+// RecoverStats is what Recover found.
+type RecoverStats struct {
+	Applications, Numbers int
+	// Pending events of the previous run, queued again.
+	Pending int
+	// Conferences, members and calls a crash left live, now completed.
+	Conferences, Members, Calls int
+}
+
+// Recover runs once at start, before Start and before traffic: it brings
+// the applications and numbers back into the bridge, completes the
+// conferences, members and calls a crash left live (cause
+// CauseServerRestart, ended now) with their completion events, and queues
+// every event not yet delivered, in order.
+func (o *Outbox) Recover(ctx context.Context) (RecoverStats, error) {
+	var rs RecoverStats
+	if o.st == nil {
+		return rs, nil
+	}
+	st, b := o.st, o.cfg.Bridge
+	seq, err := st.LastSeq(ctx)
+	if err != nil {
+		return rs, err
+	}
+	o.seq = seq
+	apps, err := st.List(ctx, store.Query{Kind: store.KindApplication, Oldest: true})
+	if err != nil {
+		return rs, err
+	}
+	for _, r := range apps {
+		in, err := decodeRecord[bridge.ApplicationInfo](r)
+		if err == nil {
+			err = b.RestoreApplication(in)
+		}
+		if err != nil {
+			o.log.Warn("application record not restored", "id", r.ID, "err", err)
+			continue
+		}
+		rs.Applications++
+	}
+	nums, err := st.List(ctx, store.Query{Kind: store.KindNumber, Oldest: true})
+	if err != nil {
+		return rs, err
+	}
+	for _, r := range nums {
+		in, err := decodeRecord[bridge.NumberInfo](r)
+		if err == nil {
+			err = b.RestoreNumber(in)
+		}
+		if err != nil {
+			o.log.Warn("number record not restored", "id", r.ID, "err", err)
+			continue
+		}
+		rs.Numbers++
+	}
+	pending, err := st.Pending(ctx)
+	if err != nil {
+		return rs, err
+	}
+	for _, e := range pending {
+		it, err := o.storedItem(e)
+		if err != nil {
+			o.log.Warn("stored event unreadable: kept as undeliverable", "seq", e.Seq, "err", err)
+			o.batch.Failed = append(o.batch.Failed, store.Failure{Seq: e.Seq, Error: err.Error()})
+			continue
+		}
+		o.out = append(o.out, obOut{item: it, send: true})
+		rs.Pending++
+	}
+	if err := o.closeLive(ctx, &rs); err != nil {
+		return rs, err
+	}
+	// Written before anything is delivered: the completions are durable
+	// like any event. The pending ones are queued first, in their order.
+	if err := st.Apply(ctx, &o.batch); err != nil {
+		return rs, fmt.Errorf("recover: %w", err)
+	}
+	o.written.Add(uint64(len(o.batch.Events)))
+	o.batch.Reset()
+	for _, x := range o.out {
+		if x.send {
+			o.d.enqueueRouted(x.item)
+		}
+		if x.ev.Type != "" {
+			for _, s := range o.cfg.Next {
+				s.Publish(x.ev)
+			}
+		}
+	}
+	o.out = o.out[:0]
+	return rs, nil
+}
+
+// storedItem turns a stored event back into a routed dispatcher item.
+func (o *Outbox) storedItem(e store.Event) (cbItem, error) {
+	var cb bridge.Callback
+	if err := json.Unmarshal(e.Route, &cb); err != nil {
+		return cbItem{}, fmt.Errorf("route: %w", err)
+	}
+	p, err := decodePayload(e.Body)
+	if err != nil {
+		return cbItem{}, fmt.Errorf("body: %w", err)
+	}
+	it := cbItem{ev: bridge.Event{ID: o.eventID(e.Seq), Type: e.Type, UserID: e.User, Time: e.Created},
+		seq: e.Seq, routed: true, cb: cb, p: p}
+	kind, id, _ := strings.Cut(e.Queue, ":")
+	if kind == "conf" {
+		it.confID, it.ev.ConferenceID = id, id
+	} else {
+		it.ev.CallID = id
+	}
+	return it, nil
+}
+
+// closeLive completes the records a crash left live and writes their
+// completion events into the batch.
+func (o *Outbox) closeLive(ctx context.Context, rs *RecoverStats) error {
+	st, now := o.st, o.cfg.Now()
+	list := func(k store.Kind) ([]store.Record, error) {
+		return st.List(ctx, store.Query{Kind: k, LiveOnly: true, Oldest: true})
+	}
+	confRecs, err := list(store.KindConference)
+	if err != nil {
+		return err
+	}
+	memberRecs, err := list(store.KindMember)
+	if err != nil {
+		return err
+	}
+	callRecs, err := list(store.KindCall)
+	if err != nil {
+		return err
+	}
+	confs := map[string]confRecord{}
+	for _, r := range confRecs {
+		cr, err := decodeRecord[confRecord](r)
+		if err != nil {
+			o.log.Warn("conference record unreadable", "id", r.ID, "err", err)
+			continue
+		}
+		cr.State, cr.Completed, cr.ActiveMembers, cr.Waiting, cr.Cause = bridge.StateCompleted, now, 0, 0, CauseServerRestart
+		confs[cr.ID] = cr
+		rs.Conferences++
+	}
+	// A member's or call's conference may have ended cleanly: read it for
+	// its callback.
+	conf := func(user, id string) (confRecord, bool) {
+		if cr, ok := confs[id]; ok {
+			return cr, true
+		}
+		if id == "" {
+			return confRecord{}, false
+		}
+		r, err := st.Get(ctx, store.Key{Kind: store.KindConference, User: user, ID: id})
+		if err != nil {
+			return confRecord{}, false
+		}
+		cr, err := decodeRecord[confRecord](r)
+		return cr, err == nil
+	}
+	for _, r := range memberRecs {
+		mr, err := decodeRecord[memberRecord](r)
+		if err != nil {
+			o.log.Warn("member record unreadable", "id", r.ID, "err", err)
+			continue
+		}
+		mr.State, mr.Removed = bridge.StateCompleted, now
+		o.batch.Put = append(o.batch.Put, memberRecordOf(mr.UserID, mr.MemberInfo))
+		rs.Members++
+		cr, ok := conf(mr.UserID, mr.ConferenceID)
+		if !ok {
+			continue
+		}
+		o.recoveryEvent(bridge.Event{Type: bridge.EventConferenceMember, Time: now, UserID: mr.UserID, ConferenceID: mr.ConferenceID,
+			MemberID: mr.ID, CallID: mr.CallID, State: bridge.StateCompleted, Cause: CauseServerRestart, Tag: cr.Callback.Tag},
+			cr.Callback, &cr.ConferenceInfo)
+	}
+	for _, r := range callRecs {
+		in, err := decodeRecord[bridge.CallInfo](r)
+		if err != nil {
+			o.log.Warn("call record unreadable", "id", r.ID, "err", err)
+			continue
+		}
+		in.State, in.Ended, in.Cause = bridge.CallCompleted, now, CauseServerRestart
+		o.batch.Put = append(o.batch.Put, callRecord(in))
+		rs.Calls++
+		cb := in.Callback
+		if cb.URL == "" && in.ApplicationID != "" {
+			if a, ok := o.cfg.Bridge.Application(in.ApplicationID); ok {
+				cb = a.Callback()
+			}
+		}
+		if cb.URL == "" {
+			if cr, ok := conf(in.UserID, in.ConferenceID); ok {
+				cb = cr.Callback
+			}
+		}
+		o.recoveryEvent(bridge.Event{Type: bridge.EventHangup, Time: now, UserID: in.UserID, ConferenceID: in.ConferenceID,
+			CallID: in.ID, Cause: CauseServerRestart, From: in.From, To: in.To, Tag: in.Callback.Tag}, cb, nil)
+	}
+	for _, cr := range confs {
+		o.batch.Put = append(o.batch.Put, conferenceRecord(cr.ConferenceInfo, cr.Cause))
+		o.recoveryEvent(bridge.Event{Type: bridge.EventConference, Time: now, UserID: cr.UserID, ConferenceID: cr.ID,
+			State: bridge.StateCompleted, Cause: CauseServerRestart, Tag: cr.Callback.Tag}, cr.Callback, &cr.ConferenceInfo)
+	}
+	return nil
+}
+
+// recoveryEvent numbers and renders a completion event of Recover.
+func (o *Outbox) recoveryEvent(ev bridge.Event, cb bridge.Callback, conf *bridge.ConferenceInfo) {
+	o.seq++
+	ev.ID = o.eventID(o.seq)
+	it := cbItem{ev: ev, confID: ev.ConferenceID}
+	if cb.URL == "" {
+		o.out = append(o.out, obOut{ev: ev})
+		return
+	}
+	it.seq, it.cb = o.seq, cb
+	it.p = o.d.payloadWith(ev, cb, conf)
+	if ev.Type == bridge.EventConference && ev.Cause != "" {
+		it.p = append(it.p, cbField{"cause", ev.Cause}) // extension: why the bridge ended it
+	}
+	route, _ := json.Marshal(cb)
+	o.batch.Events = append(o.batch.Events, store.Event{Seq: o.seq, User: ev.UserID, Queue: queueName(it),
+		Type: ev.Type, Route: route, Body: it.p.json(), Created: ev.Time})
+	o.batch.Seq = o.seq
+	o.out = append(o.out, obOut{ev: ev, item: it, send: true})
+}
+
+// decodePayload reads a stored event body back into its fields, in order
+// (a GET callback sends them as query parameters in that order).
+func decodePayload(body []byte) (cbPayload, error) {
+	dec := json.NewDecoder(bytes.NewReader(body))
+	dec.UseNumber()
+	if t, err := dec.Token(); err != nil || t != json.Delim('{') {
+		return nil, fmt.Errorf("not a JSON object")
+	}
+	var p cbPayload
+	for dec.More() {
+		kt, err := dec.Token()
+		if err != nil {
+			return nil, err
+		}
+		key, ok := kt.(string)
+		if !ok {
+			return nil, fmt.Errorf("not a JSON object")
+		}
+		vt, err := dec.Token()
+		if err != nil {
+			return nil, err
+		}
+		switch v := vt.(type) {
+		case string, bool:
+			p = append(p, cbField{key, v})
+		case json.Number:
+			n, err := v.Int64()
+			if err != nil {
+				return nil, fmt.Errorf("field %s: %w", key, err)
+			}
+			p = append(p, cbField{key, int(n)})
+		default:
+			return nil, fmt.Errorf("field %s: not a string, number or boolean", key)
+		}
+	}
+	return p, nil
+}

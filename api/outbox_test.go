@@ -1,0 +1,340 @@
+package api
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"chorus/bridge"
+	"chorus/store"
+)
+
+// storeEnv is an env whose bridge's events go through an outbox into a
+// store, as the binary wires them.
+type storeEnv struct {
+	*env
+	st     store.Store
+	outbox *Outbox
+	d      *Dispatcher
+}
+
+// newStoreEnv builds an env over st (a fresh one in a temporary directory
+// when nil); the events also reach e.events, after the outbox.
+func newStoreEnv(t *testing.T, st store.Store, opts ...func(*bridge.Config)) *storeEnv {
+	t.Helper()
+	if st == nil {
+		s, err := store.Open(context.Background(), t.TempDir())
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { _ = s.Close() })
+		st = s
+	}
+	e := &env{t: t, events: &eventLog{}, audio: &fakeAudio{ms: 200}, dialer: &fakeDialer{t: t}}
+	bcfg := bridge.Config{DefaultUser: alice.ID, AutoCreate: true}
+	for _, o := range opts {
+		o(&bcfg)
+	}
+	e.b = bridge.New(bcfg, nil, nil)
+	e.b.SetDialer(e.dialer)
+	d := NewDispatcher(DispatcherConfig{Bridge: e.b, Targets: allowLoopback(), Backoff: 10 * time.Millisecond})
+	o := NewOutbox(OutboxConfig{Store: st, Bridge: e.b, Dispatcher: d, Next: []bridge.EventSink{e.events}})
+	if _, err := o.Recover(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	o.Start()
+	e.b.SetEventSink(o)
+	e.srv = httptest.NewServer(New(Config{Users: []User{alice, bob}, Bridge: e.b, Audio: e.audio, AnswerWait: 2 * time.Second,
+		Targets: allowLoopback(), Store: st, Outbox: o}))
+	t.Cleanup(func() {
+		e.srv.Close()
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		e.b.HangupAll(ctx, "test-over")
+		_ = o.Close(ctx)
+	})
+	return &storeEnv{env: e, st: st, outbox: o, d: d}
+}
+
+// TestStoredCrossUser: a conference, member and call of Bob that only the
+// store holds (a previous run's) are, for Alice, exactly like ids that
+// never existed; Bob reads them.
+func TestStoredCrossUser(t *testing.T) {
+	st, err := store.Open(context.Background(), t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	first := newStoreEnv(t, st)
+	bConf := first.createConf(bob)
+	bMember, bCall, _ := first.addMember(bob, bConf, "")
+	first.as(bob, "POST", "/conferences/"+bConf, `{"state":"completed"}`).mustOK(t)
+	eventually(t, "the call's end", func() bool { return bCall.State() == bridge.CallCompleted })
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := first.outbox.Flush(ctx); err != nil {
+		t.Fatal(err)
+	}
+
+	e := newStoreEnv(t, st) // a new process on the same store
+	for _, p := range []string{"/conferences/" + bConf, "/conferences/" + bConf + "/members", "/conferences/" + bConf + "/members/" + bMember, "/calls/" + bCall.ID()} {
+		if r := e.as(bob, "GET", p, ""); r.status != 200 {
+			t.Errorf("Bob GET %s from the store: %d %s", p, r.status, r.body)
+		}
+	}
+	ghost := strings.NewReplacer(bConf, "conf-doesnotexist0000000000", bMember, "member-doesnotexist000000000", bCall.ID(), "c-doesnotexist00000000000")
+	norm := strings.NewReplacer(bConf, "<c>", bMember, "<m>", bCall.ID(), "<call>", "conf-doesnotexist0000000000", "<c>",
+		"member-doesnotexist000000000", "<m>", "c-doesnotexist00000000000", "<call>")
+	for _, rq := range []struct{ method, path, body string }{
+		{"GET", "/conferences/" + bConf, ""}, {"POST", "/conferences/" + bConf, `{"mute":true}`},
+		{"GET", "/conferences/" + bConf + "/members", ""}, {"GET", "/conferences/" + bConf + "/members/" + bMember, ""},
+		{"POST", "/conferences/" + bConf + "/members/" + bMember, `{}`}, {"GET", "/calls/" + bCall.ID(), ""},
+	} {
+		r1 := e.as(alice, rq.method, rq.path, rq.body)
+		r2 := e.as(alice, rq.method, ghost.Replace(rq.path), rq.body)
+		if r1.status != 404 || r1.status != r2.status || norm.Replace(string(r1.body)) != norm.Replace(string(r2.body)) {
+			t.Errorf("Alice %s %s: %d %s, a ghost id: %d %s", rq.method, rq.path, r1.status, r1.body, r2.status, r2.body)
+		}
+	}
+	for _, p := range []string{"/conferences", "/calls", "/calls?conferenceId=" + bConf, "/undeliveredEvents"} {
+		if r := e.as(alice, "GET", p, ""); strings.TrimSpace(string(r.body)) != "[]" {
+			t.Errorf("Alice GET %s: %s", p, r.body)
+		}
+	}
+	// A stored call: hanging up again is 200, answering it 403.
+	e.as(bob, "POST", "/calls/"+bCall.ID(), `{"state":"completed"}`).mustOK(t)
+	if r := e.as(bob, "POST", "/calls/"+bCall.ID(), `{"state":"active"}`); r.status != 403 {
+		t.Errorf("answering a stored call: %d %s", r.status, r.body)
+	}
+	if r := e.as(alice, "POST", "/calls/"+bCall.ID(), `{"state":"completed"}`); r.status != 404 {
+		t.Errorf("Alice hanging up Bob's stored call: %d %s", r.status, r.body)
+	}
+	// A stored (completed) conference: completing it again is 200, a
+	// change is 403, as for one in memory.
+	e.as(bob, "POST", "/conferences/"+bConf, `{"state":"completed"}`).mustOK(t)
+	if r := e.as(bob, "POST", "/conferences/"+bConf, `{"mute":true}`); r.status != 403 {
+		t.Errorf("a change to a stored conference: %d %s", r.status, r.body)
+	}
+}
+
+// TestStoredMembersOfALiveRoom: a member that left longer than the
+// bridge's retention ago, gone from memory, is still listed and read, from
+// the store, while its room lives on.
+func TestStoredMembersOfALiveRoom(t *testing.T) {
+	e := newStoreEnv(t, nil, func(c *bridge.Config) { c.Retention = time.Nanosecond })
+	conf := e.createConf(alice)
+	gone, _, _ := e.addMember(alice, conf, "")
+	stays, _, _ := e.addMember(alice, conf, "")
+	e.as(alice, "POST", "/conferences/"+conf+"/members/"+gone, `{"state":"completed"}`).mustOK(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := e.outbox.Flush(ctx); err != nil {
+		t.Fatal(err)
+	}
+	e.b.Prune()
+	c, _ := e.b.Conference(conf)
+	if _, inMemory := c.Member(gone); inMemory {
+		t.Fatal("the member that left was not pruned from memory")
+	}
+	var list []memberJSON
+	e.getJSON(alice, "/conferences/"+conf+"/members", &list)
+	if len(list) != 2 || list[0].ID != gone || list[0].State != "completed" || list[1].ID != stays || list[1].State != "active" {
+		t.Errorf("members of the live room: %+v", list)
+	}
+	var m memberJSON
+	e.getJSON(alice, "/conferences/"+conf+"/members/"+gone, &m)
+	if m.State != "completed" || m.RemovedTime == "" {
+		t.Errorf("the pruned member: %+v", m)
+	}
+}
+
+// slowStore is a store whose writes wait for release (a disk that
+// stalls) or fail.
+type slowStore struct {
+	*store.SQLite
+	release chan struct{}
+	fail    atomic.Bool
+	applies atomic.Int64
+}
+
+func (s *slowStore) Apply(ctx context.Context, b *store.Batch) error {
+	<-s.release
+	s.applies.Add(1)
+	if s.fail.Load() {
+		return errors.New("disk full")
+	}
+	return s.SQLite.Apply(ctx, b)
+}
+
+// countingHandler counts log records.
+type countingHandler struct {
+	slog.Handler
+	n atomic.Int64
+}
+
+func (h *countingHandler) Enabled(context.Context, slog.Level) bool { return true }
+
+func (h *countingHandler) Handle(ctx context.Context, r slog.Record) error {
+	h.n.Add(1)
+	return nil
+}
+
+// TestOutboxNeverWaitsForTheDisk: with the writer stalled, Publish returns
+// at once, the overflow is delivered unwritten and counted; failed writes
+// are counted and summarised, not logged one by one, and their events are
+// delivered all the same.
+func TestOutboxNeverWaitsForTheDisk(t *testing.T) {
+	sq, err := store.Open(context.Background(), t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sq.Close()
+	st := &slowStore{SQLite: sq, release: make(chan struct{})}
+	var got atomic.Int64
+	app := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		_, _ = io.Copy(io.Discard, r.Body)
+		got.Add(1)
+	}))
+	defer app.Close()
+	b := bridge.New(bridge.Config{}, nil, nil)
+	c, err := b.CreateConference(bridge.ConferenceOptions{UserID: "u", Callback: bridge.Callback{URL: app.URL}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	logs := &countingHandler{Handler: slog.DiscardHandler}
+	d := NewDispatcher(DispatcherConfig{Bridge: b, Targets: allowLoopback(), QueueLimit: 10000})
+	o := NewOutbox(OutboxConfig{Store: st, Bridge: b, Dispatcher: d, Queue: 64, Log: slog.New(logs)})
+	o.Start()
+	const n = 500
+	start := time.Now()
+	for range n {
+		o.Publish(bridge.Event{Type: bridge.EventConference, UserID: "u", ConferenceID: c.ID(), State: bridge.StateActive})
+	}
+	if el := time.Since(start); el > time.Second {
+		t.Errorf("%d publishes with the disk stalled took %v", n, el)
+	}
+	s := o.Stats()
+	if s.Unpersisted < n/2 {
+		t.Errorf("unpersisted %d, want the overflow beyond the queue of 64 and the stalled batch", s.Unpersisted)
+	}
+	st.fail.Store(true)
+	close(st.release)
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	if err := o.Flush(ctx); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "every event delivered, written or not", func() bool { return got.Load() == n })
+	s = o.Stats()
+	if s.WriteErrors == 0 || s.Unpersisted != n {
+		t.Errorf("after failed writes: %+v", s)
+	}
+	if logs.n.Load() != 1 {
+		t.Errorf("%d log records for %d failed writes, want one summary", logs.n.Load(), s.WriteErrors)
+	}
+	if err := o.Close(ctx); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestDecodePayload: a stored body reads back into the same fields in the
+// same order, so a GET callback sends the same query.
+func TestDecodePayload(t *testing.T) {
+	p := cbPayload{{"eventType", "conference-member"}, {"activeMembers", 3}, {"mute", true}, {"tag", "x\"y"}, {"eventId", "e-9"}}
+	q, err := decodePayload(p.json())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if string(q.json()) != string(p.json()) {
+		t.Errorf("round trip: %s vs %s", q.json(), p.json())
+	}
+	for _, bad := range []string{``, `[]`, `{"a":{}}`, `{"a":[1]}`, `{"a":1.5}`, `{"a"`, `{"a":null}`} {
+		if _, err := decodePayload([]byte(bad)); err == nil {
+			t.Errorf("%q decoded", bad)
+		}
+	}
+}
+
+// FuzzDecodePayload: any bytes give fields or an error, never a panic,
+// and what decodes encodes back to JSON that decodes the same.
+func FuzzDecodePayload(f *testing.F) {
+	f.Add([]byte(`{"eventType":"hangup","cause":"NORMAL_CLEARING","eventId":"e-1"}`))
+	f.Add([]byte(`{"activeMembers":2,"mute":false}`))
+	f.Add([]byte(`{"a":"\u0000"}`))
+	f.Fuzz(func(t *testing.T, b []byte) {
+		p, err := decodePayload(b)
+		if err != nil {
+			return
+		}
+		q, err := decodePayload(p.json())
+		if err != nil || string(q.json()) != string(p.json()) {
+			t.Fatalf("%q: re-decoded %v %s vs %s", b, err, q.json(), p.json())
+		}
+		var m map[string]any
+		if json.Unmarshal(p.json(), &m) != nil {
+			t.Fatalf("%q: not JSON: %s", b, p.json())
+		}
+	})
+}
+
+// BenchmarkStoreEvent is the store's cost of one event in a burst (the
+// writer batches): snapshots of the conference, member and call, the
+// rendered outbox row, its share of one transaction.
+func BenchmarkStoreEvent(b *testing.B) {
+	benchStore(b, 64)
+}
+
+// BenchmarkStoreCallSetup is the store's cost of one call set-up alone,
+// one transaction each: the answer and the member's joining (the records
+// of call, member and conference, and two outbox rows).
+func BenchmarkStoreCallSetup(b *testing.B) {
+	benchStore(b, 1)
+}
+
+func benchStore(b *testing.B, burst int) {
+	st, err := store.Open(context.Background(), b.TempDir())
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer st.Close()
+	br := bridge.New(bridge.Config{}, nil, nil)
+	c, err := br.CreateConference(bridge.ConferenceOptions{UserID: "u", Callback: bridge.Callback{URL: "http://127.0.0.1:9/cb"}})
+	if err != nil {
+		b.Fatal(err)
+	}
+	call := br.NewCall("u", "sip:a@127.0.0.1", "1000", bridge.DirectionIn, newLeg(b), bridge.Callback{})
+	call.Answered()
+	m, err := c.AddMember(call, bridge.MemberOptions{})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer br.HangupAll(context.Background(), "bench-over")
+	d := NewDispatcher(DispatcherConfig{Bridge: br})
+	d.Close(context.Background()) // nothing is delivered: the store's cost only
+	o := NewOutbox(OutboxConfig{Store: st, Bridge: br, Dispatcher: d, Queue: 4096})
+	o.Start()
+	defer func() { _ = o.Close(context.Background()) }()
+	ctx := context.Background()
+	b.ReportAllocs()
+	for b.Loop() {
+		for range burst {
+			if burst == 1 {
+				o.Publish(bridge.Event{Type: bridge.EventAnswer, UserID: "u", CallID: call.ID()})
+			}
+			o.Publish(bridge.Event{Type: bridge.EventConferenceMember, UserID: "u", ConferenceID: c.ID(), MemberID: m.ID(),
+				CallID: call.ID(), State: bridge.StateActive, ActiveMembers: 1})
+		}
+		if err := o.Flush(ctx); err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.ReportMetric(float64(b.Elapsed().Microseconds())/float64(b.N*burst), "µs/op-each")
+}

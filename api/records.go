@@ -1,0 +1,80 @@
+package api
+
+import (
+	"encoding/json"
+
+	"chorus/bridge"
+	"chorus/store"
+)
+
+// The records the store keeps are the bridge's snapshots (ConferenceInfo,
+// MemberInfo, CallInfo, ApplicationInfo, NumberInfo) as JSON: the domain's
+// values, not the API's JSON, which names URLs of the request that reads
+// it. A record read back is rendered by the same functions as a live one,
+// so a GET answers the same JSON before and after a restart.
+
+// CauseServerRestart is why the bridge ended, at start, a conference,
+// member or call that a crash left live (the process cannot have kept its
+// calls). It is the hangup event's cause and the conference's cause.
+const CauseServerRestart = "SERVER_RESTART"
+
+// confRecord is a stored conference: its snapshot and, when the bridge
+// itself ended it at a restart, why (shown as the extension cause).
+type confRecord struct {
+	bridge.ConferenceInfo
+	Cause string `json:",omitempty"`
+}
+
+// memberRecord is a stored member; UserID is its conference's owner.
+type memberRecord struct {
+	bridge.MemberInfo
+	UserID string
+}
+
+func conferenceRecord(in bridge.ConferenceInfo, cause string) store.Record {
+	data, _ := json.Marshal(confRecord{ConferenceInfo: in, Cause: cause})
+	r := store.Record{Key: store.Key{Kind: store.KindConference, User: in.UserID, ID: in.ID}, State: in.State,
+		Created: in.Created, Data: data}
+	if in.State == bridge.StateCompleted {
+		r.Ended = in.Completed
+	}
+	return r
+}
+
+func memberRecordOf(user string, in bridge.MemberInfo) store.Record {
+	in.Talking = false // a moment's state, not a record's
+	data, _ := json.Marshal(memberRecord{MemberInfo: in, UserID: user})
+	r := store.Record{Key: store.Key{Kind: store.KindMember, User: user, ID: in.ID}, Parent: in.ConferenceID,
+		State: in.State, Created: in.Added, Data: data}
+	if in.State == bridge.StateCompleted {
+		r.Ended = in.Removed
+	}
+	return r
+}
+
+func callRecord(in bridge.CallInfo) store.Record {
+	data, _ := json.Marshal(in)
+	r := store.Record{Key: store.Key{Kind: store.KindCall, User: in.UserID, ID: in.ID}, Parent: in.ConferenceID,
+		State: in.State, Created: in.Created, Data: data}
+	if in.State == bridge.CallCompleted {
+		r.Ended = in.Ended
+	}
+	return r
+}
+
+func applicationRecord(in bridge.ApplicationInfo) store.Record {
+	data, _ := json.Marshal(in)
+	return store.Record{Key: store.Key{Kind: store.KindApplication, User: in.UserID, ID: in.ID}, Created: in.Created, Data: data}
+}
+
+func numberRecord(in bridge.NumberInfo) store.Record {
+	data, _ := json.Marshal(in)
+	return store.Record{Key: store.Key{Kind: store.KindNumber, User: in.UserID, ID: in.ID}, Created: in.Created, Data: data}
+}
+
+// decodeRecord reads a record's JSON into v.
+func decodeRecord[T any](r store.Record) (T, error) {
+	var v T
+	err := json.Unmarshal(r.Data, &v)
+	return v, err
+}
