@@ -15,6 +15,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/emiago/sipgo"
@@ -174,6 +175,10 @@ func (s *Server) ListenUDP(addr string) (netip.AddrPort, error) {
 	if err != nil {
 		return netip.AddrPort{}, fmt.Errorf("sip: listen udp %s: %w", addr, err)
 	}
+	return s.serveUDP(pc), nil
+}
+
+func (s *Server) serveUDP(pc net.PacketConn) netip.AddrPort {
 	ap := pc.LocalAddr().(*net.UDPAddr).AddrPort()
 	s.setContact("udp", int(ap.Port()))
 	s.mu.Lock()
@@ -183,7 +188,7 @@ func (s *Server) ListenUDP(addr string) (netip.AddrPort, error) {
 	// answered before sipgo sees them (unwanted.go).
 	sc := newScreenedConn(pc, s.srv.RegisteredMethods(), allowMethods, s.cfg.UserAgent, s.traffic, s.callIDs, s.optionsAnswer)
 	go func() { _ = s.srv.ServeUDP(sc) }()
-	return ap, nil
+	return ap
 }
 
 // ListenTCP binds addr and serves SIP over TCP on it.
@@ -192,10 +197,49 @@ func (s *Server) ListenTCP(addr string) (netip.AddrPort, error) {
 	if err != nil {
 		return netip.AddrPort{}, fmt.Errorf("sip: listen tcp %s: %w", addr, err)
 	}
+	return s.serveTCP(l), nil
+}
+
+func (s *Server) serveTCP(l net.Listener) netip.AddrPort {
 	ap := l.Addr().(*net.TCPAddr).AddrPort()
 	s.setContact("tcp", int(ap.Port()))
 	s.serveGuarded(l, "tcp", func(g net.Listener) error { return s.srv.ServeTCP(g) })
-	return ap, nil
+	return ap
+}
+
+// pairAttempts bounds the tries ListenUDPAndTCP makes for port 0: a port
+// free for UDP is taken for TCP only when another program holds it, so a
+// few tries find a pair.
+const pairAttempts = 20
+
+// ListenUDPAndTCP serves SIP over UDP and TCP on one port (the usual
+// 5060 for both, RFC 3261 §18). With port 0 it looks for a port free on
+// both, rather than failing when the one UDP got is held for TCP.
+func (s *Server) ListenUDPAndTCP(addr string) (udp, tcp netip.AddrPort, err error) {
+	host, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		return udp, tcp, fmt.Errorf("sip: listen %s: %w", addr, err)
+	}
+	attempts := 1
+	if port == "0" {
+		attempts = pairAttempts
+	}
+	for i := 0; ; i++ {
+		pc, err := net.ListenPacket("udp", addr)
+		if err != nil {
+			return udp, tcp, fmt.Errorf("sip: listen udp %s: %w", addr, err)
+		}
+		p := pc.LocalAddr().(*net.UDPAddr).Port
+		l, err := net.Listen("tcp", net.JoinHostPort(host, strconv.Itoa(p)))
+		if err != nil {
+			_ = pc.Close()
+			if i+1 < attempts && errors.Is(err, syscall.EADDRINUSE) {
+				continue
+			}
+			return udp, tcp, fmt.Errorf("sip: listen tcp on the UDP port %d: %w", p, err)
+		}
+		return s.serveUDP(pc), s.serveTCP(l), nil
+	}
 }
 
 // serveGuarded serves a stream listener (TCP, or TLS above it) through

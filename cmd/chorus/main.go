@@ -156,16 +156,12 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	outbox.Start()
 	met := newMetrics(metricsSources{bridge: br, ports: ports, sip: sipSrv, dispatcher: dispatcher, events: events, outbox: outbox, store: st})
 	mux.Handle("GET /metrics", met.handler(log))
-	udpAddr, err := sipSrv.ListenUDP(cfg.SIPAddr)
-	if err != nil {
-		return err
-	}
-	targets.AddOwnPorts(udpAddr.Port(), udpAddr.Port()) // TCP listens on the same port
 	// TCP on the same port as UDP (the usual :5060 for both).
-	tcpAddr, err := sipSrv.ListenTCP(net.JoinHostPort(listenHost, fmt.Sprint(udpAddr.Port())))
+	udpAddr, tcpAddr, err := sipSrv.ListenUDPAndTCP(cfg.SIPAddr)
 	if err != nil {
 		return err
 	}
+	targets.AddOwnPorts(udpAddr.Port(), udpAddr.Port())
 	tlsAddr, err := listenSIPTLS(sipSrv, cfg, log)
 	if err != nil {
 		return err
