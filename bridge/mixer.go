@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"chorus/media"
+	"chorus/media/opus"
 	"chorus/media/resample"
 )
 
@@ -419,7 +420,7 @@ func (c *Conference) mixTick(now time.Time, w *tickWorker) {
 // that rate); were it to, the listeners get silence rather than a panic.
 func (x *mixer) newShared(codec media.Codec) *sharedOut {
 	sh := &sharedOut{}
-	if enc, err := media.NewEncoder(codec, x.rate); err == nil {
+	if enc, err := media.NewEncoder(codec, x.rate, opus.Config{}); err == nil {
 		sh.enc = enc
 	} else {
 		for i := range sh.payload {
