@@ -422,22 +422,39 @@ func TestMemTickAllocs(t *testing.T) {
 // endpoints of whom 3 talk: no socket, no system call, so what it shows is
 // the cost of pulling, gating, mixing, the shared and private outputs and
 // the encodes (BenchmarkMixTick adds the network to that), plus the three
-// talkers' tone generators. It is the baseline for mixing at 16 and 48 kHz.
+// talkers' tone generators. At 8 kHz every member is G.711; at 16 kHz
+// G.722 and at 48 kHz Opus, so that the shared encode a tick is the
+// codec's own (in-memory endpoints do not encode their private frames).
 func BenchmarkMixTickMemory(b *testing.B) {
 	for _, n := range []int{10, 100, 1000} {
 		b.Run(fmt.Sprintf("members=%d", n), func(b *testing.B) {
-			r := newMemRoom(b, Config{MaxMembers: n})
-			r.join(media.PCMU, tone(400, -12))
-			r.join(media.PCMA, tone(700, -12))
-			r.join(media.PCMU, tone(1100, -12))
-			for range n - 3 {
-				ep, _ := r.join(media.PCMU, nil)
-				ep.bare = true
-			}
-			r.step(20)
-			b.ReportAllocs()
-			for b.Loop() {
-				r.step(1)
+			for _, c := range []struct {
+				rate  int
+				codec media.Codec
+			}{{8000, media.PCMU}, {16000, media.G722}, {48000, media.Opus}} {
+				b.Run(fmt.Sprintf("rate=%d", c.rate), func(b *testing.B) {
+					r := newMemRoom(b, Config{MaxMembers: n})
+					r.setRate(c.rate)
+					alt := c.codec
+					if alt == media.PCMU {
+						alt = media.PCMA
+					}
+					r.join(c.codec, audiotest.ToneSource(400, -12, c.rate))
+					r.join(alt, audiotest.ToneSource(700, -12, c.rate))
+					r.join(c.codec, audiotest.ToneSource(1100, -12, c.rate))
+					for range n - 3 {
+						ep, _ := r.join(c.codec, nil)
+						ep.bare = true
+					}
+					r.step(20)
+					if r.conf.mix.rate != c.rate {
+						b.Fatalf("the room mixes at %d Hz", r.conf.mix.rate)
+					}
+					b.ReportAllocs()
+					for b.Loop() {
+						r.step(1)
+					}
+				})
 			}
 		})
 	}

@@ -54,7 +54,9 @@ func newWidePhone(t testing.TB, codec Codec, pt uint8, ptime int, cfg opus.Confi
 func (p *widePhone) next() ([]byte, uint32, uint16) {
 	p.src(p.pcm)
 	var n int
-	if p.g != nil {
+	if p.codec.Stateless() {
+		n = p.codec.Encode(p.buf[:], p.pcm)
+	} else if p.g != nil {
 		n = p.g.Encode(p.buf[:], p.pcm)
 	} else {
 		var err error
@@ -307,5 +309,92 @@ func TestEndpointWideNoAllocs(t *testing.T) {
 				t.Errorf("a tick allocates %.1f times", allocs)
 			}
 		})
+	}
+}
+
+// TestEndpointCodecChange: a re-INVITE that changes the codec (SetParams
+// from the signalling goroutine while the mixer's goroutine drives the
+// endpoint) is followed from the next tick: G.711, then Opus, then
+// G.722, then G.711 again, each heard at its level, with MaxRate and what
+// Push sends following.
+func TestEndpointCodecChange(t *testing.T) {
+	const rate = 16000
+	phone := listenLoopback(t)
+	sess := newTestSession(t, Params{Remote: addrOf(phone), Codec: PCMU, Direction: SendRecv})
+	ep := NewEndpoint(sess)
+	if err := ep.SetRate(rate); err != nil {
+		t.Fatal(err)
+	}
+	steps := []struct {
+		codec Codec
+		pt    uint8
+		max   int
+	}{{PCMU, PayloadTypePCMU, 8000}, {Opus, 107, 48000}, {G722, PayloadTypeG722, 16000}, {PCMA, PayloadTypePCMA, 8000}}
+	for i, s := range steps {
+		if i > 0 {
+			done := make(chan struct{})
+			go func() { // signalling's goroutine, while the endpoint is live
+				defer close(done)
+				sess.SetParams(Params{Remote: addrOf(phone), Codec: s.codec, PayloadType: s.pt, Direction: SendRecv})
+			}()
+			ep.Receive(time.Now(), NewRecvBuffer())
+			<-done
+		}
+		p := newWidePhone(t, s.codec, s.pt, 20, opus.DefaultConfig(), audiotest.ToneSource(1000, -20, s.codec.AudioRate()))
+		p.conn = phone
+		p.ts += uint32(i) * 100000 // a new stream
+		out := wideRun(t, ep, p, rate, 30, nil)
+		if got := audiotest.LevelDBFS(out[10*rate/50:], 1000, rate); math.Abs(got+20) > 1 {
+			t.Errorf("%s: the tone at %.2f dBFS, want -20 ± 1", s.codec, got)
+		}
+		if got := ep.MaxRate(); got != s.max {
+			t.Errorf("%s: MaxRate %d, want %d", s.codec, got, s.max)
+		}
+		if err := ep.Push(make([]int16, rate/50)); err != nil {
+			t.Fatal(err)
+		}
+		pkt, _, ok := recvRTP(t, phone, 2*time.Second)
+		if !ok || pkt.PayloadType != s.pt {
+			t.Fatalf("%s: Push sent %v, want payload type %d", s.codec, pkt, s.pt)
+		}
+	}
+}
+
+// BenchmarkEndpointWide is one tick of a G.722 or Opus call through its
+// endpoint in a room at the codec's rate and at 8 kHz: a packet into the
+// buffer, its decode (Pull), the encode of a frame and its send (Push).
+// The receive system call is left out (BenchmarkMixTick counts it).
+func BenchmarkEndpointWide(b *testing.B) {
+	for _, codec := range []Codec{G722, Opus} {
+		for _, rate := range []int{codec.AudioRate(), 8000} {
+			b.Run(fmt.Sprintf("%s/rate=%d", codec, rate), func(b *testing.B) {
+				p := newWidePhone(b, codec, codec.PayloadType(), 20, opus.DefaultConfig(), audiotest.ToneSource(700, -20, codec.AudioRate()))
+				ep := newWideEndpoint(b, p.conn, codec, codec.PayloadType(), rate)
+				ep.Receive(time.Now(), NewRecvBuffer())
+				type pkt struct {
+					ts      uint32
+					payload []byte
+				}
+				var pkts []pkt
+				for range 250 {
+					payload, ts, _ := p.next()
+					pkts = append(pkts, pkt{ts, append([]byte(nil), payload...)})
+				}
+				h := (*endpointHandler)(ep.st)
+				frame := make([]int16, rate/50)
+				audiotest.Tone(frame, 500, -20, rate, new(float64))
+				ssrc, base, k := uint32(9), uint32(0), 0
+				b.ReportAllocs()
+				for b.Loop() {
+					q := pkts[k%len(pkts)]
+					h.Audio(ssrc, q.ts+base, codec, q.payload)
+					if k++; k%len(pkts) == 0 {
+						base += uint32(len(pkts) * codec.RTPClockRate() / 50)
+					}
+					ep.Pull(frame)
+					_ = ep.Push(frame)
+				}
+			})
+		}
 	}
 }
