@@ -45,10 +45,10 @@ func FuzzEndpointPayload(f *testing.F) {
 		return b
 	}
 	f.Add(true, uint8(2), seq(pkt[:n], 8, 8, 16, 8, 0, 250, 8))
-	f.Add(true, uint8(0), seq([]byte{0xf8}, 8, 24, 8))                // DTX
-	f.Add(true, uint8(1), seq([]byte{0xff, 0x3f, 1, 2, 3}, 8, 8))     // code 3, 63 frames
-	f.Add(true, uint8(1), seq([]byte{0x0b, 0x00}, 8, 8, 255, 8))      // code 3, no frames
-	f.Add(false, uint8(1), seq(g, 1, 1, 3, 1, 200, 1))                // G.722
+	f.Add(true, uint8(0), seq([]byte{0xf8}, 8, 24, 8))                 // DTX
+	f.Add(true, uint8(1), seq([]byte{0xff, 0x3f, 1, 2, 3}, 8, 8))      // code 3, 63 frames
+	f.Add(true, uint8(1), seq([]byte{0x0b, 0x00}, 8, 8, 255, 8))       // code 3, no frames
+	f.Add(false, uint8(1), seq(g, 1, 1, 3, 1, 200, 1))                 // G.722
 	f.Add(false, uint8(2), seq([]byte{0, 0xff, 0x55}, 1, 0, 255, 255)) // G.722 odd
 	f.Fuzz(func(t *testing.T, isOpus bool, rateSel uint8, data []byte) {
 		codec, unit := G722, uint32(20) // timestamp steps of 2.5 ms
