@@ -12,6 +12,7 @@ import (
 	"chorus/media"
 	"chorus/media/g722"
 	"chorus/media/opus"
+	"chorus/media/resample"
 )
 
 // memEndpoint is a call's audio in memory: what the mixer pulls comes from
@@ -35,6 +36,10 @@ type memEndpoint struct {
 	rec     []int16
 	bare    bool // keep nothing of what is pulled and pushed (benchmarks)
 	fmtp    opus.Fmtp
+	// clock, when set, makes the endpoint send a tone as a function of
+	// time, at whatever rate the room asks, delayed as a real endpoint's
+	// path is (see toneClock): what a rate change must carry across.
+	clock *toneClock
 	// decoders of the shared G.722 and Opus payloads, made at the first
 	// such payload
 	g722 *g722.Decoder
@@ -50,7 +55,10 @@ func (e *memEndpoint) Receive(time.Time, *media.RecvBuffer) int {
 func (e *memEndpoint) Digits() []rune { return e.digits }
 
 func (e *memEndpoint) Pull(dst []int16) bool {
-	if e.source != nil {
+	if e.clock != nil {
+		e.clock.frame(dst, e.rateOr8k(), e.codec)
+		e.clock.t += TickInterval.Seconds()
+	} else if e.source != nil {
 		e.source(dst)
 	} else {
 		clear(dst)
@@ -62,6 +70,45 @@ func (e *memEndpoint) Pull(dst []int16) bool {
 		panic("the mixer pulled a frame not at the room's rate")
 	}
 	return !e.dead
+}
+
+func (e *memEndpoint) PullSwitch(old, cur []int16) bool {
+	if e.clock != nil {
+		e.clock.frame(old, len(old)*50, e.codec)
+	} else {
+		clear(old)
+	}
+	return e.Pull(cur)
+}
+
+func (e *memEndpoint) PushSwitch(old, cur []int16) error { return e.Push(cur) }
+
+func (e *memEndpoint) rateOr8k() int {
+	if e.rate == 0 {
+		return media.ClockRate
+	}
+	return e.rate
+}
+
+// toneClock is a tone as a function of time.
+type toneClock struct {
+	freq, amp float64
+	t         float64 // seconds at the start of the next frame
+}
+
+// frame writes the tone's next frame at rate as a codec's endpoint gives
+// it to a room mixed at that rate: a G.711 one undelayed at 8 kHz and
+// through a resampler (resample.Delay) above, a wideband one always
+// through one (a delay line at equal rates).
+func (c *toneClock) frame(dst []int16, rate int, codec media.Codec) {
+	t0 := c.t
+	if !codec.Stateless() || rate != media.ClockRate {
+		t0 -= resample.Delay.Seconds()
+	}
+	for i := range dst {
+		t := t0 + float64(i)/float64(rate)
+		dst[i] = int16(math.Round(c.amp * math.Sin(2*math.Pi*c.freq*t)))
+	}
 }
 
 func (e *memEndpoint) Push(pcm []int16) error {

@@ -131,3 +131,68 @@ func TestMemWideTickAllocs(t *testing.T) {
 		t.Errorf("a tick allocates %.1f times", allocs)
 	}
 }
+
+// TestMemRateSwitchNoClick: a room goes 8 → 16 → 48 → 16 → 8 → 48 → 8 kHz
+// as wideband members come and go, while a G.711 member sends a
+// continuous tone. A G.711 listener who stays throughout, and a G.722
+// listener who stays from 16 kHz through 48 and back, hear it without a
+// click: no sample step beyond the tone's own steepest by more than the
+// codec's noise, and every 20 ms at its level ±1 dB. (Switching cold, the
+// G.711 listener gets steps of the tone's whole amplitude.)
+func TestMemRateSwitchNoClick(t *testing.T) {
+	const f, level = 500.0, -20.0
+	amp := math.Pow(10, level/20) * 32767
+	r := newMemRoom(t, Config{})
+	talker, _ := r.join(media.PCMU, nil)
+	talker.clock = &toneClock{freq: f, amp: amp}
+	l8, _ := r.join(media.PCMA, nil)
+	l8.record = true
+	r.step(20)
+	join := func(codec media.Codec) (*memEndpoint, *Member) {
+		ep, m := r.join(codec, nil)
+		ep.maxRate = codec.AudioRate()
+		return ep, m
+	}
+	leave := func(m *Member) { r.conf.removeMember(m, false, "test") }
+	l16, m16 := join(media.G722)
+	r.step(20)
+	if r.conf.mix.rate != 16000 {
+		t.Fatalf("the room mixes at %d Hz, want 16000", r.conf.mix.rate)
+	}
+	l16.record = true
+	_, m48 := join(media.Opus)
+	r.step(20)
+	if r.conf.mix.rate != 48000 {
+		t.Fatalf("the room mixes at %d Hz, want 48000", r.conf.mix.rate)
+	}
+	leave(m48)
+	r.step(20)
+	l16.record = false
+	leave(m16)
+	r.step(20)
+	_, m48 = join(media.Opus)
+	r.step(20)
+	leave(m48)
+	r.step(20)
+	if r.conf.mix.rate != 8000 {
+		t.Fatalf("the room mixes at %d Hz, want 8000", r.conf.mix.rate)
+	}
+	check := func(name string, rec []int16, rate int, noise float64) {
+		t.Helper()
+		rec = rec[5*rate/50:]
+		steep := amp * 2 * math.Sin(math.Pi*f/float64(rate))
+		for i := 1; i < len(rec); i++ {
+			if d := math.Abs(float64(rec[i]) - float64(rec[i-1])); d > steep*(1+noise) {
+				t.Fatalf("%s: a click at sample %d: a step of %.0f, the tone's steepest is %.0f", name, i, d, steep)
+			}
+		}
+		n := rate / 50
+		for k := 0; k+n <= len(rec); k += n {
+			if l := audiotest.LevelDBFS(rec[k:k+n], f, rate); math.Abs(l-level) > 1 {
+				t.Fatalf("%s: at %d ms the tone is at %.1f dBFS, want %.0f ± 1", name, k*1000/rate, l, level)
+			}
+		}
+	}
+	check("the G.711 listener", l8.rec, 8000, 0.15)
+	check("the G.722 listener", l16.rec, 16000, 0.2)
+}
