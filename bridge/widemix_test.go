@@ -196,3 +196,65 @@ func TestMemRateSwitchNoClick(t *testing.T) {
 	check("the G.711 listener", l8.rec, 8000, 0.15)
 	check("the G.722 listener", l16.rec, 16000, 0.2)
 }
+
+// TestWidebandRoom: an Opus, a G.722 and a PCMU caller (real RTP over
+// loopback, each phone coding with its codec's own package) in one room:
+// the room mixes at 48 kHz, each hears the other two at the sent level
+// ±1.5 dB and itself below -60 dBFS; a 6 kHz tone from the Opus caller
+// reaches the G.722 caller at its level ±2 dB and not the PCMU caller
+// (below -50 dBFS, and no alias at 2 kHz).
+func TestWidebandRoom(t *testing.T) {
+	r := newRoom(t, Config{})
+	tones := map[media.Codec]float64{media.Opus: 1000, media.G722: 700, media.PCMU: 400}
+	codecs := []media.Codec{media.Opus, media.G722, media.PCMU}
+	var peers []*peer
+	for _, c := range codecs {
+		src := audiotest.ToneSource(tones[c], -20, c.AudioRate())
+		if c == media.Opus {
+			lo, hi := src, audiotest.ToneSource(6000, -20, 48000)
+			buf := make([]int16, 960)
+			src = func(dst []int16) {
+				lo(dst)
+				hi(buf)
+				for i := range dst {
+					dst[i] += buf[i]
+				}
+			}
+		}
+		peers = append(peers, r.join(c, src))
+	}
+	r.step(25)
+	if got := r.conf.mix.rate; got != 48000 {
+		t.Fatalf("the room mixes at %d Hz, want 48000", got)
+	}
+	at := r.mark()
+	r.step(50)
+	for i, p := range peers {
+		rate := p.codec.AudioRate()
+		rec := p.rec[at[i]:]
+		for _, c := range codecs {
+			got := audiotest.LevelDBFS(rec, tones[c], rate)
+			if c == p.codec {
+				if got > -60 {
+					t.Errorf("the %s caller hears itself at %.1f dBFS", p.codec, got)
+				}
+				continue
+			}
+			if math.Abs(got+20) > 1.5 {
+				t.Errorf("the %s caller hears the %s caller at %.1f dBFS, want -20 ± 1.5", p.codec, c, got)
+			}
+		}
+	}
+	if got := audiotest.LevelDBFS(peers[1].rec[at[1]:], 6000, 16000); math.Abs(got+20) > 2 {
+		t.Errorf("the G.722 caller hears 6 kHz at %.1f dBFS, want -20 ± 2", got)
+	}
+	narrow := peers[2].rec[at[2]:]
+	if got := audiotest.LevelDBFS(narrow, 6000-8000+4000, 8000); got > -50 {
+		t.Errorf("the PCMU caller hears an alias of 6 kHz at 2 kHz at %.1f dBFS", got)
+	}
+	for i, p := range peers {
+		if js := p.member.epv.JitterStats(); js.Packets == 0 {
+			t.Errorf("peer %d (%s): its endpoint played no packet", i, p.codec)
+		}
+	}
+}

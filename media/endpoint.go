@@ -183,7 +183,22 @@ const MaxHandoverBytes = maxHandoverFrame
 // NewEndpoint returns the endpoint of sess, to be kept by value. The
 // Session stays the caller's to configure (SetParams on re-INVITE) and
 // close.
-func NewEndpoint(sess *Session) Endpoint { return Endpoint{sess: sess, st: &endpointState{}} }
+func NewEndpoint(sess *Session) Endpoint {
+	e := Endpoint{sess: sess, st: &endpointState{}}
+	e.follow() // the negotiated codec from the start: MaxRate is asked before the first Receive
+	return e
+}
+
+// follow picks up a SetParams (answer, re-INVITE) not yet followed.
+func (e *Endpoint) follow() {
+	if e.sess == nil {
+		return
+	}
+	if g := e.sess.Generation(); g != e.st.gen {
+		e.st.gen = g
+		e.reconfigure()
+	}
+}
 
 // SetDetector makes the endpoint feed its telephone-events to detect
 // rather than to a detector of its own. A call that moves between rooms
@@ -247,6 +262,7 @@ func (st *endpointState) roomRate() int {
 // Opus no more than the peer's maxplaybackrate rounded up to a mix rate
 // (RFC 7587 §6.1). It follows a re-INVITE from the next Receive on.
 func (e *Endpoint) MaxRate() int {
+	e.follow()
 	if w := e.st.w; w != nil {
 		return w.maxRate
 	}
@@ -332,10 +348,7 @@ func (e *Endpoint) Codec() Codec { return e.sess.Codec() }
 func (e *Endpoint) Receive(now time.Time, rx *RecvBuffer) int {
 	st := e.st
 	st.nDigits = 0
-	if g := e.sess.Generation(); g != st.gen {
-		st.gen = g
-		e.reconfigure()
-	}
+	e.follow()
 	return e.sess.PollInto(now, (*endpointHandler)(st), rx)
 }
 
