@@ -129,10 +129,26 @@ type Endpoint struct {
 
 // endpointState is an endpoint's working memory.
 type endpointState struct {
+	// The first cache line holds what every tick reads of a listener
+	// besides its jitter buffer (the digit count Receive resets, the
+	// session generation, the wideband state and the hand-over marks), so
+	// that wideband support costs a G.711 listener no cache line more.
 	nDigits int
-	digits  [maxDigitsPerReceive]rune
-	jb      JitterBuffer
-	det     dtmf.Detector
+	// gen is the session's Generation this state was set up for; a
+	// re-INVITE changes it, and the next Receive follows (reconfigure).
+	gen uint32
+	// rate is the room's mix rate (0: 8000 Hz).
+	rate int32
+	// inFrom and outFrom are the room's rate before the last SetRate
+	// until PullSwitch and PushSwitch have handed over from it (0: no
+	// hand-over); prevUp and prevDown are the paths of that rate.
+	inFrom, outFrom int32
+	// w is the state of a G.722 or Opus call (decoder, packet buffer,
+	// encoder), nil for G.711, whose endpoint is the other fields alone.
+	w      *wideState
+	digits [maxDigitsPerReceive]rune
+	jb     JitterBuffer
+	det    dtmf.Detector
 	// detect, when set (SetDetector), replaces det: the detector of a
 	// call that outlives this endpoint.
 	detect func(ssrc, ts uint32, payload []byte) (rune, bool)
@@ -143,20 +159,8 @@ type endpointState struct {
 	// their frame at the codec's rate.
 	up, down *resample.Resampler
 	nb       [FrameSamples]int16
-	// gen is the session's Generation this state was set up for; a
-	// re-INVITE changes it, and the next Receive follows (reconfigure).
-	gen uint32
-	// rate is the room's mix rate (0: 8000 Hz).
-	rate int32
 	// opusBitrate is what an Opus encoder aims at (SetOpusBitrate).
-	opusBitrate int32
-	// w is the state of a G.722 or Opus call (decoder, packet buffer,
-	// encoder), nil for G.711, whose endpoint is the fields above alone.
-	w *wideState
-	// inFrom and outFrom are the room's rate before the last SetRate
-	// until PullSwitch and PushSwitch have handed over from it (0: no
-	// hand-over); prevUp and prevDown are the paths of that rate.
-	inFrom, outFrom  int32
+	opusBitrate      int32
 	prevUp, prevDown *resample.Resampler
 }
 
