@@ -216,7 +216,13 @@ func (e *Endpoint) SetDetector(detect func(ssrc, ts uint32, payload []byte) (run
 // SetOpusBitrate sets the bitrate (bit/s) the endpoint's Opus encoder
 // aims at, before a peer's maxaveragebitrate lowers it; 0 means
 // opus.DefaultBitrate. Call it before the endpoint is driven.
-func (e *Endpoint) SetOpusBitrate(bps int) { e.st.opusBitrate = int32(bps) }
+func (e *Endpoint) SetOpusBitrate(bps int) {
+	e.st.opusBitrate = int32(bps)
+	if w := e.st.w; w != nil && w.codec == Opus {
+		w.opusCfg = OpusConfig(e.sess.Params().Opus, bps)
+		w.maxRate, w.enc = w.opusCfg.MaxPlaybackRate, nil
+	}
+}
 
 // SetRate sets the room's mix rate (8000, 16000 or 48000 Hz), the rate of
 // the frames Pull gives and Push takes: the endpoint resamples between it

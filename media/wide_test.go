@@ -511,3 +511,141 @@ func testRateSwitch(t *testing.T, codec Codec, handover bool) {
 		}
 	}
 }
+
+// TestWideBufferAdapts: an Opus stream whose packets stall for 60 ms and
+// then come in a burst makes the buffer wait (its delay grows by what was
+// late, no packet is dropped), and after some seconds of calm the buffer
+// gives the surplus back; the tone is heard throughout but for the stall.
+func TestWideBufferAdapts(t *testing.T) {
+	const rate = 48000
+	ep := NewEndpoint(memSession(Params{Codec: Opus, PayloadType: 111, Direction: SendRecv}))
+	if err := ep.SetRate(rate); err != nil {
+		t.Fatal(err)
+	}
+	h := (*endpointHandler)(ep.st)
+	p := newWidePhone(t, Opus, 111, 20, opus.DefaultConfig(), audiotest.ToneSource(500, -20, rate))
+	frame := make([]int16, rate/50)
+	var held [][]byte
+	var heldTS []uint32
+	var out []int16
+	for tick := range 700 {
+		payload, ts, _ := p.next()
+		payload = append([]byte(nil), payload...)
+		if tick >= 100 && tick < 103 {
+			held, heldTS = append(held, payload), append(heldTS, ts) // the network stalls
+		} else {
+			for i := range held {
+				h.Audio(9, heldTS[i], Opus, held[i])
+			}
+			held, heldTS = nil, nil
+			h.Audio(9, ts, Opus, payload)
+		}
+		ep.Pull(frame)
+		out = append(out, frame...)
+	}
+	b := &ep.st.w.buf
+	js := b.stats
+	if js.Underruns == 0 || js.Late != 0 {
+		t.Errorf("the stall: %d underruns (want some), %d late packets (want none)", js.Underruns, js.Late)
+	}
+	if js.Shrinks == 0 {
+		t.Error("the buffer never gave its surplus back")
+	}
+	if d := int32(b.highTS - b.readTS); d > 2*960 {
+		t.Errorf("after the calm the buffer holds %d samples", d)
+	}
+	n := rate / 50
+	for k := 10 * n; k+n <= len(out); k += n {
+		if f := k / n; f >= 100 && f < 106 {
+			continue // the stall: concealed, fading as libopus' PLC does
+		}
+		if l := audiotest.LevelDBFS(out[k:k+n], 500, rate); l < -32 {
+			t.Fatalf("frame %d: the tone drops to %.1f dBFS", k/n, l)
+		}
+	}
+	if l := audiotest.LevelDBFS(out[400*n:], 500, rate); math.Abs(l+20) > 1 {
+		t.Errorf("after the shrink the tone is at %.1f dBFS", l)
+	}
+}
+
+// TestSessionNegotiatedPT: a G.722 or Opus session plays audio only of
+// its negotiated payload type (Opus's dynamic one, whatever it is) and
+// counts the rest as unknown, G.711 included; WriteAudio sends with that
+// payload type and advances the timestamp by the packet's duration at the
+// codec's RTP clock (an Opus packet of 40 ms: 1920).
+func TestSessionNegotiatedPT(t *testing.T) {
+	phone := listenLoopback(t)
+	sess := newTestSession(t, Params{Remote: addrOf(phone), Codec: Opus, PayloadType: 100, TelephoneEventPT: 101, Direction: SendRecv})
+	rec := &recorder{}
+	enc, err := opus.NewEncoder(opus.DefaultConfig())
+	if err != nil {
+		t.Fatal(err)
+	}
+	pkt := make([]byte, opus.MaxPacketBytes)
+	n, err := enc.Encode(pkt, make([]int16, 2*opus.FrameSamples))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, pt := range []uint8{100, PayloadTypePCMU, PayloadTypeOpus, PayloadTypeG722, 100} {
+		send(t, phone, sess.LocalAddr(), rtpPacket(t, pt, uint16(i), uint32(i*1920), 5, pkt[:n]))
+	}
+	deadline := time.Now().Add(2 * time.Second)
+	for got := 0; got < 5 && time.Now().Before(deadline); {
+		got += sess.Poll(time.Now(), rec)
+	}
+	if len(rec.audio) != 2 || rec.audio[0].codec != Opus {
+		t.Errorf("%d audio packets played (%v), want the 2 of payload type 100 as Opus", len(rec.audio), rec.audio)
+	}
+	if got := sess.Stats().UnknownPT; got != 3 {
+		t.Errorf("%d packets of unknown payload type, want 3", got)
+	}
+	for range 2 {
+		if err := sess.WriteAudio(pkt[:n]); err != nil {
+			t.Fatal(err)
+		}
+	}
+	a, _, ok1 := recvRTP(t, phone, 2*time.Second)
+	b, _, ok2 := recvRTP(t, phone, 2*time.Second)
+	if !ok1 || !ok2 || a.PayloadType != 100 || b.Timestamp-a.Timestamp != 1920 {
+		t.Errorf("sent %v then %v: want payload type 100 and a step of 1920", a, b)
+	}
+	if err := sess.WriteAudio([]byte{}); err == nil {
+		t.Error("an empty Opus payload was sent")
+	}
+}
+
+// TestEndpointOpusMaxRate: an Opus call hears up to its maxplaybackrate
+// rounded up to a mix rate (RFC 7587 §6.1), and its encoder is told so;
+// maxaveragebitrate caps the configured bitrate, useinbandfec turns FEC on.
+func TestEndpointOpusMaxRate(t *testing.T) {
+	for _, c := range []struct{ mpr, want int }{{0, 48000}, {8000, 8000}, {12000, 16000}, {16000, 16000}, {24000, 48000}} {
+		ep := NewEndpoint(memSession(Params{Codec: Opus, Direction: SendRecv, Opus: opus.Fmtp{MaxPlaybackRate: c.mpr}}))
+		if got := ep.MaxRate(); got != c.want {
+			t.Errorf("maxplaybackrate %d: MaxRate %d, want %d", c.mpr, got, c.want)
+		}
+		if got := ep.OpusConfig().MaxPlaybackRate; got != c.want {
+			t.Errorf("maxplaybackrate %d: the encoder is set up for %d Hz, want %d", c.mpr, got, c.want)
+		}
+	}
+	s := memSession(Params{Codec: Opus, Direction: SendRecv, Opus: opus.Fmtp{UseInbandFEC: true}})
+	ep := NewEndpoint(s)
+	ep.SetOpusBitrate(40000)
+	if cfg := ep.OpusConfig(); cfg.Bitrate != 40000 || !cfg.FEC {
+		t.Errorf("encoder config %+v: want the configured 40000 bit/s and FEC", cfg)
+	}
+	p := s.Params()
+	p.Opus.MaxAverageBitrate = 20000
+	s.SetParams(p) // a re-INVITE
+	ep.follow()
+	if cfg := ep.OpusConfig(); cfg.Bitrate != 20000 || !cfg.FEC {
+		t.Errorf("after a re-INVITE with maxaveragebitrate=20000: %+v", cfg)
+	}
+	g := NewEndpoint(memSession(Params{Codec: G722, Direction: SendRecv}))
+	if got := g.MaxRate(); got != 16000 {
+		t.Errorf("G.722: MaxRate %d, want 16000", got)
+	}
+	a := NewEndpoint(memSession(Params{Codec: PCMA, Direction: SendRecv}))
+	if got := a.MaxRate(); got != 8000 {
+		t.Errorf("PCMA: MaxRate %d, want 8000", got)
+	}
+}
