@@ -74,6 +74,7 @@ type wideState struct {
 	// handed over from it (inFrom: that rate).
 	up, prevUp *resample.Resampler
 	inFrom     int
+	quiet      uint8 // reads not live in a row (see quiet)
 
 	// enc is the endpoint's own encoder (Push), made at the first Push:
 	// a listener who never gets audio of its own never pays for one.
@@ -606,7 +607,9 @@ func (w *wideState) pullSwitch(old, cur []int16) bool {
 	}
 	w.inFrom = 0
 	frame := w.frame[:w.rate/50]
-	w.up.Prime(frame)
+	if w.quiet < 2 { // the frame before is silence for a quiet stream
+		w.up.Prime(frame)
+	}
 	live := w.buf.read(frame)
 	prev.Process(old, frame)
 	w.up.Process(cur, frame)
