@@ -111,12 +111,17 @@ func (x *mixer) setRate(rate int) error {
 	if rate == x.rate {
 		return nil
 	}
-	if !x.switching && x.tick > 0 {
+	switch {
+	case !x.switching && x.tick > 0:
 		// Keep the old rate's buffers and paths for the switching tick
 		// (a second change before it keeps the first's old rate).
 		x.switching = true
 		x.oldAcc, x.oldRoom, x.oldOut = x.acc, x.room, x.out
 		x.oldAudioUp, x.oldToneUp = x.audioUp, x.toneUp
+	case x.switching && rate == 50*len(x.oldAcc):
+		// Back to the old rate before any tick mixed at the other: no
+		// hand-over (the members never left the old rate).
+		x.endSwitch(nil)
 	}
 	x.audioUp, x.toneUp = nil, nil
 	n := rate / 50

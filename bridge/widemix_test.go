@@ -258,3 +258,31 @@ func TestWidebandRoom(t *testing.T) {
 		}
 	}
 }
+
+// TestMemRateChangeUndone: a rate change that is undone before any tick
+// mixed at the new rate (a re-INVITE raises a member's rate at one tick's
+// end, and the member leaves before the next) leaves the room mixing as
+// before, with nothing to hand over.
+func TestMemRateChangeUndone(t *testing.T) {
+	r := newMemRoom(t, Config{})
+	r.join(media.PCMU, tone(400, -20))
+	l, _ := r.join(media.PCMU, nil)
+	e, m := r.join(media.PCMU, nil)
+	for r.conf.mix.tick%timeoutCheckTicks != timeoutCheckTicks-1 {
+		r.step(1)
+	}
+	e.maxRate = 16000 // what a re-INVITE to G.722 does
+	r.step(1)
+	if !r.conf.mix.switching || r.conf.mix.rate != 16000 {
+		t.Fatalf("the rate check did not start a change to 16 kHz (rate %d)", r.conf.mix.rate)
+	}
+	r.conf.removeMember(m, false, "test")
+	l.record = true
+	r.step(10)
+	if r.conf.mix.rate != 8000 || r.conf.mix.switching {
+		t.Fatalf("the room mixes at %d Hz (switching %v), want 8000", r.conf.mix.rate, r.conf.mix.switching)
+	}
+	if got := audiotest.LevelDBFS(l.rec, 400, 8000); math.Abs(got+20) > 1 {
+		t.Errorf("the listener hears %.1f dBFS, want -20", got)
+	}
+}
