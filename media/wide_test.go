@@ -515,7 +515,8 @@ func testRateSwitch(t *testing.T, codec Codec, handover bool) {
 // TestWideBufferAdapts: an Opus stream whose packets stall for 60 ms and
 // then come in a burst makes the buffer wait (its delay grows by what was
 // late, no packet is dropped), and after some seconds of calm the buffer
-// gives the surplus back; the tone is heard throughout but for the stall.
+// gives the surplus back, joining the audio where it continues (no dip,
+// no click); the tone is heard throughout but for the stall.
 func TestWideBufferAdapts(t *testing.T) {
 	const rate = 48000
 	ep := NewEndpoint(memSession(Params{Codec: Opus, PayloadType: 111, Direction: SendRecv}))
@@ -561,6 +562,19 @@ func TestWideBufferAdapts(t *testing.T) {
 		}
 		if l := audiotest.LevelDBFS(out[k:k+n], 500, rate); l < -32 {
 			t.Fatalf("frame %d: the tone drops to %.1f dBFS", k/n, l)
+		}
+	}
+	// The shrink joins the audio where it continues best: no beat, no
+	// click, from the stall's end on.
+	steep := math.Pow(10, -20.0/20) * 32767 * 2 * math.Sin(math.Pi*500/rate)
+	for k := 110 * n; k+n <= len(out); k += n {
+		if l := audiotest.LevelDBFS(out[k:k+n], 500, rate); math.Abs(l+20) > 1 {
+			t.Fatalf("frame %d: the tone at %.1f dBFS, want -20 ± 1", k/n, l)
+		}
+	}
+	for i := 110*n + 1; i < len(out); i++ {
+		if d := math.Abs(float64(out[i]) - float64(out[i-1])); d > 1.3*steep {
+			t.Fatalf("a click at frame %d: a step of %.0f, the tone's steepest is %.0f", i/n, d, steep)
 		}
 	}
 	if l := audiotest.LevelDBFS(out[400*n:], 500, rate); math.Abs(l+20) > 1 {
