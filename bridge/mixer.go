@@ -63,6 +63,10 @@ type mixer struct {
 	// faster mix; nil at 8 kHz.
 	audioUp, toneUp *resample.Resampler
 	nb              [media.FrameSamples]int16
+	// srcFrame holds the room's audio and tone sources' last 8 kHz
+	// frames in a room mixed faster (nil at 8 kHz until it first is):
+	// what their new paths are primed with when the rate changes again.
+	srcFrame [2][]int16
 	talkers         []*Member
 	// snap is the member snapshot the rate was chosen for.
 	snap *[]*Member
@@ -137,6 +141,9 @@ func (x *mixer) setRate(rate int) error {
 			return fmt.Errorf("mix at %d Hz: %w", rate, err)
 		}
 		x.acc, x.room, x.out = make([]int32, n), make([]int16, n), make([]int16, n)
+		if x.srcFrame[0] == nil {
+			x.srcFrame = [2][]int16{make([]int16, media.FrameSamples), make([]int16, media.FrameSamples)}
+		}
 	}
 	x.rate, x.frame = rate, n
 	// The shared outputs' encoders hand over to the new rate (their
@@ -165,35 +172,49 @@ func (x *mixer) endSwitch(members []*Member) {
 	}
 }
 
-// roomFrameSwitch reads one of the room's 8 kHz sources, in the switching
-// tick, into x.room at the new rate and x.oldRoom at the old.
-func (x *mixer) roomFrameSwitch(s *slot, up, oldUp *resample.Resampler) bool {
-	if !s.frame(x.nb[:]) {
+// roomFrameSwitch reads source k of the room (0 audio, 1 tone; 8 kHz), in
+// the switching tick, into x.room at the new rate and x.oldRoom at the
+// old. Between two faster rates the new path is primed with the source's
+// frame before, as a member's is (from 8 kHz there is none, and the
+// G.711 listeners' hand-over absorbs the path's delay as for a G.711
+// talker's).
+func (x *mixer) roomFrameSwitch(s *slot, k int, up, oldUp *resample.Resampler) bool {
+	buf := x.srcFrame[k]
+	if buf == nil {
+		buf = x.nb[:]
+	}
+	if oldUp != nil && up != nil {
+		up.Prime(buf)
+	}
+	if !s.frame(buf) {
+		clear(buf)
 		return false
 	}
 	if oldUp == nil {
-		copy(x.oldRoom, x.nb[:])
+		copy(x.oldRoom, buf)
 	} else {
-		oldUp.Process(x.oldRoom, x.nb[:])
+		oldUp.Process(x.oldRoom, buf)
 	}
 	if up == nil {
-		copy(x.room, x.nb[:])
+		copy(x.room, buf)
 	} else {
-		up.Process(x.room, x.nb[:])
+		up.Process(x.room, buf)
 	}
 	return true
 }
 
-// roomFrame reads one of the room's 8 kHz sources into x.room at the mix
-// rate.
-func (x *mixer) roomFrame(s *slot, up *resample.Resampler) bool {
+// roomFrame reads source k of the room (0 audio, 1 tone; 8 kHz) into
+// x.room at the mix rate.
+func (x *mixer) roomFrame(s *slot, k int, up *resample.Resampler) bool {
 	if up == nil {
 		return s.frame(x.room)
 	}
-	if !s.frame(x.nb[:]) {
+	buf := x.srcFrame[k]
+	if !s.frame(buf) {
+		clear(buf) // nothing played: the frame before the next change is silence
 		return false
 	}
-	up.Process(x.room, x.nb[:])
+	up.Process(x.room, buf)
 	return true
 }
 
@@ -400,12 +421,12 @@ func (c *Conference) mixTick(now time.Time, w *tickWorker) {
 	if x.switching {
 		x.mixOld(&c.audio, &c.tone)
 	} else {
-		if x.roomFrame(&c.audio, x.audioUp) {
+		if x.roomFrame(&c.audio, 0, x.audioUp) {
 			for i, s := range x.room[:len(acc)] {
 				acc[i] += int32(s)
 			}
 		}
-		if x.roomFrame(&c.tone, x.toneUp) {
+		if x.roomFrame(&c.tone, 1, x.toneUp) {
 			for i, s := range x.room[:len(acc)] {
 				acc[i] += int32(s)
 			}
@@ -710,11 +731,11 @@ func (x *mixer) mixOld(audio, tone *slot) {
 			old[i] += int32(s) * g >> 14
 		}
 	}
-	for _, src := range []struct {
+	for k, src := range []struct {
 		s          *slot
 		up, prevUp *resample.Resampler
 	}{{audio, x.audioUp, x.oldAudioUp}, {tone, x.toneUp, x.oldToneUp}} {
-		if !x.roomFrameSwitch(src.s, src.up, src.prevUp) {
+		if !x.roomFrameSwitch(src.s, k, src.up, src.prevUp) {
 			continue
 		}
 		for i, s := range x.room[:len(acc)] {

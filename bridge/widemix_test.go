@@ -134,17 +134,30 @@ func TestMemWideTickAllocs(t *testing.T) {
 
 // TestMemRateSwitchNoClick: a room goes 8 → 16 → 48 → 16 → 8 → 48 → 8 kHz
 // as wideband members come and go, while a G.711 member sends a
-// continuous tone. A G.711 listener who stays throughout, and a G.722
-// listener who stays from 16 kHz through 48 and back, hear it without a
-// click: no sample step beyond the tone's own steepest by more than the
-// codec's noise, and every 20 ms at its level ±1 dB. (Switching cold, the
-// G.711 listener gets steps of the tone's whole amplitude.)
+// continuous tone, or the room plays one. A G.711 listener who stays
+// throughout, and a G.722 listener who stays from 16 kHz through 48 and
+// back, hear it without a click: no sample step beyond the tone's own
+// steepest by more than the codec's noise, and every 20 ms at its level
+// ±1 dB. (Switching cold, the G.711 listener gets steps of the tone's
+// whole amplitude.)
 func TestMemRateSwitchNoClick(t *testing.T) {
+	for _, source := range []string{"talker", "playback"} {
+		t.Run(source, func(t *testing.T) { testRateSwitchNoClick(t, source) })
+	}
+}
+
+func testRateSwitchNoClick(t *testing.T, source string) {
 	const f, level = 500.0, -20.0
 	amp := math.Pow(10, level/20) * 32767
 	r := newMemRoom(t, Config{})
-	talker, _ := r.join(media.PCMU, nil)
-	talker.clock = &toneClock{freq: f, amp: amp}
+	if source == "talker" {
+		talker, _ := r.join(media.PCMU, nil)
+		talker.clock = &toneClock{freq: f, amp: amp}
+	} else {
+		loop := make([]int16, media.ClockRate) // 500 whole periods
+		audiotest.Tone(loop, f, level, media.ClockRate, new(float64))
+		r.conf.Play(NewPlayback(loop, true, nil))
+	}
 	l8, _ := r.join(media.PCMA, nil)
 	l8.record = true
 	r.step(20)
