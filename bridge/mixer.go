@@ -67,7 +67,7 @@ type mixer struct {
 	// frames in a room mixed faster (nil at 8 kHz until it first is):
 	// what their new paths are primed with when the rate changes again.
 	srcFrame [2][]int16
-	talkers         []*Member
+	talkers  []*Member
 	// snap is the member snapshot the rate was chosen for.
 	snap *[]*Member
 	// shared is made on first use: most rooms only ever need one or two
