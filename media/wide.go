@@ -433,13 +433,14 @@ func (b *wideBuffer) decode(payload []byte, samples int) int {
 func (b *wideBuffer) conceal(dst []int16) {
 	b.stats.Concealed += uint64(len(dst))
 	if b.w.opus != nil {
-		n := len(dst) - len(dst)%120
-		if n > 0 {
-			if _, err := b.w.opus.Conceal(dst, n); err != nil {
-				clear(dst[:n])
-			}
+		// Opus conceals whole 2.5 ms; what is over (after a splice the
+		// frame is not cut on that grid) is played first next time.
+		n := (len(dst) + 119) / 120 * 120
+		if _, err := b.w.opus.Conceal(b.pend[:], n); err != nil {
+			clear(b.pend[:n])
 		}
-		clear(dst[n:])
+		b.pendPos = copy(dst, b.pend[:n])
+		b.pendN = n
 		return
 	}
 	b.g722Conceal(dst)
