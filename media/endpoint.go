@@ -558,10 +558,9 @@ func g711Handover(x, old, cur []int16, prevDown, down *resample.Resampler, nb []
 // an Encoder the mixer shares among listeners that hear the same mix).
 func (e *Endpoint) PushShared(payload []byte) error { return e.sess.WriteAudio(payload) }
 
-// Flush discards whatever is queued on the socket: audio that arrived
-// while nobody read it would otherwise be played late.
 // JitterStats returns the counters of the endpoint's jitter buffer, for
-// whoever drives it (the zero Endpoint has none).
+// whoever drives it (the zero Endpoint has none). Sample counts are at
+// 8 kHz whatever the codec, so that they add up across calls.
 func (e *Endpoint) JitterStats() JitterStats {
 	if e.st == nil {
 		return JitterStats{}
@@ -571,16 +570,18 @@ func (e *Endpoint) JitterStats() JitterStats {
 		ws := w.buf.stats
 		js.Packets += ws.Packets
 		js.Late += ws.Late
-		js.Concealed += ws.Concealed
+		js.Concealed += ws.Concealed * ClockRate / uint64(w.rate)
 		js.Underruns += ws.Underruns
 		js.Resyncs += ws.Resyncs
 		js.Shrinks += ws.Shrinks
 		js.Invalid += ws.Invalid
-		js.Recovered += ws.Recovered
+		js.Recovered += ws.Recovered * ClockRate / uint64(w.rate)
 	}
 	return js
 }
 
+// Flush discards whatever is queued on the socket: audio that arrived
+// while nobody read it would otherwise be played late.
 func (e *Endpoint) Flush() { e.sess.Flush() }
 
 // Proven reports whether the session has proven its source (see Session).

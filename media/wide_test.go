@@ -169,9 +169,9 @@ func TestEndpointOpusLoss(t *testing.T) {
 			t.Fatalf("frame %d: the tone drops out (%.1f dBFS)", f/n, got)
 		}
 	}
-	js := ep.JitterStats()
-	if lost := 100 / 5; js.Recovered < uint64((lost-4)*n) {
-		t.Errorf("%d samples recovered by FEC, want most of %d lost frames", js.Recovered, lost)
+	js := ep.JitterStats() // in 8 kHz samples
+	if lost := 100 / 5; js.Recovered < uint64((lost-4)*FrameSamples) {
+		t.Errorf("%d samples (8 kHz) recovered by FEC, want most of %d lost frames", js.Recovered, lost)
 	}
 }
 
