@@ -23,13 +23,19 @@
 // own contribution with its receive gain, through a soft limiter. A member
 // whose output is the room's mix (not a talker, no audio of its own) gets
 // a payload the mixer encoded once for every listener of the same codec
-// and receive level (PushShared); the others get their own frame (Push).
-// A tick allocates nothing in steady state, and tests step it in memory
-// with endpoints of their own.
+// and receive level, and for Opus the same encoder configuration
+// (PushShared); the others get their own frame (Push). A tick allocates
+// nothing in steady state, and tests step it in memory with endpoints of
+// their own.
 //
-// A room mixes at one rate, 8 kHz unless set otherwise (mixer.setRate: 16
-// or 48 kHz, for when negotiation brings G.722 and Opus); frames at the
-// mix rate go in and out of every endpoint, which resamples to its codec,
-// and the shared encoders band-limit the mix for G.711 listeners. An
-// 8 kHz room takes none of those paths.
+// A room mixes at the highest rate its members can hear (Endpoint.MaxRate:
+// 8 kHz for G.711, 16 for G.722, 48 for Opus), capped by
+// Config.MaxMixRate, and follows its members as they come and go (and
+// every second, for re-INVITEs). Frames at the mix rate go in and out of
+// every endpoint, which resamples to its codec, and the shared encoders
+// band-limit the mix for narrowband listeners. An 8 kHz room takes none of
+// those paths. The tick after a change of rate is mixed at both rates,
+// and every endpoint and shared encoder hands over from the old path to
+// the new (PullSwitch, PushSwitch, media.RateSwitcher), so that nobody
+// hears a click.
 package bridge

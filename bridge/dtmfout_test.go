@@ -1,10 +1,13 @@
 package bridge
 
 import (
+	"encoding/binary"
 	"testing"
 	"time"
 
 	"github.com/pion/rtp"
+
+	"chorus/media"
 )
 
 // TestDTMFOutOnTheRTPClock: digits sent to a member go out in its ticks'
@@ -12,10 +15,19 @@ import (
 // start and update packets, 3 end packets) one tick apart, all with the
 // event's start timestamp and the marker on the first only; then the audio
 // resumes with a timestamp moved by the ticks the event took, as if it had
-// never stopped (RFC 4733 §2.5).
+// never stopped (RFC 4733 §2.5). The clock is the audio codec's (RFC 4733
+// §2.1): 8000 for G.711 and G.722, 48000 for Opus, durations included.
 func TestDTMFOutOnTheRTPClock(t *testing.T) {
+	for _, codec := range []media.Codec{0, media.G722, media.Opus} {
+		t.Run(codec.String(), func(t *testing.T) { testDTMFOut(t, codec) })
+	}
+}
+
+func testDTMFOut(t *testing.T, codec media.Codec) {
 	r := newRoom(t, Config{})
-	p := r.join(0, nil)
+	p := r.join(codec, nil)
+	step := uint32(codec.RTPClockRate() / 50)
+	audioPT := codec.PayloadType()
 	r.step(3)
 	p.receive()
 	if err := p.call.SendDTMF("1#"); err != nil {
@@ -40,7 +52,7 @@ func TestDTMFOutOnTheRTPClock(t *testing.T) {
 	ts0 := pkts[0].Timestamp
 	for d, code := range []byte{1, 11} {
 		base := d * 10
-		start := ts0 + uint32(d)*10*160
+		start := ts0 + uint32(d)*10*step
 		for i := range 7 {
 			k := pkts[base+i]
 			end := k.Payload[1]&0x80 != 0
@@ -49,9 +61,12 @@ func TestDTMFOutOnTheRTPClock(t *testing.T) {
 					k.Payload[0], k.Timestamp, start, k.Marker, end)
 			}
 		}
+		if dur := binary.BigEndian.Uint16(pkts[base+6].Payload[2:4]); uint32(dur) != 5*step {
+			t.Errorf("digit %d lasts %d, want %d (100 ms at the codec's clock)", d, dur, 5*step)
+		}
 		for i := 7; i < 10; i++ {
 			k := pkts[base+i]
-			if want := start + uint32(i)*160; k.PayloadType != 0 || k.Timestamp != want {
+			if want := start + uint32(i)*step; k.PayloadType != audioPT || k.Timestamp != want {
 				t.Errorf("digit %d gap packet %d: pt %d ts %d, want audio at %d", d, i, k.PayloadType, k.Timestamp, want)
 			}
 		}
@@ -61,7 +76,7 @@ func TestDTMFOutOnTheRTPClock(t *testing.T) {
 			t.Fatalf("sequence gap at packet %d", i)
 		}
 	}
-	if k := pkts[len(pkts)-1]; k.PayloadType != 0 {
+	if k := pkts[len(pkts)-1]; k.PayloadType != audioPT {
 		t.Errorf("after the digits: pt %d, want audio", k.PayloadType)
 	}
 	if p.member.dtmfOut.Load() != nil {

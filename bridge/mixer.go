@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"chorus/media"
+	"chorus/media/opus"
 	"chorus/media/resample"
 )
 
@@ -23,13 +24,29 @@ const timeoutCheckTicks = 50
 const numLevels = MaxLevel - MinLevel + 1
 
 // sharedOut is one encoded output shared by every listener that would get
-// the same bytes (not a talker, same codec, same receive level): the mixer
-// encodes it once a tick with an Encoder of its own, and each of those
-// listeners' endpoints sends the payload as it is.
+// the same bytes (not a talker, same codec, same receive level, and for
+// Opus the same encoder configuration): the mixer encodes it once a tick
+// with an Encoder of its own, and each of those listeners' endpoints sends
+// the payload as it is.
+//
+// G.722 and Opus encoders keep state, so a shared output is one stream
+// that its listeners join and leave: a listener who starts talking gets
+// its endpoint's own encoder, and one who stops goes back to the shared
+// stream. Its timestamps and sequence numbers are its session's and stay
+// continuous; what its decoder sees at such a switch is another encoder's
+// state, which G.722's backward adaptation and Opus's decoder absorb
+// within a few milliseconds (a brief glitch at the start and end of each
+// of its talk spurts, as in other mixing bridges that share encodes), for
+// the price of an encode per listener a tick otherwise.
 type sharedOut struct {
 	tick    uint64
 	enc     media.Encoder
-	payload [media.FrameSamples]byte // G.711: one byte per 8 kHz sample, whatever the mix rate
+	n       int    // bytes of payload this tick (0: nothing to send)
+	payload []byte // G.711 and G.722: 160 bytes a 20 ms frame; Opus: up to a 1276-byte packet
+	// cfg is the Opus configuration of this output; next links the Opus
+	// outputs of one receive level with other configurations.
+	cfg  opus.Config
+	next *sharedOut
 }
 
 // mixer is the per-conference state of the mixer goroutine.
@@ -46,14 +63,29 @@ type mixer struct {
 	// faster mix; nil at 8 kHz.
 	audioUp, toneUp *resample.Resampler
 	nb              [media.FrameSamples]int16
-	talkers         []*Member
+	// srcFrame holds the room's audio and tone sources' last 8 kHz
+	// frames in a room mixed faster (nil at 8 kHz until it first is):
+	// what their new paths are primed with when the rate changes again.
+	srcFrame [2][]int16
+	talkers  []*Member
 	// snap is the member snapshot the rate was chosen for.
 	snap *[]*Member
 	// shared is made on first use: most rooms only ever need one or two
-	// of these 27 (codec × receive level), and a room of 5 should not
-	// carry 4.5 KiB of them.
-	shared  [3][numLevels]*sharedOut // by media.Codec, receive level
-	silence [3][media.FrameSamples]byte
+	// of these (codec × receive level), and a room of 5 should not carry
+	// KiBs of them.
+	shared [media.NumCodecs][numLevels]*sharedOut // by media.Codec, receive level
+	// switching marks the tick after a rate change, which is mixed at the
+	// old rate (oldRate, into oldAcc and oldOut, the room's sources
+	// through oldAudioUp and oldToneUp) as well as at the new, so that
+	// every output hands over from one to the other without a click
+	// (package resample). The old buffers are dropped after it.
+	switching             bool
+	oldAcc                []int32
+	oldRoom, oldOut       []int16
+	oldAudioUp, oldToneUp *resample.Resampler
+	// silence is a frame of silence per codec, for held and waiting
+	// members: G.711's made with the mixer, the others' at first use.
+	silence [media.NumCodecs][]byte
 	// buf backs acc at 8 kHz, and room and out: a narrowband room costs
 	// what it did before rooms had rates.
 	buf   [media.FrameSamples]int32
@@ -66,6 +98,7 @@ func newMixer(loudestN int) *mixer {
 	x.room, x.out = x.buf16[:media.FrameSamples], x.buf16[media.FrameSamples:]
 	x.talkers = make([]*Member, 0, loudestN+1)
 	for _, c := range []media.Codec{media.PCMU, media.PCMA} {
+		x.silence[c] = make([]byte, media.FrameSamples)
 		for i := range x.silence[c] {
 			x.silence[c][i] = c.Silence()
 		}
@@ -82,6 +115,18 @@ func (x *mixer) setRate(rate int) error {
 	if rate == x.rate {
 		return nil
 	}
+	switch {
+	case !x.switching && x.tick > 0:
+		// Keep the old rate's buffers and paths for the switching tick
+		// (a second change before it keeps the first's old rate).
+		x.switching = true
+		x.oldAcc, x.oldRoom, x.oldOut = x.acc, x.room, x.out
+		x.oldAudioUp, x.oldToneUp = x.audioUp, x.toneUp
+	case x.switching && rate == 50*len(x.oldAcc):
+		// Back to the old rate before any tick mixed at the other: no
+		// hand-over (the members never left the old rate).
+		x.endSwitch(nil)
+	}
 	x.audioUp, x.toneUp = nil, nil
 	n := rate / 50
 	if rate == media.ClockRate {
@@ -96,22 +141,80 @@ func (x *mixer) setRate(rate int) error {
 			return fmt.Errorf("mix at %d Hz: %w", rate, err)
 		}
 		x.acc, x.room, x.out = make([]int32, n), make([]int16, n), make([]int16, n)
+		if x.srcFrame[0] == nil {
+			x.srcFrame = [2][]int16{make([]int16, media.FrameSamples), make([]int16, media.FrameSamples)}
+		}
 	}
 	x.rate, x.frame = rate, n
-	x.shared = [3][numLevels]*sharedOut{} // their encoders take the old rate
+	// The shared outputs' encoders hand over to the new rate (their
+	// listeners' decoders keep one stream); one that cannot is dropped
+	// and made afresh at the new rate.
+	for c := range x.shared {
+		for l, head := range x.shared[c] {
+			for sh := head; sh != nil; sh = sh.next {
+				if rs, ok := sh.enc.(media.RateSwitcher); !ok || rs.SetRate(rate) != nil {
+					x.shared[c][l] = nil
+					break
+				}
+			}
+		}
+	}
 	return nil
 }
 
-// roomFrame reads one of the room's 8 kHz sources into x.room at the mix
-// rate.
-func (x *mixer) roomFrame(s *slot, up *resample.Resampler) bool {
+// endSwitch drops what the switching tick needed.
+func (x *mixer) endSwitch(members []*Member) {
+	x.switching = false
+	x.oldAcc, x.oldRoom, x.oldOut = nil, nil, nil
+	x.oldAudioUp, x.oldToneUp = nil, nil
+	for _, m := range members {
+		m.mx.sw = nil
+	}
+}
+
+// roomFrameSwitch reads source k of the room (0 audio, 1 tone; 8 kHz), in
+// the switching tick, into x.room at the new rate and x.oldRoom at the
+// old. Between two faster rates the new path is primed with the source's
+// frame before, as a member's is (from 8 kHz there is none, and the
+// G.711 listeners' hand-over absorbs the path's delay as for a G.711
+// talker's).
+func (x *mixer) roomFrameSwitch(s *slot, k int, up, oldUp *resample.Resampler) bool {
+	buf := x.srcFrame[k]
+	if buf == nil {
+		buf = x.nb[:]
+	}
+	if oldUp != nil && up != nil {
+		up.Prime(buf)
+	}
+	if !s.frame(buf) {
+		clear(buf)
+		return false
+	}
+	if oldUp == nil {
+		copy(x.oldRoom, buf)
+	} else {
+		oldUp.Process(x.oldRoom, buf)
+	}
+	if up == nil {
+		copy(x.room, buf)
+	} else {
+		up.Process(x.room, buf)
+	}
+	return true
+}
+
+// roomFrame reads source k of the room (0 audio, 1 tone; 8 kHz) into
+// x.room at the mix rate.
+func (x *mixer) roomFrame(s *slot, k int, up *resample.Resampler) bool {
 	if up == nil {
 		return s.frame(x.room)
 	}
-	if !s.frame(x.nb[:]) {
+	buf := x.srcFrame[k]
+	if !s.frame(buf) {
+		clear(buf) // nothing played: the frame before the next change is silence
 		return false
 	}
-	up.Process(x.room, x.nb[:])
+	up.Process(x.room, buf)
 	return true
 }
 
@@ -137,9 +240,12 @@ func (c *Conference) followRate(members []*Member) {
 }
 
 // adopt brings a member to the room's rate: its frames and its endpoint.
-// The mixer calls it at the first tick a member's frames do not fit.
+// The mixer calls it at the first tick a member's frames do not fit: the
+// tick after a rate change (which hands over, see mixer.switching), or a
+// member's first.
 func (c *Conference) adopt(m *Member, rate int) {
-	if err := m.mx.setRate(rate); err != nil {
+	handover := c.mix.switching && len(m.mx.in) == len(c.mix.oldAcc)
+	if err := m.mx.setRate(rate, handover); err != nil {
 		m.logger().Error("member cannot follow the room's rate", "rate", rate, "err", err)
 	}
 	if err := m.ep.SetRate(rate); err != nil {
@@ -276,7 +382,13 @@ func (c *Conference) mixTick(now time.Time, w *tickWorker) {
 		// caller in the lobby is not in the room yet: the frame is taken
 		// from the buffer (nothing old is left to play once it joins) and
 		// treated as silence.
-		m.gate(ep.Pull(m.mx.in) && !m.phoneHold.Load() && !waiting)
+		var live bool
+		if sw := m.mx.sw; sw != nil {
+			live = ep.PullSwitch(sw.in, m.mx.in)
+		} else {
+			live = ep.Pull(m.mx.in)
+		}
+		m.gate(live && !m.phoneHold.Load() && !waiting)
 	}
 	w.in += polled
 
@@ -308,14 +420,18 @@ func (c *Conference) mixTick(now time.Time, w *tickWorker) {
 		}
 	}
 	w.mixed += uint64(len(x.talkers))
-	if x.roomFrame(&c.audio, x.audioUp) {
-		for i, s := range x.room[:len(acc)] {
-			acc[i] += int32(s)
+	if x.switching {
+		x.mixOld(&c.audio, &c.tone)
+	} else {
+		if x.roomFrame(&c.audio, 0, x.audioUp) {
+			for i, s := range x.room[:len(acc)] {
+				acc[i] += int32(s)
+			}
 		}
-	}
-	if x.roomFrame(&c.tone, x.toneUp) {
-		for i, s := range x.room[:len(acc)] {
-			acc[i] += int32(s)
+		if x.roomFrame(&c.tone, 1, x.toneUp) {
+			for i, s := range x.room[:len(acc)] {
+				acc[i] += int32(s)
+			}
 		}
 	}
 
@@ -334,7 +450,7 @@ func (c *Conference) mixTick(now time.Time, w *tickWorker) {
 		}
 		ep := m.ep
 		codec := ep.Codec()
-		if codec != media.PCMA {
+		if codec == media.CodecInvalid || int(codec) >= media.NumCodecs {
 			codec = media.PCMU
 		}
 		var err error
@@ -351,9 +467,9 @@ func (c *Conference) mixTick(now time.Time, w *tickWorker) {
 				err = ep.Push(mx.priv)
 				break
 			}
-			err = ep.PushShared(x.silence[codec][:])
+			err = x.pushSilence(ep, codec)
 		case m.Held():
-			err = ep.PushShared(x.silence[codec][:])
+			err = x.pushSilence(ep, codec)
 		default:
 			rx := m.receive.Load() - MinLevel
 			// A listener hearing the shared mix never touches its mixState
@@ -362,8 +478,10 @@ func (c *Conference) mixTick(now time.Time, w *tickWorker) {
 			private := m.audio.playing() && m.mx.privFrame(&m.audio)
 			if !m.selected && !private {
 				sh := x.shared[codec][rx]
-				if sh == nil {
-					sh = x.newShared(codec)
+				if codec == media.Opus {
+					sh = x.opusShared(sh, ep.OpusConfig(), rx)
+				} else if sh == nil {
+					sh = x.newShared(codec, opus.Config{})
 					x.shared[codec][rx] = sh
 				}
 				if sh.tick != x.tick && sh.enc != nil {
@@ -373,10 +491,16 @@ func (c *Conference) mixTick(now time.Time, w *tickWorker) {
 					for i, v := range acc {
 						out[i] = limit(int64(v) * g >> 14)
 					}
-					sh.enc.Encode(sh.payload[:], out)
+					if x.switching {
+						sh.n = x.encodeSwitch(sh, out, g)
+					} else {
+						sh.n = sh.enc.Encode(sh.payload, out)
+					}
 					encodes++
 				}
-				err = ep.PushShared(sh.payload[:])
+				if sh.n > 0 {
+					err = ep.PushShared(sh.payload[:sh.n])
+				}
 				break
 			}
 			mx := m.mx
@@ -401,6 +525,10 @@ func (c *Conference) mixTick(now time.Time, w *tickWorker) {
 				}
 			}
 			encodes++
+			if sw := mx.sw; sw != nil && x.switching {
+				err = ep.PushSwitch(x.privOld(m, sw, g), priv)
+				break
+			}
 			err = ep.Push(priv)
 		}
 		if err == nil {
@@ -409,10 +537,15 @@ func (c *Conference) mixTick(now time.Time, w *tickWorker) {
 	}
 	w.out += sent
 	w.encodes += encodes
+	if x.switching {
+		x.endSwitch(members)
+	}
 
-	// 5. RTP timeouts.
+	// 5. RTP timeouts, and the rate again: a re-INVITE may have changed
+	// what a member can hear (its codec, its Opus maxplaybackrate).
 	if x.tick%timeoutCheckTicks == 0 {
 		c.checkTimeouts(now, members)
+		c.followRate(members)
 	}
 
 	// 6. Live reception figures: each member's once every statsTicks, a
@@ -434,19 +567,67 @@ func (m *Member) takeStats(d *rtpDelta, sample bool) {
 	d.add(ls, sample && ls.Buffer.Packets > 0)
 }
 
-// newShared makes the shared output of codec at the room's rate. The
-// encoder cannot fail for a rate setRate accepted (it built resamplers of
-// that rate); were it to, the listeners get silence rather than a panic.
-func (x *mixer) newShared(codec media.Codec) *sharedOut {
-	sh := &sharedOut{}
-	if enc, err := media.NewEncoder(codec, x.rate); err == nil {
+// newShared makes the shared output of codec at the room's rate (cfg
+// sets up Opus). The encoder cannot fail for a rate setRate accepted (it
+// built resamplers of that rate) unless libopus is missing; then the
+// listeners get nothing rather than a panic.
+func (x *mixer) newShared(codec media.Codec, cfg opus.Config) *sharedOut {
+	size := media.MaxHandoverBytes // G.711: a frame, or the longer one of a rate change
+	if codec == media.Opus {
+		size = opus.MaxPacketBytes
+	}
+	sh := &sharedOut{payload: make([]byte, size), cfg: cfg}
+	if enc, err := media.NewEncoder(codec, x.rate, cfg); err == nil {
 		sh.enc = enc
-	} else {
-		for i := range sh.payload {
-			sh.payload[i] = codec.Silence()
-		}
+	} else if codec.Stateless() {
+		sh.n = copy(sh.payload, x.silenceOf(codec))
 	}
 	return sh
+}
+
+// opusShared finds the Opus output of receive level rx whose encoder
+// configuration is cfg, among those in the list from head, making it if
+// there is none. Peers' configurations differ only by their fmtp, which
+// OpusConfig normalises, so a room has one or two.
+func (x *mixer) opusShared(head *sharedOut, cfg opus.Config, rx int32) *sharedOut {
+	for sh := head; sh != nil; sh = sh.next {
+		if sh.cfg == cfg {
+			return sh
+		}
+	}
+	sh := x.newShared(media.Opus, cfg)
+	sh.next = head
+	x.shared[media.Opus][rx] = sh
+	return sh
+}
+
+// pushSilence sends a frame of silence in codec to ep.
+func (x *mixer) pushSilence(ep Endpoint, codec media.Codec) error {
+	if s := x.silenceOf(codec); len(s) > 0 {
+		return ep.PushShared(s)
+	}
+	return nil
+}
+
+// silenceOf returns a frame of silence in codec: for G.722 and Opus the
+// encode of a silent frame, made at first use (a listener's decoder takes
+// it whatever state it is in).
+func (x *mixer) silenceOf(codec media.Codec) []byte {
+	if s := x.silence[codec]; s != nil {
+		return s
+	}
+	enc, err := media.NewEncoder(codec, media.ClockRate, opus.Config{})
+	if err != nil {
+		return nil
+	}
+	var zero [media.FrameSamples]int16
+	buf := make([]byte, opus.MaxPacketBytes)
+	n := 0
+	for range 10 { // past the encoder's start-up
+		n = enc.Encode(buf, zero[:])
+	}
+	x.silence[codec] = buf[:n:n]
+	return x.silence[codec]
 }
 
 // releaseGone frees the memory of members that left before this tick: no
@@ -552,3 +733,70 @@ const (
 	CauseRTPTimeout  = "rtp-timeout"
 	CauseHoldTimeout = "rtp-hold-timeout"
 )
+
+// mixOld makes the switching tick's mix at the old rate in x.oldAcc: the
+// talkers' frames at that rate (with this tick's talk gains) and the
+// room's sources through their old paths; the new rate's gets the room's
+// sources through the new paths here too.
+func (x *mixer) mixOld(audio, tone *slot) {
+	acc, old := x.acc, x.oldAcc
+	clear(old)
+	for _, m := range x.talkers {
+		sw := m.mx.sw
+		if sw == nil || len(sw.in) != len(old) {
+			continue
+		}
+		g := m.talkGain
+		for i, s := range sw.in {
+			old[i] += int32(s) * g >> 14
+		}
+	}
+	for k, src := range []struct {
+		s          *slot
+		up, prevUp *resample.Resampler
+	}{{audio, x.audioUp, x.oldAudioUp}, {tone, x.toneUp, x.oldToneUp}} {
+		if !x.roomFrameSwitch(src.s, k, src.up, src.prevUp) {
+			continue
+		}
+		for i, s := range x.room[:len(acc)] {
+			acc[i] += int32(s)
+		}
+		for i, s := range x.oldRoom[:len(old)] {
+			old[i] += int32(s)
+		}
+	}
+}
+
+// encodeSwitch encodes a shared output in the switching tick: out is the
+// new rate's frame; the old rate's is made here at receive gain g.
+func (x *mixer) encodeSwitch(sh *sharedOut, out []int16, g int64) int {
+	rs, ok := sh.enc.(media.RateSwitcher)
+	if !ok {
+		return sh.enc.Encode(sh.payload, out)
+	}
+	old := x.oldOut[:len(x.oldAcc)]
+	for i, v := range x.oldAcc {
+		old[i] = limit(int64(v) * g >> 14)
+	}
+	return rs.EncodeSwitch(sh.payload, old, out)
+}
+
+// privOld makes a member's own output at the old rate in the switching
+// tick (the mix minus itself if it talks, at receive gain g) in sw.priv.
+// Audio to the member alone is left out of it: the hand-over fades from
+// this frame to the new rate's, which has it.
+func (x *mixer) privOld(m *Member, sw *mixSwitch, g int64) []int16 {
+	old := sw.priv
+	if len(old) != len(x.oldAcc) || len(sw.in) != len(old) {
+		clear(old)
+		return old
+	}
+	tg := m.talkGain
+	for i, v := range x.oldAcc {
+		if m.selected {
+			v -= int32(sw.in[i]) * tg >> 14
+		}
+		old[i] = limit(int64(v) * g >> 14)
+	}
+	return old
+}

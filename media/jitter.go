@@ -34,6 +34,8 @@ type JitterStats struct {
 	Underruns uint64 // reads that found the next audio not yet there
 	Resyncs   uint64 // jumps to a new timeline (new SSRC, timestamp jump, restart)
 	Shrinks   uint64 // times the delay was lowered
+	Invalid   uint64 // packets the codec cannot play (a malformed Opus TOC, too long)
+	Recovered uint64 // samples of lost audio recovered from the next packet's in-band FEC (Opus; at 8 kHz in Endpoint.JitterStats)
 }
 
 // JitterBuffer turns RTP audio packets of any duration (10 to 60 ms or more,
@@ -281,6 +283,18 @@ func (j *JitterBuffer) copyOut(dst []int16, n int) {
 	j.readTS += uint32(n)
 	if j.fadeIn == 0 {
 		j.concealRun = 0
+	}
+}
+
+// lastBefore copies into dst the played samples that end skip samples
+// before the last one played (dst and skip together at most the two
+// frames the history keeps): what a resampler built at a rate change is
+// primed with.
+func (j *JitterBuffer) lastBefore(dst []int16, skip int) {
+	n := len(j.hist)
+	start := j.histPos - skip - len(dst)
+	for i := range dst {
+		dst[i] = j.hist[((start+i)%n+n)%n]
 	}
 }
 

@@ -2,10 +2,6 @@ package media
 
 import "time"
 
-// nsPerSample is the length of one RTP timestamp unit: every supported
-// codec has an 8 kHz RTP clock (ClockRate).
-const nsPerSample = int64(time.Second) / ClockRate
-
 // maxDropout and maxMisorder are RFC 3550 Appendix A.1's bounds: a
 // sequence number up to maxDropout ahead of the highest seen is a gap of
 // lost packets, one up to maxMisorder behind it is late or duplicated,
@@ -95,17 +91,18 @@ func (r *reception) streamLost() uint64 {
 	return expected - uint64(r.received)
 }
 
-// audio times an audio packet of RTP timestamp ts that arrived at arrival
-// (unix nanos by the kernel's clock; 0: unknown): the difference D of its
+// audio times an audio packet of RTP timestamp ts (at clock Hz: 8000,
+// or 48000 for Opus) that arrived at arrival (unix nanos by the kernel's
+// clock; 0: unknown): the difference D of its
 // transit time from the previous packet's moves the estimate by
 // (|D| − J)/16 (RFC 3550 Appendix A.8).
-func (r *reception) audio(arrival int64, ts uint32) {
+func (r *reception) audio(arrival int64, ts uint32, clock int) {
 	if arrival == 0 {
 		r.lastArr = 0
 		return
 	}
 	if r.lastArr != 0 {
-		d := arrival - r.lastArr - int64(int32(ts-r.lastTS))*nsPerSample
+		d := arrival - r.lastArr - int64(int32(ts-r.lastTS))*int64(time.Second)/int64(clock)
 		if d < 0 {
 			d = -d
 		}

@@ -64,7 +64,7 @@ func TestReceptionJitter(t *testing.T) {
 		var r reception
 		t0 := time.Now().UnixNano()
 		for i := range n {
-			r.audio(t0+int64(arrival(i)), uint32(5000+i*FrameSamples))
+			r.audio(t0+int64(arrival(i)), uint32(5000+i*FrameSamples), ClockRate)
 		}
 		return r.figures(0).Jitter
 	}
@@ -89,7 +89,7 @@ func TestReceptionJitter(t *testing.T) {
 	// Without the kernel's arrival times nothing is estimated.
 	var r reception
 	for i := range 10 {
-		r.audio(0, uint32(i*FrameSamples))
+		r.audio(0, uint32(i*FrameSamples), ClockRate)
 	}
 	if j := r.figures(0).Jitter; j != 0 {
 		t.Errorf("no arrival times: jitter %v", j)
@@ -151,7 +151,7 @@ func BenchmarkReception(b *testing.B) {
 	var ts uint32
 	for b.Loop() {
 		r.packet(1, seq)
-		r.audio(arrival, ts)
+		r.audio(arrival, ts, ClockRate)
 		seq++
 		ts += FrameSamples
 		arrival += int64(20 * time.Millisecond)
@@ -249,7 +249,7 @@ func FuzzReception(f *testing.F) {
 			}
 			s.mu.Lock()
 			s.recv.packet(ssrc, seq)
-			s.recv.audio(at, ts)
+			s.recv.audio(at, ts, ClockRate)
 			highest = max(highest, s.recv.figures(0).Lost)
 			s.mu.Unlock()
 			lost, jitter := s.takeReception()

@@ -106,14 +106,16 @@ func (d *drainBatch) recv(fd uintptr) (int, syscall.Errno) {
 // sendto is sendto(2) on a raw descriptor with a caller-owned address: no
 // allocation and none of the net package's per-call locking. Like recv it
 // never blocks (MSG_DONTWAIT), so it is a raw system call.
-func sendto(fd uintptr, b []byte, sa *syscall.RawSockaddrAny, saLen uint32) syscall.Errno {
+func sendto(fd uintptr, b []byte, sa *syscall.RawSockaddrInet6, saLen uint32) syscall.Errno {
 	_, _, errno := syscall.RawSyscall6(syscall.SYS_SENDTO, fd, uintptr(unsafe.Pointer(&b[0])), uintptr(len(b)),
 		syscall.MSG_DONTWAIT, uintptr(unsafe.Pointer(sa)), uintptr(saLen))
 	return errno
 }
 
-// sockaddrFrom fills sa with ap and returns its length.
-func sockaddrFrom(ap netip.AddrPort, sa *syscall.RawSockaddrAny) uint32 {
+// sockaddrFrom fills sa with ap and returns its length. An IPv6 socket
+// address has room for an IPv4 one, so a session keeps the smaller of the
+// two big enough for both (28 bytes rather than RawSockaddrAny's 112).
+func sockaddrFrom(ap netip.AddrPort, sa *syscall.RawSockaddrInet6) uint32 {
 	port := ap.Port()
 	if a := ap.Addr(); a.Is4() {
 		s4 := (*syscall.RawSockaddrInet4)(unsafe.Pointer(sa))
