@@ -62,6 +62,8 @@ type Config struct {
 	// 8000, 16000 or 48000 Hz (default 48000; another value is rounded
 	// down to one of those, and to 8000 below it).
 	MaxMixRate int
+	// OpusBitrate is the target bitrate of Opus encoders, bit/s (0: opus.DefaultBitrate).
+	OpusBitrate int
 	// Now is the clock (default time.Now).
 	Now func() time.Time
 	// AfterFunc runs f after d, as time.AfterFunc (the default) does: the

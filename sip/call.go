@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"net/netip"
 	"sync"
 	"time"
 
@@ -12,6 +13,7 @@ import (
 
 	"chorus/bridge"
 	"chorus/media"
+	"chorus/media/opus"
 )
 
 // leg is the media side of a call, inbound or dialled: its RTP session and
@@ -101,30 +103,110 @@ func (c *leg) gotAck(req *sip.Request) {
 	}
 }
 
-func (c *leg) sdp(codecs []media.Codec, te uint8, dir media.Direction) ([]byte, error) {
+// sdp writes our session description with the given formats, the
+// telephone-event payload types (0: none) and our direction.
+func (c *leg) sdp(formats []Format, te8k, te48k uint8, dir media.Direction) ([]byte, error) {
 	c.mu.Lock()
 	v := c.sdpVersion
 	c.sdpVersion++
 	c.mu.Unlock()
 	secure, crypto := c.sdpSRTP()
 	return buildSDP(sdpParams{sessionID: c.sessionID, version: v, addr: c.s.cfg.PublicIP,
-		port: int(c.sess.LocalAddr().Port()), codecs: codecs, telephoneEventPT: te, direction: dir,
-		secure: secure, crypto: crypto})
+		port: int(c.sess.LocalAddr().Port()), formats: formats, te8k: te8k, te48k: te48k,
+		opusFmtp: c.s.opusFmtp(), direction: dir, secure: secure, crypto: crypto})
+}
+
+// opusFmtp is our a=fmtp for Opus, what we ask of the peer's encoder (RFC
+// 7587 §6.1): no band above what our rooms mix at, and in-band FEC, which
+// our decoder uses on loss. Our ptime (a=ptime:20) is in every SDP of ours.
+func (s *Server) opusFmtp() string {
+	rate := 48000
+	if s.bridge != nil {
+		rate = min(rate, s.bridge.Config().MaxMixRate)
+	}
+	return opus.Fmtp{MaxPlaybackRate: rate, SpropMaxCaptureRate: rate, UseInbandFEC: true}.String()
+}
+
+// offerFormats are the formats of our own offers: the enabled codecs in
+// the configured order, Opus at PayloadTypeOpus.
+func (s *Server) offerFormats() []Format {
+	out := make([]Format, 0, len(s.cfg.Codecs))
+	for _, c := range s.cfg.Codecs {
+		out = append(out, Format{Codec: c, PT: c.PayloadType()})
+	}
+	return out
+}
+
+// offerTelephoneEvents are the telephone-event payload types of our own
+// offers: one at each RTP clock rate of the offered codecs.
+func (s *Server) offerTelephoneEvents() (te8k, te48k uint8) {
+	for _, c := range s.cfg.Codecs {
+		if c.RTPClockRate() == 48000 {
+			te48k = telephoneEventPT48k
+		} else {
+			te8k = telephoneEventPT
+		}
+	}
+	return te8k, te48k
+}
+
+// teSlots places a telephone-event payload type at codec c's clock rate.
+func teSlots(c media.Codec, pt uint8) (te8k, te48k uint8) {
+	if c.RTPClockRate() == 48000 {
+		return 0, pt
+	}
+	return pt, 0
+}
+
+// params are the session parameters of format f.
+func params(remote netip.AddrPort, f Format, te uint8, dir media.Direction) media.Params {
+	return media.Params{Remote: remote, Codec: f.Codec, PayloadType: f.PT, TelephoneEventPT: te,
+		Direction: dir, Opus: f.Opus}
 }
 
 // answer applies the caller's offer and returns our answer: the first
-// codec of theirs we support, their telephone-event payload type.
+// codec of theirs, in their order, that we have enabled, at their payload
+// type, and their telephone-event at that codec's clock rate (RFC 3264
+// §6.1, RFC 4733 §2.1). ErrNoCommonCodec (488) when none is enabled.
 func (c *leg) answer(offer Description) ([]byte, error) {
+	f, ok := offer.Choose(c.s.cfg.Codecs)
+	if !ok {
+		return nil, ErrNoCommonCodec
+	}
 	dir := answerDirection(offer)
-	c.sess.SetParams(media.Params{Remote: offer.Remote(), Codec: offer.Codecs[0],
-		TelephoneEventPT: offer.TelephoneEventPT, Direction: dir})
+	te := offer.TelephoneEventPT(f.Codec)
+	c.sess.SetParams(params(offer.Remote(), f, te, dir))
 	c.call.SetPhoneHold(dir != media.SendRecv) // RFC 3264 §8.4: its audio (hold music) stays out of the room
-	return c.sdp(offer.Codecs[:1], offer.TelephoneEventPT, dir)
+	te8k, te48k := teSlots(f.Codec, te)
+	return c.sdp([]Format{f}, te8k, te48k, dir)
 }
 
-// offer returns our offer for an INVITE without SDP (answer in the ACK).
+// offer returns our offer for an INVITE without SDP (answer in the ACK)
+// and for dial-out: every enabled codec in the configured order and
+// telephone-event at each of their clock rates.
 func (c *leg) offer() ([]byte, error) {
-	return c.sdp([]media.Codec{media.PCMU, media.PCMA}, telephoneEventPT, media.SendRecv)
+	te8k, te48k := c.s.offerTelephoneEvents()
+	return c.sdp(c.s.offerFormats(), te8k, te48k, media.SendRecv)
+}
+
+// chooseAnswer reads the peer's answer to our offer: the first format of
+// the answer that we offered, and its telephone-event if it is the one we
+// offered at that clock rate (an answer must use the offered payload
+// types, RFC 3264 §6.1).
+func (c *leg) chooseAnswer(ans Description) (Format, uint8, error) {
+	f, ok := ans.Choose(c.s.cfg.Codecs)
+	if !ok {
+		return Format{}, 0, ErrNoCommonCodec
+	}
+	te := ans.TelephoneEventPT(f.Codec)
+	want, want48k := c.s.offerTelephoneEvents()
+	if f.Codec.RTPClockRate() == 48000 {
+		want = want48k
+	}
+	if te != want {
+		te = 0
+	}
+	return f, te, nil
 }
 
 // applyAckAnswer reads the SDP answer carried by the ACK.
@@ -142,45 +224,57 @@ func (c *leg) applyAckAnswer() error {
 	if err := c.applyAnswerSRTP(ans); err != nil {
 		return err
 	}
-	te := ans.TelephoneEventPT
-	if te != 0 && te != telephoneEventPT {
-		te = 0 // an answer must use the offered payload type
+	f, te, err := c.chooseAnswer(ans)
+	if err != nil {
+		return err
 	}
 	dir := answerDirection(ans)
-	c.sess.SetParams(media.Params{Remote: ans.Remote(), Codec: ans.Codecs[0], TelephoneEventPT: te, Direction: dir})
+	c.sess.SetParams(params(ans.Remote(), f, te, dir))
 	c.call.SetPhoneHold(dir != media.SendRecv) // RFC 3264 §8.4: its audio (hold music) stays out of the room
 	return nil
 }
 
-// update applies an offer in a re-INVITE or UPDATE and returns our answer.
-// Without an offer it returns our current description as an offer.
+// update applies an offer in a re-INVITE or UPDATE and returns our answer:
+// the codec in use if the offer still has it (at the offer's payload type),
+// else the first enabled one in the offer's order; an offer with none
+// gets ErrNoCommonCodec (488) and leaves the session as it was (RFC 3261
+// §14.2). Without an offer it returns our current description as an
+// offer: the codec in use only, so that the answer in the ACK cannot move
+// the call to another codec unnoticed.
 func (c *leg) update(body []byte) ([]byte, error) {
 	cur := c.sess.Params()
 	if len(body) == 0 {
-		return c.sdp([]media.Codec{cur.Codec}, cur.TelephoneEventPT, cur.Direction)
+		pt := cur.PayloadType
+		if cur.Codec != media.Opus {
+			pt = cur.Codec.PayloadType()
+		}
+		te8k, te48k := teSlots(cur.Codec, cur.TelephoneEventPT)
+		return c.sdp([]Format{{Codec: cur.Codec, PT: pt}}, te8k, te48k, cur.Direction)
 	}
 	offer, err := ParseSDP(body)
 	if err != nil {
 		return nil, err
 	}
+	f, ok := offer.find(cur.Codec)
+	if !ok {
+		if f, ok = offer.Choose(c.s.cfg.Codecs); !ok {
+			return nil, ErrNoCommonCodec
+		}
+	}
 	if err := c.reofferSRTP(offer); err != nil {
 		return nil, err
-	}
-	codec := offer.Codecs[0]
-	for _, x := range offer.Codecs {
-		if x == cur.Codec {
-			codec = x // keep what we have if still offered
-		}
 	}
 	dir := answerDirection(offer)
 	remote := offer.Remote()
 	if !remote.IsValid() {
 		remote = cur.Remote // c=0.0.0.0 hold keeps the old address
 	}
-	c.sess.SetParams(media.Params{Remote: remote, Codec: codec, TelephoneEventPT: offer.TelephoneEventPT, Direction: dir})
+	te := offer.TelephoneEventPT(f.Codec)
+	c.sess.SetParams(params(remote, f, te, dir))
 	c.call.SetPhoneHold(dir != media.SendRecv) // RFC 3264 §8.4: its audio (hold music) stays out of the room
-	c.log.Info("media updated", "remote", remote, "codec", codec, "direction", dir)
-	return c.sdp([]media.Codec{codec}, offer.TelephoneEventPT, dir)
+	c.log.Info("media updated", "remote", remote, "codec", f.Codec, "pt", f.PT, "direction", dir)
+	te8k, te48k := teSlots(f.Codec, te)
+	return c.sdp([]Format{f}, te8k, te48k, dir)
 }
 
 // respondReliably sends a 2xx to a re-INVITE and, over UDP, retransmits it

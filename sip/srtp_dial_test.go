@@ -51,7 +51,7 @@ func newSRTPUAS(t *testing.T, secure bool) *srtpUAS {
 		}
 		u.offers <- offer
 		p := sdpParams{sessionID: 1, version: 1, addr: netip.MustParseAddr("127.0.0.1"),
-			port: rtpConn.LocalAddr().(*net.UDPAddr).Port, codecs: offer.Codecs[:1], direction: media.SendRecv}
+			port: rtpConn.LocalAddr().(*net.UDPAddr).Port, formats: g711First(offer), direction: media.SendRecv}
 		if secure && len(offer.Crypto) > 0 {
 			key, _ := media.NewSRTPKey(offer.Crypto[0].Key.Suite)
 			p.secure, p.crypto = true, &media.Crypto{Tag: offer.Crypto[0].Tag, Key: key}
@@ -104,4 +104,10 @@ func TestDialOutSRTP(t *testing.T) {
 	if cause := dialEnd(t, tb.b, "sip:x@127.0.0.1:"+strconv.Itoa(int(plain.addr.Port()))); cause == "" {
 		t.Error("a plain answer to our SRTP offer did not end the call")
 	}
+}
+
+// g711First is the answer of a G.711 phone: the first G.711 format offered.
+func g711First(offer Description) []Format {
+	f, _ := offer.Choose([]media.Codec{media.PCMU, media.PCMA})
+	return []Format{f}
 }
