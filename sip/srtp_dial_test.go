@@ -21,6 +21,9 @@ import (
 type srtpUAS struct {
 	addr   netip.AddrPort
 	offers chan Description
+	// answer picks the answer's format and telephone-event from the
+	// offer; nil answers as a G.711 phone without telephone-event.
+	answer func(Description) (Format, uint8)
 }
 
 func newSRTPUAS(t *testing.T, secure bool) *srtpUAS {
@@ -52,6 +55,11 @@ func newSRTPUAS(t *testing.T, secure bool) *srtpUAS {
 		u.offers <- offer
 		p := sdpParams{sessionID: 1, version: 1, addr: netip.MustParseAddr("127.0.0.1"),
 			port: rtpConn.LocalAddr().(*net.UDPAddr).Port, formats: g711First(offer), direction: media.SendRecv}
+		if u.answer != nil {
+			f, te := u.answer(offer)
+			p.formats = []Format{f}
+			p.te8k, p.te48k = teSlots(f.Codec, te)
+		}
 		if secure && len(offer.Crypto) > 0 {
 			key, _ := media.NewSRTPKey(offer.Crypto[0].Key.Suite)
 			p.secure, p.crypto = true, &media.Crypto{Tag: offer.Crypto[0].Tag, Key: key}
