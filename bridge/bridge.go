@@ -12,6 +12,7 @@ import (
 
 	"chorus/dtmf"
 	"chorus/media"
+	"chorus/media/opus"
 )
 
 // Config holds the bridge's tunables. Zero fields take the defaults.
@@ -62,7 +63,11 @@ type Config struct {
 	// 8000, 16000 or 48000 Hz (default 48000; another value is rounded
 	// down to one of those, and to 8000 below it).
 	MaxMixRate int
-	// OpusBitrate is the target bitrate of Opus encoders, bit/s (0: opus.DefaultBitrate).
+	// OpusBitrate is the bitrate (bit/s, 6000 to 510000) the Opus
+	// encoders aim at, before a peer's maxaveragebitrate lowers it
+	// (default 32000, opus.DefaultBitrate: the lowest at which libopus
+	// keeps fullband voice with in-band FEC; RFC 7587 §3.1.1 gives 28–40
+	// kbit/s for fullband speech).
 	OpusBitrate int
 	// Now is the clock (default time.Now).
 	Now func() time.Time
@@ -86,6 +91,10 @@ func (c *Config) setDefaults() {
 	default:
 		c.MaxMixRate = 8000
 	}
+	if c.OpusBitrate <= 0 {
+		c.OpusBitrate = opus.DefaultBitrate
+	}
+	c.OpusBitrate = min(max(c.OpusBitrate, 6000), 510000)
 	if c.MaxMembers <= 0 {
 		c.MaxMembers = 20
 	}

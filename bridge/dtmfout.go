@@ -74,19 +74,22 @@ func (q *dtmfQueue) take() (dtmfSlot, bool) {
 
 // dtmfSlots returns the tick slots that send digits: each digit's event
 // packets, then a gap of audio.
-func dtmfSlots(digits string) ([]dtmfSlot, error) {
+func dtmfSlots(digits string, clock int) ([]dtmfSlot, error) {
 	var out []dtmfSlot
 	var pkts []dtmf.Packet
+	// telephone-event runs at the audio codec's RTP clock (RFC 4733
+	// §2.1): 48000 for Opus, 8000 for the others.
+	enc := dtmf.Encoder{ClockRate: uint32(clock), Volume: dtmf.DefaultVolume}
 	for _, d := range digits {
 		var err error
-		pkts, err = dtmf.EncodeDigit(d, dtmfOutTone, int(TickInterval/time.Millisecond), pkts)
+		pkts, err = enc.Encode(d, dtmfOutTone, int(TickInterval/time.Millisecond), pkts)
 		if err != nil {
 			return nil, err
 		}
 		for i, p := range pkts {
 			s := dtmfSlot{payload: p.Payload, marker: p.Marker, event: true}
 			if i == len(pkts)-1 {
-				s.advance = uint32(len(pkts) * media.FrameSamples)
+				s.advance = uint32(len(pkts) * clock / 50)
 			}
 			out = append(out, s)
 		}
@@ -156,8 +159,12 @@ func (c *Call) SendDTMF(digits string) error {
 		return err
 	}
 	sess := m.epv.Session()
-	if sess != nil && sess.Params().TelephoneEventPT != 0 {
-		slots, err := dtmfSlots(digits)
+	var p media.Params
+	if sess != nil {
+		p = sess.Params()
+	}
+	if p.TelephoneEventPT != 0 {
+		slots, err := dtmfSlots(digits, p.Codec.RTPClockRate())
 		if err != nil {
 			return fmt.Errorf("dtmf to %s: %w", c.id, err)
 		}

@@ -4,6 +4,7 @@ import (
 	"time"
 
 	"chorus/media"
+	"chorus/media/opus"
 )
 
 // Endpoint is a call's audio as the mixer sees it: PCM frames in and out,
@@ -40,6 +41,11 @@ type Endpoint interface {
 	MaxRate() int
 	// Codec is what the endpoint sends: it picks the shared output.
 	Codec() media.Codec
+	// OpusConfig is the configuration of the endpoint's Opus encoder
+	// (media.OpusConfig: bitrate, band, FEC from the peer's fmtp), asked
+	// only while Codec is Opus: Opus listeners share an encoded output
+	// only when theirs are equal.
+	OpusConfig() opus.Config
 	// Flush drops what arrived while nobody read it.
 	Flush()
 	// Proven, LastReceived and HeldSince report the media's health for

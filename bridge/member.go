@@ -139,6 +139,7 @@ func newMember(c *Conference, call *Call, leg Leg, opts MemberOptions) *Member {
 		m.ep = el.endpoint()
 	} else {
 		m.epv = media.NewEndpoint(leg.Media())
+		m.epv.SetOpusBitrate(c.b.cfg.OpusBitrate)
 		m.epv.SetDetector(call.feedDTMF) // one detector per call, across rooms
 		m.ep = &m.epv
 	}

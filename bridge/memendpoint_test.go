@@ -10,6 +10,8 @@ import (
 
 	"chorus/internal/audiotest"
 	"chorus/media"
+	"chorus/media/g722"
+	"chorus/media/opus"
 )
 
 // memEndpoint is a call's audio in memory: what the mixer pulls comes from
@@ -32,6 +34,11 @@ type memEndpoint struct {
 	record  bool
 	rec     []int16
 	bare    bool // keep nothing of what is pulled and pushed (benchmarks)
+	fmtp    opus.Fmtp
+	// decoders of the shared G.722 and Opus payloads, made at the first
+	// such payload
+	g722 *g722.Decoder
+	opus *opus.Decoder
 }
 
 func (e *memEndpoint) Receive(time.Time, *media.RecvBuffer) int {
@@ -73,7 +80,28 @@ func (e *memEndpoint) PushShared(payload []byte) error {
 	if e.bare {
 		return nil
 	}
-	e.heardN = e.codec.Decode(e.heard[:], payload)
+	switch e.codec {
+	case media.G722:
+		if e.g722 == nil {
+			e.g722 = g722.NewDecoder()
+		}
+		e.heardN = e.g722.Decode(e.heard[:], payload)
+	case media.Opus:
+		if e.opus == nil {
+			d, err := opus.NewDecoder()
+			if err != nil {
+				return err
+			}
+			e.opus = d
+		}
+		n, err := e.opus.Decode(e.heard[:], payload)
+		if err != nil {
+			return err
+		}
+		e.heardN = n
+	default:
+		e.heardN = e.codec.Decode(e.heard[:], payload)
+	}
 	e.keep()
 	return nil
 }
@@ -102,6 +130,7 @@ func (e *memEndpoint) SetRate(rate int) error {
 }
 
 func (e *memEndpoint) Codec() media.Codec           { return e.codec }
+func (e *memEndpoint) OpusConfig() opus.Config      { return media.OpusConfig(e.fmtp, 0) }
 func (e *memEndpoint) Flush()                       {}
 func (e *memEndpoint) Proven() bool                 { return true }
 func (e *memEndpoint) LastReceived() time.Time      { return time.Now() }

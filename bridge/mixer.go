@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"chorus/media"
+	"chorus/media/opus"
 	"chorus/media/resample"
 )
 
@@ -23,13 +24,29 @@ const timeoutCheckTicks = 50
 const numLevels = MaxLevel - MinLevel + 1
 
 // sharedOut is one encoded output shared by every listener that would get
-// the same bytes (not a talker, same codec, same receive level): the mixer
-// encodes it once a tick with an Encoder of its own, and each of those
-// listeners' endpoints sends the payload as it is.
+// the same bytes (not a talker, same codec, same receive level, and for
+// Opus the same encoder configuration): the mixer encodes it once a tick
+// with an Encoder of its own, and each of those listeners' endpoints sends
+// the payload as it is.
+//
+// G.722 and Opus encoders keep state, so a shared output is one stream
+// that its listeners join and leave: a listener who starts talking gets
+// its endpoint's own encoder, and one who stops goes back to the shared
+// stream. Its timestamps and sequence numbers are its session's and stay
+// continuous; what its decoder sees at such a switch is another encoder's
+// state, which G.722's backward adaptation and Opus's decoder absorb
+// within a few milliseconds (a brief glitch at the start and end of each
+// of its talk spurts, as in other mixing bridges that share encodes), for
+// the price of an encode per listener a tick otherwise.
 type sharedOut struct {
 	tick    uint64
 	enc     media.Encoder
-	payload [media.FrameSamples]byte // G.711: one byte per 8 kHz sample, whatever the mix rate
+	n       int    // bytes of payload this tick (0: nothing to send)
+	payload []byte // G.711 and G.722: 160 bytes a 20 ms frame; Opus: up to a 1276-byte packet
+	// cfg is the Opus configuration of this output; next links the Opus
+	// outputs of one receive level with other configurations.
+	cfg  opus.Config
+	next *sharedOut
 }
 
 // mixer is the per-conference state of the mixer goroutine.
@@ -50,10 +67,12 @@ type mixer struct {
 	// snap is the member snapshot the rate was chosen for.
 	snap *[]*Member
 	// shared is made on first use: most rooms only ever need one or two
-	// of these 27 (codec × receive level), and a room of 5 should not
-	// carry 4.5 KiB of them.
-	shared  [3][numLevels]*sharedOut // by media.Codec, receive level
-	silence [3][media.FrameSamples]byte
+	// of these (codec × receive level), and a room of 5 should not carry
+	// KiBs of them.
+	shared [media.NumCodecs][numLevels]*sharedOut // by media.Codec, receive level
+	// silence is a frame of silence per codec, for held and waiting
+	// members: G.711's made with the mixer, the others' at first use.
+	silence [media.NumCodecs][]byte
 	// buf backs acc at 8 kHz, and room and out: a narrowband room costs
 	// what it did before rooms had rates.
 	buf   [media.FrameSamples]int32
@@ -66,6 +85,7 @@ func newMixer(loudestN int) *mixer {
 	x.room, x.out = x.buf16[:media.FrameSamples], x.buf16[media.FrameSamples:]
 	x.talkers = make([]*Member, 0, loudestN+1)
 	for _, c := range []media.Codec{media.PCMU, media.PCMA} {
+		x.silence[c] = make([]byte, media.FrameSamples)
 		for i := range x.silence[c] {
 			x.silence[c][i] = c.Silence()
 		}
@@ -98,7 +118,7 @@ func (x *mixer) setRate(rate int) error {
 		x.acc, x.room, x.out = make([]int32, n), make([]int16, n), make([]int16, n)
 	}
 	x.rate, x.frame = rate, n
-	x.shared = [3][numLevels]*sharedOut{} // their encoders take the old rate
+	x.shared = [media.NumCodecs][numLevels]*sharedOut{} // their encoders take the old rate
 	return nil
 }
 
@@ -332,7 +352,7 @@ func (c *Conference) mixTick(now time.Time, w *tickWorker) {
 		}
 		ep := m.ep
 		codec := ep.Codec()
-		if codec != media.PCMA {
+		if codec == media.CodecInvalid || int(codec) >= media.NumCodecs {
 			codec = media.PCMU
 		}
 		var err error
@@ -349,9 +369,9 @@ func (c *Conference) mixTick(now time.Time, w *tickWorker) {
 				err = ep.Push(mx.priv)
 				break
 			}
-			err = ep.PushShared(x.silence[codec][:])
+			err = x.pushSilence(ep, codec)
 		case m.Held():
-			err = ep.PushShared(x.silence[codec][:])
+			err = x.pushSilence(ep, codec)
 		default:
 			rx := m.receive.Load() - MinLevel
 			// A listener hearing the shared mix never touches its mixState
@@ -360,8 +380,10 @@ func (c *Conference) mixTick(now time.Time, w *tickWorker) {
 			private := m.audio.playing() && m.mx.privFrame(&m.audio)
 			if !m.selected && !private {
 				sh := x.shared[codec][rx]
-				if sh == nil {
-					sh = x.newShared(codec)
+				if codec == media.Opus {
+					sh = x.opusShared(sh, ep.OpusConfig(), rx)
+				} else if sh == nil {
+					sh = x.newShared(codec, opus.Config{})
 					x.shared[codec][rx] = sh
 				}
 				if sh.tick != x.tick && sh.enc != nil {
@@ -371,10 +393,12 @@ func (c *Conference) mixTick(now time.Time, w *tickWorker) {
 					for i, v := range acc {
 						out[i] = limit(int64(v) * g >> 14)
 					}
-					sh.enc.Encode(sh.payload[:], out)
+					sh.n = sh.enc.Encode(sh.payload, out)
 					encodes++
 				}
-				err = ep.PushShared(sh.payload[:])
+				if sh.n > 0 {
+					err = ep.PushShared(sh.payload[:sh.n])
+				}
 				break
 			}
 			mx := m.mx
@@ -408,25 +432,75 @@ func (c *Conference) mixTick(now time.Time, w *tickWorker) {
 	w.out += sent
 	w.encodes += encodes
 
-	// 5. RTP timeouts.
+	// 5. RTP timeouts, and the rate again: a re-INVITE may have changed
+	// what a member can hear (its codec, its Opus maxplaybackrate).
 	if x.tick%timeoutCheckTicks == 0 {
 		c.checkTimeouts(now, members)
+		c.followRate(members)
 	}
 }
 
-// newShared makes the shared output of codec at the room's rate. The
-// encoder cannot fail for a rate setRate accepted (it built resamplers of
-// that rate); were it to, the listeners get silence rather than a panic.
-func (x *mixer) newShared(codec media.Codec) *sharedOut {
-	sh := &sharedOut{}
-	if enc, err := media.NewEncoder(codec, x.rate); err == nil {
+// newShared makes the shared output of codec at the room's rate (cfg
+// sets up Opus). The encoder cannot fail for a rate setRate accepted (it
+// built resamplers of that rate) unless libopus is missing; then the
+// listeners get nothing rather than a panic.
+func (x *mixer) newShared(codec media.Codec, cfg opus.Config) *sharedOut {
+	size := media.FrameSamples
+	if codec == media.Opus {
+		size = opus.MaxPacketBytes
+	}
+	sh := &sharedOut{payload: make([]byte, size), cfg: cfg}
+	if enc, err := media.NewEncoder(codec, x.rate, cfg); err == nil {
 		sh.enc = enc
-	} else {
-		for i := range sh.payload {
-			sh.payload[i] = codec.Silence()
-		}
+	} else if codec.Stateless() {
+		sh.n = copy(sh.payload, x.silenceOf(codec))
 	}
 	return sh
+}
+
+// opusShared finds the Opus output of receive level rx whose encoder
+// configuration is cfg, among those in the list from head, making it if
+// there is none. Peers' configurations differ only by their fmtp, which
+// OpusConfig normalises, so a room has one or two.
+func (x *mixer) opusShared(head *sharedOut, cfg opus.Config, rx int32) *sharedOut {
+	for sh := head; sh != nil; sh = sh.next {
+		if sh.cfg == cfg {
+			return sh
+		}
+	}
+	sh := x.newShared(media.Opus, cfg)
+	sh.next = head
+	x.shared[media.Opus][rx] = sh
+	return sh
+}
+
+// pushSilence sends a frame of silence in codec to ep.
+func (x *mixer) pushSilence(ep Endpoint, codec media.Codec) error {
+	if s := x.silenceOf(codec); len(s) > 0 {
+		return ep.PushShared(s)
+	}
+	return nil
+}
+
+// silenceOf returns a frame of silence in codec: for G.722 and Opus the
+// encode of a silent frame, made at first use (a listener's decoder takes
+// it whatever state it is in).
+func (x *mixer) silenceOf(codec media.Codec) []byte {
+	if s := x.silence[codec]; s != nil {
+		return s
+	}
+	enc, err := media.NewEncoder(codec, media.ClockRate, opus.Config{})
+	if err != nil {
+		return nil
+	}
+	var zero [media.FrameSamples]int16
+	buf := make([]byte, opus.MaxPacketBytes)
+	n := 0
+	for range 10 { // past the encoder's start-up
+		n = enc.Encode(buf, zero[:])
+	}
+	x.silence[codec] = buf[:n:n]
+	return x.silence[codec]
 }
 
 // releaseGone frees the memory of members that left before this tick: no

@@ -5,6 +5,7 @@ import (
 	"time"
 
 	"chorus/dtmf"
+	"chorus/media/opus"
 	"chorus/media/resample"
 )
 
@@ -20,12 +21,18 @@ type Encoder interface {
 }
 
 // NewEncoder returns an encoder for codec that takes frames at rate (the
-// room's mix rate: 8000, 16000 or 48000 Hz). At the codec's own rate the
-// Codec value itself encodes (G.711 is stateless); at another, the encoder
-// band-limits and resamples first (media/resample), so it keeps state and
-// belongs to one stream.
-func NewEncoder(codec Codec, rate int) (Encoder, error) {
-	if codec != PCMA {
+// room's mix rate: 8000, 16000 or 48000 Hz). For G.711 at its own rate the
+// Codec value itself encodes (it is stateless); at another, the encoder
+// band-limits and resamples first (media/resample). G.722 and Opus
+// encoders keep state and belong to one stream (a shared output is one
+// stream, sent to many listeners); cfg sets up Opus (see OpusConfig; the
+// zero Config means opus.DefaultConfig) and is ignored for the others.
+func NewEncoder(codec Codec, rate int, cfg opus.Config) (Encoder, error) {
+	switch codec {
+	case G722, Opus:
+		return newWideEncoder(codec, rate, cfg)
+	case PCMA:
+	default:
 		codec = PCMU
 	}
 	if rate == ClockRate {
@@ -95,6 +102,16 @@ type endpointState struct {
 	// their frame at the codec's rate.
 	up, down *resample.Resampler
 	nb       [FrameSamples]int16
+	// gen is the session's Generation this state was set up for; a
+	// re-INVITE changes it, and the next Receive follows (reconfigure).
+	gen uint32
+	// rate is the room's mix rate (0: 8000 Hz).
+	rate int32
+	// opusBitrate is what an Opus encoder aims at (SetOpusBitrate).
+	opusBitrate int32
+	// w is the state of a G.722 or Opus call (decoder, packet buffer,
+	// encoder), nil for G.711, whose endpoint is the fields above alone.
+	w *wideState
 }
 
 // NewEndpoint returns the endpoint of sess, to be kept by value. The
@@ -111,16 +128,27 @@ func (e *Endpoint) SetDetector(detect func(ssrc, ts uint32, payload []byte) (run
 	e.st.detect = detect
 }
 
+// SetOpusBitrate sets the bitrate (bit/s) the endpoint's Opus encoder
+// aims at, before a peer's maxaveragebitrate lowers it; 0 means
+// opus.DefaultBitrate. Call it before the endpoint is driven.
+func (e *Endpoint) SetOpusBitrate(bps int) { e.st.opusBitrate = int32(bps) }
+
 // SetRate sets the room's mix rate (8000, 16000 or 48000 Hz), the rate of
 // the frames Pull gives and Push takes: the endpoint resamples between it
-// and its codec's. It is called between ticks, from the goroutine that
-// drives the endpoint, and may allocate. This first version switches cold
-// (the resamplers start from silence, a few milliseconds of the frame
-// after a change are faded in by the filter); the hand-over of package
-// resample without a click is for when rooms follow their members' rates.
+// and its codec's, and not at all when they are equal. It is called
+// between ticks, from the goroutine that drives the endpoint, and may
+// allocate. This first version switches cold (the resamplers start from
+// silence, a few milliseconds of the frame after a change are faded in by
+// the filter); a codec's own state (G.722, Opus) is kept.
 func (e *Endpoint) SetRate(rate int) error {
+	st := e.st
+	st.rate = int32(rate)
+	if st.w != nil {
+		st.up, st.down = nil, nil
+		return st.w.setRoomRate(rate)
+	}
 	if rate == ClockRate {
-		e.st.up, e.st.down = nil, nil
+		st.up, st.down = nil, nil
 		return nil
 	}
 	up, err := resample.New(ClockRate, rate)
@@ -131,13 +159,91 @@ func (e *Endpoint) SetRate(rate int) error {
 	if err != nil {
 		return fmt.Errorf("media: endpoint at %d Hz: %w", rate, err)
 	}
-	e.st.up, e.st.down = up, down
+	st.up, st.down = up, down
 	return nil
 }
 
+// roomRate returns the room's mix rate.
+func (st *endpointState) roomRate() int {
+	if st.rate == 0 {
+		return ClockRate
+	}
+	return int(st.rate)
+}
+
 // MaxRate returns the highest mix rate the call can hear: its codec's
-// audio rate, 8000 Hz for G.711.
-func (e *Endpoint) MaxRate() int { return ClockRate }
+// audio rate (8000 Hz for G.711, 16000 for G.722, 48000 for Opus), for
+// Opus no more than the peer's maxplaybackrate rounded up to a mix rate
+// (RFC 7587 §6.1). It follows a re-INVITE from the next Receive on.
+func (e *Endpoint) MaxRate() int {
+	if w := e.st.w; w != nil {
+		return w.maxRate
+	}
+	return ClockRate
+}
+
+// OpusConfig returns the configuration of the endpoint's Opus encoder
+// (see OpusConfig): listeners whose configurations are equal can share
+// one encoded output. It is meaningful only while Codec is Opus.
+func (e *Endpoint) OpusConfig() opus.Config {
+	if w := e.st.w; w != nil {
+		return w.opusCfg
+	}
+	return opus.Config{}
+}
+
+// reconfigure follows the session's parameters after SetParams (the
+// answer, a re-INVITE): a new codec gets its decoder, buffer and
+// resamplers, a new Opus fmtp a new encoder. It allocates, once per
+// re-INVITE. A codec this build cannot run (Opus without cgo) leaves the
+// endpoint silent rather than failing the tick.
+func (e *Endpoint) reconfigure() {
+	st := e.st
+	p := e.sess.Params()
+	if p.Codec != G722 && p.Codec != Opus {
+		if st.w != nil {
+			st.w = nil
+			_ = e.SetRate(st.roomRate()) // G.711 resamplers again
+		}
+		return
+	}
+	if w := st.w; w != nil && w.codec == p.Codec {
+		if p.Codec == Opus {
+			if cfg := OpusConfig(p.Opus, int(st.opusBitrate)); cfg != w.opusCfg {
+				w.opusCfg, w.maxRate, w.enc = cfg, cfg.MaxPlaybackRate, nil
+			}
+		}
+		return
+	}
+	st.jb.Reset()
+	st.up, st.down = nil, nil
+	w, err := newWideState(p, int(st.opusBitrate))
+	if err == nil {
+		err = w.setRoomRate(st.roomRate())
+	}
+	if err != nil {
+		st.w = nil
+		return
+	}
+	st.w = w
+}
+
+// setRoomRate sets the resampler from the codec's rate to the room's (the
+// encoder's follows inside it).
+func (w *wideState) setRoomRate(rate int) error {
+	w.up = nil
+	if rate != w.rate {
+		up, err := resample.New(w.rate, rate)
+		if err != nil {
+			return fmt.Errorf("media: %s endpoint at %d Hz: %w", w.codec, rate, err)
+		}
+		w.up = up
+	}
+	if w.enc != nil {
+		return w.enc.setRate(rate)
+	}
+	return nil
+}
 
 // Session returns the endpoint's RTP session.
 func (e *Endpoint) Session() *Session { return e.sess }
@@ -151,8 +257,13 @@ func (e *Endpoint) Codec() Codec { return e.sess.Codec() }
 // to the digit detector. It returns the number of datagrams read. The
 // digits it found are in Digits until the next Receive.
 func (e *Endpoint) Receive(now time.Time, rx *RecvBuffer) int {
-	e.st.nDigits = 0
-	return e.sess.PollInto(now, (*endpointHandler)(e.st), rx)
+	st := e.st
+	st.nDigits = 0
+	if g := e.sess.Generation(); g != st.gen {
+		st.gen = g
+		e.reconfigure()
+	}
+	return e.sess.PollInto(now, (*endpointHandler)(st), rx)
 }
 
 // Digits returns the digits the last Receive found, in order. The slice
@@ -166,6 +277,15 @@ func (e *Endpoint) Digits() []rune { return e.st.digits[:e.st.nDigits] }
 // concealed.
 func (e *Endpoint) Pull(dst []int16) bool {
 	st := e.st
+	if w := st.w; w != nil {
+		if w.up == nil {
+			return w.buf.read(dst)
+		}
+		frame := w.frame[:w.rate/50]
+		live := w.buf.read(frame)
+		w.up.Process(dst, frame)
+		return live
+	}
 	if st.up == nil {
 		return st.jb.Read(dst)
 	}
@@ -177,12 +297,31 @@ func (e *Endpoint) Pull(dst []int16) bool {
 // Push encodes one frame of pcm (at the rate of SetRate) in the
 // endpoint's codec and sends it.
 func (e *Endpoint) Push(pcm []int16) error {
-	if e.st.down != nil {
-		n := e.st.down.Process(e.st.nb[:], pcm)
-		pcm = e.st.nb[:n]
+	st := e.st
+	if w := st.w; w != nil {
+		if w.enc == nil {
+			enc, err := newWideEncoder(w.codec, st.roomRate(), w.opusCfg)
+			if err != nil {
+				return err
+			}
+			w.enc = enc
+		}
+		n := w.enc.Encode(w.payload[:], pcm)
+		if n == 0 {
+			return nil
+		}
+		return e.sess.writeAudio(w.codec, w.payload[:n])
 	}
-	n := e.sess.Codec().Encode(e.st.payload[:], pcm)
-	return e.sess.WriteAudio(e.st.payload[:n])
+	if st.down != nil {
+		n := st.down.Process(st.nb[:], pcm)
+		pcm = st.nb[:n]
+	}
+	codec := e.sess.Codec()
+	if codec == G722 || codec == Opus {
+		return nil // a re-INVITE changed the codec: the next Receive follows
+	}
+	n := codec.Encode(st.payload[:], pcm)
+	return e.sess.WriteAudio(st.payload[:n])
 }
 
 // PushShared sends a frame already encoded in the endpoint's codec (by
@@ -197,7 +336,19 @@ func (e *Endpoint) JitterStats() JitterStats {
 	if e.st == nil {
 		return JitterStats{}
 	}
-	return e.st.jb.Stats()
+	js := e.st.jb.Stats()
+	if w := e.st.w; w != nil {
+		ws := w.buf.stats
+		js.Packets += ws.Packets
+		js.Late += ws.Late
+		js.Concealed += ws.Concealed
+		js.Underruns += ws.Underruns
+		js.Resyncs += ws.Resyncs
+		js.Shrinks += ws.Shrinks
+		js.Invalid += ws.Invalid
+		js.Recovered += ws.Recovered
+	}
+	return js
 }
 
 func (e *Endpoint) Flush() { e.sess.Flush() }
@@ -218,7 +369,15 @@ type endpointHandler endpointState
 
 // Audio implements Handler: audio goes into the jitter buffer.
 func (h *endpointHandler) Audio(ssrc, ts uint32, codec Codec, payload []byte) {
-	h.jb.Put(ssrc, ts, codec, payload)
+	if w := h.w; w != nil {
+		if codec == w.codec {
+			w.buf.put(ssrc, ts, payload)
+		}
+		return
+	}
+	if codec.Stateless() {
+		h.jb.Put(ssrc, ts, codec, payload)
+	}
 }
 
 // Event implements Handler: telephone-events go to the detector and never

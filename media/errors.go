@@ -13,4 +13,7 @@ var (
 	// ErrUnproven means a packet was not sent: no packet from the far end
 	// proved its address within SendGrace.
 	ErrUnproven = errors.New("media: remote address not proven")
+	// ErrTooLarge means a payload does not fit the largest packet a
+	// session sends (an RTP header and a 1276-byte Opus packet).
+	ErrTooLarge = errors.New("media: payload too large")
 )

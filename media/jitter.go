@@ -34,6 +34,8 @@ type JitterStats struct {
 	Underruns uint64 // reads that found the next audio not yet there
 	Resyncs   uint64 // jumps to a new timeline (new SSRC, timestamp jump, restart)
 	Shrinks   uint64 // times the delay was lowered
+	Invalid   uint64 // packets the codec cannot play (a malformed Opus TOC, too long)
+	Recovered uint64 // samples of lost audio recovered from the next packet's in-band FEC (Opus)
 }
 
 // JitterBuffer turns RTP audio packets of any duration (10 to 60 ms or more,

@@ -21,8 +21,16 @@ import (
 // then fail to parse.
 const maxPacket = 1500
 
-// maxSend is the largest packet we send: an RTP header and 60 ms of G.711.
+// maxSend is the largest packet a session's own buffer takes: an RTP
+// header and 60 ms of G.711 or G.722. Opus sessions get a buffer of
+// maxWideSend as well (see Session.SetParams), so that G.711 calls do not
+// carry 800 bytes they never use.
 const maxSend = 12 + 480
+
+// maxWideSend is the largest packet we send at all: an RTP header and the
+// largest single-frame Opus packet, 1276 bytes (RFC 6716 §3.2.1; 20 ms at
+// 510 kbit/s), which any bitrate a peer may ask for fits.
+const maxWideSend = 12 + opus.MaxPacketBytes
 
 // maxPerPoll bounds the packets one Poll drains, so one flooding peer cannot
 // hold up a mixer tick.
@@ -56,7 +64,9 @@ const SendGrace = 4 * time.Second
 // Handler receives the packets a Session polls. The payload aliases the
 // session's read buffer and is valid only during the call.
 type Handler interface {
-	// Audio is called for a G.711 packet.
+	// Audio is called for a packet of the negotiated audio codec (and,
+	// in a G.711 session, of either G.711 law), never with an empty
+	// payload.
 	Audio(ssrc, timestamp uint32, codec Codec, payload []byte)
 	// Event is called for an RFC 4733 telephone-event packet.
 	Event(ssrc, timestamp uint32, payload []byte)
@@ -163,11 +173,18 @@ type Session struct {
 	onClose func()
 	now     func() time.Time // for SetParams, and sends before any Poll
 
-	mu     sync.Mutex    // guards params, source learning and the send state
-	codec  atomic.Uint32 // params.Codec, for Codec; beside mu, which the mixer takes next
+	mu    sync.Mutex    // guards params, source learning and the send state
+	codec atomic.Uint32 // params.Codec, for Codec; beside mu, which the mixer takes next
+	// gen counts SetParams calls, so that an endpoint notices a
+	// re-INVITE (a new codec or fmtp) between two ticks with one load.
+	gen    atomic.Uint32
 	params Params
-	closed bool
-	srtp   *SRTP // nil: plain RTP (see SetSRTP)
+	// audioPT is the payload type audio of a stateful codec (G.722,
+	// Opus) must come with; wide says the codec is one of those.
+	audioPT uint8
+	wide    bool
+	closed  bool
+	srtp    *SRTP // nil: plain RTP (see SetSRTP)
 
 	// source learning (under mu)
 	src        netip.AddrPort // the proven source, if valid
@@ -192,6 +209,7 @@ type Session struct {
 	started   bool
 	firstSend int64 // unix nanos of the first packet sent before a source was proven
 	wbuf      [maxSend]byte
+	wbig      *[maxWideSend]byte // made for Opus by SetParams (a pointer: 8 bytes in a G.711 session)
 	wsa       syscall.RawSockaddrAny
 
 	// receive state (poll goroutine)
@@ -281,7 +299,16 @@ func (s *Session) SetParams(p Params) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.params = p
+	s.audioPT = p.PayloadType
+	if s.audioPT == 0 {
+		s.audioPT = p.Codec.PayloadType()
+	}
+	s.wide = p.Codec == G722 || p.Codec == Opus
+	if p.Codec == Opus && s.wbig == nil {
+		s.wbig = new([maxWideSend]byte)
+	}
 	s.codec.Store(uint32(p.Codec))
+	s.gen.Add(1)
 	s.learning = true
 	s.learnSince = 0
 	s.cands = [probeSlots]candidate{}
@@ -299,6 +326,11 @@ func (s *Session) SetParams(p Params) {
 // Codec returns the codec we send, without taking the session's lock (the
 // mixer asks once per member per tick).
 func (s *Session) Codec() Codec { return Codec(s.codec.Load()) }
+
+// Generation returns how many times SetParams was called, without taking
+// the session's lock: an endpoint compares it once a tick to pick up a
+// re-INVITE's new codec or fmtp.
+func (s *Session) Generation() uint32 { return s.gen.Load() }
 
 // Params returns the current parameters.
 func (s *Session) Params() Params {
@@ -473,7 +505,19 @@ func (s *Session) handle(nowNs int64, from netip.AddrPort, b []byte, h Handler) 
 		return // on hold: the peer should not send, and we do not listen
 	}
 	pt := s.pkt.PayloadType
-	if codec, ok := CodecByPayloadType(pt); ok && codec.Stateless() {
+	if s.wide {
+		// G.722 or Opus: only the negotiated payload type is audio (an
+		// Opus one is dynamic, RFC 7587 §7), and it reaches the codec's
+		// stateful decoder.
+		if pt == s.audioPT {
+			if len(s.pkt.Payload) > 0 {
+				h.Audio(s.pkt.SSRC, s.pkt.Timestamp, s.params.Codec, s.pkt.Payload)
+			}
+			return
+		}
+	} else if codec, ok := CodecByPayloadType(pt); ok && codec.Stateless() {
+		// G.711: either law is played, as a peer that answered with both
+		// may send either (RFC 3264 §6.1), and decoding it costs nothing.
 		if len(s.pkt.Payload) > 0 {
 			h.Audio(s.pkt.SSRC, s.pkt.Timestamp, codec, s.pkt.Payload)
 		}
@@ -564,13 +608,44 @@ func (s *Session) prove(nowNs int64, from netip.AddrPort) {
 	s.provenAt.Store(nowNs)
 }
 
-// WriteAudio sends one 20 ms frame of audio already encoded in the session's
-// codec, advancing the timestamp by len(payload) samples. It does nothing
-// (and reports no error) when the negotiated direction says we do not send.
+// WriteAudio sends one packet of audio already encoded in the session's
+// codec, with the negotiated payload type, and advances the timestamp by
+// the packet's duration at the codec's RTP clock: a byte per tick for
+// G.711 and G.722 (whose RTP clock counts code words, RFC 3551 §4.5.2:
+// 160 per 20 ms), the samples its TOC byte says at 48 kHz for Opus
+// (RFC 7587 §4.1: 960 per 20 ms). It does nothing (and reports no error)
+// when the negotiated direction says we do not send.
 func (s *Session) WriteAudio(payload []byte) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	return s.write(s.params.Codec.PayloadType(), !s.started, payload, uint32(len(payload)))
+	return s.writeAudioLocked(payload)
+}
+
+// writeAudio is WriteAudio of a payload encoded in codec: it is dropped
+// if a re-INVITE changed the session's codec since it was encoded.
+func (s *Session) writeAudio(codec Codec, payload []byte) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if codec != s.params.Codec {
+		return nil
+	}
+	return s.writeAudioLocked(payload)
+}
+
+func (s *Session) writeAudioLocked(payload []byte) error {
+	advance := uint32(len(payload))
+	if s.params.Codec == Opus {
+		n, err := opus.PacketSamples(payload)
+		if err != nil {
+			return fmt.Errorf("media: send Opus: %w", err)
+		}
+		advance = uint32(n)
+	}
+	pt := s.audioPT
+	if !s.wide {
+		pt = s.params.Codec.PayloadType()
+	}
+	return s.write(pt, !s.started, payload, advance)
 }
 
 // WriteEvent sends one RFC 4733 telephone-event packet. All packets of an
@@ -614,14 +689,21 @@ func (s *Session) write(pt uint8, marker bool, payload []byte, advance uint32) e
 			return ErrUnproven
 		}
 	}
+	buf := s.wbuf[:]
+	if 12+len(payload) > len(buf) {
+		if s.wbig == nil || 12+len(payload) > maxWideSend {
+			return fmt.Errorf("media: send: payload of %d bytes: %w", len(payload), ErrTooLarge)
+		}
+		buf = s.wbig[:]
+	}
 	s.hdr.PayloadType = pt
 	s.hdr.Marker = marker
-	n, err := s.hdr.MarshalTo(s.wbuf[:])
+	n, err := s.hdr.MarshalTo(buf)
 	if err != nil {
 		return err
 	}
-	n += copy(s.wbuf[n:], payload)
-	out := s.wbuf[:n]
+	n += copy(buf[n:], payload)
+	out := buf[:n]
 	if s.srtp != nil {
 		if out, err = s.srtp.Protect(out); err != nil {
 			return err

@@ -283,6 +283,7 @@ type SRTP struct {
 	tx, rx *srtp.Context
 	hdr    rtp.Header
 	out    [maxSend + maxSRTPTrailer]byte
+	big    []byte // for packets beyond out (Opus), made at the first one
 }
 
 // NewSRTP sets up protection with our key local and the peer's key
@@ -322,10 +323,17 @@ func receiveContext(remote SRTPKey) (*srtp.Context, error) {
 // Protect encrypts and authenticates one RTP packet. The result aliases
 // the SRTP's own buffer and is valid until the next Protect.
 func (s *SRTP) Protect(pkt []byte) ([]byte, error) {
+	dst := s.out[:0]
 	if len(pkt) > maxSend {
-		return nil, fmt.Errorf("media: SRTP: packet of %d bytes is longer than %d", len(pkt), maxSend)
+		if len(pkt) > maxWideSend {
+			return nil, fmt.Errorf("media: SRTP: packet of %d bytes is longer than %d", len(pkt), maxWideSend)
+		}
+		if s.big == nil {
+			s.big = make([]byte, maxWideSend+maxSRTPTrailer)
+		}
+		dst = s.big[:0]
 	}
-	out, err := s.tx.EncryptRTP(s.out[:0], pkt, &s.hdr)
+	out, err := s.tx.EncryptRTP(dst, pkt, &s.hdr)
 	if err != nil {
 		return nil, fmt.Errorf("media: SRTP protect: %w", err)
 	}
