@@ -26,7 +26,10 @@ type srtpUAS struct {
 	answer func(Description) (Format, uint8)
 }
 
-func newSRTPUAS(t *testing.T, secure bool) *srtpUAS {
+func newSRTPUAS(t *testing.T, secure bool) *srtpUAS { return newAnsweringUAS(t, secure, nil) }
+
+// newAnsweringUAS is newSRTPUAS whose answers answer picks (see srtpUAS.answer).
+func newAnsweringUAS(t *testing.T, secure bool, answer func(Description) (Format, uint8)) *srtpUAS {
 	t.Helper()
 	ua, err := sipgo.NewUA(sipgo.WithUserAgentHostname("127.0.0.1"))
 	if err != nil {
@@ -40,7 +43,7 @@ func newSRTPUAS(t *testing.T, secure bool) *srtpUAS {
 	if err != nil {
 		t.Fatal(err)
 	}
-	u := &srtpUAS{addr: pc.LocalAddr().(*net.UDPAddr).AddrPort(), offers: make(chan Description, 4)}
+	u := &srtpUAS{addr: pc.LocalAddr().(*net.UDPAddr).AddrPort(), offers: make(chan Description, 4), answer: answer}
 	rtpConn, err := net.ListenUDP("udp", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
 	if err != nil {
 		t.Fatal(err)

@@ -135,8 +135,7 @@ func TestDialOutOffersWideband(t *testing.T) {
 	allowed := egress.New(egress.Options{Allow: []netip.Prefix{netip.MustParsePrefix("127.0.0.1/32")}})
 	tb := startBridge(t, bridge.Config{MaxMixRate: 16000}, 24300, 24319, func(c *Config) { c.Targets = allowed })
 	tb.b.SetDialer(tb.srv)
-	uas := newSRTPUAS(t, false)
-	uas.answer = func(d Description) (Format, uint8) { return d.Formats[0], d.TelephoneEventPT(d.Formats[0].Codec) }
+	uas := newAnsweringUAS(t, false, func(d Description) (Format, uint8) { return d.Formats[0], d.TelephoneEventPT(d.Formats[0].Codec) })
 	call, err := tb.b.DialOut(bridge.DialOptions{UserID: "u-test", From: "+1", To: "sip:x@" + uas.addr.String(), Timeout: 10 * time.Second})
 	if err != nil {
 		t.Fatal(err)
