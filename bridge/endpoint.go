@@ -33,8 +33,17 @@ type Endpoint interface {
 	PushShared(payload []byte) error
 	// SetRate sets the room's mix rate, the rate of the frames Pull
 	// gives and Push takes (8000, 16000 or 48000 Hz; 8000 until called).
-	// The mixer calls it between ticks; it may allocate.
+	// The mixer calls it between ticks; it may allocate. In the tick
+	// after it the mixer mixes at both rates and calls PullSwitch and
+	// PushSwitch (or PushShared) instead of Pull and Push, so that the
+	// call hears no click (media.Endpoint.PullSwitch).
 	SetRate(rate int) error
+	// PullSwitch is Pull in the tick after SetRate: the frame at the old
+	// rate into old and at the new into cur.
+	PullSwitch(old, cur []int16) bool
+	// PushSwitch is Push in the tick after SetRate: the member's own
+	// frame mixed at the old rate and at the new.
+	PushSwitch(old, cur []int16) error
 	// MaxRate is the highest mix rate the call can hear: its codec's
 	// audio rate (8000 for G.711). A room mixes at the highest of its
 	// members', up to Config.MaxMixRate.

@@ -11,6 +11,8 @@ import (
 	"github.com/pion/rtp"
 
 	"chorus/media"
+	"chorus/media/g722"
+	"chorus/media/opus"
 )
 
 // fakeLeg is a call's signalling reduced to what the bridge uses; the
@@ -37,12 +39,18 @@ type peer struct {
 	codec  media.Codec
 	remote netip.AddrPort
 	hdr    rtp.Header
-	source func(dst []int16)
-	frame  [media.FrameSamples]int16
+	source func(dst []int16) // at the codec's audio rate
+	frame  []int16
 	buf    [1500]byte
-	rec    []int16
-	pkt    rtp.Packet
-	events int
+	out    [opus.MaxPacketBytes]byte // what send encodes
+	// the phone's own G.722 or Opus coder (rec is at the codec's rate)
+	g722Enc *g722.Encoder
+	g722Dec *g722.Decoder
+	opusEnc *opus.Encoder
+	opusDec *opus.Decoder
+	rec     []int16
+	pkt     rtp.Packet
+	events  int
 }
 
 // room is a conference stepped by hand, with its callers.
@@ -106,6 +114,18 @@ func (r *room) newPeer(codec media.Codec, source func([]int16)) *peer {
 	phoneAddr := conn.LocalAddr().(*net.UDPAddr).AddrPort()
 	sess.SetParams(media.Params{Remote: phoneAddr, Codec: codec, TelephoneEventPT: 101, Direction: media.SendRecv})
 	p := &peer{t: r.t, conn: conn, leg: &fakeLeg{sess: sess}, codec: codec, remote: sess.LocalAddr(), source: source}
+	p.frame = make([]int16, codec.AudioRate()/50)
+	switch codec {
+	case media.G722:
+		p.g722Enc, p.g722Dec = g722.NewEncoder(), g722.NewDecoder()
+	case media.Opus:
+		if p.opusEnc, err = opus.NewEncoder(opus.DefaultConfig()); err != nil {
+			r.t.Fatal(err)
+		}
+		if p.opusDec, err = opus.NewDecoder(); err != nil {
+			r.t.Fatal(err)
+		}
+	}
 	p.hdr = rtp.Header{Version: 2, PayloadType: codec.PayloadType(), SSRC: uint32(len(r.peers) + 1000), Timestamp: 5000, SequenceNumber: 100}
 	r.t.Cleanup(func() {
 		_ = conn.Close()
@@ -121,9 +141,20 @@ func (p *peer) send() {
 	} else {
 		clear(p.frame[:])
 	}
-	var payload [media.FrameSamples]byte
-	p.codec.Encode(payload[:], p.frame[:])
-	p.sendPayload(p.codec.PayloadType(), payload[:], media.FrameSamples)
+	payload := p.out[:]
+	var n int
+	switch {
+	case p.g722Enc != nil:
+		n = p.g722Enc.Encode(payload[:], p.frame)
+	case p.opusEnc != nil:
+		var err error
+		if n, err = p.opusEnc.Encode(payload[:], p.frame); err != nil {
+			p.t.Fatal(err)
+		}
+	default:
+		n = p.codec.Encode(payload[:], p.frame)
+	}
+	p.sendPayload(p.codec.PayloadType(), payload[:n], uint32(p.codec.RTPClockRate()/50))
 }
 
 func (p *peer) sendPayload(pt uint8, payload []byte, advance uint32) {
@@ -152,13 +183,29 @@ func (p *peer) receive() {
 			p.t.Errorf("bridge sent a bad RTP packet: %v", err)
 			return
 		}
-		codec, ok := media.CodecByPayloadType(p.pkt.PayloadType)
-		if !ok {
+		if p.pkt.PayloadType == 101 {
 			p.events++
 			continue
 		}
-		var pcm [1500]int16
-		k := codec.Decode(pcm[:], p.pkt.Payload)
+		var pcm [opus.MaxFrameSamples]int16
+		var k int
+		switch {
+		case p.g722Dec != nil:
+			k = p.g722Dec.Decode(pcm[:], p.pkt.Payload)
+		case p.opusDec != nil:
+			var err error
+			if k, err = p.opusDec.Decode(pcm[:], p.pkt.Payload); err != nil {
+				p.t.Errorf("bridge sent a bad Opus packet: %v", err)
+				return
+			}
+		default:
+			codec, ok := media.CodecByPayloadType(p.pkt.PayloadType)
+			if !ok {
+				p.events++
+				continue
+			}
+			k = codec.Decode(pcm[:], p.pkt.Payload)
+		}
 		p.rec = append(p.rec, pcm[:k]...)
 	}
 }

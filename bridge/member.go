@@ -83,6 +83,9 @@ func (m *Member) Attachment(mk func() any) any { return m.attach.get(mk) }
 // room's mix rate.
 type mixState struct {
 	in []int16 // this tick's frame, gated
+	// sw holds the frames at the room's old rate in the tick after a rate
+	// change, which the mixer mixes at both rates; nil otherwise.
+	sw *mixSwitch
 	// priv is this tick's frame of audio to this member only, then (in
 	// place: each sample is read before it is written) the member's own
 	// output when it is not the shared mix.
@@ -101,9 +104,17 @@ func newMixState() *mixState {
 	return mx
 }
 
+// mixSwitch is a member's frames at the old rate of a rate change.
+type mixSwitch struct{ in, priv []int16 }
+
 // setRate sizes the frames for a room mixed at rate. It allocates: the
-// mixer calls it only when the room's rate changes.
-func (mx *mixState) setRate(rate int) error {
+// mixer calls it only when the room's rate changes. With handover, the
+// frames of the old rate are kept for the tick that mixes at both.
+func (mx *mixState) setRate(rate int, handover bool) error {
+	mx.sw = nil
+	if handover {
+		mx.sw = &mixSwitch{in: mx.in, priv: mx.priv}
+	}
 	n := rate / 50
 	if rate == media.ClockRate {
 		mx.in, mx.priv, mx.up = mx.buf[:n], mx.buf[n:], nil

@@ -12,6 +12,7 @@ import (
 	"chorus/media"
 	"chorus/media/g722"
 	"chorus/media/opus"
+	"chorus/media/resample"
 )
 
 // memEndpoint is a call's audio in memory: what the mixer pulls comes from
@@ -35,6 +36,10 @@ type memEndpoint struct {
 	rec     []int16
 	bare    bool // keep nothing of what is pulled and pushed (benchmarks)
 	fmtp    opus.Fmtp
+	// clock, when set, makes the endpoint send a tone as a function of
+	// time, at whatever rate the room asks, delayed as a real endpoint's
+	// path is (see toneClock): what a rate change must carry across.
+	clock *toneClock
 	// decoders of the shared G.722 and Opus payloads, made at the first
 	// such payload
 	g722 *g722.Decoder
@@ -50,7 +55,10 @@ func (e *memEndpoint) Receive(time.Time, *media.RecvBuffer) int {
 func (e *memEndpoint) Digits() []rune { return e.digits }
 
 func (e *memEndpoint) Pull(dst []int16) bool {
-	if e.source != nil {
+	if e.clock != nil {
+		e.clock.frame(dst, e.rateOr8k(), e.codec)
+		e.clock.t += TickInterval.Seconds()
+	} else if e.source != nil {
 		e.source(dst)
 	} else {
 		clear(dst)
@@ -62,6 +70,45 @@ func (e *memEndpoint) Pull(dst []int16) bool {
 		panic("the mixer pulled a frame not at the room's rate")
 	}
 	return !e.dead
+}
+
+func (e *memEndpoint) PullSwitch(old, cur []int16) bool {
+	if e.clock != nil {
+		e.clock.frame(old, len(old)*50, e.codec)
+	} else {
+		clear(old)
+	}
+	return e.Pull(cur)
+}
+
+func (e *memEndpoint) PushSwitch(old, cur []int16) error { return e.Push(cur) }
+
+func (e *memEndpoint) rateOr8k() int {
+	if e.rate == 0 {
+		return media.ClockRate
+	}
+	return e.rate
+}
+
+// toneClock is a tone as a function of time.
+type toneClock struct {
+	freq, amp float64
+	t         float64 // seconds at the start of the next frame
+}
+
+// frame writes the tone's next frame at rate as a codec's endpoint gives
+// it to a room mixed at that rate: a G.711 one undelayed at 8 kHz and
+// through a resampler (resample.Delay) above, a wideband one always
+// through one (a delay line at equal rates).
+func (c *toneClock) frame(dst []int16, rate int, codec media.Codec) {
+	t0 := c.t
+	if !codec.Stateless() || rate != media.ClockRate {
+		t0 -= resample.Delay.Seconds()
+	}
+	for i := range dst {
+		t := t0 + float64(i)/float64(rate)
+		dst[i] = int16(math.Round(c.amp * math.Sin(2*math.Pi*c.freq*t)))
+	}
 }
 
 func (e *memEndpoint) Push(pcm []int16) error {
@@ -422,22 +469,39 @@ func TestMemTickAllocs(t *testing.T) {
 // endpoints of whom 3 talk: no socket, no system call, so what it shows is
 // the cost of pulling, gating, mixing, the shared and private outputs and
 // the encodes (BenchmarkMixTick adds the network to that), plus the three
-// talkers' tone generators. It is the baseline for mixing at 16 and 48 kHz.
+// talkers' tone generators. At 8 kHz every member is G.711; at 16 kHz
+// G.722 and at 48 kHz Opus, so that the shared encode a tick is the
+// codec's own (in-memory endpoints do not encode their private frames).
 func BenchmarkMixTickMemory(b *testing.B) {
 	for _, n := range []int{10, 100, 1000} {
 		b.Run(fmt.Sprintf("members=%d", n), func(b *testing.B) {
-			r := newMemRoom(b, Config{MaxMembers: n})
-			r.join(media.PCMU, tone(400, -12))
-			r.join(media.PCMA, tone(700, -12))
-			r.join(media.PCMU, tone(1100, -12))
-			for range n - 3 {
-				ep, _ := r.join(media.PCMU, nil)
-				ep.bare = true
-			}
-			r.step(20)
-			b.ReportAllocs()
-			for b.Loop() {
-				r.step(1)
+			for _, c := range []struct {
+				rate  int
+				codec media.Codec
+			}{{8000, media.PCMU}, {16000, media.G722}, {48000, media.Opus}} {
+				b.Run(fmt.Sprintf("rate=%d", c.rate), func(b *testing.B) {
+					r := newMemRoom(b, Config{MaxMembers: n})
+					r.setRate(c.rate)
+					alt := c.codec
+					if alt == media.PCMU {
+						alt = media.PCMA
+					}
+					r.join(c.codec, audiotest.ToneSource(400, -12, c.rate))
+					r.join(alt, audiotest.ToneSource(700, -12, c.rate))
+					r.join(c.codec, audiotest.ToneSource(1100, -12, c.rate))
+					for range n - 3 {
+						ep, _ := r.join(c.codec, nil)
+						ep.bare = true
+					}
+					r.step(20)
+					if r.conf.mix.rate != c.rate {
+						b.Fatalf("the room mixes at %d Hz", r.conf.mix.rate)
+					}
+					b.ReportAllocs()
+					for b.Loop() {
+						r.step(1)
+					}
+				})
 			}
 		})
 	}

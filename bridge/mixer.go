@@ -70,6 +70,15 @@ type mixer struct {
 	// of these (codec × receive level), and a room of 5 should not carry
 	// KiBs of them.
 	shared [media.NumCodecs][numLevels]*sharedOut // by media.Codec, receive level
+	// switching marks the tick after a rate change, which is mixed at the
+	// old rate (oldRate, into oldAcc and oldOut, the room's sources
+	// through oldAudioUp and oldToneUp) as well as at the new, so that
+	// every output hands over from one to the other without a click
+	// (package resample). The old buffers are dropped after it.
+	switching             bool
+	oldAcc                []int32
+	oldRoom, oldOut       []int16
+	oldAudioUp, oldToneUp *resample.Resampler
 	// silence is a frame of silence per codec, for held and waiting
 	// members: G.711's made with the mixer, the others' at first use.
 	silence [media.NumCodecs][]byte
@@ -102,6 +111,13 @@ func (x *mixer) setRate(rate int) error {
 	if rate == x.rate {
 		return nil
 	}
+	if !x.switching && x.tick > 0 {
+		// Keep the old rate's buffers and paths for the switching tick
+		// (a second change before it keeps the first's old rate).
+		x.switching = true
+		x.oldAcc, x.oldRoom, x.oldOut = x.acc, x.room, x.out
+		x.oldAudioUp, x.oldToneUp = x.audioUp, x.toneUp
+	}
 	x.audioUp, x.toneUp = nil, nil
 	n := rate / 50
 	if rate == media.ClockRate {
@@ -118,8 +134,49 @@ func (x *mixer) setRate(rate int) error {
 		x.acc, x.room, x.out = make([]int32, n), make([]int16, n), make([]int16, n)
 	}
 	x.rate, x.frame = rate, n
-	x.shared = [media.NumCodecs][numLevels]*sharedOut{} // their encoders take the old rate
+	// The shared outputs' encoders hand over to the new rate (their
+	// listeners' decoders keep one stream); one that cannot is dropped
+	// and made afresh at the new rate.
+	for c := range x.shared {
+		for l, head := range x.shared[c] {
+			for sh := head; sh != nil; sh = sh.next {
+				if rs, ok := sh.enc.(media.RateSwitcher); !ok || rs.SetRate(rate) != nil {
+					x.shared[c][l] = nil
+					break
+				}
+			}
+		}
+	}
 	return nil
+}
+
+// endSwitch drops what the switching tick needed.
+func (x *mixer) endSwitch(members []*Member) {
+	x.switching = false
+	x.oldAcc, x.oldRoom, x.oldOut = nil, nil, nil
+	x.oldAudioUp, x.oldToneUp = nil, nil
+	for _, m := range members {
+		m.mx.sw = nil
+	}
+}
+
+// roomFrameSwitch reads one of the room's 8 kHz sources, in the switching
+// tick, into x.room at the new rate and x.oldRoom at the old.
+func (x *mixer) roomFrameSwitch(s *slot, up, oldUp *resample.Resampler) bool {
+	if !s.frame(x.nb[:]) {
+		return false
+	}
+	if oldUp == nil {
+		copy(x.oldRoom, x.nb[:])
+	} else {
+		oldUp.Process(x.oldRoom, x.nb[:])
+	}
+	if up == nil {
+		copy(x.room, x.nb[:])
+	} else {
+		up.Process(x.room, x.nb[:])
+	}
+	return true
 }
 
 // roomFrame reads one of the room's 8 kHz sources into x.room at the mix
@@ -157,9 +214,12 @@ func (c *Conference) followRate(members []*Member) {
 }
 
 // adopt brings a member to the room's rate: its frames and its endpoint.
-// The mixer calls it at the first tick a member's frames do not fit.
+// The mixer calls it at the first tick a member's frames do not fit: the
+// tick after a rate change (which hands over, see mixer.switching), or a
+// member's first.
 func (c *Conference) adopt(m *Member, rate int) {
-	if err := m.mx.setRate(rate); err != nil {
+	handover := c.mix.switching && len(m.mx.in) == len(c.mix.oldAcc)
+	if err := m.mx.setRate(rate, handover); err != nil {
 		m.logger().Error("member cannot follow the room's rate", "rate", rate, "err", err)
 	}
 	if err := m.ep.SetRate(rate); err != nil {
@@ -294,7 +354,13 @@ func (c *Conference) mixTick(now time.Time, w *tickWorker) {
 		// caller in the lobby is not in the room yet: the frame is taken
 		// from the buffer (nothing old is left to play once it joins) and
 		// treated as silence.
-		m.gate(ep.Pull(m.mx.in) && !m.phoneHold.Load() && !waiting)
+		var live bool
+		if sw := m.mx.sw; sw != nil {
+			live = ep.PullSwitch(sw.in, m.mx.in)
+		} else {
+			live = ep.Pull(m.mx.in)
+		}
+		m.gate(live && !m.phoneHold.Load() && !waiting)
 	}
 	w.in += polled
 
@@ -326,14 +392,18 @@ func (c *Conference) mixTick(now time.Time, w *tickWorker) {
 		}
 	}
 	w.mixed += uint64(len(x.talkers))
-	if x.roomFrame(&c.audio, x.audioUp) {
-		for i, s := range x.room[:len(acc)] {
-			acc[i] += int32(s)
+	if x.switching {
+		x.mixOld(&c.audio, &c.tone)
+	} else {
+		if x.roomFrame(&c.audio, x.audioUp) {
+			for i, s := range x.room[:len(acc)] {
+				acc[i] += int32(s)
+			}
 		}
-	}
-	if x.roomFrame(&c.tone, x.toneUp) {
-		for i, s := range x.room[:len(acc)] {
-			acc[i] += int32(s)
+		if x.roomFrame(&c.tone, x.toneUp) {
+			for i, s := range x.room[:len(acc)] {
+				acc[i] += int32(s)
+			}
 		}
 	}
 
@@ -393,7 +463,11 @@ func (c *Conference) mixTick(now time.Time, w *tickWorker) {
 					for i, v := range acc {
 						out[i] = limit(int64(v) * g >> 14)
 					}
-					sh.n = sh.enc.Encode(sh.payload, out)
+					if x.switching {
+						sh.n = x.encodeSwitch(sh, out, g)
+					} else {
+						sh.n = sh.enc.Encode(sh.payload, out)
+					}
 					encodes++
 				}
 				if sh.n > 0 {
@@ -423,6 +497,10 @@ func (c *Conference) mixTick(now time.Time, w *tickWorker) {
 				}
 			}
 			encodes++
+			if sw := mx.sw; sw != nil && x.switching {
+				err = ep.PushSwitch(x.privOld(m, sw, g), priv)
+				break
+			}
 			err = ep.Push(priv)
 		}
 		if err == nil {
@@ -431,6 +509,9 @@ func (c *Conference) mixTick(now time.Time, w *tickWorker) {
 	}
 	w.out += sent
 	w.encodes += encodes
+	if x.switching {
+		x.endSwitch(members)
+	}
 
 	// 5. RTP timeouts, and the rate again: a re-INVITE may have changed
 	// what a member can hear (its codec, its Opus maxplaybackrate).
@@ -445,7 +526,7 @@ func (c *Conference) mixTick(now time.Time, w *tickWorker) {
 // built resamplers of that rate) unless libopus is missing; then the
 // listeners get nothing rather than a panic.
 func (x *mixer) newShared(codec media.Codec, cfg opus.Config) *sharedOut {
-	size := media.FrameSamples
+	size := media.MaxHandoverBytes // G.711: a frame, or the longer one of a rate change
 	if codec == media.Opus {
 		size = opus.MaxPacketBytes
 	}
@@ -606,3 +687,70 @@ const (
 	CauseRTPTimeout  = "rtp-timeout"
 	CauseHoldTimeout = "rtp-hold-timeout"
 )
+
+// mixOld makes the switching tick's mix at the old rate in x.oldAcc: the
+// talkers' frames at that rate (with this tick's talk gains) and the
+// room's sources through their old paths; the new rate's gets the room's
+// sources through the new paths here too.
+func (x *mixer) mixOld(audio, tone *slot) {
+	acc, old := x.acc, x.oldAcc
+	clear(old)
+	for _, m := range x.talkers {
+		sw := m.mx.sw
+		if sw == nil || len(sw.in) != len(old) {
+			continue
+		}
+		g := m.talkGain
+		for i, s := range sw.in {
+			old[i] += int32(s) * g >> 14
+		}
+	}
+	for _, src := range []struct {
+		s          *slot
+		up, prevUp *resample.Resampler
+	}{{audio, x.audioUp, x.oldAudioUp}, {tone, x.toneUp, x.oldToneUp}} {
+		if !x.roomFrameSwitch(src.s, src.up, src.prevUp) {
+			continue
+		}
+		for i, s := range x.room[:len(acc)] {
+			acc[i] += int32(s)
+		}
+		for i, s := range x.oldRoom[:len(old)] {
+			old[i] += int32(s)
+		}
+	}
+}
+
+// encodeSwitch encodes a shared output in the switching tick: out is the
+// new rate's frame; the old rate's is made here at receive gain g.
+func (x *mixer) encodeSwitch(sh *sharedOut, out []int16, g int64) int {
+	rs, ok := sh.enc.(media.RateSwitcher)
+	if !ok {
+		return sh.enc.Encode(sh.payload, out)
+	}
+	old := x.oldOut[:len(x.oldAcc)]
+	for i, v := range x.oldAcc {
+		old[i] = limit(int64(v) * g >> 14)
+	}
+	return rs.EncodeSwitch(sh.payload, old, out)
+}
+
+// privOld makes a member's own output at the old rate in the switching
+// tick (the mix minus itself if it talks, at receive gain g) in sw.priv.
+// Audio to the member alone is left out of it: the hand-over fades from
+// this frame to the new rate's, which has it.
+func (x *mixer) privOld(m *Member, sw *mixSwitch, g int64) []int16 {
+	old := sw.priv
+	if len(old) != len(x.oldAcc) || len(sw.in) != len(old) {
+		clear(old)
+		return old
+	}
+	tg := m.talkGain
+	for i, v := range x.oldAcc {
+		if m.selected {
+			v -= int32(sw.in[i]) * tg >> 14
+		}
+		old[i] = limit(int64(v) * g >> 14)
+	}
+	return old
+}

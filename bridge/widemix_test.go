@@ -131,3 +131,130 @@ func TestMemWideTickAllocs(t *testing.T) {
 		t.Errorf("a tick allocates %.1f times", allocs)
 	}
 }
+
+// TestMemRateSwitchNoClick: a room goes 8 → 16 → 48 → 16 → 8 → 48 → 8 kHz
+// as wideband members come and go, while a G.711 member sends a
+// continuous tone. A G.711 listener who stays throughout, and a G.722
+// listener who stays from 16 kHz through 48 and back, hear it without a
+// click: no sample step beyond the tone's own steepest by more than the
+// codec's noise, and every 20 ms at its level ±1 dB. (Switching cold, the
+// G.711 listener gets steps of the tone's whole amplitude.)
+func TestMemRateSwitchNoClick(t *testing.T) {
+	const f, level = 500.0, -20.0
+	amp := math.Pow(10, level/20) * 32767
+	r := newMemRoom(t, Config{})
+	talker, _ := r.join(media.PCMU, nil)
+	talker.clock = &toneClock{freq: f, amp: amp}
+	l8, _ := r.join(media.PCMA, nil)
+	l8.record = true
+	r.step(20)
+	join := func(codec media.Codec) (*memEndpoint, *Member) {
+		ep, m := r.join(codec, nil)
+		ep.maxRate = codec.AudioRate()
+		return ep, m
+	}
+	leave := func(m *Member) { r.conf.removeMember(m, false, "test") }
+	l16, m16 := join(media.G722)
+	r.step(20)
+	if r.conf.mix.rate != 16000 {
+		t.Fatalf("the room mixes at %d Hz, want 16000", r.conf.mix.rate)
+	}
+	l16.record = true
+	_, m48 := join(media.Opus)
+	r.step(20)
+	if r.conf.mix.rate != 48000 {
+		t.Fatalf("the room mixes at %d Hz, want 48000", r.conf.mix.rate)
+	}
+	leave(m48)
+	r.step(20)
+	l16.record = false
+	leave(m16)
+	r.step(20)
+	_, m48 = join(media.Opus)
+	r.step(20)
+	leave(m48)
+	r.step(20)
+	if r.conf.mix.rate != 8000 {
+		t.Fatalf("the room mixes at %d Hz, want 8000", r.conf.mix.rate)
+	}
+	check := func(name string, rec []int16, rate int, noise float64) {
+		t.Helper()
+		rec = rec[5*rate/50:]
+		steep := amp * 2 * math.Sin(math.Pi*f/float64(rate))
+		for i := 1; i < len(rec); i++ {
+			if d := math.Abs(float64(rec[i]) - float64(rec[i-1])); d > steep*(1+noise) {
+				t.Fatalf("%s: a click at sample %d: a step of %.0f, the tone's steepest is %.0f", name, i, d, steep)
+			}
+		}
+		n := rate / 50
+		for k := 0; k+n <= len(rec); k += n {
+			if l := audiotest.LevelDBFS(rec[k:k+n], f, rate); math.Abs(l-level) > 1 {
+				t.Fatalf("%s: at %d ms the tone is at %.1f dBFS, want %.0f ± 1", name, k*1000/rate, l, level)
+			}
+		}
+	}
+	check("the G.711 listener", l8.rec, 8000, 0.15)
+	check("the G.722 listener", l16.rec, 16000, 0.2)
+}
+
+// TestWidebandRoom: an Opus, a G.722 and a PCMU caller (real RTP over
+// loopback, each phone coding with its codec's own package) in one room:
+// the room mixes at 48 kHz, each hears the other two at the sent level
+// ±1.5 dB and itself below -60 dBFS; a 6 kHz tone from the Opus caller
+// reaches the G.722 caller at its level ±2 dB and not the PCMU caller
+// (below -50 dBFS, and no alias at 2 kHz).
+func TestWidebandRoom(t *testing.T) {
+	r := newRoom(t, Config{})
+	tones := map[media.Codec]float64{media.Opus: 1000, media.G722: 700, media.PCMU: 400}
+	codecs := []media.Codec{media.Opus, media.G722, media.PCMU}
+	var peers []*peer
+	for _, c := range codecs {
+		src := audiotest.ToneSource(tones[c], -20, c.AudioRate())
+		if c == media.Opus {
+			lo, hi := src, audiotest.ToneSource(6000, -20, 48000)
+			buf := make([]int16, 960)
+			src = func(dst []int16) {
+				lo(dst)
+				hi(buf)
+				for i := range dst {
+					dst[i] += buf[i]
+				}
+			}
+		}
+		peers = append(peers, r.join(c, src))
+	}
+	r.step(25)
+	if got := r.conf.mix.rate; got != 48000 {
+		t.Fatalf("the room mixes at %d Hz, want 48000", got)
+	}
+	at := r.mark()
+	r.step(50)
+	for i, p := range peers {
+		rate := p.codec.AudioRate()
+		rec := p.rec[at[i]:]
+		for _, c := range codecs {
+			got := audiotest.LevelDBFS(rec, tones[c], rate)
+			if c == p.codec {
+				if got > -60 {
+					t.Errorf("the %s caller hears itself at %.1f dBFS", p.codec, got)
+				}
+				continue
+			}
+			if math.Abs(got+20) > 1.5 {
+				t.Errorf("the %s caller hears the %s caller at %.1f dBFS, want -20 ± 1.5", p.codec, c, got)
+			}
+		}
+	}
+	if got := audiotest.LevelDBFS(peers[1].rec[at[1]:], 6000, 16000); math.Abs(got+20) > 2 {
+		t.Errorf("the G.722 caller hears 6 kHz at %.1f dBFS, want -20 ± 2", got)
+	}
+	narrow := peers[2].rec[at[2]:]
+	if got := audiotest.LevelDBFS(narrow, 6000-8000+4000, 8000); got > -50 {
+		t.Errorf("the PCMU caller hears an alias of 6 kHz at 2 kHz at %.1f dBFS", got)
+	}
+	for i, p := range peers {
+		if js := p.member.epv.JitterStats(); js.Packets == 0 {
+			t.Errorf("peer %d (%s): its endpoint played no packet", i, p.codec)
+		}
+	}
+}

@@ -20,13 +20,29 @@ type Encoder interface {
 	Encode(dst []byte, pcm []int16) int
 }
 
+// RateSwitcher is an Encoder that follows its room's rate changes without
+// a click (package resample): SetRate makes it take frames at a new rate,
+// and the next EncodeSwitch gets that tick mixed at the old rate (old) and
+// the new (cur) and hands over from one path to the other. Every Encoder
+// NewEncoder makes is one.
+type RateSwitcher interface {
+	Encoder
+	// SetRate makes the encoder take frames at rate from the next frame
+	// on. It allocates.
+	SetRate(rate int) error
+	// EncodeSwitch encodes the tick of a rate change into dst (for G.711
+	// to or from 8 kHz a payload 2·HandoverSamples shorter or longer than
+	// a frame, so dst needs MaxHandoverBytes).
+	EncodeSwitch(dst []byte, old, cur []int16) int
+}
+
 // NewEncoder returns an encoder for codec that takes frames at rate (the
-// room's mix rate: 8000, 16000 or 48000 Hz). For G.711 at its own rate the
-// Codec value itself encodes (it is stateless); at another, the encoder
-// band-limits and resamples first (media/resample). G.722 and Opus
-// encoders keep state and belong to one stream (a shared output is one
-// stream, sent to many listeners); cfg sets up Opus (see OpusConfig; the
-// zero Config means opus.DefaultConfig) and is ignored for the others.
+// room's mix rate: 8000, 16000 or 48000 Hz). G.711 at its own rate is
+// encoded as it is; at another, the encoder band-limits and resamples
+// first (media/resample). G.722 and Opus encoders keep state and belong to
+// one stream (a shared output is one stream, sent to many listeners); cfg
+// sets up Opus (see OpusConfig; the zero Config means opus.DefaultConfig)
+// and is ignored for the others. The Encoder is a RateSwitcher.
 func NewEncoder(codec Codec, rate int, cfg opus.Config) (Encoder, error) {
 	switch codec {
 	case G722, Opus:
@@ -35,26 +51,51 @@ func NewEncoder(codec Codec, rate int, cfg opus.Config) (Encoder, error) {
 	default:
 		codec = PCMU
 	}
-	if rate == ClockRate {
-		return codec, nil
+	e := &g711Encoder{codec: codec}
+	if err := e.SetRate(rate); err != nil {
+		return nil, err
 	}
-	down, err := resample.New(rate, ClockRate)
-	if err != nil {
-		return nil, fmt.Errorf("media: encoder for %s at %d Hz: %w", codec, rate, err)
-	}
-	return &rateEncoder{codec: codec, down: down}, nil
+	e.handover = false // a new stream has nothing to hand over from
+	return e, nil
 }
 
-// rateEncoder encodes frames of a mix rate above the codec's.
-type rateEncoder struct {
-	codec Codec
-	down  *resample.Resampler
-	nb    [FrameSamples]int16
+// g711Encoder encodes G.711 frames of a mix rate.
+type g711Encoder struct {
+	codec          Codec
+	down, prevDown *resample.Resampler // nil at 8 kHz
+	handover       bool                // SetRate changed the rate; EncodeSwitch hands over
+	nb             [FrameSamples]int16
+	x              [maxHandoverFrame]int16
 }
 
-func (r *rateEncoder) Encode(dst []byte, pcm []int16) int {
-	n := r.down.Process(r.nb[:], pcm)
-	return r.codec.Encode(dst, r.nb[:n])
+func (g *g711Encoder) Encode(dst []byte, pcm []int16) int {
+	g.handover, g.prevDown = false, nil
+	if g.down == nil {
+		return g.codec.Encode(dst, pcm)
+	}
+	n := g.down.Process(g.nb[:], pcm)
+	return g.codec.Encode(dst, g.nb[:n])
+}
+
+func (g *g711Encoder) SetRate(rate int) error {
+	var down *resample.Resampler
+	if rate != ClockRate {
+		var err error
+		if down, err = resample.New(rate, ClockRate); err != nil {
+			return fmt.Errorf("media: encoder for %s at %d Hz: %w", g.codec, rate, err)
+		}
+	}
+	g.prevDown, g.down, g.handover = g.down, down, true
+	return nil
+}
+
+func (g *g711Encoder) EncodeSwitch(dst []byte, old, cur []int16) int {
+	if !g.handover || (g.prevDown == nil && g.down == nil) {
+		return g.Encode(dst, cur)
+	}
+	n := g711Handover(g.x[:], old, cur, g.prevDown, g.down, g.nb[:])
+	g.handover, g.prevDown = false, nil
+	return g.codec.Encode(dst, g.x[:n])
 }
 
 // maxDigitsPerReceive bounds the digits one Receive collects: a telephone
@@ -88,10 +129,26 @@ type Endpoint struct {
 
 // endpointState is an endpoint's working memory.
 type endpointState struct {
+	// The first cache line holds what every tick reads of a listener
+	// besides its jitter buffer (the digit count Receive resets, the
+	// session generation, the wideband state and the hand-over marks), so
+	// that wideband support costs a G.711 listener no cache line more.
 	nDigits int
-	digits  [maxDigitsPerReceive]rune
-	jb      JitterBuffer
-	det     dtmf.Detector
+	// gen is the session's Generation this state was set up for; a
+	// re-INVITE changes it, and the next Receive follows (reconfigure).
+	gen uint32
+	// rate is the room's mix rate (0: 8000 Hz).
+	rate int32
+	// inFrom and outFrom are the room's rate before the last SetRate
+	// until PullSwitch and PushSwitch have handed over from it (0: no
+	// hand-over); prevUp and prevDown are the paths of that rate.
+	inFrom, outFrom int32
+	// w is the state of a G.722 or Opus call (decoder, packet buffer,
+	// encoder), nil for G.711, whose endpoint is the other fields alone.
+	w      *wideState
+	digits [maxDigitsPerReceive]rune
+	jb     JitterBuffer
+	det    dtmf.Detector
 	// detect, when set (SetDetector), replaces det: the detector of a
 	// call that outlives this endpoint.
 	detect func(ssrc, ts uint32, payload []byte) (rune, bool)
@@ -102,22 +159,50 @@ type endpointState struct {
 	// their frame at the codec's rate.
 	up, down *resample.Resampler
 	nb       [FrameSamples]int16
-	// gen is the session's Generation this state was set up for; a
-	// re-INVITE changes it, and the next Receive follows (reconfigure).
-	gen uint32
-	// rate is the room's mix rate (0: 8000 Hz).
-	rate int32
 	// opusBitrate is what an Opus encoder aims at (SetOpusBitrate).
-	opusBitrate int32
-	// w is the state of a G.722 or Opus call (decoder, packet buffer,
-	// encoder), nil for G.711, whose endpoint is the fields above alone.
-	w *wideState
+	opusBitrate      int32
+	prevUp, prevDown *resample.Resampler
 }
+
+// HandoverSamples is the delay of every resampler (resample.Delay) in
+// samples at 8 kHz. A G.711 call in a room mixed at 8 kHz has no
+// resampler in its path, and one in a faster room has one each way, so
+// when its room changes rate to or from 8 kHz, what a G.711 caller hears
+// of another is two resamplers' delay later or earlier. Rather than a gap
+// or a repeat (a click), the output sends the tick of the change as one
+// packet 2·HandoverSamples shorter (to the faster room) or longer (back
+// to 8 kHz): G.711 packets may hold any number of samples and the
+// timestamps count them, so the caller's jitter buffer takes the 7.25 ms
+// up as delay, and the audio stays continuous. A shared G.711 output does
+// the same (RateSwitcher).
+const HandoverSamples = int(resample.Delay * ClockRate / time.Second)
+
+// maxHandoverFrame is the longest G.711 frame of a hand-over.
+const maxHandoverFrame = FrameSamples + 2*HandoverSamples
+
+// MaxHandoverBytes is the longest G.711 payload an Encoder writes: the
+// tick a room goes back to 8 kHz (see HandoverSamples).
+const MaxHandoverBytes = maxHandoverFrame
 
 // NewEndpoint returns the endpoint of sess, to be kept by value. The
 // Session stays the caller's to configure (SetParams on re-INVITE) and
 // close.
-func NewEndpoint(sess *Session) Endpoint { return Endpoint{sess: sess, st: &endpointState{}} }
+func NewEndpoint(sess *Session) Endpoint {
+	e := Endpoint{sess: sess, st: &endpointState{}}
+	e.follow() // the negotiated codec from the start: MaxRate is asked before the first Receive
+	return e
+}
+
+// follow picks up a SetParams (answer, re-INVITE) not yet followed.
+func (e *Endpoint) follow() {
+	if e.sess == nil {
+		return
+	}
+	if g := e.sess.Generation(); g != e.st.gen {
+		e.st.gen = g
+		e.reconfigure()
+	}
+}
 
 // SetDetector makes the endpoint feed its telephone-events to detect
 // rather than to a detector of its own. A call that moves between rooms
@@ -135,31 +220,36 @@ func (e *Endpoint) SetOpusBitrate(bps int) { e.st.opusBitrate = int32(bps) }
 
 // SetRate sets the room's mix rate (8000, 16000 or 48000 Hz), the rate of
 // the frames Pull gives and Push takes: the endpoint resamples between it
-// and its codec's, and not at all when they are equal. It is called
+// and its codec's (a G.711 call in an 8 kHz room not at all). It is called
 // between ticks, from the goroutine that drives the endpoint, and may
-// allocate. This first version switches cold (the resamplers start from
-// silence, a few milliseconds of the frame after a change are faded in by
-// the filter); a codec's own state (G.722, Opus) is kept.
+// allocate. The tick after it hands over from the old rate to the new
+// without a click when the mixer calls PullSwitch and PushSwitch (the mix
+// of that tick at both rates, see package resample); Pull and Push switch
+// cold instead. A codec's own state (G.722, Opus) is kept either way.
 func (e *Endpoint) SetRate(rate int) error {
 	st := e.st
-	st.rate = int32(rate)
+	from := st.roomRate()
 	if st.w != nil {
-		st.up, st.down = nil, nil
-		return st.w.setRoomRate(rate)
-	}
-	if rate == ClockRate {
-		st.up, st.down = nil, nil
+		if err := st.w.setRoomRate(rate, from); err != nil {
+			return err
+		}
+		st.rate = int32(rate)
 		return nil
 	}
-	up, err := resample.New(ClockRate, rate)
-	if err != nil {
-		return fmt.Errorf("media: endpoint at %d Hz: %w", rate, err)
+	var up, down *resample.Resampler
+	if rate != ClockRate {
+		var err error
+		if up, err = resample.New(ClockRate, rate); err != nil {
+			return fmt.Errorf("media: endpoint at %d Hz: %w", rate, err)
+		}
+		if down, err = resample.New(rate, ClockRate); err != nil {
+			return fmt.Errorf("media: endpoint at %d Hz: %w", rate, err)
+		}
 	}
-	down, err := resample.New(rate, ClockRate)
-	if err != nil {
-		return fmt.Errorf("media: endpoint at %d Hz: %w", rate, err)
-	}
+	st.prevUp, st.prevDown = st.up, st.down
+	st.inFrom, st.outFrom = int32(from), int32(from)
 	st.up, st.down = up, down
+	st.rate = int32(rate)
 	return nil
 }
 
@@ -176,6 +266,7 @@ func (st *endpointState) roomRate() int {
 // Opus no more than the peer's maxplaybackrate rounded up to a mix rate
 // (RFC 7587 §6.1). It follows a re-INVITE from the next Receive on.
 func (e *Endpoint) MaxRate() int {
+	e.follow()
 	if w := e.st.w; w != nil {
 		return w.maxRate
 	}
@@ -204,6 +295,7 @@ func (e *Endpoint) reconfigure() {
 		if st.w != nil {
 			st.w = nil
 			_ = e.SetRate(st.roomRate()) // G.711 resamplers again
+			st.inFrom, st.outFrom, st.prevUp, st.prevDown = 0, 0, nil, nil
 		}
 		return
 	}
@@ -216,10 +308,11 @@ func (e *Endpoint) reconfigure() {
 		return
 	}
 	st.jb.Reset()
-	st.up, st.down = nil, nil
+	st.up, st.down, st.prevUp, st.prevDown = nil, nil, nil, nil
+	st.inFrom, st.outFrom = 0, 0
 	w, err := newWideState(p, int(st.opusBitrate))
 	if err == nil {
-		err = w.setRoomRate(st.roomRate())
+		err = w.setRoomRate(st.roomRate(), 0)
 	}
 	if err != nil {
 		st.w = nil
@@ -228,17 +321,17 @@ func (e *Endpoint) reconfigure() {
 	st.w = w
 }
 
-// setRoomRate sets the resampler from the codec's rate to the room's (the
-// encoder's follows inside it).
-func (w *wideState) setRoomRate(rate int) error {
-	w.up = nil
-	if rate != w.rate {
-		up, err := resample.New(w.rate, rate)
-		if err != nil {
-			return fmt.Errorf("media: %s endpoint at %d Hz: %w", w.codec, rate, err)
-		}
-		w.up = up
+// setRoomRate sets the path from the codec's rate to the room's: a
+// resampler, or a delay line of the same delay when the rates are equal,
+// so that every path of a wideband call delays alike and a rate change can
+// hand over from one to the next without a click (package resample). The
+// encoder's path follows inside it. from is the rate before (0: none).
+func (w *wideState) setRoomRate(rate, from int) error {
+	up, err := resample.New(w.rate, rate)
+	if err != nil {
+		return fmt.Errorf("media: %s endpoint at %d Hz: %w", w.codec, rate, err)
 	}
+	w.prevUp, w.up, w.inFrom = w.up, up, from
 	if w.enc != nil {
 		return w.enc.setRate(rate)
 	}
@@ -259,10 +352,7 @@ func (e *Endpoint) Codec() Codec { return e.sess.Codec() }
 func (e *Endpoint) Receive(now time.Time, rx *RecvBuffer) int {
 	st := e.st
 	st.nDigits = 0
-	if g := e.sess.Generation(); g != st.gen {
-		st.gen = g
-		e.reconfigure()
-	}
+	e.follow()
 	return e.sess.PollInto(now, (*endpointHandler)(st), rx)
 }
 
@@ -278,13 +368,14 @@ func (e *Endpoint) Digits() []rune { return e.st.digits[:e.st.nDigits] }
 func (e *Endpoint) Pull(dst []int16) bool {
 	st := e.st
 	if w := st.w; w != nil {
-		if w.up == nil {
-			return w.buf.read(dst)
-		}
+		w.inFrom, w.prevUp = 0, nil
 		frame := w.frame[:w.rate/50]
 		live := w.buf.read(frame)
 		w.up.Process(dst, frame)
 		return live
+	}
+	if st.inFrom != 0 {
+		st.inFrom, st.prevUp = 0, nil // a cold switch
 	}
 	if st.up == nil {
 		return st.jb.Read(dst)
@@ -306,11 +397,15 @@ func (e *Endpoint) Push(pcm []int16) error {
 			}
 			w.enc = enc
 		}
+		w.enc.prevDown = nil
 		n := w.enc.Encode(w.payload[:], pcm)
 		if n == 0 {
 			return nil
 		}
 		return e.sess.writeAudio(w.codec, w.payload[:n])
+	}
+	if st.outFrom != 0 {
+		st.outFrom, st.prevDown = 0, nil // a cold switch
 	}
 	if st.down != nil {
 		n := st.down.Process(st.nb[:], pcm)
@@ -322,6 +417,102 @@ func (e *Endpoint) Push(pcm []int16) error {
 	}
 	n := codec.Encode(st.payload[:], pcm)
 	return e.sess.WriteAudio(st.payload[:n])
+}
+
+// PullSwitch is Pull for the tick after SetRate changed the rate: it
+// fills old with the frame at the old rate and cur with the same instant
+// at the new rate, handing the call's audio over to the new path without
+// a gap or a repeat, so that the mixer can mix the tick at both rates
+// (see package resample). Without a change pending it is Pull into cur.
+func (e *Endpoint) PullSwitch(old, cur []int16) bool {
+	st := e.st
+	if w := st.w; w != nil {
+		return w.pullSwitch(old, cur)
+	}
+	from, rate := int(st.inFrom), st.roomRate()
+	if from == 0 || from == rate || len(old) != from/50 {
+		clear(old)
+		return e.Pull(cur)
+	}
+	st.inFrom = 0
+	up, prevUp := st.up, st.prevUp
+	st.prevUp = nil
+	live := st.jb.Read(st.nb[:])
+	if prevUp == nil { // from 8 kHz: the old path is the frame itself
+		copy(old, st.nb[:])
+	} else {
+		prevUp.Process(old, st.nb[:])
+	}
+	if up == nil { // to 8 kHz
+		copy(cur, st.nb[:])
+		return live
+	}
+	// The new path, primed with the frame before, continues where the
+	// old one stopped; to or from 8 kHz the audio is then a resampler's
+	// delay later or earlier, which the output's hand-over absorbs (see
+	// HandoverSamples).
+	var p [FrameSamples]int16
+	st.jb.lastBefore(p[:], FrameSamples)
+	up.Prime(p[:])
+	up.Process(cur, st.nb[:])
+	return live
+}
+
+// PushSwitch is Push for the tick after SetRate changed the rate: old is
+// this tick's frame mixed at the old rate, cur at the new one. The call
+// hears the old path hand over to the new (package resample's Crossfade;
+// for G.711 to or from an 8 kHz room, one packet HandoverSamples shorter
+// or longer). Without a change pending it is Push of cur.
+func (e *Endpoint) PushSwitch(old, cur []int16) error {
+	st := e.st
+	if w := st.w; w != nil {
+		if w.enc == nil || w.enc.prevDown == nil {
+			return e.Push(cur)
+		}
+		n := w.enc.encodeSwitch(w.payload[:], old, cur)
+		if n == 0 {
+			return nil
+		}
+		return e.sess.writeAudio(w.codec, w.payload[:n])
+	}
+	from, rate := int(st.outFrom), st.roomRate()
+	if from == 0 || from == rate || len(old) != from/50 {
+		return e.Push(cur)
+	}
+	st.outFrom = 0
+	down, prevDown := st.down, st.prevDown
+	st.prevDown = nil
+	var x [maxHandoverFrame]int16
+	n := g711Handover(x[:], old, cur, prevDown, down, st.nb[:])
+	codec := e.sess.Codec()
+	if codec == G722 || codec == Opus {
+		return nil
+	}
+	var payload [maxHandoverFrame]byte
+	m := codec.Encode(payload[:], x[:n])
+	return e.sess.WriteAudio(payload[:m])
+}
+
+// g711Handover makes the 8 kHz audio of the tick a G.711 output changes
+// rate, into x (maxHandoverFrame long), and returns its length: old and
+// cur are the tick mixed at the old and the new rate, prevDown and down
+// their paths to 8 kHz (nil in an 8 kHz room), nb a frame of scratch. See
+// HandoverSamples.
+func g711Handover(x, old, cur []int16, prevDown, down *resample.Resampler, nb []int16) int {
+	const d = 2 * HandoverSamples
+	switch {
+	case prevDown == nil: // from 8 kHz: two resamplers' delay enter
+		down.Process(nb, cur) // fills the new path; its output is not yet due
+		return copy(x, old[:FrameSamples-d])
+	case down == nil: // to 8 kHz: two resamplers' delay leave
+		prevDown.Process(x[:FrameSamples], old)
+		return FrameSamples + copy(x[FrameSamples:], cur[FrameSamples-d:])
+	default:
+		prevDown.Process(x[:FrameSamples], old)
+		down.Process(nb, cur)
+		resample.Crossfade(x[:FrameSamples], x[:FrameSamples], nb, ClockRate)
+		return FrameSamples
+	}
 }
 
 // PushShared sends a frame already encoded in the endpoint's codec (by

@@ -286,6 +286,18 @@ func (j *JitterBuffer) copyOut(dst []int16, n int) {
 	}
 }
 
+// lastBefore copies into dst the played samples that end skip samples
+// before the last one played (dst and skip together at most the two
+// frames the history keeps): what a resampler built at a rate change is
+// primed with.
+func (j *JitterBuffer) lastBefore(dst []int16, skip int) {
+	n := len(j.hist)
+	start := j.histPos - skip - len(dst)
+	for i := range dst {
+		dst[i] = j.hist[((start+i)%n+n)%n]
+	}
+}
+
 // pushHist appends played samples to the history ring.
 func (j *JitterBuffer) pushHist(s []int16) {
 	if len(s) > len(j.hist) {

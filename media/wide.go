@@ -69,8 +69,11 @@ type wideState struct {
 	// frame is one 20 ms frame at the codec's rate, between the decoder
 	// (or encoder) and the resamplers.
 	frame [opus.FrameSamples]int16
-	// up converts decoded frames to the room's rate; nil when equal.
-	up *resample.Resampler
+	// up converts decoded frames to the room's rate (a delay line when
+	// equal); prevUp is the path of the rate before, until PullSwitch has
+	// handed over from it (inFrom: that rate).
+	up, prevUp *resample.Resampler
+	inFrom     int
 
 	// enc is the endpoint's own encoder (Push), made at the first Push:
 	// a listener who never gets audio of its own never pays for one.
@@ -506,8 +509,11 @@ type wideEncoder struct {
 	rate  int // the room's
 	g722  *g722.Encoder
 	opus  *opus.Encoder
-	down  *resample.Resampler // room rate to the codec's; nil when equal
-	frame [opus.FrameSamples]int16
+	// down brings the room's rate to the codec's (a delay line when they
+	// are equal, so that every path delays alike); prevDown is the path
+	// of the rate before, until encodeSwitch has handed over from it.
+	down, prevDown *resample.Resampler
+	frame, next    [opus.FrameSamples]int16
 }
 
 func newWideEncoder(codec Codec, rate int, cfg opus.Config) (*wideEncoder, error) {
@@ -530,33 +536,51 @@ func newWideEncoder(codec Codec, rate int, cfg opus.Config) (*wideEncoder, error
 	if err := e.setRate(rate); err != nil {
 		return nil, err
 	}
+	e.prevDown = nil // a new stream has nothing to hand over from
 	return e, nil
 }
 
 // setRate makes the encoder take frames at rate. It allocates.
 func (e *wideEncoder) setRate(rate int) error {
-	if rate == e.rate && e.rate != 0 {
-		return nil
+	down, err := resample.New(rate, e.codec.AudioRate())
+	if err != nil {
+		return fmt.Errorf("media: %s encoder at %d Hz: %w", e.codec, rate, err)
 	}
-	e.down = nil
-	if r := e.codec.AudioRate(); rate != r {
-		down, err := resample.New(rate, r)
-		if err != nil {
-			return fmt.Errorf("media: %s encoder at %d Hz: %w", e.codec, rate, err)
-		}
-		e.down = down
-	}
+	e.prevDown, e.down = e.down, down
 	e.rate = rate
 	return nil
+}
+
+// SetRate implements RateSwitcher.
+func (e *wideEncoder) SetRate(rate int) error { return e.setRate(rate) }
+
+// EncodeSwitch implements RateSwitcher.
+func (e *wideEncoder) EncodeSwitch(dst []byte, old, cur []int16) int {
+	if e.prevDown == nil {
+		return e.Encode(dst, cur)
+	}
+	return e.encodeSwitch(dst, old, cur)
+}
+
+// encodeSwitch encodes the tick of a rate change: old converted by the
+// old path and cur by the new, joined by a crossfade at the codec's rate.
+func (e *wideEncoder) encodeSwitch(dst []byte, old, cur []int16) int {
+	n := e.prevDown.Process(e.frame[:], old)
+	e.prevDown = nil
+	e.down.Process(e.next[:], cur)
+	resample.Crossfade(e.frame[:n], e.frame[:n], e.next[:n], e.codec.AudioRate())
+	return e.encodeFrame(dst, e.frame[:n])
 }
 
 // Encode implements Encoder. It returns 0 (nothing to send) if the codec
 // fails, which a frame of the right length never makes it do.
 func (e *wideEncoder) Encode(dst []byte, pcm []int16) int {
-	if e.down != nil {
-		n := e.down.Process(e.frame[:], pcm)
-		pcm = e.frame[:n]
-	}
+	n := e.down.Process(e.frame[:], pcm)
+	return e.encodeFrame(dst, e.frame[:n])
+}
+
+// encodeFrame encodes a frame at the codec's rate.
+func (e *wideEncoder) encodeFrame(dst []byte, pcm []int16) int {
 	if e.g722 != nil {
 		return e.g722.Encode(dst, pcm)
 	}
@@ -565,4 +589,26 @@ func (e *wideEncoder) Encode(dst []byte, pcm []int16) int {
 		return 0
 	}
 	return n
+}
+
+// pullSwitch is PullSwitch of a wideband call: the old path and the new,
+// primed with the frame decoded before (still in w.frame), convert this
+// tick's decoded frame (package resample).
+func (w *wideState) pullSwitch(old, cur []int16) bool {
+	prev := w.prevUp
+	w.prevUp = nil
+	if prev == nil || w.inFrom == 0 || len(old) != w.inFrom/50 {
+		clear(old)
+		frame := w.frame[:w.rate/50]
+		live := w.buf.read(frame)
+		w.up.Process(cur, frame)
+		return live
+	}
+	w.inFrom = 0
+	frame := w.frame[:w.rate/50]
+	w.up.Prime(frame)
+	live := w.buf.read(frame)
+	prev.Process(old, frame)
+	w.up.Process(cur, frame)
+	return live
 }

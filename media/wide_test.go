@@ -54,7 +54,9 @@ func newWidePhone(t testing.TB, codec Codec, pt uint8, ptime int, cfg opus.Confi
 func (p *widePhone) next() ([]byte, uint32, uint16) {
 	p.src(p.pcm)
 	var n int
-	if p.g != nil {
+	if p.codec.Stateless() {
+		n = p.codec.Encode(p.buf[:], p.pcm)
+	} else if p.g != nil {
 		n = p.g.Encode(p.buf[:], p.pcm)
 	} else {
 		var err error
@@ -307,5 +309,205 @@ func TestEndpointWideNoAllocs(t *testing.T) {
 				t.Errorf("a tick allocates %.1f times", allocs)
 			}
 		})
+	}
+}
+
+// TestEndpointCodecChange: a re-INVITE that changes the codec (SetParams
+// from the signalling goroutine while the mixer's goroutine drives the
+// endpoint) is followed from the next tick: G.711, then Opus, then
+// G.722, then G.711 again, each heard at its level, with MaxRate and what
+// Push sends following.
+func TestEndpointCodecChange(t *testing.T) {
+	const rate = 16000
+	phone := listenLoopback(t)
+	sess := newTestSession(t, Params{Remote: addrOf(phone), Codec: PCMU, Direction: SendRecv})
+	ep := NewEndpoint(sess)
+	if err := ep.SetRate(rate); err != nil {
+		t.Fatal(err)
+	}
+	steps := []struct {
+		codec Codec
+		pt    uint8
+		max   int
+	}{{PCMU, PayloadTypePCMU, 8000}, {Opus, 107, 48000}, {G722, PayloadTypeG722, 16000}, {PCMA, PayloadTypePCMA, 8000}}
+	for i, s := range steps {
+		if i > 0 {
+			done := make(chan struct{})
+			go func() { // signalling's goroutine, while the endpoint is live
+				defer close(done)
+				sess.SetParams(Params{Remote: addrOf(phone), Codec: s.codec, PayloadType: s.pt, Direction: SendRecv})
+			}()
+			ep.Receive(time.Now(), NewRecvBuffer())
+			<-done
+		}
+		p := newWidePhone(t, s.codec, s.pt, 20, opus.DefaultConfig(), audiotest.ToneSource(1000, -20, s.codec.AudioRate()))
+		p.conn = phone
+		p.ts += uint32(i) * 100000 // a new stream
+		out := wideRun(t, ep, p, rate, 30, nil)
+		if got := audiotest.LevelDBFS(out[10*rate/50:], 1000, rate); math.Abs(got+20) > 1 {
+			t.Errorf("%s: the tone at %.2f dBFS, want -20 ± 1", s.codec, got)
+		}
+		if got := ep.MaxRate(); got != s.max {
+			t.Errorf("%s: MaxRate %d, want %d", s.codec, got, s.max)
+		}
+		if err := ep.Push(make([]int16, rate/50)); err != nil {
+			t.Fatal(err)
+		}
+		pkt, _, ok := recvRTP(t, phone, 2*time.Second)
+		if !ok || pkt.PayloadType != s.pt {
+			t.Fatalf("%s: Push sent %v, want payload type %d", s.codec, pkt, s.pt)
+		}
+	}
+}
+
+// BenchmarkEndpointWide is one tick of a G.722 or Opus call through its
+// endpoint in a room at the codec's rate and at 8 kHz: a packet into the
+// buffer, its decode (Pull), the encode of a frame and its send (Push).
+// The receive system call is left out (BenchmarkMixTick counts it).
+func BenchmarkEndpointWide(b *testing.B) {
+	for _, codec := range []Codec{G722, Opus} {
+		for _, rate := range []int{codec.AudioRate(), 8000} {
+			b.Run(fmt.Sprintf("%s/rate=%d", codec, rate), func(b *testing.B) {
+				p := newWidePhone(b, codec, codec.PayloadType(), 20, opus.DefaultConfig(), audiotest.ToneSource(700, -20, codec.AudioRate()))
+				ep := newWideEndpoint(b, p.conn, codec, codec.PayloadType(), rate)
+				ep.Receive(time.Now(), NewRecvBuffer())
+				type pkt struct {
+					ts      uint32
+					payload []byte
+				}
+				var pkts []pkt
+				for range 250 {
+					payload, ts, _ := p.next()
+					pkts = append(pkts, pkt{ts, append([]byte(nil), payload...)})
+				}
+				h := (*endpointHandler)(ep.st)
+				frame := make([]int16, rate/50)
+				audiotest.Tone(frame, 500, -20, rate, new(float64))
+				ssrc, base, k := uint32(9), uint32(0), 0
+				b.ReportAllocs()
+				for b.Loop() {
+					q := pkts[k%len(pkts)]
+					h.Audio(ssrc, q.ts+base, codec, q.payload)
+					if k++; k%len(pkts) == 0 {
+						base += uint32(len(pkts) * codec.RTPClockRate() / 50)
+					}
+					ep.Pull(frame)
+					_ = ep.Push(frame)
+				}
+			})
+		}
+	}
+}
+
+// TestEndpointRateSwitch: a call whose room changes rate 8 → 16 → 48 →
+// 8 → 48 → 16 → 8 kHz, with PullSwitch and PushSwitch at each change,
+// hears its own tone (pulled and pushed straight back: both directions)
+// without a click: no sample step beyond the tone's own steepest by more
+// than its codec's noise, every 20 ms at the tone's level ±1 dB, and the
+// RTP timestamps continuous (G.711 packets shorter or longer by
+// HandoverSamples at the changes to and from 8 kHz).
+func TestEndpointRateSwitch(t *testing.T) {
+	for _, codec := range []Codec{PCMU, G722, Opus} {
+		t.Run(codec.String(), func(t *testing.T) {
+			testRateSwitch(t, codec, true)
+		})
+	}
+}
+
+func testRateSwitch(t *testing.T, codec Codec, handover bool) {
+	const f, level = 500.0, -20.0
+	ar := codec.AudioRate()
+	p := newWidePhone(t, codec, codec.PayloadType(), 20, opus.DefaultConfig(), audiotest.ToneSource(f, level, ar))
+	sess := newTestSession(t, Params{Remote: addrOf(p.conn), Codec: codec, Direction: SendRecv})
+	ep := NewEndpoint(sess)
+	rx := NewRecvBuffer()
+	rates := []int{8000, 16000, 48000, 8000, 48000, 16000, 8000}
+	var heard []int16
+	var dec16 *g722.Decoder
+	var decO *opus.Decoder
+	switch codec {
+	case G722:
+		dec16 = g722.NewDecoder()
+	case Opus:
+		var err error
+		if decO, err = opus.NewDecoder(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	buf := make([]int16, opus.MaxFrameSamples)
+	var nextTS uint32
+	got := false
+	cur := make([]int16, 960)
+	old := make([]int16, 960)
+	rate := 8000
+	for tick := range 15 * len(rates) {
+		switched := false
+		if r := rates[tick/15]; r != rate {
+			if err := ep.SetRate(r); err != nil {
+				t.Fatal(err)
+			}
+			old = old[:rate/50]
+			rate, switched = r, true
+		}
+		payload, ts, seq := p.next()
+		send(t, p.conn, sess.LocalAddr(), rtpPacket(t, p.pt, seq, ts, 77, payload))
+		deadline := time.Now().Add(2 * time.Second)
+		for ep.Receive(time.Now(), rx) == 0 {
+			if time.Now().After(deadline) {
+				t.Fatal("nothing received")
+			}
+		}
+		cur = cur[:rate/50]
+		var err error
+		if switched && handover {
+			ep.PullSwitch(old, cur)
+			err = ep.PushSwitch(old, cur)
+		} else {
+			ep.Pull(cur)
+			err = ep.Push(cur)
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		pkt, _, ok := recvRTP(t, p.conn, 2*time.Second)
+		if !ok {
+			t.Fatal("nothing sent back")
+		}
+		if got && pkt.Timestamp != nextTS {
+			t.Fatalf("tick %d: timestamp %d, want %d (continuous)", tick, pkt.Timestamp, nextTS)
+		}
+		var n int
+		switch codec {
+		case G722:
+			n = dec16.Decode(buf, pkt.Payload)
+			nextTS = pkt.Timestamp + uint32(len(pkt.Payload))
+		case Opus:
+			if n, err = decO.Decode(buf, pkt.Payload); err != nil {
+				t.Fatal(err)
+			}
+			nextTS = pkt.Timestamp + uint32(n)
+		default:
+			n = codec.Decode(buf, pkt.Payload)
+			nextTS = pkt.Timestamp + uint32(n)
+		}
+		got = true
+		heard = append(heard, buf[:n]...)
+	}
+	heard = heard[5*ar/50:]
+	// The tone's steepest step, and what the codec adds to it.
+	amp := math.Pow(10, level/20) * 32767
+	steep := amp * 2 * math.Sin(math.Pi*f/float64(ar))
+	noise := map[Codec]float64{PCMU: 0.15, G722: 0.2, Opus: 0.3}[codec]
+	limit := steep * (1 + noise)
+	n := ar / 50
+	for i := 1; i < len(heard); i++ {
+		if d := math.Abs(float64(heard[i]) - float64(heard[i-1])); d > limit {
+			t.Fatalf("a click at %.1f ms: a step of %.0f, the tone's steepest is %.0f", float64(i)*1000/float64(ar)+100, d, steep)
+		}
+	}
+	for k := 0; k+n <= len(heard); k += n {
+		if l := audiotest.LevelDBFS(heard[k:k+n], f, ar); math.Abs(l-level) > 1 {
+			t.Fatalf("at %d ms the tone is at %.1f dBFS, want %.0f ± 1", k*1000/ar+100, l, level)
+		}
 	}
 }
