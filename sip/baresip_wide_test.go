@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"testing"
 	"time"
 
@@ -101,8 +102,26 @@ func startBaresip(t *testing.T, tb *testBridge, user, codecs string, tone float6
 	dir := t.TempDir()
 	wav := filepath.Join(dir, "tone.wav")
 	writeToneWAVAt(t, wav, tone, -12, rate, 20)
+	// baresip also binds TCP (and TLS on the next port) where it listens
+	// for SIP over UDP; FreeUDPPort knows only UDP, so a port taken for TCP
+	// by another process is met by trying new ones.
+	for attempt := 1; ; attempt++ {
+		b, busy := runBaresip(t, baresip, tb, filepath.Join(dir, strconv.Itoa(attempt)), wav, user, codecs, rate)
+		if !busy {
+			return b
+		}
+		if attempt == 3 {
+			t.Fatalf("baresip found its ports taken three times\n%s", tail(b.out.Bytes(), 3000))
+		}
+	}
+}
+
+// runBaresip starts one baresip in dir and reports whether it stopped at
+// once because its ports were taken.
+func runBaresip(t *testing.T, baresip string, tb *testBridge, dir, wav, user, codecs string, rate int) (*baresipRun, bool) {
+	t.Helper()
 	dumps := filepath.Join(dir, "dumps")
-	if err := os.Mkdir(dumps, 0o700); err != nil {
+	if err := os.MkdirAll(dumps, 0o700); err != nil {
 		t.Fatal(err)
 	}
 	sipPort, rtpPort := testphone.FreeUDPPort(t), testphone.FreeUDPPort(t)
@@ -137,15 +156,37 @@ module_app menu.so
 	}
 	_ = os.WriteFile(filepath.Join(dir, "contacts"), nil, 0o600)
 	ctx, cancel := context.WithTimeout(context.Background(), 40*time.Second)
-	t.Cleanup(cancel)
 	cmd := exec.CommandContext(ctx, baresip, "-f", dir, "-e", fmt.Sprintf("/dial sip:%s@%s", user, tb.udp), "-t", "30")
 	out := &lockedBuffer{}
 	cmd.Stdout, cmd.Stderr = out, out
 	if err := cmd.Start(); err != nil {
+		cancel()
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { cancel(); _ = cmd.Wait() })
-	return &baresipRun{cmd: cmd, out: out, dumps: dumps}
+	exited := make(chan struct{})
+	go func() { _ = cmd.Wait(); close(exited) }()
+	stop := func() { cancel(); <-exited }
+	b := &baresipRun{cmd: cmd, out: out, dumps: dumps}
+	deadline := time.Now().Add(10 * time.Second)
+	for !bytes.Contains(out.Bytes(), []byte("baresip is ready")) {
+		select {
+		case <-exited:
+			cancel()
+			return b, bytes.Contains(out.Bytes(), []byte("Address already in use"))
+		default:
+		}
+		if bytes.Contains(out.Bytes(), []byte("Address already in use")) {
+			stop()
+			return b, true
+		}
+		if time.Now().After(deadline) {
+			stop()
+			t.Fatalf("baresip did not start\n%s", tail(out.Bytes(), 3000))
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	t.Cleanup(stop)
+	return b, false
 }
 
 // baresipLeg waits for the second member of conf and returns the
