@@ -32,7 +32,14 @@ type leg struct {
 	ackBody    []byte
 	ackCSeq    chan uint32 // CSeq numbers of ACKs, for 2xx retransmission
 	sec        legSRTP     // SDES keys (srtp.go)
+	// refresh is our offer in the 2xx to a re-INVITE without SDP, whose
+	// answer the ACK carries (RFC 3261 §14.2); nil when none is pending.
+	refresh *refreshOffer
 }
+
+// refreshOffer is what our offer to a re-INVITE without SDP said: the
+// telephone-event payload types an answer may use.
+type refreshOffer struct{ te8k, te48k uint8 }
 
 // Media implements bridge.Leg.
 func (c *leg) Media() *media.Session { return c.sess }
@@ -94,13 +101,55 @@ func (c *leg) gotAck(req *sip.Request) {
 		c.ackBody = append([]byte(nil), req.Body()...)
 	}
 	ch := c.ackCSeq
+	refresh := c.refresh
+	if len(req.Body()) > 0 {
+		c.refresh = nil
+	}
 	c.mu.Unlock()
+	if refresh != nil && len(req.Body()) > 0 {
+		c.applyRefreshAnswer(req.Body(), *refresh)
+	}
 	if ch != nil {
 		select {
 		case ch <- req.CSeq().SeqNo:
 		default:
 		}
 	}
+}
+
+// applyRefreshAnswer applies the answer in the ACK to our offer in the 2xx
+// to a re-INVITE without SDP. An answer we cannot use leaves the session
+// as it was: the ACK cannot be refused, and the peer may yet send another
+// offer.
+func (c *leg) applyRefreshAnswer(body []byte, offered refreshOffer) {
+	ans, err := ParseSDP(body)
+	var f Format
+	if err == nil {
+		var ok bool
+		if f, ok = ans.Choose(c.s.cfg.Codecs); !ok {
+			err = ErrNoCommonCodec
+		}
+	}
+	if err != nil {
+		c.log.Info("answer in the ACK not applied", "err", err)
+		return
+	}
+	te, want := ans.TelephoneEventPT(f.Codec), offered.te8k
+	if f.Codec.RTPClockRate() == 48000 {
+		want = offered.te48k
+	}
+	if te != want {
+		te = 0
+	}
+	cur := c.sess.Params()
+	dir := answerDirection(ans)
+	remote := ans.Remote()
+	if !remote.IsValid() {
+		remote = cur.Remote
+	}
+	c.sess.SetParams(params(remote, f, te, dir))
+	c.call.SetPhoneHold(dir != media.SendRecv) // RFC 3264 §8.4
+	c.log.Info("media updated", "remote", remote, "codec", f.Codec, "pt", f.PT, "direction", dir)
 }
 
 // sdp writes our session description with the given formats, the
@@ -238,19 +287,20 @@ func (c *leg) applyAckAnswer() error {
 // the codec in use if the offer still has it (at the offer's payload type),
 // else the first enabled one in the offer's order; an offer with none
 // gets ErrNoCommonCodec (488) and leaves the session as it was (RFC 3261
-// §14.2). Without an offer it returns our current description as an
-// offer: the codec in use only, so that the answer in the ACK cannot move
-// the call to another codec unnoticed.
+// §14.2). Without an offer (a re-INVITE without SDP) it returns our offer,
+// whose answer the ACK brings (gotAck).
 func (c *leg) update(body []byte) ([]byte, error) {
 	cur := c.sess.Params()
 	if len(body) == 0 {
-		pt := cur.PayloadType
-		if cur.Codec != media.Opus {
-			pt = cur.Codec.PayloadType()
-		}
-		te8k, te48k := teSlots(cur.Codec, cur.TelephoneEventPT)
-		return c.sdp([]Format{{Codec: cur.Codec, PT: pt}}, te8k, te48k, cur.Direction)
+		formats, te8k, te48k := c.refreshFormats(cur)
+		c.mu.Lock()
+		c.refresh = &refreshOffer{te8k: te8k, te48k: te48k}
+		c.mu.Unlock()
+		return c.sdp(formats, te8k, te48k, cur.Direction)
 	}
+	c.mu.Lock()
+	c.refresh = nil // a new offer from the peer supersedes ours
+	c.mu.Unlock()
 	offer, err := ParseSDP(body)
 	if err != nil {
 		return nil, err
@@ -275,6 +325,64 @@ func (c *leg) update(body []byte) ([]byte, error) {
 	c.log.Info("media updated", "remote", remote, "codec", f.Codec, "pt", f.PT, "direction", dir)
 	te8k, te48k := teSlots(f.Codec, te)
 	return c.sdp([]Format{f}, te8k, te48k, dir)
+}
+
+// refreshFormats is our offer to a re-INVITE without SDP: like our first
+// offers, every enabled codec in the configured order with
+// telephone-event at each clock rate, except that the dynamic payload
+// types in use keep their meaning (RFC 3264 §8.3.2: a number's mapping
+// must not change within a session) and the others avoid them.
+func (c *leg) refreshFormats(cur media.Params) (formats []Format, te8k, te48k uint8) {
+	var used [128]bool
+	curPT := cur.PayloadType
+	if cur.Codec != media.Opus {
+		curPT = cur.Codec.PayloadType()
+	}
+	used[curPT&0x7f] = true
+	if cur.TelephoneEventPT != 0 {
+		used[cur.TelephoneEventPT&0x7f] = true
+	}
+	free := func(want uint8) uint8 {
+		for i := range uint8(32) {
+			pt := 96 + (want-96+i)%32
+			if !used[pt] {
+				used[pt] = true
+				return pt
+			}
+		}
+		return want // 32 dynamic numbers and at most three in use: not reached
+	}
+	for _, f := range c.s.offerFormats() {
+		switch {
+		case f.Codec == cur.Codec:
+			f.PT = curPT
+		case f.Codec == media.Opus:
+			f.PT = free(f.PT)
+		}
+		formats = append(formats, f)
+	}
+	te8k, te48k = c.s.offerTelephoneEvents()
+	curTE8k, curTE48k := teSlots(cur.Codec, cur.TelephoneEventPT)
+	switch {
+	case curTE8k != 0 && te8k != 0:
+		te8k = curTE8k
+		if te48k != 0 {
+			te48k = free(te48k)
+		}
+	case curTE48k != 0 && te48k != 0:
+		te48k = curTE48k
+		if te8k != 0 {
+			te8k = free(te8k)
+		}
+	default:
+		if te8k != 0 {
+			te8k = free(te8k)
+		}
+		if te48k != 0 {
+			te48k = free(te48k)
+		}
+	}
+	return formats, te8k, te48k
 }
 
 // respondReliably sends a 2xx to a re-INVITE and, over UDP, retransmits it

@@ -7,6 +7,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/emiago/sipgo/sip"
+
 	"chorus/bridge"
 	"chorus/internal/egress"
 	"chorus/internal/testphone"
@@ -120,10 +122,32 @@ func TestReInviteCodec(t *testing.T) {
 	if got := leg.sess.Params(); got != before {
 		t.Errorf("a refused re-INVITE changed the session: %+v -> %+v", before, got)
 	}
-	// A re-INVITE without SDP gets the codec in use as our offer.
+	// A re-INVITE without SDP gets our full offer, the payload types in
+	// use kept, and the answer in the ACK is applied.
 	off, err := leg.update(nil)
-	if d, perr := ParseSDP(off); err != nil || perr != nil || len(d.Formats) != 1 || d.Formats[0].Codec != media.G722 {
-		t.Errorf("offer in the 200 to a re-INVITE without SDP: %v %v\n%s", err, perr, off)
+	d, perr := ParseSDP(off)
+	want := []Format{{Codec: media.Opus, PT: 111, Opus: opus.Fmtp{MaxPlaybackRate: 48000, SpropMaxCaptureRate: 48000, UseInbandFEC: true, Ptime: 20}},
+		{Codec: media.G722, PT: 9}, {Codec: media.PCMU}, {Codec: media.PCMA, PT: 8}}
+	if err != nil || perr != nil || !reflect.DeepEqual(d.Formats, want) || d.TelephoneEvent8k != 101 || d.TelephoneEvent48k != telephoneEventPT48k {
+		t.Errorf("offer in the 200 to a re-INVITE without SDP: %+v %v %v\n%s", d, err, perr, off)
+	}
+	ack := sip.NewRequest(sip.ACK, sip.Uri{Scheme: "sip", Host: "127.0.0.1"})
+	ack.SetBody([]byte(offerSDP(int(p.RTPAddr().Port()), "0 101", "101 telephone-event/8000")))
+	leg.gotAck(ack)
+	if got := leg.sess.Params(); got.Codec != media.PCMU || got.TelephoneEventPT != 101 {
+		t.Errorf("after the answer in the ACK: %v te %d, want PCMU te 101", got.Codec, got.TelephoneEventPT)
+	}
+
+	// Opus at 101 and telephone-event/48000 at 96 in use: a refresh offer
+	// keeps both numbers and moves telephone-event/8000 off 101.
+	if _, err := leg.update([]byte(offerSDP(int(p.RTPAddr().Port()), "101 96", "101 opus/48000/2", "96 telephone-event/48000"))); err != nil {
+		t.Fatal(err)
+	}
+	off, err = leg.update(nil)
+	d, perr = ParseSDP(off)
+	if err != nil || perr != nil || d.Formats[0].Codec != media.Opus || d.Formats[0].PT != 101 || d.TelephoneEvent48k != 96 ||
+		d.TelephoneEvent8k == 0 || d.TelephoneEvent8k == 101 || d.TelephoneEvent8k == 96 {
+		t.Errorf("refresh offer with opus at 101 in use: %+v\n%s", d, off)
 	}
 }
 
