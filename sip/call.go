@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"net/netip"
 	"sync"
 	"time"
 
@@ -12,6 +13,7 @@ import (
 
 	"chorus/bridge"
 	"chorus/media"
+	"chorus/media/opus"
 )
 
 // leg is the media side of a call, inbound or dialled: its RTP session and
@@ -30,7 +32,14 @@ type leg struct {
 	ackBody    []byte
 	ackCSeq    chan uint32 // CSeq numbers of ACKs, for 2xx retransmission
 	sec        legSRTP     // SDES keys (srtp.go)
+	// refresh is our offer in the 2xx to a re-INVITE without SDP, whose
+	// answer the ACK carries (RFC 3261 §14.2); nil when none is pending.
+	refresh *refreshOffer
 }
+
+// refreshOffer is what our offer to a re-INVITE without SDP said: the
+// telephone-event payload types an answer may use.
+type refreshOffer struct{ te8k, te48k uint8 }
 
 // Media implements bridge.Leg.
 func (c *leg) Media() *media.Session { return c.sess }
@@ -92,7 +101,14 @@ func (c *leg) gotAck(req *sip.Request) {
 		c.ackBody = append([]byte(nil), req.Body()...)
 	}
 	ch := c.ackCSeq
+	refresh := c.refresh
+	if len(req.Body()) > 0 {
+		c.refresh = nil
+	}
 	c.mu.Unlock()
+	if refresh != nil && len(req.Body()) > 0 {
+		c.applyRefreshAnswer(req.Body(), *refresh)
+	}
 	if ch != nil {
 		select {
 		case ch <- req.CSeq().SeqNo:
@@ -101,30 +117,145 @@ func (c *leg) gotAck(req *sip.Request) {
 	}
 }
 
-func (c *leg) sdp(codecs []media.Codec, te uint8, dir media.Direction) ([]byte, error) {
+// applyRefreshAnswer applies the answer in the ACK to our offer in the 2xx
+// to a re-INVITE without SDP. An answer we cannot use leaves the session
+// as it was: the ACK cannot be refused, and the peer may yet send another
+// offer.
+func (c *leg) applyRefreshAnswer(body []byte, offered refreshOffer) {
+	ans, err := ParseSDP(body)
+	var f Format
+	if err == nil {
+		var ok bool
+		if f, ok = ans.Choose(c.s.cfg.Codecs); !ok {
+			err = ErrNoCommonCodec
+		}
+	}
+	if err != nil {
+		c.log.Info("answer in the ACK not applied", "err", err)
+		return
+	}
+	te, want := ans.TelephoneEventPT(f.Codec), offered.te8k
+	if f.Codec.RTPClockRate() == 48000 {
+		want = offered.te48k
+	}
+	if te != want {
+		te = 0
+	}
+	cur := c.sess.Params()
+	dir := answerDirection(ans)
+	remote := ans.Remote()
+	if !remote.IsValid() {
+		remote = cur.Remote
+	}
+	c.sess.SetParams(params(remote, f, te, dir))
+	c.call.SetPhoneHold(dir != media.SendRecv) // RFC 3264 §8.4
+	c.log.Info("media updated", "remote", remote, "codec", f.Codec, "pt", f.PT, "direction", dir)
+}
+
+// sdp writes our session description with the given formats, the
+// telephone-event payload types (0: none) and our direction.
+func (c *leg) sdp(formats []Format, te8k, te48k uint8, dir media.Direction) ([]byte, error) {
 	c.mu.Lock()
 	v := c.sdpVersion
 	c.sdpVersion++
 	c.mu.Unlock()
 	secure, crypto := c.sdpSRTP()
 	return buildSDP(sdpParams{sessionID: c.sessionID, version: v, addr: c.s.cfg.PublicIP,
-		port: int(c.sess.LocalAddr().Port()), codecs: codecs, telephoneEventPT: te, direction: dir,
-		secure: secure, crypto: crypto})
+		port: int(c.sess.LocalAddr().Port()), formats: formats, te8k: te8k, te48k: te48k,
+		opusFmtp: c.s.opusFmtp(), direction: dir, secure: secure, crypto: crypto})
+}
+
+// opusFmtp is our a=fmtp for Opus, what we ask of the peer's encoder (RFC
+// 7587 §6.1): no band above what our rooms mix at, and in-band FEC, which
+// our decoder uses on loss. Our ptime (a=ptime:20) is in every SDP of ours.
+func (s *Server) opusFmtp() string {
+	rate := 48000
+	if s.bridge != nil {
+		rate = min(rate, s.bridge.Config().MaxMixRate)
+	}
+	return opus.Fmtp{MaxPlaybackRate: rate, SpropMaxCaptureRate: rate, UseInbandFEC: true}.String()
+}
+
+// offerFormats are the formats of our own offers: the enabled codecs in
+// the configured order, Opus at PayloadTypeOpus.
+func (s *Server) offerFormats() []Format {
+	out := make([]Format, 0, len(s.cfg.Codecs))
+	for _, c := range s.cfg.Codecs {
+		out = append(out, Format{Codec: c, PT: c.PayloadType()})
+	}
+	return out
+}
+
+// offerTelephoneEvents are the telephone-event payload types of our own
+// offers: one at each RTP clock rate of the offered codecs.
+func (s *Server) offerTelephoneEvents() (te8k, te48k uint8) {
+	for _, c := range s.cfg.Codecs {
+		if c.RTPClockRate() == 48000 {
+			te48k = telephoneEventPT48k
+		} else {
+			te8k = telephoneEventPT
+		}
+	}
+	return te8k, te48k
+}
+
+// teSlots places a telephone-event payload type at codec c's clock rate.
+func teSlots(c media.Codec, pt uint8) (te8k, te48k uint8) {
+	if c.RTPClockRate() == 48000 {
+		return 0, pt
+	}
+	return pt, 0
+}
+
+// params are the session parameters of format f.
+func params(remote netip.AddrPort, f Format, te uint8, dir media.Direction) media.Params {
+	return media.Params{Remote: remote, Codec: f.Codec, PayloadType: f.PT, TelephoneEventPT: te,
+		Direction: dir, Opus: f.Opus}
 }
 
 // answer applies the caller's offer and returns our answer: the first
-// codec of theirs we support, their telephone-event payload type.
+// codec of theirs, in their order, that we have enabled, at their payload
+// type, and their telephone-event at that codec's clock rate (RFC 3264
+// §6.1, RFC 4733 §2.1). ErrNoCommonCodec (488) when none is enabled.
 func (c *leg) answer(offer Description) ([]byte, error) {
+	f, ok := offer.Choose(c.s.cfg.Codecs)
+	if !ok {
+		return nil, ErrNoCommonCodec
+	}
 	dir := answerDirection(offer)
-	c.sess.SetParams(media.Params{Remote: offer.Remote(), Codec: offer.Codecs[0],
-		TelephoneEventPT: offer.TelephoneEventPT, Direction: dir})
+	te := offer.TelephoneEventPT(f.Codec)
+	c.sess.SetParams(params(offer.Remote(), f, te, dir))
 	c.call.SetPhoneHold(dir != media.SendRecv) // RFC 3264 §8.4: its audio (hold music) stays out of the room
-	return c.sdp(offer.Codecs[:1], offer.TelephoneEventPT, dir)
+	te8k, te48k := teSlots(f.Codec, te)
+	return c.sdp([]Format{f}, te8k, te48k, dir)
 }
 
-// offer returns our offer for an INVITE without SDP (answer in the ACK).
+// offer returns our offer for an INVITE without SDP (answer in the ACK)
+// and for dial-out: every enabled codec in the configured order and
+// telephone-event at each of their clock rates.
 func (c *leg) offer() ([]byte, error) {
-	return c.sdp([]media.Codec{media.PCMU, media.PCMA}, telephoneEventPT, media.SendRecv)
+	te8k, te48k := c.s.offerTelephoneEvents()
+	return c.sdp(c.s.offerFormats(), te8k, te48k, media.SendRecv)
+}
+
+// chooseAnswer reads the peer's answer to our offer: the first format of
+// the answer that we offered, and its telephone-event if it is the one we
+// offered at that clock rate (an answer must use the offered payload
+// types, RFC 3264 §6.1).
+func (c *leg) chooseAnswer(ans Description) (Format, uint8, error) {
+	f, ok := ans.Choose(c.s.cfg.Codecs)
+	if !ok {
+		return Format{}, 0, ErrNoCommonCodec
+	}
+	te := ans.TelephoneEventPT(f.Codec)
+	want, want48k := c.s.offerTelephoneEvents()
+	if f.Codec.RTPClockRate() == 48000 {
+		want = want48k
+	}
+	if te != want {
+		te = 0
+	}
+	return f, te, nil
 }
 
 // applyAckAnswer reads the SDP answer carried by the ACK.
@@ -142,45 +273,116 @@ func (c *leg) applyAckAnswer() error {
 	if err := c.applyAnswerSRTP(ans); err != nil {
 		return err
 	}
-	te := ans.TelephoneEventPT
-	if te != 0 && te != telephoneEventPT {
-		te = 0 // an answer must use the offered payload type
+	f, te, err := c.chooseAnswer(ans)
+	if err != nil {
+		return err
 	}
 	dir := answerDirection(ans)
-	c.sess.SetParams(media.Params{Remote: ans.Remote(), Codec: ans.Codecs[0], TelephoneEventPT: te, Direction: dir})
+	c.sess.SetParams(params(ans.Remote(), f, te, dir))
 	c.call.SetPhoneHold(dir != media.SendRecv) // RFC 3264 §8.4: its audio (hold music) stays out of the room
 	return nil
 }
 
-// update applies an offer in a re-INVITE or UPDATE and returns our answer.
-// Without an offer it returns our current description as an offer.
+// update applies an offer in a re-INVITE or UPDATE and returns our answer:
+// the codec in use if the offer still has it (at the offer's payload type),
+// else the first enabled one in the offer's order; an offer with none
+// gets ErrNoCommonCodec (488) and leaves the session as it was (RFC 3261
+// §14.2). Without an offer (a re-INVITE without SDP) it returns our offer,
+// whose answer the ACK brings (gotAck).
 func (c *leg) update(body []byte) ([]byte, error) {
 	cur := c.sess.Params()
 	if len(body) == 0 {
-		return c.sdp([]media.Codec{cur.Codec}, cur.TelephoneEventPT, cur.Direction)
+		formats, te8k, te48k := c.refreshFormats(cur)
+		c.mu.Lock()
+		c.refresh = &refreshOffer{te8k: te8k, te48k: te48k}
+		c.mu.Unlock()
+		return c.sdp(formats, te8k, te48k, cur.Direction)
 	}
+	c.mu.Lock()
+	c.refresh = nil // a new offer from the peer supersedes ours
+	c.mu.Unlock()
 	offer, err := ParseSDP(body)
 	if err != nil {
 		return nil, err
 	}
+	f, ok := offer.find(cur.Codec)
+	if !ok {
+		if f, ok = offer.Choose(c.s.cfg.Codecs); !ok {
+			return nil, ErrNoCommonCodec
+		}
+	}
 	if err := c.reofferSRTP(offer); err != nil {
 		return nil, err
-	}
-	codec := offer.Codecs[0]
-	for _, x := range offer.Codecs {
-		if x == cur.Codec {
-			codec = x // keep what we have if still offered
-		}
 	}
 	dir := answerDirection(offer)
 	remote := offer.Remote()
 	if !remote.IsValid() {
 		remote = cur.Remote // c=0.0.0.0 hold keeps the old address
 	}
-	c.sess.SetParams(media.Params{Remote: remote, Codec: codec, TelephoneEventPT: offer.TelephoneEventPT, Direction: dir})
+	te := offer.TelephoneEventPT(f.Codec)
+	c.sess.SetParams(params(remote, f, te, dir))
 	c.call.SetPhoneHold(dir != media.SendRecv) // RFC 3264 §8.4: its audio (hold music) stays out of the room
-	c.log.Info("media updated", "remote", remote, "codec", codec, "direction", dir)
-	return c.sdp([]media.Codec{codec}, offer.TelephoneEventPT, dir)
+	c.log.Info("media updated", "remote", remote, "codec", f.Codec, "pt", f.PT, "direction", dir)
+	te8k, te48k := teSlots(f.Codec, te)
+	return c.sdp([]Format{f}, te8k, te48k, dir)
+}
+
+// refreshFormats is our offer to a re-INVITE without SDP: like our first
+// offers, every enabled codec in the configured order with
+// telephone-event at each clock rate, except that the dynamic payload
+// types in use keep their meaning (RFC 3264 §8.3.2: a number's mapping
+// must not change within a session) and the others avoid them.
+func (c *leg) refreshFormats(cur media.Params) (formats []Format, te8k, te48k uint8) {
+	var used [128]bool
+	curPT := cur.PayloadType
+	if cur.Codec != media.Opus {
+		curPT = cur.Codec.PayloadType()
+	}
+	used[curPT&0x7f] = true
+	if cur.TelephoneEventPT != 0 {
+		used[cur.TelephoneEventPT&0x7f] = true
+	}
+	free := func(want uint8) uint8 {
+		for i := range uint8(32) {
+			pt := 96 + (want-96+i)%32
+			if !used[pt] {
+				used[pt] = true
+				return pt
+			}
+		}
+		return want // 32 dynamic numbers and at most three in use: not reached
+	}
+	for _, f := range c.s.offerFormats() {
+		switch {
+		case f.Codec == cur.Codec:
+			f.PT = curPT
+		case f.Codec == media.Opus:
+			f.PT = free(f.PT)
+		}
+		formats = append(formats, f)
+	}
+	te8k, te48k = c.s.offerTelephoneEvents()
+	curTE8k, curTE48k := teSlots(cur.Codec, cur.TelephoneEventPT)
+	switch {
+	case curTE8k != 0 && te8k != 0:
+		te8k = curTE8k
+		if te48k != 0 {
+			te48k = free(te48k)
+		}
+	case curTE48k != 0 && te48k != 0:
+		te48k = curTE48k
+		if te8k != 0 {
+			te8k = free(te8k)
+		}
+	default:
+		if te8k != 0 {
+			te8k = free(te8k)
+		}
+		if te48k != 0 {
+			te48k = free(te48k)
+		}
+	}
+	return formats, te8k, te48k
 }
 
 // respondReliably sends a 2xx to a re-INVITE and, over UDP, retransmits it

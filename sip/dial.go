@@ -159,6 +159,11 @@ func (s *Server) Dial(ctx context.Context, call *bridge.Call, from, to string) e
 	if err == nil {
 		err = c.applyAnswerSRTP(ans)
 	}
+	var format Format
+	var te uint8
+	if err == nil {
+		format, te, err = c.chooseAnswer(ans)
+	}
 	ack := dlg.Ack
 	if t := natTargetOfAnswer(dlg.InviteResponse); t != "" {
 		c.log.Info("callee behind NAT; in-dialog requests go to its source", "source", t)
@@ -182,16 +187,12 @@ func (s *Server) Dial(ctx context.Context, call *bridge.Call, from, to string) e
 		_ = dlg.Close()
 		return fail(err)
 	}
-	te := ans.TelephoneEventPT
-	if te != telephoneEventPT {
-		te = 0
-	}
-	sess.SetParams(media.Params{Remote: ans.Remote(), Codec: ans.Codecs[0], TelephoneEventPT: te, Direction: answerDirection(ans)})
+	sess.SetParams(params(ans.Remote(), format, te, answerDirection(ans)))
 	s.mu.Lock()
 	s.outCalls[dlg.ID] = c
 	s.mu.Unlock()
 	call.Answered()
-	c.log.Info("call answered", "remote", ans.Remote(), "codec", ans.Codecs[0], "rtp", sess.LocalAddr())
+	c.log.Info("call answered", "remote", ans.Remote(), "codec", format.Codec, "pt", format.PT, "rtp", sess.LocalAddr())
 	context.AfterFunc(dlg.Context(), func() {
 		s.mu.Lock()
 		delete(s.outCalls, dlg.ID)

@@ -1,6 +1,8 @@
 // Package sip is Chorus's SIP user agent (RFC 3261), built on
 // github.com/emiago/sipgo: it answers dial-ins over UDP and TCP, negotiates
-// G.711 audio with SDP offer/answer (RFC 3264, RFC 4566), owns each call's
+// Opus (RFC 7587), G.722 or G.711 audio and telephone-event at each codec's
+// RTP clock with SDP offer/answer (RFC 3264, RFC 4566; the offer's order
+// wins, Config.Codecs filters it and orders our own offers), owns each call's
 // RTP session, and turns each answered call into a bridge.Call that joins
 // the conference its Request-URI routes to.
 //

@@ -27,9 +27,6 @@ import (
 	"chorus/media"
 )
 
-// telephoneEventPT is the payload type we offer for RFC 4733 events.
-const telephoneEventPT = 101
-
 // allowMethods is what we answer to OPTIONS and put in Allow headers.
 const allowMethods = "INVITE, ACK, BYE, CANCEL, OPTIONS, INFO, UPDATE"
 
@@ -69,6 +66,11 @@ type Config struct {
 	Auth AuthConfig
 	// SRTP says when calls use SRTP (SDES); calls over TLS always do.
 	SRTP SRTPPolicy
+	// Codecs are the codecs calls may use; their order is that of our
+	// own offers (dial-out, an INVITE without SDP), while an answer takes
+	// the offerer's order (RFC 3264 §6.1). Nil means DefaultCodecs. Duplicates
+	// and invalid values are dropped.
+	Codecs []media.Codec
 }
 
 // Server is the SIP side of Chorus.
@@ -146,6 +148,7 @@ func New(cfg Config) (*Server, error) {
 	if cfg.AckWindow <= 0 {
 		cfg.AckWindow = 64 * sip.T1
 	}
+	cfg.Codecs = cleanCodecs(cfg.Codecs)
 	auth, err := newAuthGate(cfg.Auth, cfg.Log)
 	if err != nil {
 		return nil, err
@@ -399,6 +402,10 @@ func (s *Server) onInvite(req *sip.Request, tx sip.ServerTransaction) {
 	if hasOffer {
 		if offer, err = ParseSDP(req.Body()); err != nil {
 			s.reject(req, tx, log, err)
+			return
+		}
+		if _, ok := offer.Choose(s.cfg.Codecs); !ok {
+			s.reject(req, tx, log, ErrNoCommonCodec)
 			return
 		}
 		if err = s.checkOffer(offer, req.Transport()); err != nil {

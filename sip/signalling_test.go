@@ -54,7 +54,7 @@ func TestBadSignalling(t *testing.T) {
 		name, msg string
 		want      int
 	}{
-		{"no common codec", raw.request("INVITE", "1000", "application/sdp", offerSDP(4000, "18 96", "18 G729/8000", "96 opus/48000/2")), 488},
+		{"no common codec", raw.request("INVITE", "1000", "application/sdp", offerSDP(4000, "18 96", "18 G729/8000", "96 speex/16000")), 488},
 		{"no audio stream", raw.request("INVITE", "1000", "application/sdp", "v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\nm=video 4000 RTP/AVP 96\r\n"), 488},
 		{"malformed SDP", raw.request("INVITE", "1000", "application/sdp", "this is not SDP\r\n"), 400},
 		{"bad connection address", raw.request("INVITE", "1000", "application/sdp", strings.Replace(offerSDP(4000, "0"), "c=IN IP4 127.0.0.1", "c=IN IP4 not-an-ip", 1)), 400},

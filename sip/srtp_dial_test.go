@@ -21,9 +21,15 @@ import (
 type srtpUAS struct {
 	addr   netip.AddrPort
 	offers chan Description
+	// answer picks the answer's format and telephone-event from the
+	// offer; nil answers as a G.711 phone without telephone-event.
+	answer func(Description) (Format, uint8)
 }
 
-func newSRTPUAS(t *testing.T, secure bool) *srtpUAS {
+func newSRTPUAS(t *testing.T, secure bool) *srtpUAS { return newAnsweringUAS(t, secure, nil) }
+
+// newAnsweringUAS is newSRTPUAS whose answers answer picks (see srtpUAS.answer).
+func newAnsweringUAS(t *testing.T, secure bool, answer func(Description) (Format, uint8)) *srtpUAS {
 	t.Helper()
 	ua, err := sipgo.NewUA(sipgo.WithUserAgentHostname("127.0.0.1"))
 	if err != nil {
@@ -37,7 +43,7 @@ func newSRTPUAS(t *testing.T, secure bool) *srtpUAS {
 	if err != nil {
 		t.Fatal(err)
 	}
-	u := &srtpUAS{addr: pc.LocalAddr().(*net.UDPAddr).AddrPort(), offers: make(chan Description, 4)}
+	u := &srtpUAS{addr: pc.LocalAddr().(*net.UDPAddr).AddrPort(), offers: make(chan Description, 4), answer: answer}
 	rtpConn, err := net.ListenUDP("udp", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
 	if err != nil {
 		t.Fatal(err)
@@ -51,7 +57,12 @@ func newSRTPUAS(t *testing.T, secure bool) *srtpUAS {
 		}
 		u.offers <- offer
 		p := sdpParams{sessionID: 1, version: 1, addr: netip.MustParseAddr("127.0.0.1"),
-			port: rtpConn.LocalAddr().(*net.UDPAddr).Port, codecs: offer.Codecs[:1], direction: media.SendRecv}
+			port: rtpConn.LocalAddr().(*net.UDPAddr).Port, formats: g711First(offer), direction: media.SendRecv}
+		if u.answer != nil {
+			f, te := u.answer(offer)
+			p.formats = []Format{f}
+			p.te8k, p.te48k = teSlots(f.Codec, te)
+		}
 		if secure && len(offer.Crypto) > 0 {
 			key, _ := media.NewSRTPKey(offer.Crypto[0].Key.Suite)
 			p.secure, p.crypto = true, &media.Crypto{Tag: offer.Crypto[0].Tag, Key: key}
@@ -104,4 +115,10 @@ func TestDialOutSRTP(t *testing.T) {
 	if cause := dialEnd(t, tb.b, "sip:x@127.0.0.1:"+strconv.Itoa(int(plain.addr.Port()))); cause == "" {
 		t.Error("a plain answer to our SRTP offer did not end the call")
 	}
+}
+
+// g711First is the answer of a G.711 phone: the first G.711 format offered.
+func g711First(offer Description) []Format {
+	f, _ := offer.Choose([]media.Codec{media.PCMU, media.PCMA})
+	return []Format{f}
 }

@@ -112,7 +112,7 @@ func TestAnswerSAVPRoundTrip(t *testing.T) {
 	key, _ := media.NewSRTPKey(media.AESCM128HMACSHA1_32)
 	cr := media.Crypto{Tag: 5, Key: key}
 	b, err := buildSDP(sdpParams{sessionID: 7, version: 1, addr: netip.MustParseAddr("192.0.2.10"), port: 10002,
-		codecs: []media.Codec{media.PCMU}, direction: media.SendRecv, secure: true, crypto: &cr})
+		formats: []Format{{Codec: media.PCMU}}, direction: media.SendRecv, secure: true, crypto: &cr})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -103,7 +103,7 @@ const (
 	selfCeilDBFS = -45.0 // and one's own tone (or an absent talker) below this
 	dropoutDB    = 6.0   // a talker's frame this far under talkDBFS is a dropout
 	recordFrames = 55    // frames recorded per sampled listener (last 1.1 s)
-	analyseLen   = 8000  // samples analysed: the last second
+	analyseMs    = 1000  // audio analysed: the last second
 )
 
 // Run places the calls, streams audio for the warm-up and the measured
@@ -148,7 +148,10 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 			c.sock.Close()
 		}
 	}()
-	audio := newAudio(cfg.Codec)
+	audio, err := newAudio(cfg.Codec)
+	if err != nil {
+		return nil, err
+	}
 
 	// Media: senders and readers run from now until the end.
 	mctx, stopMedia := context.WithCancel(context.Background())
@@ -562,7 +565,8 @@ func (r *Result) collectHeard(cs []*caller, cfg Config) {
 			talkers[c.room] = append(talkers[c.room], c.talker)
 		}
 	}
-	const fs = media.FrameSamples
+	rate := cfg.Codec.AudioRate() // the recording's: 8, 16 or 48 kHz
+	fs, analyseLen := rate/50, rate*analyseMs/1000
 	for _, c := range cs {
 		if !c.sampled || c.setupErr != nil || c.dlg == nil {
 			continue
@@ -579,7 +583,7 @@ func (r *Result) collectHeard(cs []*caller, cfg Config) {
 			f := 8000 / float64(tonePeriods[slot])
 			levels := make([]float64, 0, analyseLen/fs)
 			for i := 0; i+fs <= len(rec); i += fs {
-				levels = append(levels, audiotest.LevelDBFS(rec[i:i+fs], f, 8000))
+				levels = append(levels, audiotest.LevelDBFS(rec[i:i+fs], f, rate))
 			}
 			slices.Sort(levels)
 			got := levels[len(levels)/2]

@@ -27,6 +27,7 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -76,7 +77,7 @@ func cli(args []string, stdout, stderr io.Writer) int {
 	fs.DurationVar(&cfg.Duration, "duration", 10*time.Second, "measured window, after every call is up and the warm-up")
 	fs.DurationVar(&cfg.Warmup, "warmup", 2*time.Second, "settling time between the last answer and the measured window")
 	fs.IntVar(&cfg.TalkersPerRoom, "talkers-per-room", 3, "callers per room that send a tone (the rest send −70 dBFS noise)")
-	fs.StringVar(&codec, "codec", "PCMU", "codec offered: PCMU or PCMA")
+	fs.StringVar(&codec, "codec", "PCMU", "codec offered: PCMU, PCMA, G722 or opus (48 kHz RTP clock, dynamic payload type 111)")
 	fs.IntVar(&cfg.Sample, "sample", 50, "listeners whose audio is recorded and checked (0: none)")
 	fs.Float64Var(&cfg.MaxLoss, "max-loss", 0, "largest tolerated packet loss, as a fraction (0.001 = 0.1 %)")
 	fs.StringVar(&cfg.MetricsURL, "metrics", "", "bridge /metrics URL to scrape (e.g. http://127.0.0.1:8080/metrics)")
@@ -202,13 +203,19 @@ func cli(args []string, stdout, stderr io.Writer) int {
 // (sipp's rtp_stream format): tone0..tone2 (the first three talkers' tones,
 // each a whole number of periods and frames) and noise (1 s at −70 dBFS).
 func writeAudioFiles(dir string, codec media.Codec) error {
-	a := newAudio(codec)
+	if !codec.Stateless() {
+		return fmt.Errorf("--write-audio writes G.711 only (sipp's rtp_stream), not %s", codec)
+	}
+	a, err := newAudio(codec)
+	if err != nil {
+		return err
+	}
 	name := strings.ToLower(codec.String())
 	for k := range 3 {
 		f := filepath.Join(dir, fmt.Sprintf("tone%d_%s.raw", k, name))
-		if err := os.WriteFile(f, a.tones[k], 0o644); err != nil {
+		if err := os.WriteFile(f, bytes.Join(a.tones[k], nil), 0o644); err != nil {
 			return err
 		}
 	}
-	return os.WriteFile(filepath.Join(dir, "noise_"+name+".raw"), a.noise, 0o644)
+	return os.WriteFile(filepath.Join(dir, "noise_"+name+".raw"), bytes.Join(a.noise, nil), 0o644)
 }

@@ -6,11 +6,13 @@ import (
 	"encoding/json"
 	"log/slog"
 	"math"
+	"net/netip"
 	"os"
 	"strings"
 	"testing"
 	"time"
 
+	"chorus/internal/audiotest"
 	"chorus/media"
 	"chorus/sip"
 )
@@ -24,7 +26,17 @@ func TestMain(m *testing.M) {
 // this process: 6 callers in 2 rooms, 2 talkers a room. No call may fail,
 // no packet may be lost on loopback, and every listener must hear its
 // room's other talkers (and not itself). No timing is asserted.
-func TestHarnessInProcess(t *testing.T) {
+func TestHarnessInProcess(t *testing.T) { runInProcess(t, media.PCMU) }
+
+// TestHarnessInProcessWideband is the same with G.722 and with Opus
+// callers: the harness's own SDP, timestamps and decoding at 16 and 48 kHz.
+func TestHarnessInProcessWideband(t *testing.T) {
+	for _, codec := range []media.Codec{media.G722, media.Opus} {
+		t.Run(codec.String(), func(t *testing.T) { runInProcess(t, codec) })
+	}
+}
+
+func runInProcess(t *testing.T, codec media.Codec) {
 	ib, err := startInProcess("127.0.0.1", 20, slog.New(slog.DiscardHandler))
 	if err != nil {
 		t.Fatal(err)
@@ -34,7 +46,7 @@ func TestHarnessInProcess(t *testing.T) {
 	defer cancel()
 	res, err := Run(ctx, Config{
 		Target: ib.Target.String(), Callers: 6, Rooms: 2, TalkersPerRoom: 2, Rate: 50,
-		Duration: 2 * time.Second, Warmup: 500 * time.Millisecond, Codec: media.PCMU,
+		Duration: 2 * time.Second, Warmup: 500 * time.Millisecond, Codec: codec,
 		Sample: 6, Metrics: ib.Metrics, BridgePID: os.Getpid(),
 	})
 	if err != nil {
@@ -60,6 +72,59 @@ func TestHarnessInProcess(t *testing.T) {
 	}
 	if b, err := json.Marshal(res); err != nil || !strings.Contains(string(b), `"answered":6`) {
 		t.Errorf("JSON: %v %s", err, b)
+	}
+}
+
+// TestAudioLoops: the pre-encoded loops of every codec decode to the
+// talkers' tones at talkDBFS, across the loop's seam too.
+func TestAudioLoops(t *testing.T) {
+	for _, codec := range []media.Codec{media.PCMU, media.PCMA, media.G722, media.Opus} {
+		a, err := newAudio(codec)
+		if err != nil {
+			t.Fatal(err)
+		}
+		rate := codec.AudioRate()
+		for slot, frames := range a.tones[:3] {
+			dec, err := newDecoder(codec)
+			if err != nil {
+				t.Fatal(err)
+			}
+			r := newReader(codec, nil)
+			c := &caller{rec: make([]int16, 0, 3*len(frames)*rate/50), dec: dec}
+			for range 3 { // three times round the loop
+				for _, p := range frames {
+					if dec != nil {
+						r.pkt.PayloadType = codec.PayloadType()
+						r.record(c, p)
+					} else {
+						l := len(c.rec)
+						c.rec = c.rec[:l+len(p)]
+						codec.Decode(c.rec[l:], p)
+					}
+				}
+			}
+			got := c.rec[len(c.rec)/3:] // past the decoder's start
+			if l := audiotest.MedianLevelDBFS(got, 8000/float64(tonePeriods[slot]), rate, rate/50); math.Abs(l-talkDBFS) > 0.5 {
+				t.Errorf("%s tone %d decodes at %.2f dBFS, want %.0f", codec, slot, l, talkDBFS)
+			}
+		}
+	}
+}
+
+// TestOfferPerCodec: the harness's offer reads back, through the bridge's
+// own parser, as the codec at its payload type with telephone-event at
+// its clock rate.
+func TestOfferPerCodec(t *testing.T) {
+	for _, codec := range []media.Codec{media.PCMU, media.PCMA, media.G722, media.Opus} {
+		b, err := buildOffer(netip.MustParseAddrPort("127.0.0.1:4000"), codec)
+		if err != nil {
+			t.Fatal(err)
+		}
+		d, err := sip.ParseSDP(b)
+		if err != nil || len(d.Formats) != 1 || d.Formats[0].Codec != codec || d.Formats[0].PT != codec.PayloadType() ||
+			d.TelephoneEventPT(codec) != 101 {
+			t.Errorf("%s: %+v %v\n%s", codec, d, err, b)
+		}
 	}
 }
 

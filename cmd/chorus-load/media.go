@@ -19,14 +19,16 @@ import (
 
 	"chorus/internal/audiotest"
 	"chorus/media"
+	"chorus/media/g722"
+	"chorus/media/opus"
 )
 
 const (
 	frameDur   = 20 * time.Millisecond
-	frameBytes = media.FrameSamples // G.711: one byte a sample
-	noiseLoop  = 50                 // frames of pre-encoded noise (1 s)
-	readBatch  = 8                  // datagrams per recvmmsg
-	maxCatchUp = 5                  // ticks a sender may run behind before it skips ahead
+	maxPayload = 1400 // bytes of one sent RTP payload at most (Opus at 510 kbit/s is 1275)
+	noiseLoop  = 50   // frames of pre-encoded noise (1 s)
+	readBatch  = 8    // datagrams per recvmmsg
+	maxCatchUp = 5    // ticks a sender may run behind before it skips ahead
 )
 
 // caller is one simulated phone: a SIP dialog on the shared user agent and
@@ -68,8 +70,31 @@ type caller struct {
 	// reader state (one reader goroutine)
 	recvCount      atomic.Uint64
 	haveSeq        bool
-	baseSeq, maxSq int64 // extended sequence numbers
-	rec            []int16
+	baseSeq, maxSq int64   // extended sequence numbers
+	rec            []int16 // at the codec's audio rate (sampled callers only)
+	dec            *decoder
+}
+
+// decoder is a sampled caller's G.722 or Opus decoder state (G.711 needs
+// none): these codecs carry state from packet to packet.
+type decoder struct {
+	g722 *g722.Decoder
+	opus *opus.Decoder
+}
+
+// newDecoder returns the decoder of codec, nil for G.711.
+func newDecoder(codec media.Codec) (*decoder, error) {
+	switch codec {
+	case media.G722:
+		return &decoder{g722: g722.NewDecoder()}, nil
+	case media.Opus:
+		d, err := opus.NewDecoder()
+		if err != nil {
+			return nil, fmt.Errorf("opus decoder: %w", err)
+		}
+		return &decoder{opus: d}, nil
+	}
+	return nil, nil
 }
 
 // lost returns how many packets from the bridge never arrived, from the
@@ -132,45 +157,109 @@ func makeCallers(cfg Config) ([]*caller, error) {
 		}
 		if sampled[i] {
 			c.sampled = true
-			c.rec = make([]int16, 0, (recordFrames+4)*media.FrameSamples)
+			c.rec = make([]int16, 0, (recordFrames+4)*cfg.Codec.AudioRate()/50)
+			if c.dec, err = newDecoder(cfg.Codec); err != nil {
+				sock.Close()
+				for _, c := range cs {
+					c.sock.Close()
+				}
+				return nil, err
+			}
 		}
 		cs = append(cs, c)
 	}
 	return cs, nil
 }
 
-// audioSrc holds the pre-encoded payloads every caller loops over.
+// audioSrc holds the pre-encoded payloads every caller loops over, one
+// per 20 ms frame.
 type audioSrc struct {
-	tones [][]byte // per talker slot: tonePeriods[k] frames
-	noise []byte   // noiseLoop frames
+	tones [][][]byte // per talker slot: tonePeriods[k] frames
+	noise [][]byte   // noiseLoop frames
 }
 
-func newAudio(codec media.Codec) *audioSrc {
-	a := &audioSrc{}
-	for _, p := range tonePeriods {
-		pcm := make([]int16, p*media.FrameSamples)
-		audiotest.Tone(pcm, 8000/float64(p), talkDBFS, 8000, nil)
-		enc := make([]byte, len(pcm))
-		codec.Encode(enc, pcm)
-		a.tones = append(a.tones, enc)
+// frameEncoder codes one 20 ms frame of PCM at the codec's audio rate.
+type frameEncoder func(dst []byte, pcm []int16) (int, error)
+
+// newEncoder returns a fresh encoder of codec. G.722 and Opus keep state
+// from frame to frame, so each loop is encoded by its own.
+func newEncoder(codec media.Codec) (frameEncoder, error) {
+	switch codec {
+	case media.G722:
+		e := g722.NewEncoder()
+		return func(dst []byte, pcm []int16) (int, error) { return e.Encode(dst, pcm), nil }, nil
+	case media.Opus:
+		e, err := opus.NewEncoder(opus.DefaultConfig())
+		if err != nil {
+			return nil, fmt.Errorf("opus encoder: %w", err)
+		}
+		return e.Encode, nil
 	}
-	pcm := make([]int16, noiseLoop*media.FrameSamples)
+	return func(dst []byte, pcm []int16) (int, error) { return codec.Encode(dst, pcm), nil }, nil
+}
+
+// encodeLoop encodes pcm, a whole number of frames that loops seamlessly,
+// into one payload per frame. A stateful codec encodes the loop twice and
+// keeps the second pass, so that its encoder state at the loop's end
+// matches that at its start, as the receiving decoder will see it.
+func encodeLoop(codec media.Codec, pcm []int16) ([][]byte, error) {
+	enc, err := newEncoder(codec)
+	if err != nil {
+		return nil, err
+	}
+	fs := codec.AudioRate() / 50
+	frames := len(pcm) / fs
+	passes := 1
+	if !codec.Stateless() {
+		passes = 2
+	}
+	var out [][]byte
+	buf := make([]byte, maxPayload)
+	for range passes {
+		out = out[:0]
+		for f := range frames {
+			n, err := enc(buf, pcm[f*fs:(f+1)*fs])
+			if err != nil {
+				return nil, fmt.Errorf("encode %s: %w", codec, err)
+			}
+			out = append(out, append([]byte(nil), buf[:n]...))
+		}
+	}
+	return out, nil
+}
+
+// newAudio encodes the talkers' tones (8000/period Hz: a whole number of
+// cycles in period frames at any rate) and the noise at the codec's audio
+// rate.
+func newAudio(codec media.Codec) (*audioSrc, error) {
+	a := &audioSrc{}
+	rate := codec.AudioRate()
+	for _, p := range tonePeriods {
+		pcm := make([]int16, p*rate/50)
+		audiotest.Tone(pcm, 8000/float64(p), talkDBFS, rate, nil)
+		frames, err := encodeLoop(codec, pcm)
+		if err != nil {
+			return nil, err
+		}
+		a.tones = append(a.tones, frames)
+	}
+	pcm := make([]int16, noiseLoop*rate/50)
 	audiotest.Noise(pcm, noiseDBFS, mrand.New(mrand.NewPCG(1, 2)))
-	a.noise = make([]byte, len(pcm))
-	codec.Encode(a.noise, pcm)
-	return a
+	noise, err := encodeLoop(codec, pcm)
+	if err != nil {
+		return nil, err
+	}
+	a.noise = noise
+	return a, nil
 }
 
 // frame returns caller c's payload for frame number f.
 func (a *audioSrc) frame(c *caller, f int64) []byte {
 	if c.talker >= 0 {
 		t := a.tones[c.talker]
-		n := int64(len(t) / frameBytes)
-		i := f % n
-		return t[i*frameBytes : (i+1)*frameBytes]
+		return t[f%int64(len(t))]
 	}
-	i := (f + int64(c.idx)) % noiseLoop
-	return a.noise[i*frameBytes : (i+1)*frameBytes]
+	return a.noise[(f+int64(c.idx))%noiseLoop]
 }
 
 // sendLoop sends one 20 ms frame for every started caller of cs per tick,
@@ -178,8 +267,9 @@ func (a *audioSrc) frame(c *caller, f int64) []byte {
 // maxCatchUp ticks, then the clock skips ahead and timestamps jump as a
 // phone's would after a stall).
 func sendLoop(ctx context.Context, cs []*caller, audio *audioSrc, codec media.Codec, late *lateness) {
-	var buf [12 + frameBytes]byte
+	var buf [12 + maxPayload]byte
 	hdr := rtp.Header{Version: 2, PayloadType: codec.PayloadType()}
+	step := uint32(codec.RTPClockRate() / 50) // timestamp ticks a frame: 160, or 960 for Opus
 	t0 := time.Now()
 	var tick int64
 	timer := time.NewTimer(time.Hour)
@@ -210,7 +300,7 @@ func sendLoop(ctx context.Context, cs []*caller, audio *audioSrc, codec media.Co
 				c.sending, c.startF = true, tick
 			}
 			f := tick - c.startF
-			hdr.SSRC, hdr.SequenceNumber, hdr.Timestamp, hdr.Marker = c.ssrc, c.seq, c.ts0+uint32(f)*frameBytes, f == 0
+			hdr.SSRC, hdr.SequenceNumber, hdr.Timestamp, hdr.Marker = c.ssrc, c.seq, c.ts0+uint32(f)*step, f == 0
 			n, err := hdr.MarshalTo(buf[:])
 			if err != nil {
 				continue
@@ -238,6 +328,7 @@ type mmsghdr struct {
 // tick in the steady state.
 type reader struct {
 	codec     media.Codec
+	pcm       []int16 // a decoded Opus or G.722 packet
 	recording *atomic.Bool
 	msgs      [readBatch]mmsghdr
 	iovs      [readBatch]syscall.Iovec
@@ -248,7 +339,7 @@ type reader struct {
 }
 
 func newReader(codec media.Codec, recording *atomic.Bool) *reader {
-	r := &reader{codec: codec, recording: recording}
+	r := &reader{codec: codec, recording: recording, pcm: make([]int16, opus.MaxFrameSamples)}
 	for i := range r.msgs {
 		r.iovs[i].Base = &r.bufs[i][0]
 		r.iovs[i].SetLen(len(r.bufs[i]))
@@ -306,15 +397,39 @@ func (r *reader) handle(c *caller, b []byte) {
 	c.gotSeq(r.pkt.SequenceNumber)
 	c.recvCount.Add(1)
 	if c.sampled && r.recording.Load() {
-		codec, ok := media.CodecByPayloadType(r.pkt.PayloadType)
-		if !ok {
+		payload := b[n:]
+		if c.dec != nil {
+			r.record(c, payload)
 			return
 		}
-		payload := b[n:]
+		codec, ok := media.CodecByPayloadType(r.pkt.PayloadType)
+		if !ok || !codec.Stateless() {
+			return
+		}
 		if l := len(c.rec); cap(c.rec)-l >= len(payload) {
 			c.rec = c.rec[:l+len(payload)]
 			codec.Decode(c.rec[l:], payload)
 		}
+	}
+}
+
+// record decodes a G.722 or Opus packet of the negotiated payload type
+// into a sampled caller's recording.
+func (r *reader) record(c *caller, payload []byte) {
+	if r.pkt.PayloadType != r.codec.PayloadType() {
+		return
+	}
+	var n int
+	if c.dec.g722 != nil {
+		n = c.dec.g722.Decode(r.pcm, payload)
+	} else {
+		var err error
+		if n, err = c.dec.opus.Decode(r.pcm, payload); err != nil {
+			return
+		}
+	}
+	if l := len(c.rec); cap(c.rec)-l >= n {
+		c.rec = append(c.rec, r.pcm[:n]...)
 	}
 }
 

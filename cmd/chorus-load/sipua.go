@@ -177,8 +177,16 @@ func buildOffer(local netip.AddrPort, codec media.Codec) ([]byte, error) {
 		MediaName: sdp.MediaName{Media: "audio", Port: sdp.RangedPort{Value: int(local.Port())},
 			Protos: []string{"RTP", "AVP"}},
 	}
-	md.WithCodec(codec.PayloadType(), codec.String(), media.ClockRate, 0, "")
-	md.WithCodec(101, "telephone-event", media.ClockRate, 0, "0-16")
+	// Opus is opus/48000/2 (RFC 7587 §7) with telephone-event at its
+	// 48 kHz clock; the others are at 8000 (G.722 too, RFC 3551 §4.5.2).
+	clock := uint32(codec.RTPClockRate())
+	switch codec {
+	case media.Opus:
+		md.WithCodec(codec.PayloadType(), codec.String(), clock, 2, "useinbandfec=1")
+	default:
+		md.WithCodec(codec.PayloadType(), codec.String(), clock, 0, "")
+	}
+	md.WithCodec(101, "telephone-event", clock, 0, "0-16")
 	md.WithValueAttribute("ptime", "20")
 	md.WithPropertyAttribute("sendrecv")
 	s := &sdp.SessionDescription{

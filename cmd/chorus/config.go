@@ -21,6 +21,8 @@ import (
 	"chorus/api"
 	"chorus/bridge"
 	"chorus/internal/egress"
+	"chorus/media"
+	"chorus/media/opus"
 	"chorus/sip"
 )
 
@@ -97,6 +99,13 @@ type Config struct {
 	// SIPLimitExempt lists CIDRs (comma-separated) of sources that are not
 	// limited: a PBX or proxy in front of the bridge.
 	SIPLimitExempt string `json:"sipLimitExempt"`
+	// Codecs is the ordered, comma-separated list of codecs calls may use
+	// (opus, G722, PCMU, PCMA); the order is that of our own offers.
+	Codecs string `json:"codecs"`
+	// MaxMixRate caps the rate a room mixes at: 8000, 16000 or 48000 Hz.
+	MaxMixRate int `json:"maxMixRate"`
+	// OpusBitrate is the target of our Opus encoders, bit/s.
+	OpusBitrate int `json:"opusBitrate"`
 	// Who may call in: trusted networks and SIP digest accounts.
 	sipAuthSettings
 	SIPSecurity // TLS and SRTP (siptls.go)
@@ -106,6 +115,7 @@ type Config struct {
 	sipLimitExempt  []netip.Prefix
 	publicIP        netip.Addr
 	targetAllow     []netip.Prefix
+	codecs          []media.Codec
 	httpTLS         *tls.Config
 	generatedUser   bool
 }
@@ -134,6 +144,7 @@ func defaultConfig() Config {
 		// call is ACKed within a round trip, so 100 awaiting their ACK is a
 		// flood, and holds 100 ports at most, 2 % of the default range.
 		SIPInviteRate: 400, SIPInviteBurst: 400, SIPMaxUnconfirmed: 100,
+		Codecs: "opus,G722,PCMU,PCMA", MaxMixRate: 48000, OpusBitrate: opus.DefaultBitrate,
 		sipAuthSettings: defaultSIPAuth()}
 }
 
@@ -235,6 +246,9 @@ func loadConfig(args []string, getenv func(string) string, stderr io.Writer) (Co
 	fs.Int("max-applications-per-user", cfg.MaxApplicationsPerUser, "applications one API user may create (env CHORUS_MAX_APPLICATIONS_PER_USER)")
 	fs.Int("max-numbers-per-user", cfg.MaxNumbersPerUser, "phone numbers one API user may allocate (env CHORUS_MAX_NUMBERS_PER_USER)")
 	fs.Duration("incoming-call-timeout", cfg.IncomingCallTimeout, "how long a call to an application's number rings for the application to answer or reject it before 480 (env CHORUS_INCOMING_CALL_TIMEOUT)")
+	fs.String("codecs", cfg.Codecs, "codecs calls may use, comma-separated: opus, G722, PCMU, PCMA; an answer follows the caller's order, our own offers (dial-out, INVITE without SDP) this one (env CHORUS_CODECS)")
+	fs.Int("max-mix-rate", cfg.MaxMixRate, "highest rate a room mixes at, Hz: 8000, 16000 or 48000; a room mixes at the highest its members can hear, up to this (env CHORUS_MAX_MIX_RATE)")
+	fs.Int("opus-bitrate", cfg.OpusBitrate, "target bitrate of the Opus we send, bit/s, 6000-510000; 32000 keeps fullband voice with in-band FEC (env CHORUS_OPUS_BITRATE)")
 	var sipFlags sipAuthFlags
 	sipFlags.define(fs, cfg.sipAuthSettings)
 	addSecurityFlags(fs)
@@ -438,6 +452,12 @@ func (c *Config) setField(name, v string) error {
 		c.SIPMaxUnconfirmed, err = strconv.Atoi(v)
 	case "sip-limit-exempt":
 		c.SIPLimitExempt = v
+	case "codecs":
+		c.Codecs = v
+	case "max-mix-rate":
+		c.MaxMixRate, err = strconv.Atoi(v)
+	case "opus-bitrate":
+		c.OpusBitrate, err = strconv.Atoi(v)
 	default:
 		err = c.setSecurityField(name, v)
 	}
@@ -503,6 +523,17 @@ func (c *Config) validate() error {
 			continue
 		}
 		c.sipLimitExempt = append(c.sipLimitExempt, p.Masked())
+	}
+	if cs, err := sip.ParseCodecs(c.Codecs); err != nil {
+		errs = append(errs, fmt.Errorf("codecs: %w", err))
+	} else {
+		c.codecs = cs
+	}
+	if c.MaxMixRate != 8000 && c.MaxMixRate != 16000 && c.MaxMixRate != 48000 {
+		errs = append(errs, fmt.Errorf("max-mix-rate: want 8000, 16000 or 48000 (Hz), got %d", c.MaxMixRate))
+	}
+	if c.OpusBitrate < 6000 || c.OpusBitrate > 510000 {
+		errs = append(errs, fmt.Errorf("opus-bitrate: want 6000-510000 bit/s (RFC 7587 §3.1.1), got %d", c.OpusBitrate))
 	}
 	if p, err := bridge.ParsePriority(c.MixerPriority); err != nil {
 		errs = append(errs, err)

@@ -107,7 +107,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		MaxMembers: cfg.MaxMembers, LoudestN: cfg.LoudestN, RTPTimeout: cfg.RTPTimeout, RTPHoldTimeout: cfg.RTPHoldTimeout, Retention: bridgeRetention(cfg, st),
 		MixerPriority: cfg.mixerPriority, Prompts: newPINPrompts(tts.New(""), log).get,
 		MaxApplicationsPerUser: cfg.MaxApplicationsPerUser, MaxNumbersPerUser: cfg.MaxNumbersPerUser,
-		IncomingCallTimeout: cfg.IncomingCallTimeout}, log, nil)
+		IncomingCallTimeout: cfg.IncomingCallTimeout, MaxMixRate: cfg.MaxMixRate, OpusBitrate: cfg.OpusBitrate}, log, nil)
 	janitorCtx, stopJanitor := context.WithCancel(context.Background())
 	defer stopJanitor()
 	go br.RunJanitor(janitorCtx, time.Minute)
@@ -117,7 +117,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 
 	targets := cfg.targetPolicy()
 	sipSrv, err := sip.New(sip.Config{PublicIP: cfg.publicIP, Ports: ports, Bridge: br, Log: log, AnswerDelay: cfg.AnswerDelay,
-		Targets: targets, TCP: tcpLimits, Auth: cfg.authConfig(), SRTP: cfg.srtpPolicy,
+		Targets: targets, TCP: tcpLimits, Auth: cfg.authConfig(), SRTP: cfg.srtpPolicy, Codecs: cfg.codecs,
 		Limits: sip.Limits{InviteRate: cfg.SIPInviteRate, InviteBurst: cfg.SIPInviteBurst,
 			MaxUnconfirmed: cfg.SIPMaxUnconfirmed, Exempt: cfg.sipLimitExempt}})
 	if err != nil {

@@ -11,6 +11,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"reflect"
 	"strings"
 	"sync"
 	"syscall"
@@ -19,6 +20,7 @@ import (
 
 	"chorus/bridge"
 	"chorus/internal/testphone"
+	"chorus/media"
 	"chorus/sip"
 )
 
@@ -50,6 +52,13 @@ func TestConfigDefaults(t *testing.T) {
 	}
 	if cfg.mixerPriority != bridge.PriorityRealtime {
 		t.Errorf("mixer priority %v, want realtime", cfg.mixerPriority)
+	}
+	if !reflect.DeepEqual(cfg.codecs, []media.Codec{media.Opus, media.G722, media.PCMU, media.PCMA}) || cfg.MaxMixRate != 48000 || cfg.OpusBitrate != 32000 {
+		t.Errorf("codec defaults %v, max mix rate %d, opus bitrate %d", cfg.codecs, cfg.MaxMixRate, cfg.OpusBitrate)
+	}
+	cfg, err = loadConfig([]string{"--codecs", "g722,pcma", "--max-mix-rate", "16000"}, noEnv, io.Discard)
+	if err != nil || !reflect.DeepEqual(cfg.codecs, []media.Codec{media.G722, media.PCMA}) || cfg.MaxMixRate != 16000 {
+		t.Errorf("--codecs g722,pcma --max-mix-rate 16000: %v %d %v", cfg.codecs, cfg.MaxMixRate, err)
 	}
 	cfg, err = loadConfig(nil, func(k string) string { return map[string]string{"CHORUS_MIXER_PRIORITY": "normal"}[k] }, io.Discard)
 	if err != nil || cfg.mixerPriority != bridge.PriorityNormal {
@@ -83,16 +92,21 @@ func TestConfigPrecedence(t *testing.T) {
 // TestConfigErrors: bad input gets a clear message.
 func TestConfigErrors(t *testing.T) {
 	cases := map[string][]string{
-		"rtp-ports":   {"--rtp-ports", "20000-10000"},
-		"LOW-HIGH":    {"--rtp-ports", "abc"},
-		"ID:TOKEN":    {"--user", "onlyid"},
-		"log-level":   {"--log-level", "loud"},
-		"public-ip":   {"--public-ip", "not-an-ip"},
-		"sip-addr":    {"--sip-addr", "nope"},
-		"max-members": {"--max-members", "0"},
-		"realtime":    {"--mixer-priority", "fast"},
-		"not defined": {"--no-such-flag"},
-		"unexpected":  {"extra"},
+		"rtp-ports":               {"--rtp-ports", "20000-10000"},
+		"LOW-HIGH":                {"--rtp-ports", "abc"},
+		"ID:TOKEN":                {"--user", "onlyid"},
+		"log-level":               {"--log-level", "loud"},
+		"public-ip":               {"--public-ip", "not-an-ip"},
+		"sip-addr":                {"--sip-addr", "nope"},
+		"max-members":             {"--max-members", "0"},
+		"realtime":                {"--mixer-priority", "fast"},
+		"not defined":             {"--no-such-flag"},
+		"unexpected":              {"extra"},
+		"unknown codec \"speex\"": {"--codecs", "opus,speex"},
+		"PCMU listed twice":       {"--codecs", "PCMU,pcmu"},
+		"no codec listed":         {"--codecs", ","},
+		"max-mix-rate: want 8000, 16000 or 48000": {"--max-mix-rate", "44100"},
+		"opus-bitrate: want 6000-510000":          {"--opus-bitrate", "1000"},
 	}
 	for want, args := range cases {
 		var stderr bytes.Buffer

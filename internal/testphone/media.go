@@ -10,7 +10,6 @@ import (
 	"time"
 
 	"github.com/pion/rtp"
-	"github.com/zaf/g711"
 )
 
 const (
@@ -103,10 +102,12 @@ func (p *Phone) sendLoop() {
 	ssrc := rand.Uint32()
 	seq := uint16(rand.Uint32())
 	tsBase := rand.Uint32()
-	pcm := make([]int16, p.spp)
+	pcm := make([]int16, 60*48)
 	buf := make([]byte, 1500)
-	pkt := rtp.Packet{Header: rtp.Header{Version: 2, SSRC: ssrc}, Payload: make([]byte, p.spp)}
+	pkt := rtp.Packet{Header: rtp.Header{Version: 2, SSRC: ssrc}, Payload: make([]byte, 1400)}
+	payload := pkt.Payload
 	first := true
+	var enc encoders
 
 	var job *dtmfJob
 	var jobStart uint32
@@ -141,7 +142,14 @@ func (p *Phone) sendLoop() {
 			slot = due - maxBurst
 		}
 		for ; slot < due; slot++ {
-			ts := tsBase + uint32(slot)*uint32(p.spp)
+			p.mu.Lock()
+			codec := p.codec
+			p.mu.Unlock()
+			// RTP timestamps count the codec's clock (8000 for G.722 too),
+			// the source fills samples at its audio rate.
+			ticks := p.opts.Ptime * clockRate(codec) / 1000
+			samples := p.opts.Ptime * audioRate(codec) / 1000
+			ts := tsBase + uint32(slot)*uint32(ticks)
 			if job == nil {
 				select {
 				case job = <-p.dtmfReq:
@@ -155,7 +163,7 @@ func (p *Phone) sendLoop() {
 				te := p.tePT
 				p.mu.Unlock()
 				end := jobPkt >= tonePkts
-				dur := min(jobPkt+1, tonePkts) * p.spp
+				dur := min(jobPkt+1, tonePkts) * ticks
 				pkt.PayloadType = uint8(te)
 				pkt.Timestamp = jobStart
 				pkt.Marker = jobPkt == 0
@@ -163,7 +171,7 @@ func (p *Phone) sendLoop() {
 				if end {
 					vol |= 0x80
 				}
-				pkt.Payload = pkt.Payload[:4]
+				pkt.Payload = payload[:4]
 				pkt.Payload[0] = job.event
 				pkt.Payload[1] = vol
 				binary.BigEndian.PutUint16(pkt.Payload[2:], uint16(dur))
@@ -186,25 +194,22 @@ func (p *Phone) sendLoop() {
 			if !ok {
 				continue
 			}
+			frame := pcm[:samples]
 			if src != nil {
-				src(pcm)
+				src(frame)
 			} else {
-				clear(pcm)
+				clear(frame)
 			}
 			pkt.PayloadType = pt
 			pkt.Timestamp = ts
 			pkt.Marker = first
 			first = false
-			pkt.Payload = pkt.Payload[:p.spp]
-			if pt == ptPCMA {
-				for i, s := range pcm {
-					pkt.Payload[i] = g711.EncodeAlawFrame(s)
-				}
-			} else {
-				for i, s := range pcm {
-					pkt.Payload[i] = g711.EncodeUlawFrame(s)
-				}
+			n, err := enc.encode(codec, payload, frame)
+			if err != nil {
+				p.log.Warn("testphone: encode", "codec", codec, "error", err)
+				continue
 			}
+			pkt.Payload = payload[:n]
 			send()
 			p.mu.Lock()
 			p.stats.PacketsSent++
@@ -226,6 +231,7 @@ func (p *Phone) recvLoop() {
 	defer p.wg.Done()
 	buf := make([]byte, 2048)
 	pcm := make([]int16, 0, 1024)
+	var dec decoders
 	var pkt rtp.Packet
 	for {
 		n, _, err := p.rtpConn.ReadFromUDPAddrPort(buf)
@@ -249,16 +255,23 @@ func (p *Phone) recvLoop() {
 			p.mu.Unlock()
 			continue
 		}
-		pcm = pcm[:0]
-		switch pkt.PayloadType {
-		case ptPCMU:
-			for _, b := range pkt.Payload {
-				pcm = append(pcm, g711.DecodeUlawFrame(b))
-			}
-		case ptPCMA:
-			for _, b := range pkt.Payload {
-				pcm = append(pcm, g711.DecodeAlawFrame(b))
-			}
+		p.mu.Lock()
+		codec, pt := p.codec, p.pt
+		p.mu.Unlock()
+		// The audio of the negotiated codec is decoded at its rate; before
+		// the answer is read, G.711 as ever. Other audio is counted only.
+		name, audio := "", false
+		switch {
+		case codec == "G722" || codec == "OPUS":
+			name, audio = codec, pkt.PayloadType == pt
+		case pkt.PayloadType == ptPCMU:
+			name, audio = "PCMU", true
+		case pkt.PayloadType == ptPCMA:
+			name, audio = "PCMA", true
+		}
+		var derr error
+		if audio {
+			pcm, derr = dec.decode(name, pcm[:0], pkt.Payload)
 		}
 		p.mu.Lock()
 		st := &p.stats
@@ -267,9 +280,11 @@ func (p *Phone) recvLoop() {
 		st.LastReceived = now
 		st.PayloadTypes[pkt.PayloadType]++
 		switch {
-		case pkt.PayloadType == ptPCMU || pkt.PayloadType == ptPCMA:
+		case audio:
 			st.AudioPacketsReceived++
-			p.recordLocked(pkt.SSRC, pkt.Timestamp, pcm)
+			if derr == nil {
+				p.recordLocked(pkt.SSRC, pkt.Timestamp, pcm, audioRate(name)/clockRate(name), audioRate(name))
+			}
 		case pkt.PayloadType == p.rxTEPT:
 			st.EventPacketsReceived++
 		}
@@ -278,17 +293,19 @@ func (p *Phone) recvLoop() {
 }
 
 // recordLocked places decoded samples in the recording by RTP timestamp,
-// filling gaps with zeros. A new SSRC, or a timestamp jump beyond
-// maxRecordingGap forward or maxRecordingBack backward, continues at the
-// current end of the recording.
-func (p *Phone) recordLocked(ssrc, ts uint32, pcm []int16) {
+// filling gaps with zeros; ratio is samples per timestamp tick (2 for
+// G.722) and rate the audio's sample rate. A new SSRC, or a timestamp jump
+// beyond maxRecordingGap forward or maxRecordingBack backward, continues
+// at the current end of the recording.
+func (p *Phone) recordLocked(ssrc, ts uint32, pcm []int16, ratio, rate int) {
 	end := len(p.rec)
 	if !p.recStarted || ssrc != p.recSSRC {
-		p.recStarted, p.recSSRC, p.recBase = true, ssrc, ts-uint32(end)
+		p.recStarted, p.recSSRC, p.recBase = true, ssrc, ts-uint32(end/ratio)
 	}
-	off := int64(int32(ts - p.recBase))
-	if off > int64(end)+maxRecordingGap || off < int64(end)-maxRecordingBack {
-		p.recBase = ts - uint32(end)
+	off := int64(int32(ts-p.recBase)) * int64(ratio)
+	scale := int64(rate / sampleRate)
+	if off > int64(end)+maxRecordingGap*scale || off < int64(end)-maxRecordingBack*scale {
+		p.recBase = ts - uint32(end/ratio)
 		off = int64(end)
 	}
 	if off < 0 {
@@ -301,8 +318,9 @@ func (p *Phone) recordLocked(ssrc, ts uint32, pcm []int16) {
 	copy(p.rec[o:], pcm)
 }
 
-// Recording returns a copy of all audio received so far, decoded to 8 kHz
-// PCM and placed by RTP timestamp (gaps are zeros).
+// Recording returns a copy of all audio received so far, decoded to PCM
+// at the codec's AudioRate (8 kHz for G.711) and placed by RTP timestamp
+// (gaps are zeros).
 func (p *Phone) Recording() []int16 { return p.RecordingSince(0) }
 
 // Mark returns the current length of the recording, for RecordingSince.

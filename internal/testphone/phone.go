@@ -1,7 +1,7 @@
 // Package testphone is a scripted SIP softphone for end-to-end tests of the
-// bridge: real SIP (sipgo) over loopback UDP or TCP, real RTP (G.711), with
-// every received packet decoded and kept so tests can check audio by content
-// (see package audiotest).
+// bridge: real SIP (sipgo) over loopback UDP or TCP, real RTP (G.711, G.722
+// or Opus), with every received packet decoded and kept so tests can check
+// audio by content (see package audiotest).
 //
 // A Phone is one call: [Dial] sends the INVITE, waits for the 200, sends the
 // ACK and starts a paced RTP sender and an RTP receiver. Each Phone has its
@@ -17,6 +17,7 @@ import (
 	"math/rand/v2"
 	"net"
 	"net/netip"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -30,10 +31,10 @@ type Options struct {
 	Target           string            // bridge SIP address "127.0.0.1:port"
 	Transport        string            // "udp" (default) or "tcp"
 	User             string            // Request-URI user part: "1000" -> sip:1000@Target
-	Codecs           []string          // offered codecs in order, default {"PCMU","PCMA"}
-	TelephoneEventPT uint8             // default 101
-	Ptime            int               // ms per sent packet, default 20 (10..60)
-	Source           func(dst []int16) // produces each sent packet's audio; nil = silence
+	Codecs           []string          // offered codecs in order (PCMU, PCMA, G722, OPUS), default {"PCMU","PCMA"}
+	TelephoneEventPT uint8             // telephone-event/8000, default 101; with Opus, telephone-event/48000 is offered too
+	Ptime            int               // ms per sent packet, default 20 (10..60; Opus: 20)
+	Source           func(dst []int16) // produces each sent packet's audio at the codec's AudioRate; nil = silence
 	NoSDPInOffer     bool              // late offer: INVITE without SDP, answer in the ACK
 	SRTP             string            // SDES suite to offer (RTP/SAVP), e.g. AES_CM_128_HMAC_SHA1_80; "" plain (srtp.go)
 	OnDatagram       func([]byte)      // if set, sees every datagram at the RTP socket before any check (a capture)
@@ -77,7 +78,6 @@ type Stats struct {
 type Phone struct {
 	opts   Options
 	log    *slog.Logger
-	spp    int // samples per packet
 	ptime  time.Duration
 	sessID uint64
 
@@ -138,7 +138,6 @@ func Dial(ctx context.Context, opts Options) (*Phone, error) {
 	p := &Phone{
 		opts:      opts,
 		log:       opts.Logger,
-		spp:       opts.Ptime * 8,
 		ptime:     time.Duration(opts.Ptime) * time.Millisecond,
 		sessID:    rand.Uint64() >> 2,
 		dtmfReq:   make(chan *dtmfJob),
@@ -217,6 +216,9 @@ func (o *Options) defaults() error {
 	}
 	if o.Ptime < 10 || o.Ptime > 60 {
 		return fmt.Errorf("testphone: Ptime %d out of 10..60", o.Ptime)
+	}
+	if o.Ptime != 20 && slices.Contains(o.Codecs, "OPUS") {
+		return fmt.Errorf("testphone: Opus is sent in 20 ms packets, not %d", o.Ptime)
 	}
 	if o.Logger == nil {
 		o.Logger = slog.New(slog.DiscardHandler)
@@ -392,9 +394,9 @@ func (p *Phone) invite(ctx context.Context) error {
 	p.mu.Lock()
 	p.dlg = dlg
 	p.codec, p.pt, p.remote, p.remoteDir = name, pt, rm.addr, rm.direction
-	if rm.tePT >= 0 {
-		p.tePT = rm.tePT
-		p.rxTEPT = uint8(rm.tePT)
+	if te := rm.teFor(name); te >= 0 {
+		p.tePT = te
+		p.rxTEPT = uint8(te)
 	}
 	p.mu.Unlock()
 
@@ -411,7 +413,7 @@ func (p *Phone) invite(ctx context.Context) error {
 	p.mu.Unlock()
 	ack := p.newRequest(dlg, sip.ACK)
 	ack.AppendHeader(sip.NewHeader("Content-Type", "application/sdp"))
-	ack.SetBody(p.localSDP([]string{name}, rm.tePT, reverseDirection(rm.direction)))
+	ack.SetBody(p.localSDP([]string{name}, rm.teFor(name), reverseDirection(rm.direction)))
 	if err := dlg.WriteAck(ctx, ack); err != nil {
 		return fmt.Errorf("testphone: ACK: %w", err)
 	}
@@ -478,21 +480,52 @@ func (p *Phone) waitAnswer(ctx context.Context, dlg *sipgo.DialogClientSession) 
 	return fmt.Errorf("testphone: INVITE to %s: %w", p.opts.Target, err)
 }
 
+// localSDP is our SDP listing codecs. One codec is an answer or the
+// re-offer of the codec in use, and tePT its telephone-event at its clock
+// rate; several are an offer, with tePT at 8000 and, when Opus is among
+// them, another at 48000.
 func (p *Phone) localSDP(codecs []string, tePT int, direction string) []byte {
 	p.mu.Lock()
 	v := p.sdpVersion
 	p.sdpVersion++
+	opusPT := ptOpus
+	if p.codec == "OPUS" {
+		opusPT = p.pt
+	}
 	p.mu.Unlock()
+	te8, te48 := -1, 0
+	for _, c := range codecs {
+		switch {
+		case clockRate(c) != 48000:
+			te8 = tePT
+		case len(codecs) == 1:
+			te48 = max(tePT, 0)
+		default:
+			te48 = p.te48Offer()
+		}
+	}
 	return buildSDP(offerParams{
 		sessID:    p.sessID,
 		version:   v,
 		port:      int(p.rtpAddr.Port()),
 		codecs:    codecs,
-		tePT:      tePT,
+		opusPT:    opusPT,
+		tePT:      te8,
+		te48PT:    te48,
 		ptime:     p.opts.Ptime,
 		direction: direction,
 		crypto:    p.cryptoAttr(),
 	})
+}
+
+// te48Offer is the payload type of telephone-event/48000 in our offers:
+// the first dynamic one not taken by Opus or telephone-event/8000.
+func (p *Phone) te48Offer() int {
+	for pt := 100; ; pt++ {
+		if pt != int(ptOpus) && pt != int(p.opts.TelephoneEventPT) {
+			return pt
+		}
+	}
 }
 
 // watchDialog ends the call when sipgo ends the dialog.
@@ -574,12 +607,12 @@ func (p *Phone) onInvite(req *sip.Request, tx sip.ServerTransaction) {
 		if localDir == dirInactive || (localDir == dirSendOnly && dir == dirSendRecv) {
 			dir = localDir
 		}
-		tePT = rm.tePT
+		tePT = rm.teFor(name)
 		codec = name
 		p.mu.Lock()
-		p.codec, p.pt, p.remote, p.remoteDir, p.tePT = name, pt, rm.addr, rm.direction, rm.tePT
-		if rm.tePT >= 0 {
-			p.rxTEPT = uint8(rm.tePT)
+		p.codec, p.pt, p.remote, p.remoteDir, p.tePT = name, pt, rm.addr, rm.direction, tePT
+		if tePT >= 0 {
+			p.rxTEPT = uint8(tePT)
 		}
 		p.mu.Unlock()
 	}
@@ -588,11 +621,27 @@ func (p *Phone) onInvite(req *sip.Request, tx sip.ServerTransaction) {
 	tx.Respond(res)
 }
 
-// Codec returns the negotiated codec name, "PCMU" or "PCMA".
+// Codec returns the negotiated codec name: "PCMU", "PCMA", "G722" or "OPUS".
 func (p *Phone) Codec() string {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	return p.codec
+}
+
+// PayloadType returns the negotiated audio payload type.
+func (p *Phone) PayloadType() uint8 {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.pt
+}
+
+// AudioRate returns the sample rate of the negotiated codec's audio, which
+// Source fills and the recording holds: 8000 for G.711, 16000 for G.722,
+// 48000 for Opus.
+func (p *Phone) AudioRate() int {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return audioRate(p.codec)
 }
 
 // RTPAddr returns the local RTP socket address.
@@ -709,10 +758,11 @@ func (p *Phone) ReInvite(ctx context.Context, direction string) error {
 	if !ok {
 		return fmt.Errorf("testphone: re-INVITE answer has no acceptable codec")
 	}
+	te := rm.teFor(name)
 	p.mu.Lock()
-	p.codec, p.pt, p.remote, p.remoteDir, p.tePT = name, pt, rm.addr, rm.direction, rm.tePT
-	if rm.tePT >= 0 {
-		p.rxTEPT = uint8(rm.tePT)
+	p.codec, p.pt, p.remote, p.remoteDir, p.tePT = name, pt, rm.addr, rm.direction, te
+	if te >= 0 {
+		p.rxTEPT = uint8(te)
 	}
 	p.mu.Unlock()
 	return nil

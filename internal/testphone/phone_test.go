@@ -5,8 +5,12 @@ import (
 	"errors"
 	"math"
 	"slices"
+	"strings"
+	"sync"
 	"testing"
 	"time"
+
+	"github.com/pion/rtp"
 
 	"chorus/internal/audiotest"
 )
@@ -84,6 +88,61 @@ func TestToneEchoUDP(t *testing.T) {
 	case <-p.Ended():
 	default:
 		t.Fatal("Ended not closed after Hangup")
+	}
+}
+
+// TestWidebandEcho: a phone offering only G.722, or only Opus, gets it
+// (Opus at the phone's own dynamic payload type), sends a 6 kHz tone that
+// G.711 could not carry at its codec's rate with the codec's RTP clock
+// (160 or 960 ticks a packet), and decodes the echo at the same level.
+func TestWidebandEcho(t *testing.T) {
+	for _, c := range []struct {
+		codec       string
+		pt          uint8
+		rate, ticks int
+	}{{"G722", 9, 16000, 160}, {"OPUS", ptOpus, 48000, 960}} {
+		t.Run(c.codec, func(t *testing.T) {
+			u := newTestUAS(t)
+			var mu sync.Mutex
+			var stamps []uint32
+			p := dial(t, Options{Target: u.target("udp"), User: "1000", Codecs: []string{strings.ToLower(c.codec)},
+				OnDatagram: func(b []byte) {
+					var h rtp.Header
+					if _, err := h.Unmarshal(b); err == nil && h.PayloadType == c.pt {
+						mu.Lock()
+						stamps = append(stamps, h.Timestamp)
+						mu.Unlock()
+					}
+				}})
+			u.nextCall(t)
+			if p.Codec() != c.codec || p.PayloadType() != c.pt || p.AudioRate() != c.rate {
+				t.Fatalf("negotiated %s pt %d rate %d", p.Codec(), p.PayloadType(), p.AudioRate())
+			}
+			p.SetSource(audiotest.ToneSource(6000, -20, c.rate))
+			time.Sleep(300 * time.Millisecond) // let the echo settle
+			mark := p.Mark()
+			time.Sleep(time.Second)
+			got := p.RecordingSince(mark)
+			if len(got) < c.rate*7/10 {
+				t.Fatalf("recorded %d samples in 1 s at %d Hz (stats %+v)", len(got), c.rate, p.Stats())
+			}
+			got = got[:c.rate*7/10]
+			if l := audiotest.LevelDBFS(got, 6000, c.rate); math.Abs(l+20) > 1 {
+				t.Errorf("echoed 6 kHz reads %.2f dBFS, want -20", l)
+			}
+			if l := audiotest.LevelDBFS(got, 2000, c.rate); l > -50 {
+				t.Errorf("2 kHz reads %.2f dBFS in an echo of 6 kHz", l)
+			}
+			mu.Lock()
+			defer mu.Unlock()
+			steps := map[uint32]int{}
+			for i := 1; i < len(stamps); i++ {
+				steps[stamps[i]-stamps[i-1]]++
+			}
+			if steps[uint32(c.ticks)] < len(stamps)*9/10 {
+				t.Errorf("timestamp steps %v, want mostly %d", steps, c.ticks)
+			}
+		})
 	}
 }
 
@@ -308,20 +367,20 @@ func TestOptionsValidation(t *testing.T) {
 func TestRecordingPlacement(t *testing.T) {
 	p := &Phone{}
 	pk := func(v int16) []int16 { return []int16{v, v} }
-	p.recordLocked(1, 1000, pk(1))
-	p.recordLocked(1, 1004, pk(3)) // gap of 2 samples
-	p.recordLocked(1, 1002, pk(2)) // late packet fills it
-	p.recordLocked(1, 1010, pk(4)) // gap left as zeros
-	p.recordLocked(1, 998, pk(9))  // before the start: dropped
+	p.recordLocked(1, 1000, pk(1), 1, 8000)
+	p.recordLocked(1, 1004, pk(3), 1, 8000) // gap of 2 samples
+	p.recordLocked(1, 1002, pk(2), 1, 8000) // late packet fills it
+	p.recordLocked(1, 1010, pk(4), 1, 8000) // gap left as zeros
+	p.recordLocked(1, 998, pk(9), 1, 8000)  // before the start: dropped
 	want := []int16{1, 1, 2, 2, 3, 3, 0, 0, 0, 0, 4, 4}
 	if !slices.Equal(p.rec, want) {
 		t.Fatalf("rec %v, want %v", p.rec, want)
 	}
-	p.recordLocked(2, 5, pk(5))         // new SSRC continues at the end
-	p.recordLocked(2, 7, pk(6))         //
-	p.recordLocked(2, 7+10*8000, pk(7)) // 10 s forward jump: zeros
+	p.recordLocked(2, 5, pk(5), 1, 8000)         // new SSRC continues at the end
+	p.recordLocked(2, 7, pk(6), 1, 8000)         //
+	p.recordLocked(2, 7+10*8000, pk(7), 1, 8000) // 10 s forward jump: zeros
 	n := len(p.rec)
-	p.recordLocked(2, 1<<31, pk(8)) // absurd jump: continues at the end
+	p.recordLocked(2, 1<<31, pk(8), 1, 8000) // absurd jump: continues at the end
 	if len(p.rec) != n+2 || p.rec[n] != 8 {
 		t.Fatalf("absurd jump: len %d -> %d", n, len(p.rec))
 	}

@@ -10,10 +10,14 @@ import (
 	"github.com/pion/sdp/v3"
 )
 
-// Static RTP payload types (RFC 3551).
+// Static RTP payload types (RFC 3551), and the dynamic one the phone
+// offers Opus at: not Chorus's own 111, so that tests see the offer's
+// number kept in the answer.
 const (
 	ptPCMU uint8 = 0
 	ptPCMA uint8 = 8
+	ptG722 uint8 = 9
+	ptOpus uint8 = 107
 )
 
 // Media directions (RFC 3264).
@@ -24,15 +28,40 @@ const (
 	dirInactive = "inactive"
 )
 
-// codecPT maps a codec name to its static payload type.
+// codecPT maps a codec name to its payload type in the phone's offers.
 func codecPT(name string) (uint8, bool) {
 	switch strings.ToUpper(name) {
 	case "PCMU":
 		return ptPCMU, true
 	case "PCMA":
 		return ptPCMA, true
+	case "G722":
+		return ptG722, true
+	case "OPUS":
+		return ptOpus, true
 	}
 	return 0, false
+}
+
+// clockRate is a codec's RTP clock rate: 48000 for Opus (RFC 7587 §4.1),
+// 8000 for the others, G.722 included (RFC 3551 §4.5.2).
+func clockRate(name string) int {
+	if strings.EqualFold(name, "OPUS") {
+		return 48000
+	}
+	return 8000
+}
+
+// audioRate is the sample rate of a codec's audio: what Source fills and
+// the recording holds.
+func audioRate(name string) int {
+	switch strings.ToUpper(name) {
+	case "G722":
+		return 16000
+	case "OPUS":
+		return 48000
+	}
+	return 8000
 }
 
 // offerParams describes one SDP body we send (offer or answer).
@@ -40,7 +69,9 @@ type offerParams struct {
 	sessID, version uint64
 	port            int
 	codecs          []string // names, in order
-	tePT            int      // telephone-event PT, or -1 for none
+	opusPT          uint8    // Opus's payload type; 0: ptOpus
+	tePT            int      // telephone-event/8000 PT, or -1 for none
+	te48PT          int      // telephone-event/48000 PT, or 0 for none
 	ptime           int
 	direction       string
 	crypto          string // a=crypto value; set: RTP/SAVP (srtp.go)
@@ -56,8 +87,23 @@ func buildSDP(o offerParams) []byte {
 	}
 	for _, c := range o.codecs {
 		pt, _ := codecPT(c)
+		if strings.EqualFold(c, "OPUS") {
+			if o.opusPT != 0 {
+				pt = o.opusPT
+			}
+			md.MediaName.Formats = append(md.MediaName.Formats, strconv.Itoa(int(pt)))
+			md.Attributes = append(md.Attributes, sdp.NewAttribute("rtpmap", fmt.Sprintf("%d opus/48000/2", pt)),
+				sdp.NewAttribute("fmtp", fmt.Sprintf("%d useinbandfec=1", pt)))
+			continue
+		}
 		md.MediaName.Formats = append(md.MediaName.Formats, strconv.Itoa(int(pt)))
 		md.Attributes = append(md.Attributes, sdp.NewAttribute("rtpmap", fmt.Sprintf("%d %s/8000", pt, strings.ToUpper(c))))
+	}
+	if o.te48PT > 0 {
+		md.MediaName.Formats = append(md.MediaName.Formats, strconv.Itoa(o.te48PT))
+		md.Attributes = append(md.Attributes,
+			sdp.NewAttribute("rtpmap", fmt.Sprintf("%d telephone-event/48000", o.te48PT)),
+			sdp.NewAttribute("fmtp", fmt.Sprintf("%d 0-16", o.te48PT)))
 	}
 	if o.tePT >= 0 {
 		md.MediaName.Formats = append(md.MediaName.Formats, strconv.Itoa(o.tePT))
@@ -103,7 +149,8 @@ type remoteMedia struct {
 	addr      netip.AddrPort
 	formats   []uint8          // payload types of the m=audio line, in order
 	names     map[uint8]string // PT -> upper-case encoding name
-	tePT      int              // telephone-event PT, or -1
+	tePT      int              // telephone-event/8000 PT, or -1
+	te48PT    int              // telephone-event/48000 PT, or -1
 	direction string
 	secure    bool     // RTP/SAVP
 	crypto    []string // a=crypto values
@@ -133,8 +180,9 @@ func parseSDP(body []byte) (*remoteMedia, error) {
 		}
 		rm := &remoteMedia{
 			addr:      netip.AddrPortFrom(ip, uint16(md.MediaName.Port.Value)),
-			names:     map[uint8]string{ptPCMU: "PCMU", ptPCMA: "PCMA"},
+			names:     map[uint8]string{ptPCMU: "PCMU", ptPCMA: "PCMA", ptG722: "G722"},
 			tePT:      -1,
+			te48PT:    -1,
 			direction: dirSendRecv,
 			secure:    strings.EqualFold(strings.Join(md.MediaName.Protos, "/"), "RTP/SAVP"),
 		}
@@ -156,11 +204,15 @@ func parseSDP(body []byte) (*remoteMedia, error) {
 				if err != nil {
 					continue
 				}
-				name, _, _ := strings.Cut(enc, "/")
+				name, clock, _ := strings.Cut(enc, "/")
 				name = strings.ToUpper(name)
 				rm.names[uint8(pt)] = name
 				if name == "TELEPHONE-EVENT" {
-					rm.tePT = int(pt)
+					if strings.HasPrefix(clock, "48000") {
+						rm.te48PT = int(pt)
+					} else {
+						rm.tePT = int(pt)
+					}
 				}
 			case dirSendRecv, dirSendOnly, dirRecvOnly, dirInactive:
 				rm.direction = a.Key
@@ -184,6 +236,15 @@ func (rm *remoteMedia) pick(allowed []string) (name string, pt uint8, ok bool) {
 		}
 	}
 	return "", 0, false
+}
+
+// teFor is the peer's telephone-event payload type at codec name's clock
+// rate (RFC 4733 §2.1), or -1.
+func (rm *remoteMedia) teFor(name string) int {
+	if clockRate(name) == 48000 {
+		return rm.te48PT
+	}
+	return rm.tePT
 }
 
 // reverseDirection is the answer direction to an offered one.

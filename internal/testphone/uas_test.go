@@ -179,17 +179,22 @@ func (u *testUAS) onInvite(req *sip.Request, tx sip.ServerTransaction) {
 			dlg.Respond(sip.StatusNotAcceptableHere, "Not Acceptable Here", nil)
 			return
 		}
-		name, _, ok := rm.pick([]string{"PCMU", "PCMA"})
+		name, pt, ok := rm.pick([]string{"PCMU", "PCMA", "G722", "OPUS"})
 		if !ok {
 			dlg.Respond(sip.StatusNotAcceptableHere, "Not Acceptable Here", nil)
 			return
 		}
-		te := -1
-		if rm.tePT >= 0 {
-			te = rm.tePT
-			c.tePT = uint8(te)
+		te, te48 := -1, 0
+		if t := rm.teFor(name); t >= 0 {
+			c.tePT = uint8(t)
+			if clockRate(name) == 48000 {
+				te48 = t
+			} else {
+				te = t
+			}
 		}
-		answer = buildSDP(offerParams{sessID: 1, port: port, codecs: []string{name}, tePT: te, ptime: 20, direction: reverseDirection(rm.direction)})
+		answer = buildSDP(offerParams{sessID: 1, port: port, codecs: []string{name}, opusPT: pt, tePT: te, te48PT: te48, ptime: 20,
+			direction: reverseDirection(rm.direction)})
 	}
 	res := sip.NewSDPResponseFromRequest(dlg.InviteRequest, answer)
 	if ch := u.contactFor(req); ch != nil {
@@ -216,7 +221,7 @@ func (c *uasCall) echo() {
 		}
 		c.mu.Lock()
 		switch pkt.PayloadType {
-		case 0, 8:
+		case 0, 8, 9, ptOpus:
 			c.audioPackets++
 			c.mu.Unlock()
 			c.rtp.WriteToUDPAddrPort(buf[:n], from)
