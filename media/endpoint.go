@@ -168,8 +168,8 @@ type endpointState struct {
 	// up and down convert between the codec's rate and the room's when
 	// they differ (nil at 8 kHz: the G.711 room pays nothing); nb is
 	// their frame at the codec's rate.
-	up, down *resample.Resampler
-	nb       [FrameSamples]int16
+	up, down         *resample.Resampler
+	nb               [FrameSamples]int16
 	prevUp, prevDown *resample.Resampler
 }
 
