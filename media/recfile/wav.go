@@ -38,13 +38,13 @@ func wavHeader(rate int, data uint32) []byte {
 	riff := uint64(data) + wavHeaderLen - 8
 	le.PutUint32(h[4:], uint32(min(riff, math.MaxUint32)))
 	copy(h[8:], "WAVEfmt ")
-	le.PutUint32(h[16:], 16)                   // fmt chunk size
-	le.PutUint16(h[20:], 1)                    // WAVE_FORMAT_PCM
-	le.PutUint16(h[22:], 1)                    // channels
-	le.PutUint32(h[24:], uint32(rate))         // sample rate
-	le.PutUint32(h[28:], uint32(rate*2))       // byte rate
-	le.PutUint16(h[32:], 2)                    // block align
-	le.PutUint16(h[34:], 16)                   // bits per sample
+	le.PutUint32(h[16:], 16)             // fmt chunk size
+	le.PutUint16(h[20:], 1)              // WAVE_FORMAT_PCM
+	le.PutUint16(h[22:], 1)              // channels
+	le.PutUint32(h[24:], uint32(rate))   // sample rate
+	le.PutUint32(h[28:], uint32(rate*2)) // byte rate
+	le.PutUint16(h[32:], 2)              // block align
+	le.PutUint16(h[34:], 16)             // bits per sample
 	copy(h[36:], "data")
 	le.PutUint32(h[40:], data)
 	return h
