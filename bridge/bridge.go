@@ -62,6 +62,17 @@ type Config struct {
 	// 8000, 16000 or 48000 Hz (default 48000; another value is rounded
 	// down to one of those, and to 8000 below it).
 	MaxMixRate int
+	// RecordingsDir is where recording files are written; "" refuses
+	// recordings (ErrRecordingDisabled).
+	RecordingsDir string
+	// RecordingBuffer is how much of a room's mix a recording holds for its
+	// writer before a writer that cannot keep up ends the recording with
+	// an error (default 2 s).
+	RecordingBuffer time.Duration
+	// OpenRecordingFile creates a recording's file at a path under
+	// RecordingsDir (default: the directory is made and the file created
+	// exclusively, mode 0640). Tests put a slow disk here.
+	OpenRecordingFile RecordingFile
 	// Now is the clock (default time.Now).
 	Now func() time.Time
 	// AfterFunc runs f after d, as time.AfterFunc (the default) does: the
@@ -115,6 +126,12 @@ func (c *Config) setDefaults() {
 	if c.IncomingCallTimeout <= 0 {
 		c.IncomingCallTimeout = DefaultIncomingCallTimeout
 	}
+	if c.RecordingBuffer <= 0 {
+		c.RecordingBuffer = defaultRecordingBuffer
+	}
+	if c.OpenRecordingFile == nil {
+		c.OpenRecordingFile = createRecordingFile
+	}
 	if c.Now == nil {
 		c.Now = time.Now
 	}
@@ -152,8 +169,10 @@ type Bridge struct {
 	// whose every such call failed, none having joined, is completed
 	// instead of holding its number empty forever.
 	unjoined map[*Conference]int
-	draining bool
-	loops    loopGroup // mixer goroutines
+	// recordings holds every recording (recording.go) until it is pruned.
+	recordings map[string]*Recording
+	draining   bool
+	loops      loopGroup // mixer goroutines
 
 	dialer Dialer
 	clock  *clock
@@ -179,7 +198,7 @@ func New(cfg Config, log *slog.Logger, events EventSink) *Bridge {
 	}
 	b := &Bridge{cfg: cfg, log: log, events: events, stats: &Stats{},
 		confs: map[string]*Conference{}, calls: map[string]*Call{}, numbers: map[string]*Conference{},
-		unjoined: map[*Conference]int{}}
+		unjoined: map[*Conference]int{}, recordings: map[string]*Recording{}}
 	b.clock = newClock(b)
 	b.reg = newRegistry()
 	return b
@@ -736,7 +755,8 @@ func (b *Bridge) ActiveCalls() int {
 	return n
 }
 
-// HangupAll ends every call, in parallel, and waits for the mixers to stop.
+// HangupAll ends every call, in parallel, waits for the mixers to stop,
+// and finishes every recording's file (until ctx ends).
 func (b *Bridge) HangupAll(ctx context.Context, cause string) {
 	b.mu.Lock()
 	calls := make([]*Call, 0, len(b.calls))
@@ -753,6 +773,7 @@ func (b *Bridge) HangupAll(ctx context.Context, cause string) {
 	}
 	wg.Wait()
 	b.loops.wait()
+	b.stopRecordings(ctx)
 }
 
 // Publish sends an event that the bridge did not raise itself (playback
@@ -761,7 +782,7 @@ func (b *Bridge) HangupAll(ctx context.Context, cause string) {
 func (b *Bridge) Publish(ev Event) { b.publish(ev) }
 
 // Prune forgets conferences and calls completed longer than the retention
-// ago, so that a long-running bridge does not grow without bound; members
+// ago (and recordings ended that long ago, with their files), so that a long-running bridge does not grow without bound; members
 // that left a live conference that long ago go too (a room that lives for
 // days would otherwise keep every short call it ever had). It returns how
 // many conferences and calls it dropped.
@@ -789,6 +810,9 @@ func (b *Bridge) Prune() (confs, calls int) {
 	b.mu.Unlock()
 	for _, c := range live {
 		c.pruneMembers(cutoff)
+	}
+	if n := b.pruneRecordings(cutoff); n > 0 {
+		b.log.Debug("pruned recordings", "recordings", n)
 	}
 	return confs, calls
 }

@@ -10,6 +10,7 @@ import (
 
 	"chorus/dtmf"
 	"chorus/media"
+	"chorus/media/recfile"
 )
 
 // Conference states (Catapult).
@@ -71,6 +72,13 @@ type Conference struct {
 
 	audio slot // file or sentence for the whole room
 	tone  slot // join and leave tones
+
+	// rec is the running recording whose tap the tick feeds (recording.go);
+	// nil, the common case, costs the tick one load. recMu serialises
+	// starting and stopping it; recFormat is the format the next one takes.
+	rec       atomic.Pointer[Recording]
+	recMu     sync.Mutex
+	recFormat atomic.Pointer[recfile.Format]
 
 	// mix is the mixer's working memory (about 2 kB). Only the goroutine
 	// running the room's ticks touches it, and it drops it once the room
@@ -470,6 +478,7 @@ func (c *Conference) complete() {
 		return
 	}
 	neverMixed := !c.mixing // no mixer started, and none will
+	rec := c.rec.Swap(nil)
 	c.state = StateCompleted
 	c.ended.Store(true)
 	c.completed = c.b.cfg.Now()
@@ -484,6 +493,9 @@ func (c *Conference) complete() {
 	}
 	c.audio.stop(PlaybackHeld)
 	c.tone.stop(PlaybackHeld)
+	if rec != nil {
+		rec.stop() // its file is finished; the recording event follows the conference's
+	}
 	c.log.Info("conference completed")
 	if !c.internal {
 		c.b.publish(Event{Type: EventConference, UserID: c.userID, ConferenceID: c.id, State: StateCompleted, Tag: c.Callback().Tag})

@@ -316,6 +316,12 @@ func (c *Conference) mixTick(now time.Time, w *tickWorker) {
 			acc[i] += int32(s)
 		}
 	}
+	// The room's full mix to its recording, if it records: one copy into
+	// the tap's ring (recording.go). A room that does not record pays this
+	// load and nil check.
+	if r := c.rec.Load(); r != nil {
+		r.tap.put(acc, x.rate)
+	}
 
 	// 4. Output: each member hears the sum minus itself, limited, and
 	// pushed to its endpoint: its own frame (a talker, or a member with

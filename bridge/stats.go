@@ -37,6 +37,9 @@ type Stats struct {
 
 	Digits atomic.Uint64 // DTMF digits received, in-band or by SIP INFO
 
+	Recordings      atomic.Uint64 // recordings started
+	RecordingErrors atomic.Uint64 // recordings ended by an error (a disk that could not keep up, a failed write)
+
 	// Jitter buffer counters (media.JitterStats) of the members that have
 	// left, added as each member's memory is released: the mixer owns a
 	// live member's buffer, so its counters are not read before.
