@@ -270,7 +270,10 @@ func TestRecordingEndsWithConference(t *testing.T) {
 		t.Fatalf("recording %+v", info)
 	}
 	var order []string
-	for _, e := range ev.evs {
+	ev.mu.Lock()
+	evs := append([]Event(nil), ev.evs...)
+	ev.mu.Unlock()
+	for _, e := range evs {
 		if e.Type == EventConference || e.Type == EventRecording {
 			order = append(order, e.Type+":"+e.State)
 		}
