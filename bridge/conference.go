@@ -493,12 +493,12 @@ func (c *Conference) complete() {
 	}
 	c.audio.stop(PlaybackHeld)
 	c.tone.stop(PlaybackHeld)
-	if rec != nil {
-		rec.stop() // its file is finished; the recording event follows the conference's
-	}
 	c.log.Info("conference completed")
 	if !c.internal {
 		c.b.publish(Event{Type: EventConference, UserID: c.userID, ConferenceID: c.id, State: StateCompleted, Tag: c.Callback().Tag})
+	}
+	if rec != nil {
+		rec.stop() // its writer finishes the file: the recording event follows the conference's
 	}
 }
 
