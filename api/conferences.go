@@ -24,6 +24,10 @@ type conferenceJSON struct {
 	// one is set.
 	PINSet bool `json:"pinSet"`
 	Locked bool `json:"locked"`
+	// Extensions (issue 14): whether the room's mix is being recorded, and
+	// the format of its recordings.
+	RecordingEnabled    bool   `json:"recordingEnabled"`
+	RecordingFileFormat string `json:"recordingFileFormat"`
 	callbackJSON
 }
 
@@ -31,7 +35,8 @@ func renderConference(c *bridge.Conference) conferenceJSON {
 	in := c.Info()
 	return conferenceJSON{ID: in.ID, State: in.State, From: in.From, CreatedTime: formatTime(in.Created),
 		CompletedTime: formatTime(in.Completed), ActiveMembers: in.ActiveMembers, Hold: in.Hold, Mute: in.Mute,
-		Profile: in.Profile, PINSet: in.PINSet, Locked: in.Locked, callbackJSON: renderCallback(in.Callback)}
+		Profile: in.Profile, PINSet: in.PINSet, Locked: in.Locked, RecordingEnabled: c.ActiveRecording() != nil,
+		RecordingFileFormat: string(c.RecordingFormat()), callbackJSON: renderCallback(in.Callback)}
 }
 
 // readPIN reads the pin extension: 1 to 12 digits, or "" for none. A JSON
@@ -103,8 +108,12 @@ func (s *server) createConference(w http.ResponseWriter, r *http.Request, user s
 	if v := rd.boolean("locked"); v != nil {
 		opts.Locked = *v
 	}
+	record, format := readRecording(rd)
 	if rd.err != nil {
 		return rd.err
+	}
+	if record != nil && *record && s.b.Config().RecordingsDir == "" {
+		return errRecordingUnavailable("this server keeps no recordings (no recordings directory)")
 	}
 	if err := s.checkCallback(r.Context(), opts.Callback); err != nil {
 		return err
@@ -123,6 +132,15 @@ func (s *server) createConference(w http.ResponseWriter, r *http.Request, user s
 			return errNumberInUse(opts.From)
 		}
 		return err
+	}
+	if format != nil {
+		c.SetRecordingFormat(*format)
+	}
+	if record != nil && *record {
+		if err := s.startRecording(c); err != nil {
+			c.Complete() // created with a recording or not at all
+			return err
+		}
 	}
 	created(w, userURL(r, user, "conferences", c.ID()))
 	return nil
@@ -210,6 +228,7 @@ func (s *server) updateConference(w http.ResponseWriter, r *http.Request, user s
 	hold := rd.boolean("hold")
 	pin := readPIN(rd)
 	locked := rd.boolean("locked")
+	record, format := readRecording(rd)
 	cb := c.Callback()
 	cbSet := callbackFields(rd, &cb)
 	if rd.err != nil {
@@ -220,7 +239,7 @@ func (s *server) updateConference(w http.ResponseWriter, r *http.Request, user s
 			return err
 		}
 	}
-	changes := mute != nil || hold != nil || cbSet || pin != nil || locked != nil
+	changes := mute != nil || hold != nil || cbSet || pin != nil || locked != nil || format != nil || (record != nil && *record)
 	if c.State() == bridge.StateCompleted {
 		if changes {
 			return errConferenceState(c.ID(), bridge.StateCompleted)
@@ -244,6 +263,18 @@ func (s *server) updateConference(w http.ResponseWriter, r *http.Request, user s
 	}
 	if locked != nil {
 		c.SetLocked(*locked)
+	}
+	if format != nil {
+		c.SetRecordingFormat(*format)
+	}
+	if record != nil {
+		if *record {
+			if err := s.startRecording(c); err != nil {
+				return err
+			}
+		} else {
+			c.StopRecording()
+		}
 	}
 	if complete {
 		c.Complete()
