@@ -52,6 +52,9 @@ type Config struct {
 	AutoCreate     bool          `json:"autoCreate"`
 	DrainPeriod    time.Duration `json:"drainPeriod"`
 	Retention      time.Duration `json:"retention"`
+	// RecordingsDir is where conference and call recordings are written
+	// (made on the first recording).
+	RecordingsDir string `json:"recordingsDir"`
 	AnswerDelay    time.Duration `json:"answerDelay"`
 	PprofAddr      string        `json:"pprofAddr"`
 	// MixerPriority is normal, high or realtime (see bridge.Priority).
@@ -103,10 +106,14 @@ type Config struct {
 	generatedUser   bool
 }
 
+// defaultRecordingsDir sits under the data directory's default
+// (./chorus-data), so that a first run keeps its files in one place.
+const defaultRecordingsDir = "chorus-data/recordings"
+
 func defaultConfig() Config {
 	return Config{SIPAddr: ":5060", HTTPAddr: "127.0.0.1:8080", RTPPorts: "10000-20000", LogLevel: "info", LogFormat: "text",
 		RTPTimeout: 30 * time.Second, RTPHoldTimeout: 10 * time.Minute, MaxMembers: 20, LoudestN: 8, AutoCreate: true, DrainPeriod: 0,
-		Retention: time.Hour, MixerPriority: "realtime", HTTPMaxConns: defaultHTTPMaxConns,
+		Retention: time.Hour, RecordingsDir: defaultRecordingsDir, MixerPriority: "realtime", HTTPMaxConns: defaultHTTPMaxConns,
 		HTTPAuthFailures: api.DefaultAuthFailures, MaxConferencesPerUser: api.DefaultMaxLiveConferences,
 		MaxApplicationsPerUser: bridge.DefaultMaxApplicationsPerUser, MaxNumbersPerUser: bridge.DefaultMaxNumbersPerUser,
 		IncomingCallTimeout: bridge.DefaultIncomingCallTimeout,
@@ -205,6 +212,7 @@ func loadConfig(args []string, getenv func(string) string, stderr io.Writer) (Co
 	fs.Int("sip-max-unconfirmed", cfg.SIPMaxUnconfirmed, "calls one source IP may have answered but not yet ACKed; beyond it 503 with Retry-After; 0: no limit (env CHORUS_SIP_MAX_UNCONFIRMED)")
 	fs.String("sip-limit-exempt", cfg.SIPLimitExempt, "comma-separated CIDRs not subject to the per-source limits, e.g. a PBX or proxy in front (env CHORUS_SIP_LIMIT_EXEMPT)")
 	fs.Duration("retention", cfg.Retention, "how long completed conferences and calls stay visible to the API (env CHORUS_RETENTION)")
+	fs.String("recordings-dir", cfg.RecordingsDir, "directory of conference and call recordings, made on the first one; \"\" turns recording off (env CHORUS_RECORDINGS_DIR)")
 	fs.Bool("allow-private-targets", cfg.AllowPrivateTargets, "let fileUrl fetches, callbacks and dial-out reach loopback, private (RFC 1918, fc00::/7) and CGNAT addresses; link-local, multicast and the bridge's own ports stay refused (env CHORUS_ALLOW_PRIVATE_TARGETS)")
 	fs.Var(cidrList{&flagAllow}, "target-allow", "CIDR that fileUrl fetches, callbacks and dial-out may reach whatever its kind, repeatable (env CHORUS_TARGET_ALLOW, comma-separated)")
 	fs.String("http-tls-cert", "", "PEM certificate (chain) to serve the API over HTTPS, with --http-tls-key (env CHORUS_HTTP_TLS_CERT)")
@@ -374,6 +382,8 @@ func (c *Config) setField(name, v string) error {
 		c.AnswerDelay, err = time.ParseDuration(v)
 	case "retention":
 		c.Retention, err = time.ParseDuration(v)
+	case "recordings-dir":
+		c.RecordingsDir = v
 	case "max-members":
 		c.MaxMembers, err = strconv.Atoi(v)
 	case "loudest-n":

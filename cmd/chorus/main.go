@@ -100,7 +100,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		MaxMembers: cfg.MaxMembers, LoudestN: cfg.LoudestN, RTPTimeout: cfg.RTPTimeout, RTPHoldTimeout: cfg.RTPHoldTimeout, Retention: cfg.Retention,
 		MixerPriority: cfg.mixerPriority, Prompts: newPINPrompts(tts.New(""), log).get,
 		MaxApplicationsPerUser: cfg.MaxApplicationsPerUser, MaxNumbersPerUser: cfg.MaxNumbersPerUser,
-		IncomingCallTimeout: cfg.IncomingCallTimeout}, log, nil)
+		IncomingCallTimeout: cfg.IncomingCallTimeout, RecordingsDir: cfg.RecordingsDir}, log, nil)
 	janitorCtx, stopJanitor := context.WithCancel(context.Background())
 	defer stopJanitor()
 	go br.RunJanitor(janitorCtx, time.Minute)
