@@ -54,9 +54,9 @@ type Config struct {
 	Retention      time.Duration `json:"retention"`
 	// RecordingsDir is where conference and call recordings are written
 	// (made on the first recording).
-	RecordingsDir string `json:"recordingsDir"`
-	AnswerDelay    time.Duration `json:"answerDelay"`
-	PprofAddr      string        `json:"pprofAddr"`
+	RecordingsDir string        `json:"recordingsDir"`
+	AnswerDelay   time.Duration `json:"answerDelay"`
+	PprofAddr     string        `json:"pprofAddr"`
 	// MixerPriority is normal, high or realtime (see bridge.Priority).
 	MixerPriority string `json:"mixerPriority"`
 	// AllowPrivateTargets lets audio fetches, callbacks and dial-out reach

@@ -134,9 +134,10 @@ func TestConferenceRecordingE2E(t *testing.T) {
 					}
 				}
 				// A loaded machine may delay a packet and leave a short
-				// gap: most blocks, and the median, at the level.
+				// gap, and Opus may wander in a block: the median, and all
+				// blocks but one in ten (and one more), at the level.
 				slices.Sort(levels)
-				if med := levels[len(levels)/2]; math.Abs(med-tn.level) > 1 || off > len(levels)/10 {
+				if med := levels[len(levels)/2]; math.Abs(med-tn.level) > 1 || off > len(levels)/10+1 {
 					t.Errorf("%v Hz: median %.2f dBFS (want %v ± 1), %d of %d blocks off: %.1f", tn.f, med, tn.level, off, len(levels), levels)
 				}
 			}
@@ -148,4 +149,3 @@ func TestConferenceRecordingE2E(t *testing.T) {
 		t.Errorf("recordings list: %s", body)
 	}
 }
-
