@@ -12,6 +12,7 @@ import (
 
 	"chorus/dtmf"
 	"chorus/media"
+	"chorus/media/recfile"
 )
 
 // Config holds the bridge's tunables. Zero fields take the defaults.
@@ -497,6 +498,11 @@ type Call struct {
 	// (appcall.go); decided is set once one was taken or the wait ended.
 	decide  chan Decision
 	decided bool
+	// rec is the call's running recording (recording.go), set and
+	// cleared under mu, with the count of recording calls of the room its
+	// member is in; recFormat is what the next one takes.
+	rec       atomic.Pointer[Recording]
+	recFormat recfile.Format
 }
 
 // CallInfo is a snapshot of a call.
@@ -676,6 +682,7 @@ func (c *Call) Ended(cause string) {
 	if g != nil {
 		g.complete(GatherHungUp) // its event before the hangup's
 	}
+	defer c.StopRecording() // its file is finished after the hangup event
 	ev := Event{Type: EventHangup, UserID: c.userID, CallID: c.id, ConferenceID: confID, Cause: cause, From: c.from, To: c.to, Tag: cb.Tag}
 	if m != nil && m.conf.internal {
 		m.conf.removeMember(m, false, cause)

@@ -79,6 +79,10 @@ type Conference struct {
 	rec       atomic.Pointer[Recording]
 	recMu     sync.Mutex
 	recFormat atomic.Pointer[recfile.Format]
+	// recCalls counts the members whose call records (changed under the
+	// call's mu with its member and recording): a room with none skips
+	// the per-member recording check altogether.
+	recCalls atomic.Int32
 
 	// mix is the mixer's working memory (about 2 kB). Only the goroutine
 	// running the room's ticks touches it, and it drops it once the room
@@ -335,6 +339,9 @@ func (c *Conference) AddMember(call *Call, opts MemberOptions) (*Member, error) 
 
 	call.mu.Lock()
 	call.member = m
+	if call.rec.Load() != nil {
+		c.recCalls.Add(1)
+	}
 	if !c.internal { // a bridged pair's room is no conference of the call's
 		call.confID = c.id
 		if !wait {
@@ -417,6 +424,9 @@ func (c *Conference) removeMember(m *Member, hangup bool, cause string) bool {
 	m.call.mu.Lock()
 	if m.call.member == m {
 		m.call.member = nil
+		if m.call.rec.Load() != nil {
+			c.recCalls.Add(-1)
+		}
 	}
 	m.call.mu.Unlock()
 	if waited {

@@ -58,6 +58,9 @@ type mixer struct {
 	// what it did before rooms had rates.
 	buf   [media.FrameSamples]int32
 	buf16 [2 * media.FrameSamples]int16
+	// callRec is the frame a recording call's tap gets (tapCall), made
+	// when a room first has one.
+	callRec []int32
 }
 
 func newMixer(loudestN int) *mixer {
@@ -328,11 +331,17 @@ func (c *Conference) mixTick(now time.Time, w *tickWorker) {
 	// audio of its own) or a payload encoded once for everyone who hears
 	// the same mix.
 	var sent, encodes uint64
+	// Calls that record (recording.go) are tapped after their output; a
+	// room with none pays this one load.
+	tapCalls := c.recCalls.Load() > 0
 	for _, m := range members {
 		if did, err := m.sendDTMF(); did {
 			// A DTMF out packet takes this tick's place (dtmfout.go).
 			if err == nil {
 				sent++
+			}
+			if tapCalls {
+				c.tapCall(m, nil, false)
 			}
 			continue
 		}
@@ -342,6 +351,11 @@ func (c *Conference) mixTick(now time.Time, w *tickWorker) {
 			codec = media.PCMU
 		}
 		var err error
+		// heard is what the member hears this tick when it is its own
+		// frame (nil: silence, or the shared mix when shared), for its
+		// call's recording.
+		var heard []int16
+		shared := false
 		switch {
 		case m.waiting.Load():
 			// In the lobby: its prompts only, nothing of the room.
@@ -353,6 +367,7 @@ func (c *Conference) mixTick(now time.Time, w *tickWorker) {
 				}
 				encodes++
 				err = ep.Push(mx.priv)
+				heard = mx.priv
 				break
 			}
 			err = ep.PushShared(x.silence[codec][:])
@@ -381,6 +396,7 @@ func (c *Conference) mixTick(now time.Time, w *tickWorker) {
 					encodes++
 				}
 				err = ep.PushShared(sh.payload[:])
+				shared = true
 				break
 			}
 			mx := m.mx
@@ -406,9 +422,13 @@ func (c *Conference) mixTick(now time.Time, w *tickWorker) {
 			}
 			encodes++
 			err = ep.Push(priv)
+			heard = priv
 		}
 		if err == nil {
 			sent++
+		}
+		if tapCalls {
+			c.tapCall(m, heard, shared)
 		}
 	}
 	w.out += sent

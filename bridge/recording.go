@@ -453,6 +453,11 @@ func (r *Recording) detach() {
 			c.rec.CompareAndSwap(r, nil)
 		}
 	}
+	if r.callID != "" {
+		if c, ok := r.b.Call(r.callID); ok {
+			c.detachRecording(r)
+		}
+	}
 }
 
 // Recording returns a recording by id.
@@ -585,6 +590,9 @@ func (b *Bridge) stopRecordings(ctx context.Context) {
 		if c, ok := b.Conference(r.confID); ok {
 			c.StopRecording()
 		}
+		if c, ok := b.Call(r.callID); ok {
+			c.detachRecording(r)
+		}
 		r.stop()
 	}
 	for _, r := range live {
@@ -594,4 +602,117 @@ func (b *Bridge) stopRecordings(ctx context.Context) {
 			return
 		}
 	}
+}
+
+// tapCall hands a recording call's frame to its recording: what the
+// caller said this tick (its frame as pulled, whether or not the room
+// hears it) plus what it heard (heard; the shared mix at its receive
+// volume when shared; nil for silence). It runs on the tick, only in a
+// room where some call records; it allocates only the first time.
+func (c *Conference) tapCall(m *Member, heard []int16, shared bool) {
+	r := m.call.rec.Load()
+	if r == nil {
+		return
+	}
+	x := c.mix
+	n := x.frame
+	if len(x.callRec) != n {
+		x.callRec = make([]int32, n)
+	}
+	out := x.callRec
+	in := m.mx.in[:n]
+	switch {
+	case shared:
+		g := int64(gainQ14[m.receive.Load()-MinLevel])
+		for i, v := range x.acc[:n] {
+			out[i] = int32(in[i]) + int32(limit(int64(v)*g>>14))
+		}
+	case heard != nil:
+		for i, s := range heard[:n] {
+			out[i] = int32(in[i]) + int32(s)
+		}
+	default:
+		for i, s := range in {
+			out[i] = int32(s)
+		}
+	}
+	r.tap.put(out, x.rate)
+}
+
+// StartRecording starts recording the call: what its caller says and
+// what it hears, mixed, whenever its audio runs through a room (a
+// conference, or the bridge's own room of a call in none). It returns
+// the running recording if there is one. The recording ends with
+// StopRecording or when the call ends.
+func (c *Call) StartRecording(format recfile.Format) (*Recording, error) {
+	c.joinMu.Lock() // no join or move meanwhile
+	defer c.joinMu.Unlock()
+	if r := c.rec.Load(); r != nil {
+		return r, nil
+	}
+	if c.State() == CallCompleted {
+		return nil, fmt.Errorf("record %s: %w", c.id, ErrCallNotActive)
+	}
+	r, err := c.b.startRecording(c.userID, "", c.id, format, func() string { return c.Info().Callback.Tag })
+	if err != nil {
+		return nil, fmt.Errorf("record %s: %w", c.id, err)
+	}
+	c.mu.Lock()
+	ended := c.state == CallCompleted
+	if !ended {
+		c.rec.Store(r)
+		if c.member != nil {
+			c.member.conf.recCalls.Add(1)
+		}
+	}
+	c.mu.Unlock()
+	if ended { // ended meanwhile: its Ended found no recording to stop
+		r.stop()
+	}
+	return r, nil
+}
+
+// StopRecording ends the call's recording, if any; its writer finishes
+// the file and the recording event follows. It does not wait.
+func (c *Call) StopRecording() {
+	if r := c.detachRecording(nil); r != nil {
+		r.stop()
+	}
+}
+
+// detachRecording takes the call's recording off it (only r, unless r is
+// nil) and off its room's count, and returns what it took.
+func (c *Call) detachRecording(r *Recording) *Recording {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	cur := c.rec.Load()
+	if cur == nil || (r != nil && cur != r) {
+		return nil
+	}
+	c.rec.Store(nil)
+	if c.member != nil {
+		c.member.conf.recCalls.Add(-1)
+	}
+	return cur
+}
+
+// ActiveRecording returns the call's running recording, nil if none.
+func (c *Call) ActiveRecording() *Recording { return c.rec.Load() }
+
+// RecordingFormat is the format of the call's next recording (WAV
+// unless SetRecordingFormat chose another).
+func (c *Call) RecordingFormat() recfile.Format {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.recFormat == "" {
+		return recfile.WAV
+	}
+	return c.recFormat
+}
+
+// SetRecordingFormat sets the format of the call's next recording.
+func (c *Call) SetRecordingFormat(f recfile.Format) {
+	c.mu.Lock()
+	c.recFormat = f
+	c.mu.Unlock()
 }

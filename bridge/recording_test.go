@@ -329,8 +329,8 @@ func TestRecordingTapAllocs(t *testing.T) {
 
 	r, _ := recRoom(t, Config{OpenRecordingFile: func(string) (io.WriteCloser, error) { return discardFile{}, nil }})
 	r.setRate(48000)
-	r.join(media.PCMU, tone(400, -10))
-	r.join(media.PCMU, nil)
+	_, talker := r.join(media.PCMU, tone(400, -10))
+	_, listener := r.join(media.PCMU, nil)
 	rec, err := r.conf.StartRecording(recfile.WAV)
 	if err != nil {
 		t.Fatal(err)
@@ -338,6 +338,28 @@ func TestRecordingTapAllocs(t *testing.T) {
 	stepPaced(t, r, rec, 20)
 	if allocs := testing.AllocsPerRun(50, func() { r.step(1); waitDrained(t, rec) }); allocs != 0 {
 		t.Errorf("a recording tick (and its writer) allocates %.1f times", allocs)
+	}
+	// Two calls that record too: a talker (its own frame) and a listener
+	// (the shared mix).
+	recT, err := talker.Call().StartRecording(recfile.WAV)
+	if err != nil {
+		t.Fatal(err)
+	}
+	recL, err := listener.Call().StartRecording(recfile.WAV)
+	if err != nil {
+		t.Fatal(err)
+	}
+	drained := func() {
+		waitDrained(t, rec)
+		waitDrained(t, recT)
+		waitDrained(t, recL)
+	}
+	for range 20 {
+		r.step(1)
+		drained()
+	}
+	if allocs := testing.AllocsPerRun(50, func() { r.step(1); drained() }); allocs != 0 {
+		t.Errorf("a tick with recording calls allocates %.1f times", allocs)
 	}
 }
 
@@ -362,5 +384,92 @@ func BenchmarkRecordingTap(b *testing.B) {
 				tp.head.Store(tp.tail.Load())
 			}
 		})
+	}
+}
+
+// TestCallRecording: a call's recording holds what its caller says and
+// what it hears — a talker's (its own frame plus the others), a silent
+// listener's (the shared mix) — each at its level, follows the call into
+// another room at another rate, and ends with the call.
+func TestCallRecording(t *testing.T) {
+	r, ev := recRoom(t, Config{})
+	_, talker := r.join(media.PCMU, rateTone(500, -12))
+	r.join(media.PCMA, rateTone(1300, -20))
+	_, listener := r.join(media.PCMU, nil)
+	if r.conf.recCalls.Load() != 0 {
+		t.Fatal("a room counts recording calls before any records")
+	}
+	recT, err := talker.Call().StartRecording(recfile.WAV)
+	if err != nil {
+		t.Fatal(err)
+	}
+	recL, err := listener.Call().StartRecording(recfile.WAV)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := r.conf.recCalls.Load(); got != 2 {
+		t.Fatalf("the room counts %d recording calls", got)
+	}
+	for range 10 {
+		stepPaced(t, r, recT, 10)
+		waitDrained(t, recL)
+	}
+	// The listener moves to a 16 kHz room where a 2 kHz tone plays.
+	r2 := &memRoom{t: t, b: r.b, now: r.now, rate: 16000}
+	c2, err := r.b.CreateConference(ConferenceOptions{UserID: "u-test"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	r2.conf = c2
+	r2.join(media.PCMU, rateTone(2000, -15))
+	if _, err := c2.AddMember(listener.Call(), MemberOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	if r.conf.recCalls.Load() != 1 || c2.recCalls.Load() != 1 {
+		t.Fatalf("after the move the rooms count %d and %d recording calls", r.conf.recCalls.Load(), c2.recCalls.Load())
+	}
+	for range 10 {
+		r2.step(10)
+		waitDrained(t, recL)
+	}
+	if c2.mix.rate != 16000 {
+		t.Fatalf("the second room mixes at %d Hz", c2.mix.rate)
+	}
+	talker.Call().StopRecording()
+	listener.Call().Ended("test")
+	infoT, infoL := finished(t, recT), finished(t, recL)
+	if infoT.State != RecordingComplete || infoL.State != RecordingComplete || infoT.CallID != talker.Call().ID() || infoT.ConferenceID != "" {
+		t.Fatalf("recordings %+v %+v", infoT, infoL)
+	}
+	if r.conf.recCalls.Load() != 0 || c2.recCalls.Load() != 0 {
+		t.Errorf("rooms still count recording calls: %d, %d", r.conf.recCalls.Load(), c2.recCalls.Load())
+	}
+	_, pcmT := readWAV(t, filepath.Join(r.b.cfg.RecordingsDir, infoT.Media))
+	_, pcmL := readWAV(t, filepath.Join(r.b.cfg.RecordingsDir, infoL.Media))
+	if len(pcmT) != 100*960 || len(pcmL) != 200*960 {
+		t.Fatalf("%d and %d samples", len(pcmT), len(pcmL))
+	}
+	check := func(name string, pcm []int16, f, want float64) {
+		t.Helper()
+		if got := audiotest.LevelDBFS(pcm, f, 48000); math.Abs(got-want) > 1 {
+			t.Errorf("%s: %v Hz at %.2f dBFS, want %v ± 1", name, f, got, want)
+		}
+	}
+	check("talker", pcmT[10*960:], 500, -12)
+	check("talker", pcmT[10*960:], 1300, -20)
+	check("listener in the first room", pcmL[10*960:95*960], 500, -12)
+	check("listener in the first room", pcmL[10*960:95*960], 1300, -20)
+	check("listener in the second room", pcmL[110*960:], 2000, -15)
+	if got := audiotest.LevelDBFS(pcmL[110*960:], 500, 48000); got > -50 {
+		t.Errorf("the listener's recording holds the first room's 500 Hz after the move: %.1f dBFS", got)
+	}
+	n := 0
+	for _, e := range ev.of(EventRecording) {
+		if e.CallID != "" && e.State == string(RecordingComplete) {
+			n++
+		}
+	}
+	if n != 2 {
+		t.Errorf("%d call recording events, want 2", n)
 	}
 }
