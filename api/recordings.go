@@ -167,3 +167,20 @@ func (s *server) startRecording(c *bridge.Conference) error {
 	}
 	return nil
 }
+
+// startCallRecording starts call's recording: 403 call-invalid-state on a
+// call that has ended, 503 recording-unavailable when the server keeps no
+// recordings or the file cannot be made.
+func (s *server) startCallRecording(call *bridge.Call) error {
+	if _, err := call.StartRecording(call.RecordingFormat()); err != nil {
+		switch {
+		case errors.Is(err, bridge.ErrCallNotActive):
+			return errCallState(call.ID(), bridge.CallCompleted)
+		case errors.Is(err, bridge.ErrRecordingDisabled):
+			return errRecordingUnavailable("this server keeps no recordings (no recordings directory)")
+		}
+		s.log.Warn("recording did not start", "call", call.ID(), "err", err)
+		return errRecordingUnavailable("the recording file could not be created")
+	}
+	return nil
+}

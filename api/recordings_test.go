@@ -209,3 +209,44 @@ func TestRecordingEventPayload(t *testing.T) {
 		}
 	}
 }
+
+// TestCallRecordingAPI: a call created with recordingEnabled records its
+// leg once it is in a room; the call shows recordingEnabled; the
+// recording names the call (its URL) and no conference; it completes
+// when the call ends, with a recording event carrying the callId.
+func TestCallRecordingAPI(t *testing.T) {
+	e := newEnv(t, withRecordings(t))
+	conf := e.createConf(alice)
+	r := e.as(alice, "POST", "/calls", `{"from":"+15551230001","to":"sip:bob@127.0.0.1","recordingEnabled":true,"recordingFileFormat":"mp3"}`)
+	callID := e.mustCreate(r, "/v1/users/"+alice.ID+"/calls")
+	var cj callJSON
+	e.getJSON(alice, "/calls/"+callID, &cj)
+	if !cj.RecordingEnabled || cj.RecordingFileFormat != "mp3" {
+		t.Fatalf("call %+v", cj)
+	}
+	eventually(t, "the call answered", func() bool {
+		c, _ := e.b.Call(callID)
+		return c.State() == bridge.CallActive
+	})
+	e.mustCreate(e.as(alice, "POST", "/conferences/"+conf+"/members", `{"callId":"`+callID+`"}`), "/v1/users/"+alice.ID+"/conferences/"+conf+"/members")
+	call, _ := e.b.Call(callID)
+	rec := call.ActiveRecording()
+	eventually(t, "some of the call recorded", func() bool { return rec.Info().Bytes > 4000 })
+	e.as(alice, "POST", "/calls/"+callID, `{"state":"completed"}`).mustOK(t)
+	ev := e.events.waitFor(t, "recording", func(ev bridge.Event) bool { return ev.Type == bridge.EventRecording })
+	if ev.CallID != callID || ev.State != "complete" || ev.ConferenceID != "" {
+		t.Errorf("event %+v", ev)
+	}
+	var rj recordingJSON
+	e.getJSON(alice, "/recordings/"+rec.ID(), &rj)
+	base := e.srv.URL + "/v1/users/" + alice.ID
+	if rj.Call != base+"/calls/"+callID || rj.CallID != callID || rj.Conference != "" || rj.State != "complete" ||
+		rj.Media != base+"/media/"+rec.ID()+".mp3" {
+		t.Errorf("recording %+v", rj)
+	}
+	e.as(alice, "POST", "/calls/"+callID, `{"recordingEnabled":true}`).expectError(t, 403, "call-invalid-state")
+	e.getJSON(alice, "/calls/"+callID, &cj)
+	if cj.RecordingEnabled {
+		t.Error("an ended call says it records")
+	}
+}
