@@ -473,3 +473,39 @@ func TestCallRecording(t *testing.T) {
 		t.Errorf("%d call recording events, want 2", n)
 	}
 }
+
+// TestRecordingStalledDiskLiveClock: on the real clock, a room whose
+// recording's disk stops answering keeps ticking on time: the recording
+// ends with an error within its buffer's span, and the ticks go on while
+// the writer is still stuck, none of them restarting the clock.
+func TestRecordingStalledDiskLiveClock(t *testing.T) {
+	disk := &stalledFile{release: make(chan struct{})}
+	t.Cleanup(disk.free)
+	r, _ := recRoom(t, Config{RecordingBuffer: 200 * time.Millisecond,
+		OpenRecordingFile: func(string) (io.WriteCloser, error) { return disk, nil }})
+	r.b.manualClock = false // the members' join starts the room's clock
+	t.Cleanup(func() { r.conf.Complete() })
+	rec, err := r.conf.StartRecording(recfile.MP3)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r.join(media.PCMU, tone(500, -12))
+	r.join(media.PCMU, nil)
+	st := r.b.Stats()
+	deadline := time.Now().Add(10 * time.Second)
+	for rec.State() == RecordingActive {
+		if time.Now().After(deadline) {
+			t.Fatal("the stalled recording is still active after 10 s")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	ticks, restarts := st.Ticks.Load(), st.Restarts.Load()
+	time.Sleep(time.Second)
+	if got := st.Ticks.Load() - ticks; got < 25 { // 50 on time; generous for a loaded machine
+		t.Errorf("%d ticks in the second after the recording failed, want about 50", got)
+	}
+	if got := st.Restarts.Load() - restarts; got != 0 {
+		t.Errorf("the clock restarted %d times while the writer was stuck", got)
+	}
+	t.Logf("ticks %d, max lateness %v", st.Ticks.Load(), time.Duration(st.MaxLateness.Load()))
+}
