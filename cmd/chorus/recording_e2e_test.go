@@ -124,21 +124,25 @@ func TestConferenceRecordingE2E(t *testing.T) {
 			span := pcm[rate/5 : len(pcm)-rate/5]
 			block := rate / 5
 			for _, tn := range tones {
-				var off int
+				var low, high int
 				var levels []float64
 				for j := 0; j+block <= len(span); j += block {
 					l := audiotest.LevelDBFS(span[j:j+block], tn.f, rate)
 					levels = append(levels, l)
-					if math.Abs(l-tn.level) > 1 {
-						off++
+					switch {
+					case l > tn.level+1:
+						high++
+					case l < tn.level-1:
+						low++
 					}
 				}
-				// A loaded machine may delay a packet and leave a short
-				// gap, and Opus may wander in a block: the median, and all
-				// blocks but one in ten (and one more), at the level.
+				// No block louder than the mix, the median at its level.
+				// A loaded machine may deliver a phone's packets late and
+				// leave a short gap in the room (a block that dips): up
+				// to a third of the blocks may.
 				slices.Sort(levels)
-				if med := levels[len(levels)/2]; math.Abs(med-tn.level) > 1 || off > len(levels)/10+1 {
-					t.Errorf("%v Hz: median %.2f dBFS (want %v ± 1), %d of %d blocks off: %.1f", tn.f, med, tn.level, off, len(levels), levels)
+				if med := levels[len(levels)/2]; math.Abs(med-tn.level) > 1 || high > 0 || low > len(levels)/3 {
+					t.Errorf("%v Hz: median %.2f dBFS (want %v ± 1), %d blocks above, %d below: %.1f", tn.f, med, tn.level, high, low, levels)
 				}
 			}
 		})

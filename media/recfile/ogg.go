@@ -21,8 +21,10 @@ const (
 	// so that a reader of a growing file is at most a second behind.
 	oggPagePackets = 50
 	// oggBitrate: recordings are heard later and once, not sent over a
-	// lossy link, so no FEC, and a little more than a call's 32 kbit/s.
-	oggBitrate = 48000
+	// lossy link, so no FEC, and twice a call's 32 kbit/s: at 48 kbit/s a
+	// steady tone's level wandered by up to 1.8 dB from second to second,
+	// at 64 kbit/s (29 MB an hour, as the MP3) it stays within 0.5 dB.
+	oggBitrate = 64000
 	// oggVendor names the encoder in the comment header (RFC 7845 §5.2).
 	oggVendor = "chorus (libopus)"
 )
