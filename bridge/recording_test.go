@@ -511,3 +511,47 @@ func TestRecordingStalledDiskLiveClock(t *testing.T) {
 	}
 	t.Logf("ticks %d, max lateness %v", st.Ticks.Load(), time.Duration(st.MaxLateness.Load()))
 }
+
+// BenchmarkMixTickRecording is a 48 kHz tick of a room of 10 in-memory
+// members (3 talking): not recording, recording the room, and recording
+// the room and one listener's call. The taps' rings are drained by the
+// benchmark itself (no writer), so that what it shows is the tick's cost.
+func BenchmarkMixTickRecording(b *testing.B) {
+	for _, mode := range []string{"none", "room", "room+call"} {
+		b.Run(mode, func(b *testing.B) {
+			// The clock the room steps runs far ahead of the endpoints' own
+			// (time.Now): no RTP timeout in a long run.
+			r := newMemRoom(b, Config{RTPTimeout: 24 * time.Hour})
+			r.setRate(48000)
+			r.join(media.PCMU, rateTone(400, -12))
+			r.join(media.PCMA, rateTone(700, -12))
+			r.join(media.PCMU, rateTone(1100, -12))
+			var listener *Member
+			for range 7 {
+				ep, m := r.join(media.PCMU, nil)
+				ep.bare = true
+				listener = m
+			}
+			var taps []*tap
+			if mode != "none" {
+				rec := &Recording{tap: *newTap(100), stopReq: make(chan struct{})}
+				r.conf.rec.Store(rec)
+				taps = append(taps, &rec.tap)
+			}
+			if mode == "room+call" {
+				rec := &Recording{tap: *newTap(100), stopReq: make(chan struct{})}
+				listener.Call().rec.Store(rec)
+				r.conf.recCalls.Add(1)
+				taps = append(taps, &rec.tap)
+			}
+			r.step(20)
+			b.ReportAllocs()
+			for b.Loop() {
+				r.step(1)
+				for _, tp := range taps {
+					tp.head.Store(tp.tail.Load())
+				}
+			}
+		})
+	}
+}
