@@ -144,6 +144,7 @@ var routes = []route{
 	{"GET", userBase + "/phoneNumbers/{numberId}", true, (*server).getNumber},
 	{"POST", userBase + "/phoneNumbers/{numberId}", true, (*server).updateNumber},
 	{"DELETE", userBase + "/phoneNumbers/{numberId}", true, (*server).deleteNumber},
+	{"GET", userBase + "/calls/{callId}/recordings", true, (*server).listCallRecordings},
 	{"GET", userBase + "/recordings", true, (*server).listRecordings},
 	{"GET", userBase + "/recordings/{recordingId}", true, (*server).getRecording},
 	{"GET", userBase + "/media/{mediaName}", true, (*server).getMedia},

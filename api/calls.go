@@ -33,6 +33,7 @@ type callJSON struct {
 	// which format, and where its recordings are listed.
 	RecordingEnabled    bool   `json:"recordingEnabled"`
 	RecordingFileFormat string `json:"recordingFileFormat"`
+	Recordings          string `json:"recordings"`
 }
 
 func (s *server) renderCall(r *http.Request, user string, c *bridge.Call) callJSON {
@@ -40,7 +41,8 @@ func (s *server) renderCall(r *http.Request, user string, c *bridge.Call) callJS
 	out := callJSON{ID: in.ID, Direction: in.Direction, From: in.From, To: in.To, State: in.State,
 		StartTime: formatTime(in.Created), ActiveTime: formatTime(in.Answered), EndTime: formatTime(in.Ended),
 		CallTimeout: int64(in.DialTimeout / time.Second), callbackJSON: renderCallback(in.Callback), MemberID: in.MemberID,
-		RecordingEnabled: c.ActiveRecording() != nil, RecordingFileFormat: string(c.RecordingFormat())}
+		RecordingEnabled: c.ActiveRecording() != nil, RecordingFileFormat: string(c.RecordingFormat()),
+		Recordings: userURL(r, user, "calls", in.ID, "recordings")}
 	if !in.Ended.IsZero() {
 		// Whole seconds from answer to end, rounded up; 0 unanswered.
 		var secs int64

@@ -69,6 +69,32 @@ func (s *server) listRecordings(w http.ResponseWriter, r *http.Request, user str
 	return nil
 }
 
+// GET /calls/{callId}/recordings: the call's recordings, newest first
+// (Catapult's call recordings URL), a page at a time.
+func (s *server) listCallRecordings(w http.ResponseWriter, r *http.Request, user string) error {
+	id := r.PathValue("callId")
+	if _, found := s.call(user, id); !found {
+		return errCallNotFound(id)
+	}
+	p, err := readPaging(r)
+	if err != nil {
+		return err
+	}
+	var recs []*bridge.Recording
+	for _, rec := range s.b.Recordings(user) {
+		if rec.Info().CallID == id {
+			recs = append(recs, rec)
+		}
+	}
+	lo, hi := pageOf(w, r, p, len(recs))
+	out := make([]recordingJSON, 0, hi-lo)
+	for _, rec := range recs[lo:hi] {
+		out = append(out, renderRecording(r, user, rec))
+	}
+	writeJSON(w, http.StatusOK, out)
+	return nil
+}
+
 // GET /recordings/{recordingId}.
 func (s *server) getRecording(w http.ResponseWriter, r *http.Request, user string) error {
 	rec, err := s.recording(user, r.PathValue("recordingId"))

@@ -221,7 +221,7 @@ func TestCallRecordingAPI(t *testing.T) {
 	callID := e.mustCreate(r, "/v1/users/"+alice.ID+"/calls")
 	var cj callJSON
 	e.getJSON(alice, "/calls/"+callID, &cj)
-	if !cj.RecordingEnabled || cj.RecordingFileFormat != "mp3" {
+	if !cj.RecordingEnabled || cj.RecordingFileFormat != "mp3" || cj.Recordings != e.srv.URL+"/v1/users/"+alice.ID+"/calls/"+callID+"/recordings" {
 		t.Fatalf("call %+v", cj)
 	}
 	eventually(t, "the call answered", func() bool {
@@ -243,6 +243,11 @@ func TestCallRecordingAPI(t *testing.T) {
 	if rj.Call != base+"/calls/"+callID || rj.CallID != callID || rj.Conference != "" || rj.State != "complete" ||
 		rj.Media != base+"/media/"+rec.ID()+".mp3" {
 		t.Errorf("recording %+v", rj)
+	}
+	var byCall []recordingJSON
+	e.getJSON(alice, "/calls/"+callID+"/recordings", &byCall)
+	if len(byCall) != 1 || byCall[0] != rj {
+		t.Errorf("the call's recordings: %+v", byCall)
 	}
 	e.as(alice, "POST", "/calls/"+callID, `{"recordingEnabled":true}`).expectError(t, 403, "call-invalid-state")
 	e.getJSON(alice, "/calls/"+callID, &cj)
