@@ -155,6 +155,11 @@ var routes = []route{
 	{"POST", userBase + "/phoneNumbers/{numberId}", true, (*server).updateNumber},
 	{"DELETE", userBase + "/phoneNumbers/{numberId}", true, (*server).deleteNumber},
 	{"GET", userBase + "/undeliveredEvents", true, (*server).listUndelivered},
+	{"GET", userBase + "/calls/{callId}/recordings", true, (*server).listCallRecordings},
+	{"GET", userBase + "/recordings", true, (*server).listRecordings},
+	{"GET", userBase + "/recordings/{recordingId}", true, (*server).getRecording},
+	{"GET", userBase + "/media/{mediaName}", true, (*server).getMedia},
+	{"DELETE", userBase + "/media/{mediaName}", true, (*server).deleteMedia},
 	{"GET", "/openapi.json", false, (*server).openAPI},
 }
 

@@ -6,11 +6,13 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"net"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
 	"path"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -580,14 +582,20 @@ func TestOpenAPI(t *testing.T) {
 // with exactly the answer a nonexistent id gets; Bob's resources are
 // untouched.
 func TestCrossUserMatrix(t *testing.T) {
-	e := newEnv(t)
+	e := newEnv(t, withRecordings(t))
 	bConf := e.createConf(bob)
 	bMember, bCall, bLeg := e.addMember(bob, bConf, "")
+	bc, _ := e.b.Conference(bConf)
+	bRec, err := bc.StartRecording("wav")
+	if err != nil {
+		t.Fatal(err)
+	}
 	aConf := e.createConf(alice)
 	bApp := e.mustCreate(e.as(bob, "POST", "/applications", `{"name":"b","incomingCallUrl":"http://127.0.0.1:9/b"}`), "/v1/users/"+bob.ID+"/applications")
 	bNum := e.mustCreate(e.as(bob, "POST", "/phoneNumbers", `{"number":"+15559990001","applicationId":"`+bApp+`"}`), "/v1/users/"+bob.ID+"/phoneNumbers")
 
-	ids := map[string]string{"conferenceId": bConf, "memberId": bMember, "callId": bCall.ID(), "applicationId": bApp, "numberId": bNum}
+	ids := map[string]string{"conferenceId": bConf, "memberId": bMember, "callId": bCall.ID(), "applicationId": bApp, "numberId": bNum,
+		"recordingId": bRec.ID(), "mediaName": bRec.Media()}
 	fill := func(p, user string, ids map[string]string) string {
 		p = strings.ReplaceAll(p, "{userId}", user)
 		for k, v := range ids {
@@ -614,18 +622,22 @@ func TestCrossUserMatrix(t *testing.T) {
 
 	// Bob's ids on Alice's own paths look exactly like ids that never existed.
 	ghost := map[string]string{"conferenceId": "conf-doesnotexist0000000000", "memberId": "member-doesnotexist000000000", "callId": "c-doesnotexist00000000000",
-		"applicationId": "a-doesnotexist00000000000", "numberId": "n-doesnotexist00000000000"}
+		"applicationId": "a-doesnotexist00000000000", "numberId": "n-doesnotexist00000000000",
+		"recordingId": "rec-doesnotexist00000000000", "mediaName": "rec-doesnotexist00000000000.wav"}
 	normalize := func(b []byte, from map[string]string) string {
 		s := string(b)
-		for k, v := range from {
-			s = strings.ReplaceAll(s, v, "<"+k+">")
+		// Longest first: a media name holds its recording's id.
+		keys := slices.SortedFunc(maps.Keys(from), func(x, y string) int { return len(from[y]) - len(from[x]) })
+		for _, k := range keys {
+			s = strings.ReplaceAll(s, from[k], "<"+k+">")
 		}
 		return s
 	}
 	for _, rt := range routes {
 		if !rt.auth || !strings.Contains(rt.path, "{") || rt.path == userBase+"/conferences" || rt.path == userBase+"/calls" ||
 			rt.path == userBase+"/events" || rt.path == userBase+"/applications" || rt.path == userBase+"/phoneNumbers" ||
-			rt.path == userBase+"/undeliveredEvents" {
+			rt.path == userBase+"/undeliveredEvents" ||
+			rt.path == userBase+"/recordings" {
 			continue
 		}
 		body := bodies[rt.method]

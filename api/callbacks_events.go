@@ -195,6 +195,31 @@ func (d *Dispatcher) payloadWith(ev bridge.Event, cb bridge.Callback, conf *brid
 		add("digits", ev.Digits)
 		add("reason", string(ev.Reason))
 
+	case bridge.EventRecording:
+		// Catapult's recording event (a call's), with the conference
+		// fields of a conference recording.
+		addStr("callId", ev.CallID)
+		addStr("callUri", callURI)
+		addStr("conferenceId", ev.ConferenceID)
+		addStr("conferenceUri", confURI)
+		addStr("recordingId", ev.RecordingID)
+		addStr("recordingUri", d.cbURI(ev.UserID, "recordings", ev.RecordingID))
+		add("state", ev.State)
+		add("status", ev.State)
+		if b := d.cfg.Bridge; b != nil {
+			if rec, ok := b.Recording(ev.RecordingID); ok {
+				in := rec.Info()
+				add("startTime", cbTime(in.Start))
+				if !in.End.IsZero() {
+					add("endTime", cbTime(in.End))
+				}
+				if in.Media != "" {
+					addStr("media", d.cbURI(ev.UserID, "media", in.Media))
+				}
+			}
+		}
+		addStr("error", ev.Cause) // extension: why a recording ended in error
+
 	default: // an event type this code does not know: every field set
 		addStr("conferenceId", ev.ConferenceID)
 		addStr("conferenceUri", confURI)

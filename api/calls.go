@@ -30,16 +30,24 @@ type callJSON struct {
 	ConferenceID string `json:"conferenceId,omitempty"`
 	Conference   string `json:"conference,omitempty"`
 	MemberID     string `json:"memberId,omitempty"`
+	// Catapult's recording fields: whether the call records its leg, in
+	// which format, and where its recordings are listed.
+	RecordingEnabled    bool   `json:"recordingEnabled"`
+	RecordingFileFormat string `json:"recordingFileFormat"`
+	Recordings          string `json:"recordings"`
 }
 
 func (s *server) renderCall(r *http.Request, user string, c *bridge.Call) callJSON {
-	return renderCallInfo(r, user, c.Info())
+	out := renderCallInfo(r, user, c.Info())
+	out.RecordingEnabled = c.ActiveRecording() != nil
+	return out
 }
 
 func renderCallInfo(r *http.Request, user string, in bridge.CallInfo) callJSON {
 	out := callJSON{ID: in.ID, Direction: in.Direction, From: in.From, To: in.To, State: in.State,
 		StartTime: formatTime(in.Created), ActiveTime: formatTime(in.Answered), EndTime: formatTime(in.Ended),
-		CallTimeout: int64(in.DialTimeout / time.Second), callbackJSON: renderCallback(in.Callback), MemberID: in.MemberID}
+		CallTimeout: int64(in.DialTimeout / time.Second), callbackJSON: renderCallback(in.Callback), MemberID: in.MemberID,
+		RecordingFileFormat: string(in.RecordingFormat), Recordings: userURL(r, user, "calls", in.ID, "recordings")}
 	if !in.Ended.IsZero() {
 		// Whole seconds from answer to end, rounded up; 0 unanswered.
 		var secs int64
@@ -219,8 +227,12 @@ func (s *server) createCall(w http.ResponseWriter, r *http.Request, user string)
 	}
 	callbackFields(rd, &opts.Callback)
 	confID := rd.str("conferenceId")
+	record, format := readRecording(rd)
 	if rd.err != nil {
 		return rd.err
+	}
+	if record != nil && *record && s.b.Config().RecordingsDir == "" {
+		return errRecordingUnavailable("this server keeps no recordings (no recordings directory)")
 	}
 	if err := s.checkDialTarget(r.Context(), opts.To); err != nil {
 		return err
@@ -250,6 +262,15 @@ func (s *server) createCall(w http.ResponseWriter, r *http.Request, user string)
 		return errConferenceState(opts.ConferenceID, bridge.StateCompleted)
 	case err != nil:
 		return err
+	}
+	if format != nil {
+		call.SetRecordingFormat(*format)
+	}
+	if record != nil && *record {
+		// From the start: its audio is recorded once it runs (answered).
+		if err := s.startCallRecording(call); err != nil {
+			return err
+		}
 	}
 	s.saved(store.KindCall, user, call.ID())
 	created(w, userURL(r, user, "calls", call.ID()))
@@ -321,8 +342,22 @@ func (s *server) updateCall(w http.ResponseWriter, r *http.Request, user string)
 	if state != nil && *state == callTransferring {
 		return s.transferCall(w, r, user, call, rd)
 	}
+	record, format := readRecording(rd)
 	if rd.err != nil {
 		return rd.err
+	}
+	if format != nil {
+		call.SetRecordingFormat(*format)
+	}
+	if record != nil && !*record {
+		call.StopRecording()
+	}
+	if record != nil && *record && (state == nil || *state == bridge.CallActive) {
+		// Before an answer, so that the call is recorded from its first
+		// frame.
+		if err := s.startCallRecording(call); err != nil {
+			return err
+		}
 	}
 	if state != nil && (*state == bridge.CallActive || *state == callRejected) {
 		if err := s.decideCall(r.Context(), call, *state); err != nil {

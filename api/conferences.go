@@ -25,18 +25,27 @@ type conferenceJSON struct {
 	// one is set.
 	PINSet bool `json:"pinSet"`
 	Locked bool `json:"locked"`
+	// Extensions (issue 14): whether the room's mix is being recorded, and
+	// the format of its recordings.
+	RecordingEnabled    bool   `json:"recordingEnabled"`
+	RecordingFileFormat string `json:"recordingFileFormat"`
 	callbackJSON
 	// Cause (extension, issue 14) says why the bridge completed the
 	// conference itself: SERVER_RESTART when a crash had left it live.
 	Cause string `json:"cause,omitempty"`
 }
 
-func renderConference(c *bridge.Conference) conferenceJSON { return renderConferenceInfo(c.Info(), "") }
+func renderConference(c *bridge.Conference) conferenceJSON {
+	out := renderConferenceInfo(c.Info(), "")
+	out.RecordingEnabled = c.ActiveRecording() != nil
+	return out
+}
 
 func renderConferenceInfo(in bridge.ConferenceInfo, cause string) conferenceJSON {
 	return conferenceJSON{ID: in.ID, State: in.State, From: in.From, CreatedTime: formatTime(in.Created),
 		CompletedTime: formatTime(in.Completed), ActiveMembers: in.ActiveMembers, Hold: in.Hold, Mute: in.Mute,
-		Profile: in.Profile, PINSet: in.PINSet, Locked: in.Locked, callbackJSON: renderCallback(in.Callback), Cause: cause}
+		Profile: in.Profile, PINSet: in.PINSet, Locked: in.Locked, RecordingFileFormat: string(in.RecordingFormat),
+		callbackJSON: renderCallback(in.Callback), Cause: cause}
 }
 
 // readPIN reads the pin extension: 1 to 12 digits, or "" for none. A JSON
@@ -108,8 +117,12 @@ func (s *server) createConference(w http.ResponseWriter, r *http.Request, user s
 	if v := rd.boolean("locked"); v != nil {
 		opts.Locked = *v
 	}
+	record, format := readRecording(rd)
 	if rd.err != nil {
 		return rd.err
+	}
+	if record != nil && *record && s.b.Config().RecordingsDir == "" {
+		return errRecordingUnavailable("this server keeps no recordings (no recordings directory)")
 	}
 	if err := s.checkCallback(r.Context(), opts.Callback); err != nil {
 		return err
@@ -128,6 +141,15 @@ func (s *server) createConference(w http.ResponseWriter, r *http.Request, user s
 			return errNumberInUse(opts.From)
 		}
 		return err
+	}
+	if format != nil {
+		c.SetRecordingFormat(*format)
+	}
+	if record != nil && *record {
+		if err := s.startRecording(c); err != nil {
+			c.Complete() // created with a recording or not at all
+			return err
+		}
 	}
 	created(w, userURL(r, user, "conferences", c.ID()))
 	return nil
@@ -237,6 +259,7 @@ func (s *server) updateConference(w http.ResponseWriter, r *http.Request, user s
 	hold := rd.boolean("hold")
 	pin := readPIN(rd)
 	locked := rd.boolean("locked")
+	record, format := readRecording(rd)
 	cb := c.Callback()
 	cbSet := callbackFields(rd, &cb)
 	if rd.err != nil {
@@ -247,7 +270,7 @@ func (s *server) updateConference(w http.ResponseWriter, r *http.Request, user s
 			return err
 		}
 	}
-	changes := mute != nil || hold != nil || cbSet || pin != nil || locked != nil
+	changes := mute != nil || hold != nil || cbSet || pin != nil || locked != nil || format != nil || (record != nil && *record)
 	if c.State() == bridge.StateCompleted {
 		if changes {
 			return errConferenceState(c.ID(), bridge.StateCompleted)
@@ -271,6 +294,18 @@ func (s *server) updateConference(w http.ResponseWriter, r *http.Request, user s
 	}
 	if locked != nil {
 		c.SetLocked(*locked)
+	}
+	if format != nil {
+		c.SetRecordingFormat(*format)
+	}
+	if record != nil {
+		if *record {
+			if err := s.startRecording(c); err != nil {
+				return err
+			}
+		} else {
+			c.StopRecording()
+		}
 	}
 	if complete {
 		c.Complete()

@@ -254,3 +254,25 @@ func asAPIError(err error) *apiError {
 	}
 	return errInternal()
 }
+
+func errRecordingNotFound(id string) *apiError {
+	return newError(http.StatusNotFound, catNotFound, "recording-not-found", "The recording %s could not be found", id)
+}
+
+func errMediaNotFound(name string) *apiError {
+	return newError(http.StatusNotFound, catNotFound, "media-not-found", "The media %s could not be found", name)
+}
+
+// errRecordingUnavailable: the server keeps no recordings (no recordings
+// directory) or could not start one.
+func errRecordingUnavailable(why string) *apiError {
+	return newError(http.StatusServiceUnavailable, catUnavailable, "recording-unavailable",
+		"Recording is not available: %s", why)
+}
+
+// errRecordingActive: the media of a recording still being written cannot
+// be deleted; stop the recording first.
+func errRecordingActive(name string) *apiError {
+	return newError(http.StatusConflict, catConflict, "recording-in-progress",
+		"The media %s is still being recorded: stop the recording (recordingEnabled false) first", name)
+}

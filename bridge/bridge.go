@@ -13,6 +13,7 @@ import (
 	"chorus/dtmf"
 	"chorus/media"
 	"chorus/media/opus"
+	"chorus/media/recfile"
 )
 
 // Config holds the bridge's tunables. Zero fields take the defaults.
@@ -69,6 +70,17 @@ type Config struct {
 	// keeps fullband voice with in-band FEC; RFC 7587 §3.1.1 gives 28–40
 	// kbit/s for fullband speech).
 	OpusBitrate int
+	// RecordingsDir is where recording files are written; "" refuses
+	// recordings (ErrRecordingDisabled).
+	RecordingsDir string
+	// RecordingBuffer is how much of a room's mix a recording holds for its
+	// writer before a writer that cannot keep up ends the recording with
+	// an error (default 2 s).
+	RecordingBuffer time.Duration
+	// OpenRecordingFile creates a recording's file at a path under
+	// RecordingsDir (default: the directory is made and the file created
+	// exclusively, mode 0640). Tests put a slow disk here.
+	OpenRecordingFile RecordingFile
 	// Now is the clock (default time.Now).
 	Now func() time.Time
 	// AfterFunc runs f after d, as time.AfterFunc (the default) does: the
@@ -126,6 +138,12 @@ func (c *Config) setDefaults() {
 	if c.IncomingCallTimeout <= 0 {
 		c.IncomingCallTimeout = DefaultIncomingCallTimeout
 	}
+	if c.RecordingBuffer <= 0 {
+		c.RecordingBuffer = defaultRecordingBuffer
+	}
+	if c.OpenRecordingFile == nil {
+		c.OpenRecordingFile = createRecordingFile
+	}
 	if c.Now == nil {
 		c.Now = time.Now
 	}
@@ -163,8 +181,10 @@ type Bridge struct {
 	// whose every such call failed, none having joined, is completed
 	// instead of holding its number empty forever.
 	unjoined map[*Conference]int
-	draining bool
-	loops    loopGroup // mixer goroutines
+	// recordings holds every recording (recording.go) until it is pruned.
+	recordings map[string]*Recording
+	draining   bool
+	loops      loopGroup // mixer goroutines
 
 	dialer Dialer
 	clock  *clock
@@ -190,7 +210,7 @@ func New(cfg Config, log *slog.Logger, events EventSink) *Bridge {
 	}
 	b := &Bridge{cfg: cfg, log: log, events: events, stats: &Stats{},
 		confs: map[string]*Conference{}, calls: map[string]*Call{}, numbers: map[string]*Conference{},
-		unjoined: map[*Conference]int{}}
+		unjoined: map[*Conference]int{}, recordings: map[string]*Recording{}}
 	b.clock = newClock(b)
 	b.reg = newRegistry()
 	return b
@@ -489,6 +509,11 @@ type Call struct {
 	// (appcall.go); decided is set once one was taken or the wait ended.
 	decide  chan Decision
 	decided bool
+	// rec is the call's running recording (recording.go), set and
+	// cleared under mu, with the count of recording calls of the room its
+	// member is in; recFormat is what the next one takes.
+	rec       atomic.Pointer[Recording]
+	recFormat recfile.Format
 }
 
 // CallInfo is a snapshot of a call.
@@ -503,6 +528,8 @@ type CallInfo struct {
 	DialTimeout time.Duration
 	// ApplicationID is the application an incoming call came in for.
 	ApplicationID string
+	// RecordingFormat is the format of the call's recordings.
+	RecordingFormat recfile.Format
 }
 
 // NewCall registers a call. leg may be nil until the call is set up.
@@ -565,7 +592,10 @@ func (c *Call) Info() CallInfo {
 	defer c.mu.Unlock()
 	ci := CallInfo{ID: c.id, UserID: c.userID, From: c.from, To: c.to, Direction: c.direction,
 		State: c.state, Created: c.created, Answered: c.answered, Ended: c.ended, Cause: c.cause,
-		Callback: c.callback, DialTimeout: c.dialTimeout, ApplicationID: c.appID}
+		Callback: c.callback, DialTimeout: c.dialTimeout, ApplicationID: c.appID, RecordingFormat: c.recFormat}
+	if ci.RecordingFormat == "" {
+		ci.RecordingFormat = recfile.WAV
+	}
 	ci.ConferenceID, ci.MemberID = c.confID, c.memberID // also after leaving: call history
 	if c.member != nil && !c.member.conf.internal {     // a parked call is in no conference
 		ci.ConferenceID = c.member.conf.id
@@ -668,6 +698,7 @@ func (c *Call) Ended(cause string) {
 	if g != nil {
 		g.complete(GatherHungUp) // its event before the hangup's
 	}
+	defer c.StopRecording() // its file is finished after the hangup event
 	ev := Event{Type: EventHangup, UserID: c.userID, CallID: c.id, ConferenceID: confID, Cause: cause, From: c.from, To: c.to, Tag: cb.Tag}
 	if m != nil && m.conf.internal {
 		m.conf.removeMember(m, false, cause)
@@ -747,7 +778,8 @@ func (b *Bridge) ActiveCalls() int {
 	return n
 }
 
-// HangupAll ends every call, in parallel, and waits for the mixers to stop.
+// HangupAll ends every call, in parallel, waits for the mixers to stop,
+// and finishes every recording's file (until ctx ends).
 func (b *Bridge) HangupAll(ctx context.Context, cause string) {
 	b.mu.Lock()
 	calls := make([]*Call, 0, len(b.calls))
@@ -764,6 +796,7 @@ func (b *Bridge) HangupAll(ctx context.Context, cause string) {
 	}
 	wg.Wait()
 	b.loops.wait()
+	b.stopRecordings(ctx)
 }
 
 // Publish sends an event that the bridge did not raise itself (playback
@@ -772,7 +805,7 @@ func (b *Bridge) HangupAll(ctx context.Context, cause string) {
 func (b *Bridge) Publish(ev Event) { b.publish(ev) }
 
 // Prune forgets conferences and calls completed longer than the retention
-// ago, so that a long-running bridge does not grow without bound; members
+// ago (and recordings ended that long ago, with their files), so that a long-running bridge does not grow without bound; members
 // that left a live conference that long ago go too (a room that lives for
 // days would otherwise keep every short call it ever had). It returns how
 // many conferences and calls it dropped.
@@ -800,6 +833,9 @@ func (b *Bridge) Prune() (confs, calls int) {
 	b.mu.Unlock()
 	for _, c := range live {
 		c.pruneMembers(cutoff)
+	}
+	if n := b.pruneRecordings(cutoff); n > 0 {
+		b.log.Debug("pruned recordings", "recordings", n)
 	}
 	return confs, calls
 }

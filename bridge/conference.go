@@ -10,6 +10,7 @@ import (
 
 	"chorus/dtmf"
 	"chorus/media"
+	"chorus/media/recfile"
 )
 
 // Conference states (Catapult).
@@ -72,6 +73,17 @@ type Conference struct {
 	audio slot // file or sentence for the whole room
 	tone  slot // join and leave tones
 
+	// rec is the running recording whose tap the tick feeds (recording.go);
+	// nil, the common case, costs the tick one load. recMu serialises
+	// starting and stopping it; recFormat is the format the next one takes.
+	rec       atomic.Pointer[Recording]
+	recMu     sync.Mutex
+	recFormat atomic.Pointer[recfile.Format]
+	// recCalls counts the members whose call records (changed under the
+	// call's mu with its member and recording): a room with none skips
+	// the per-member recording check altogether.
+	recCalls atomic.Int32
+
 	// mix is the mixer's working memory (about 2 kB). Only the goroutine
 	// running the room's ticks touches it, and it drops it once the room
 	// has ended, so that a completed record kept for the API is small.
@@ -126,6 +138,8 @@ type ConferenceInfo struct {
 	// Locked refuses new dial-ins; PINSet says a PIN is asked of them.
 	Locked, PINSet bool
 	Callback       Callback
+	// RecordingFormat is the format of the room's recordings.
+	RecordingFormat recfile.Format
 }
 
 // Info returns a snapshot.
@@ -134,7 +148,8 @@ func (c *Conference) Info() ConferenceInfo {
 	defer c.mu.Unlock()
 	return ConferenceInfo{ID: c.id, UserID: c.userID, From: c.from, Profile: c.profile, State: c.state,
 		Created: c.created, Completed: c.completed, ActiveMembers: c.activeLocked(), Waiting: int(c.waiting.Load()),
-		Mute: c.mute.Load(), Hold: c.hold.Load(), Locked: c.locked.Load(), PINSet: c.pin != "", Callback: c.callback}
+		Mute: c.mute.Load(), Hold: c.hold.Load(), Locked: c.locked.Load(), PINSet: c.pin != "", Callback: c.callback,
+		RecordingFormat: c.RecordingFormat()}
 }
 
 // activeLocked counts the active members: the snapshot less the callers
@@ -327,6 +342,9 @@ func (c *Conference) AddMember(call *Call, opts MemberOptions) (*Member, error) 
 
 	call.mu.Lock()
 	call.member = m
+	if call.rec.Load() != nil {
+		c.recCalls.Add(1)
+	}
 	if !c.internal { // a bridged pair's room is no conference of the call's
 		call.confID = c.id
 		if !wait {
@@ -409,6 +427,9 @@ func (c *Conference) removeMember(m *Member, hangup bool, cause string) bool {
 	m.call.mu.Lock()
 	if m.call.member == m {
 		m.call.member = nil
+		if m.call.rec.Load() != nil {
+			c.recCalls.Add(-1)
+		}
 	}
 	m.call.mu.Unlock()
 	if waited {
@@ -470,6 +491,7 @@ func (c *Conference) complete() {
 		return
 	}
 	neverMixed := !c.mixing // no mixer started, and none will
+	rec := c.rec.Swap(nil)
 	c.state = StateCompleted
 	c.ended.Store(true)
 	c.completed = c.b.cfg.Now()
@@ -487,6 +509,9 @@ func (c *Conference) complete() {
 	c.log.Info("conference completed")
 	if !c.internal {
 		c.b.publish(Event{Type: EventConference, UserID: c.userID, ConferenceID: c.id, State: StateCompleted, Tag: c.Callback().Tag})
+	}
+	if rec != nil {
+		rec.stop() // its writer finishes the file: the recording event follows the conference's
 	}
 }
 

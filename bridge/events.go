@@ -15,6 +15,7 @@ const (
 	EventSpeak              = "speak"               // sentence to one member: started, done
 	EventGather             = "gather"              // a gather on a call completed (gather.go)
 	EventTransferring       = "transferring"        // a call's transfer began (transfer.go)
+	// EventRecording (recording.go): a recording's file is complete, or it ended with an error.
 )
 
 // Event is something an application may want to hear about. Zero fields
@@ -49,6 +50,8 @@ type Event struct {
 	Reason   GatherReason
 	// ApplicationID is the application of an incomingcall event.
 	ApplicationID string
+	// RecordingID is the recording of a recording event.
+	RecordingID string
 }
 
 // EventSink receives events. Publish must not block: it is called from the

@@ -90,6 +90,9 @@ type mixer struct {
 	// what it did before rooms had rates.
 	buf   [media.FrameSamples]int32
 	buf16 [2 * media.FrameSamples]int16
+	// callRec is the frame a recording call's tap gets (tapCall), made
+	// when a room first has one.
+	callRec []int32
 }
 
 func newMixer(loudestN int) *mixer {
@@ -434,17 +437,29 @@ func (c *Conference) mixTick(now time.Time, w *tickWorker) {
 			}
 		}
 	}
+	// The room's full mix to its recording, if it records: one copy into
+	// the tap's ring (recording.go). A room that does not record pays this
+	// load and nil check.
+	if r := c.rec.Load(); r != nil {
+		r.tap.put(acc, x.rate)
+	}
 
 	// 4. Output: each member hears the sum minus itself, limited, and
 	// pushed to its endpoint: its own frame (a talker, or a member with
 	// audio of its own) or a payload encoded once for everyone who hears
 	// the same mix.
 	var sent, encodes uint64
+	// Calls that record (recording.go) are tapped after their output; a
+	// room with none pays this one load.
+	tapCalls := c.recCalls.Load() > 0
 	for _, m := range members {
 		if did, err := m.sendDTMF(); did {
 			// A DTMF out packet takes this tick's place (dtmfout.go).
 			if err == nil {
 				sent++
+			}
+			if tapCalls {
+				c.tapCall(m, nil, false)
 			}
 			continue
 		}
@@ -454,6 +469,11 @@ func (c *Conference) mixTick(now time.Time, w *tickWorker) {
 			codec = media.PCMU
 		}
 		var err error
+		// heard is what the member hears this tick when it is its own
+		// frame (nil: silence, or the shared mix when shared), for its
+		// call's recording.
+		var heard []int16
+		shared := false
 		switch {
 		case m.waiting.Load():
 			// In the lobby: its prompts only, nothing of the room.
@@ -465,6 +485,7 @@ func (c *Conference) mixTick(now time.Time, w *tickWorker) {
 				}
 				encodes++
 				err = ep.Push(mx.priv)
+				heard = mx.priv
 				break
 			}
 			err = x.pushSilence(ep, codec)
@@ -501,6 +522,7 @@ func (c *Conference) mixTick(now time.Time, w *tickWorker) {
 				if sh.n > 0 {
 					err = ep.PushShared(sh.payload[:sh.n])
 				}
+				shared = true
 				break
 			}
 			mx := m.mx
@@ -530,9 +552,13 @@ func (c *Conference) mixTick(now time.Time, w *tickWorker) {
 				break
 			}
 			err = ep.Push(priv)
+			heard = priv
 		}
 		if err == nil {
 			sent++
+		}
+		if tapCalls {
+			c.tapCall(m, heard, shared)
 		}
 	}
 	w.out += sent

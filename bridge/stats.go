@@ -46,6 +46,9 @@ type Stats struct {
 
 	Digits atomic.Uint64 // DTMF digits received, in-band or by SIP INFO
 
+	Recordings      atomic.Uint64 // recordings started
+	RecordingErrors atomic.Uint64 // recordings ended by an error (a disk that could not keep up, a failed write)
+
 	// The reception of conference members' RTP, published by the mixers
 	// about once a second per call while it lasts (statsTicks) and the
 	// rest when it leaves: the jitter buffers' counters

@@ -13,6 +13,7 @@ import (
 	"net"
 	"net/netip"
 	"os"
+	"path/filepath"
 	"reflect"
 	"strconv"
 	"strings"
@@ -61,8 +62,12 @@ type Config struct {
 	// first retry's delay, doubled per retry up to 30 s.
 	CallbackRetries int           `json:"callbackRetries"`
 	CallbackBackoff time.Duration `json:"callbackBackoff"`
-	AnswerDelay     time.Duration `json:"answerDelay"`
-	PprofAddr       string        `json:"pprofAddr"`
+	// RecordingsDir is where conference and call recordings are written
+	// (made on the first recording); nil: <DataDir>/recordings (none
+	// without a DataDir), "": recording off. See recordingsDir.
+	RecordingsDir *string       `json:"recordingsDir"`
+	AnswerDelay   time.Duration `json:"answerDelay"`
+	PprofAddr     string        `json:"pprofAddr"`
 	// MixerPriority is normal, high or realtime (see bridge.Priority).
 	MixerPriority string `json:"mixerPriority"`
 	// AllowPrivateTargets lets audio fetches, callbacks and dial-out reach
@@ -236,6 +241,7 @@ func loadConfig(args []string, getenv func(string) string, stderr io.Writer) (Co
 	fs.Int("callback-retries", cfg.CallbackRetries, "attempts of a callback event at callbackUrl before fallbackUrl gets as many; then it is kept as undeliverable (env CHORUS_CALLBACK_RETRIES)")
 	fs.Duration("callback-backoff", cfg.CallbackBackoff, "delay before a callback's first retry, doubled per retry up to 30s (env CHORUS_CALLBACK_BACKOFF)")
 	fs.String("data-dir", cfg.DataDir, `directory of the store (chorus.db, SQLite), created on first start; "" keeps everything in memory only, lost at exit (env CHORUS_DATA_DIR)`)
+	fs.String("recordings-dir", "", "directory of conference and call recordings, made on the first one; unset: <data-dir>/recordings; \"\" turns recording off (env CHORUS_RECORDINGS_DIR)")
 	fs.Bool("allow-private-targets", cfg.AllowPrivateTargets, "let fileUrl fetches, callbacks and dial-out reach loopback, private (RFC 1918, fc00::/7) and CGNAT addresses; link-local, multicast and the bridge's own ports stay refused (env CHORUS_ALLOW_PRIVATE_TARGETS)")
 	fs.Var(cidrList{&flagAllow}, "target-allow", "CIDR that fileUrl fetches, callbacks and dial-out may reach whatever its kind, repeatable (env CHORUS_TARGET_ALLOW, comma-separated)")
 	fs.String("http-tls-cert", "", "PEM certificate (chain) to serve the API over HTTPS, with --http-tls-key (env CHORUS_HTTP_TLS_CERT)")
@@ -321,6 +327,19 @@ func loadConfig(args []string, getenv func(string) string, stderr io.Writer) (Co
 		return cfg, err
 	}
 	return cfg, cfg.validate()
+}
+
+// recordingsDir is where recordings go: the directory set, else
+// recordings beside the store, else nowhere (a memory-only bridge keeps
+// no files unless told where).
+func (c Config) recordingsDir() string {
+	switch {
+	case c.RecordingsDir != nil:
+		return *c.RecordingsDir
+	case c.DataDir == "":
+		return ""
+	}
+	return filepath.Join(c.DataDir, "recordings")
 }
 
 // errShowVersion is loadConfig's answer to -version: run prints the
@@ -414,6 +433,8 @@ func (c *Config) setField(name, v string) error {
 		c.CallbackRetries, err = strconv.Atoi(v)
 	case "callback-backoff":
 		c.CallbackBackoff, err = time.ParseDuration(v)
+	case "recordings-dir":
+		c.RecordingsDir = &v
 	case "max-members":
 		c.MaxMembers, err = strconv.Atoi(v)
 	case "loudest-n":

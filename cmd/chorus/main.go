@@ -107,7 +107,8 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		MaxMembers: cfg.MaxMembers, LoudestN: cfg.LoudestN, RTPTimeout: cfg.RTPTimeout, RTPHoldTimeout: cfg.RTPHoldTimeout, Retention: bridgeRetention(cfg, st),
 		MixerPriority: cfg.mixerPriority, Prompts: newPINPrompts(tts.New(""), log).get,
 		MaxApplicationsPerUser: cfg.MaxApplicationsPerUser, MaxNumbersPerUser: cfg.MaxNumbersPerUser,
-		IncomingCallTimeout: cfg.IncomingCallTimeout, MaxMixRate: cfg.MaxMixRate, OpusBitrate: cfg.OpusBitrate}, log, nil)
+		IncomingCallTimeout: cfg.IncomingCallTimeout, MaxMixRate: cfg.MaxMixRate, OpusBitrate: cfg.OpusBitrate,
+		RecordingsDir: cfg.recordingsDir()}, log, nil)
 	janitorCtx, stopJanitor := context.WithCancel(context.Background())
 	defer stopJanitor()
 	go br.RunJanitor(janitorCtx, time.Minute)

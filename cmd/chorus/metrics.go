@@ -113,6 +113,8 @@ var bridgeMetricDefs = []metricDef{
 	{"chorus_mixer_tick_lateness_seconds", "How late mixer ticks woke.", nil},
 	{"chorus_mixer_tick_lateness_max_seconds", "Latest tick wake-up seen.", nil},
 	{"chorus_dtmf_digits_total", "DTMF digits received from callers (RFC 4733 or SIP INFO).", nil},
+	{"chorus_recordings_total", "Recordings started.", nil},
+	{"chorus_recording_errors_total", "Recordings ended by an error: a writer that fell behind the mix (a slow disk) or a failed write.", nil},
 	{"chorus_rtp_jitter_packets_total", "RTP packets the conference members' jitter buffers accepted (published about once a second while a call lasts).", nil},
 	{"chorus_rtp_late_packets_total", "RTP packets dropped for arriving after their play-out time.", nil},
 	{"chorus_rtp_concealed_samples_total", "Audio samples synthesised for lost or late RTP: the loss a listener heard (8 kHz samples).", nil},
@@ -209,6 +211,8 @@ func (c *bridgeCollector) Collect(ch chan<- prometheus.Metric) {
 		float64(st.LatenessNanos.Load())/1e9, buckets)
 	gauge("chorus_mixer_tick_lateness_max_seconds", float64(st.MaxLateness.Load())/1e9)
 	counter("chorus_dtmf_digits_total", float64(st.Digits.Load()))
+	counter("chorus_recordings_total", float64(st.Recordings.Load()))
+	counter("chorus_recording_errors_total", float64(st.RecordingErrors.Load()))
 	counter("chorus_rtp_jitter_packets_total", float64(st.JitterPackets.Load()))
 	counter("chorus_rtp_late_packets_total", float64(st.JitterLate.Load()))
 	counter("chorus_rtp_concealed_samples_total", float64(st.JitterConcealed.Load()))
