@@ -43,6 +43,9 @@ const (
 // DefaultCodecs returns what Chorus speaks, in the order of its own
 // offers: wideband first.
 func DefaultCodecs() []media.Codec {
+	if !opus.Available {
+		return []media.Codec{media.G722, media.PCMU, media.PCMA}
+	}
 	return []media.Codec{media.Opus, media.G722, media.PCMU, media.PCMA}
 }
 
@@ -78,6 +81,9 @@ func ParseCodecs(s string) ([]media.Codec, error) {
 		c, ok := media.CodecByName(name)
 		if !ok {
 			return nil, fmt.Errorf("unknown codec %q: want opus, G722, PCMU or PCMA", name)
+		}
+		if c == media.Opus && !opus.Available {
+			return nil, errors.New("opus needs a build with cgo and libopus (this one has neither)")
 		}
 		if seen[c] {
 			return nil, fmt.Errorf("codec %s listed twice", c)

@@ -149,7 +149,7 @@ func defaultConfig() Config {
 		// call is ACKed within a round trip, so 100 awaiting their ACK is a
 		// flood, and holds 100 ports at most, 2 % of the default range.
 		SIPInviteRate: 400, SIPInviteBurst: 400, SIPMaxUnconfirmed: 100,
-		Codecs: "opus,G722,PCMU,PCMA", MaxMixRate: 48000, OpusBitrate: opus.DefaultBitrate,
+		Codecs: defaultCodecs(), MaxMixRate: 48000, OpusBitrate: opus.DefaultBitrate,
 		sipAuthSettings: defaultSIPAuth()}
 }
 
@@ -327,6 +327,15 @@ func loadConfig(args []string, getenv func(string) string, stderr io.Writer) (Co
 		return cfg, err
 	}
 	return cfg, cfg.validate()
+}
+
+// defaultCodecs lists every codec this build can code, Opus first.
+func defaultCodecs() string {
+	names := make([]string, 0, 4)
+	for _, c := range sip.DefaultCodecs() {
+		names = append(names, c.String())
+	}
+	return strings.Join(names, ",")
 }
 
 // recordingsDir is where recordings go: the directory set, else

@@ -8,6 +8,9 @@ import (
 	libopus "gopkg.in/hraban/opus.v2"
 )
 
+// Available reports whether this build can code Opus: it links libopus.
+const Available = true
+
 // Encoder codes 48 kHz mono PCM into Opus packets for one call, with the
 // VoIP application of libopus (tuned for speech intelligibility). It is not
 // safe for concurrent use.

@@ -6,6 +6,10 @@ package opus
 // builds): libopus cannot be linked, so nothing can be coded and every
 // constructor says so. livekit/sip keeps a stub for the same reason.
 
+// Available reports whether this build can code Opus: without cgo it
+// cannot, and signalling must not offer or accept Opus.
+const Available = false
+
 // Encoder is unavailable without cgo; see the cgo build for the real one.
 type Encoder struct{ cfg Config }
 
