@@ -509,8 +509,10 @@ type RecoverStats struct {
 // Recover runs once at start, before Start and before traffic: it brings
 // the applications and numbers back into the bridge, completes the
 // conferences, members and calls a crash left live (cause
-// CauseServerRestart, ended now) with their completion events, and queues
-// every event not yet delivered, in order.
+// CauseServerRestart, ended now) with their completion events, ends the
+// recordings it left recording (state error, error CauseServerRestart,
+// their files repaired: bridge.CloseCrashedRecording) with their recording
+// events, and queues every event not yet delivered, in order.
 func (o *Outbox) Recover(ctx context.Context) (RecoverStats, error) {
 	var rs RecoverStats
 	if o.st == nil {
