@@ -275,13 +275,30 @@ func TestStoreKillWhileRecording(t *testing.T) {
 		"recordingEnabled": true, "recordingFileFormat": "wav"})
 	conf := createdID(t, resp, "conference")
 	ph := dialTone(t, p, conf)
-	var rec string
+	waitJSON(t, u1, "/conferences/"+conf, func(v any) bool { return field(v, "activeMembers") == "1" })
+	var members []map[string]any
+	_, b := u1.do("GET", "/conferences/"+conf+"/members", nil)
+	if err := json.Unmarshal(b, &members); err != nil || len(members) != 1 {
+		t.Fatalf("members %s", b)
+	}
+	callURL := fmt.Sprint(members[0]["call"])
+	call := callURL[strings.LastIndex(callURL, "/")+1:]
+	// The caller's own leg too: its recording event goes to the
+	// conference's callback (the call has none of its own).
+	if resp, b := u1.do("POST", "/calls/"+call, map[string]any{"recordingEnabled": true}); resp.StatusCode != 200 {
+		t.Fatalf("record the call: %d %s", resp.StatusCode, b)
+	}
+	var rec, callRec string
 	waitJSON(t, u1, "/recordings", func(v any) bool {
 		l, _ := v.([]any)
-		if len(l) == 1 {
-			rec = field(l[0], "id")
+		for _, r := range l {
+			if field(r, "callId") == call {
+				callRec = field(r, "id")
+			} else {
+				rec = field(r, "id")
+			}
 		}
-		return len(l) == 1
+		return len(l) == 2
 	})
 	media := mediaName(t, u1, rec)
 	// A second of the tone reaches the file.
@@ -309,19 +326,39 @@ func TestStoreKillWhileRecording(t *testing.T) {
 
 	p2 := startProc(t, dir, flags...)
 	u1 = p2.client("u1", "t1", "s1")
-	_, b := u1.do("GET", "/recordings/"+rec, nil)
-	var rj map[string]any
-	_ = json.Unmarshal(b, &rj)
-	if rj["state"] != "error" || rj["error"] != "SERVER_RESTART" || rj["endTime"] == nil || rj["media"] == nil {
-		t.Errorf("recording after kill -9 and restart: %s", b)
+	for _, id := range []string{rec, callRec} {
+		_, b = u1.do("GET", "/recordings/"+id, nil)
+		var rj map[string]any
+		_ = json.Unmarshal(b, &rj)
+		if rj["state"] != "error" || rj["error"] != "SERVER_RESTART" || rj["endTime"] == nil || rj["media"] == nil {
+			t.Errorf("recording after kill -9 and restart: %s", b)
+		}
 	}
-	evs := cb.waitFor(t, "the recording's event after the restart", 15*time.Second, func(evs []cbEvent) bool {
-		return has(evs[before:], "recording", "state", "error")
+	if _, b := u1.do("GET", "/calls/"+call+"/recordings", nil); !strings.Contains(string(b), callRec) || strings.Contains(string(b), `"recording"`) {
+		t.Errorf("the call's recordings after the restart: %s", b)
+	}
+	evs := cb.waitFor(t, "the recordings' events after the restart", 15*time.Second, func(evs []cbEvent) bool {
+		n := 0
+		for _, e := range evs[before:] {
+			if e.typ == "recording" {
+				n++
+			}
+		}
+		return n == 2
 	})
 	for _, e := range evs[before:] {
-		if e.typ == "recording" && (e.body["recordingId"] != rec || e.body["error"] != "SERVER_RESTART" ||
-			!strings.HasSuffix(fmt.Sprint(e.body["media"]), "/media/"+media) || e.body["endTime"] == nil) {
+		if e.typ != "recording" {
+			continue
+		}
+		if e.body["state"] != "error" || e.body["error"] != "SERVER_RESTART" || e.body["endTime"] == nil || e.body["media"] == nil ||
+			(e.body["recordingId"] != rec && e.body["recordingId"] != callRec) {
 			t.Errorf("recording event after the restart: %s", e.raw)
+		}
+		if e.body["recordingId"] == rec && !strings.HasSuffix(fmt.Sprint(e.body["media"]), "/media/"+media) {
+			t.Errorf("recording event after the restart: %s", e.raw)
+		}
+		if e.body["recordingId"] == callRec && e.body["callId"] != call {
+			t.Errorf("the call's recording event after the restart: %s", e.raw)
 		}
 	}
 	resp, data := u1.media("/media/"+media, "")
