@@ -5,6 +5,7 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -108,4 +109,23 @@ func TestCloseCrashedRecording(t *testing.T) {
 	if err := b.RemoveMedia(name); err != nil {
 		t.Errorf("removing a file already gone: %v", err)
 	}
+}
+
+// FuzzMediaPath: whatever a request names, a path MediaPath accepts is a
+// file directly in the recordings directory, and a recording's.
+func FuzzMediaPath(f *testing.F) {
+	for _, s := range []string{"rec-abc.wav", "rec-x.mp3", "../x", "rec-/../..", "rec-a\x00.wav", `rec-a\..\b`, "rec-.", "rec-"} {
+		f.Add(s)
+	}
+	dir := f.TempDir()
+	b := New(Config{RecordingsDir: dir}, nil, nil)
+	f.Fuzz(func(t *testing.T, name string) {
+		path, err := b.MediaPath(name)
+		if err != nil {
+			return
+		}
+		if filepath.Dir(path) != filepath.Clean(dir) || !strings.HasPrefix(filepath.Base(path), RecordingPrefix) {
+			t.Fatalf("MediaPath(%q) = %q: outside %s", name, path, dir)
+		}
+	})
 }
