@@ -60,13 +60,14 @@ func cbTime(t time.Time) string { return t.UTC().Format(CallbackTimeFormat) }
 // eventPayload builds the fields Catapult sends for ev (its
 // apiCallbacks pages), to the callback cb.
 func (d *Dispatcher) eventPayload(ev bridge.Event, cb bridge.Callback) cbPayload {
-	return d.payloadWith(ev, cb, nil)
+	return d.payloadWith(ev, cb, nil, nil)
 }
 
 // payloadWith is eventPayload with the conference's record given (conf,
-// when not nil) rather than looked up: a conference a restart completed is
-// in no bridge.
-func (d *Dispatcher) payloadWith(ev bridge.Event, cb bridge.Callback, conf *bridge.ConferenceInfo) cbPayload {
+// when not nil) rather than looked up, and the recording's (rec): a
+// conference a restart completed, or a recording it closed, is in no
+// bridge.
+func (d *Dispatcher) payloadWith(ev bridge.Event, cb bridge.Callback, conf *bridge.ConferenceInfo, rec *bridge.RecordingInfo) cbPayload {
 	tag := ev.Tag
 	if tag == "" {
 		tag = cb.Tag
@@ -206,16 +207,19 @@ func (d *Dispatcher) payloadWith(ev bridge.Event, cb bridge.Callback, conf *brid
 		addStr("recordingUri", d.cbURI(ev.UserID, "recordings", ev.RecordingID))
 		add("state", ev.State)
 		add("status", ev.State)
-		if b := d.cfg.Bridge; b != nil {
-			if rec, ok := b.Recording(ev.RecordingID); ok {
-				in := rec.Info()
-				add("startTime", cbTime(in.Start))
-				if !in.End.IsZero() {
-					add("endTime", cbTime(in.End))
-				}
-				if in.Media != "" {
-					addStr("media", d.cbURI(ev.UserID, "media", in.Media))
-				}
+		if b := d.cfg.Bridge; rec == nil && b != nil {
+			if r, ok := b.Recording(ev.RecordingID); ok {
+				in := r.Info()
+				rec = &in
+			}
+		}
+		if rec != nil {
+			add("startTime", cbTime(rec.Start))
+			if !rec.End.IsZero() {
+				add("endTime", cbTime(rec.End))
+			}
+			if rec.Media != "" {
+				addStr("media", d.cbURI(ev.UserID, "media", rec.Media))
 			}
 		}
 		addStr("error", ev.Cause) // extension: why a recording ended in error

@@ -62,8 +62,9 @@ type OutboxStats struct {
 // obCtl is a change for the writer other than an event: a record to save
 // or delete, or a flush marker.
 type obCtl struct {
-	save  store.Key // a record to snapshot (Kind set)
-	del   store.Key // a record to delete (Kind set)
+	save  store.Key    // a record to snapshot (Kind set)
+	put   store.Record // a record as given (Kind set): one no longer in the bridge
+	del   store.Key    // a record to delete (Kind set)
 	flush chan struct{}
 }
 
@@ -176,6 +177,13 @@ func (o *Outbox) Publish(ev bridge.Event) {
 // Like Publish, it never blocks; a full queue loses the change (counted).
 func (o *Outbox) Saved(kind store.Kind, user, id string) {
 	o.queue(obCtl{save: store.Key{Kind: kind, User: user, ID: id}})
+}
+
+// SavedRecord tells the outbox to write r as it is: a change to a record
+// the bridge no longer holds (a stored recording whose media was
+// deleted), which Saved could not snapshot.
+func (o *Outbox) SavedRecord(r store.Record) {
+	o.queue(obCtl{put: r})
 }
 
 // Deleted tells the outbox that a record is gone (a deleted application
@@ -306,6 +314,8 @@ func (o *Outbox) control(it obCtl, flushes []chan struct{}) []chan struct{} {
 		if r, ok := o.snapshot(it.save); ok {
 			o.recs[it.save] = r
 		}
+	case it.put.Kind != "":
+		o.recs[it.put.Key] = it.put
 	case it.del.Kind != "":
 		delete(o.recs, it.del)
 		o.batch.Delete = append(o.batch.Delete, it.del)
@@ -370,6 +380,8 @@ func (o *Outbox) snapshotEvent(ev bridge.Event) {
 		o.save(store.Key{Kind: store.KindCall, User: ev.UserID, ID: ev.CallID})
 	case bridge.EventAnswer, bridge.EventHangup, bridge.EventIncomingCall, bridge.EventTransferring:
 		o.save(store.Key{Kind: store.KindCall, User: ev.UserID, ID: ev.CallID})
+	case bridge.EventRecording:
+		o.save(store.Key{Kind: store.KindRecording, User: ev.UserID, ID: ev.RecordingID})
 	}
 }
 
@@ -410,6 +422,10 @@ func (o *Outbox) snapshot(k store.Key) (store.Record, bool) {
 	case store.KindNumber:
 		if n, ok := b.PhoneNumber(k.ID); ok && n.UserID() == k.User {
 			return numberRecord(n.Info()), true
+		}
+	case store.KindRecording:
+		if r, ok := b.Recording(k.ID); ok && r.UserID() == k.User {
+			return recordingRecord(r.Info()), true
 		}
 	}
 	return store.Record{}, false
@@ -486,13 +502,17 @@ type RecoverStats struct {
 	Pending int
 	// Conferences, members and calls a crash left live, now completed.
 	Conferences, Members, Calls int
+	// Recordings a crash left recording, now ended in state error.
+	Recordings int
 }
 
 // Recover runs once at start, before Start and before traffic: it brings
 // the applications and numbers back into the bridge, completes the
 // conferences, members and calls a crash left live (cause
-// CauseServerRestart, ended now) with their completion events, and queues
-// every event not yet delivered, in order.
+// CauseServerRestart, ended now) with their completion events, ends the
+// recordings it left recording (state error, error CauseServerRestart,
+// their files repaired: bridge.CloseCrashedRecording) with their recording
+// events, and queues every event not yet delivered, in order.
 func (o *Outbox) Recover(ctx context.Context) (RecoverStats, error) {
 	var rs RecoverStats
 	if o.st == nil {
@@ -654,17 +674,10 @@ func (o *Outbox) closeLive(ctx context.Context, rs *RecoverStats) error {
 		}
 		o.recoveryEvent(bridge.Event{Type: bridge.EventConferenceMember, Time: now, UserID: mr.UserID, ConferenceID: mr.ConferenceID,
 			MemberID: mr.ID, CallID: mr.CallID, State: bridge.StateCompleted, Cause: CauseServerRestart, Tag: cr.Callback.Tag},
-			cr.Callback, &cr.ConferenceInfo)
+			cr.Callback, &cr.ConferenceInfo, nil)
 	}
-	for _, r := range callRecs {
-		in, err := decodeRecord[bridge.CallInfo](r)
-		if err != nil {
-			o.log.Warn("call record unreadable", "id", r.ID, "err", err)
-			continue
-		}
-		in.State, in.Ended, in.Cause = bridge.CallCompleted, now, CauseServerRestart
-		o.batch.Put = append(o.batch.Put, callRecord(in))
-		rs.Calls++
+	calls := map[string]bridge.CallInfo{}
+	callback := func(in bridge.CallInfo) bridge.Callback {
 		cb := in.Callback
 		if cb.URL == "" && in.ApplicationID != "" {
 			if a, ok := o.cfg.Bridge.Application(in.ApplicationID); ok {
@@ -676,19 +689,64 @@ func (o *Outbox) closeLive(ctx context.Context, rs *RecoverStats) error {
 				cb = cr.Callback
 			}
 		}
+		return cb
+	}
+	for _, r := range callRecs {
+		in, err := decodeRecord[bridge.CallInfo](r)
+		if err != nil {
+			o.log.Warn("call record unreadable", "id", r.ID, "err", err)
+			continue
+		}
+		in.State, in.Ended, in.Cause = bridge.CallCompleted, now, CauseServerRestart
+		o.batch.Put = append(o.batch.Put, callRecord(in))
+		rs.Calls++
+		calls[in.ID] = in
 		o.recoveryEvent(bridge.Event{Type: bridge.EventHangup, Time: now, UserID: in.UserID, ConferenceID: in.ConferenceID,
-			CallID: in.ID, Cause: CauseServerRestart, From: in.From, To: in.To, Tag: in.Callback.Tag}, cb, nil)
+			CallID: in.ID, Cause: CauseServerRestart, From: in.From, To: in.To, Tag: in.Callback.Tag}, callback(in), nil, nil)
 	}
 	for _, cr := range confs {
 		o.batch.Put = append(o.batch.Put, conferenceRecord(cr.ConferenceInfo, cr.Cause))
 		o.recoveryEvent(bridge.Event{Type: bridge.EventConference, Time: now, UserID: cr.UserID, ConferenceID: cr.ID,
-			State: bridge.StateCompleted, Cause: CauseServerRestart, Tag: cr.Callback.Tag}, cr.Callback, &cr.ConferenceInfo)
+			State: bridge.StateCompleted, Cause: CauseServerRestart, Tag: cr.Callback.Tag}, cr.Callback, &cr.ConferenceInfo, nil)
+	}
+	// Recordings last, as live: a recording's event follows the end of
+	// what it recorded.
+	recRecs, err := list(store.KindRecording)
+	if err != nil {
+		return err
+	}
+	for _, r := range recRecs {
+		in, err := decodeRecord[bridge.RecordingInfo](r)
+		if err != nil {
+			o.log.Warn("recording record unreadable", "id", r.ID, "err", err)
+			continue
+		}
+		in = o.cfg.Bridge.CloseCrashedRecording(in, CauseServerRestart)
+		o.batch.Put = append(o.batch.Put, recordingRecord(in))
+		rs.Recordings++
+		var cb bridge.Callback
+		switch {
+		case in.CallID != "":
+			call, ok := calls[in.CallID]
+			if !ok {
+				if r, err := st.Get(ctx, store.Key{Kind: store.KindCall, User: in.UserID, ID: in.CallID}); err == nil {
+					call, _ = decodeRecord[bridge.CallInfo](r)
+				}
+			}
+			cb = callback(call)
+		case in.ConferenceID != "":
+			if cr, ok := conf(in.UserID, in.ConferenceID); ok {
+				cb = cr.Callback
+			}
+		}
+		o.recoveryEvent(bridge.Event{Type: bridge.EventRecording, Time: now, UserID: in.UserID, ConferenceID: in.ConferenceID,
+			CallID: in.CallID, RecordingID: in.ID, State: string(in.State), Cause: in.Error, Tag: cb.Tag}, cb, nil, &in)
 	}
 	return nil
 }
 
 // recoveryEvent numbers and renders a completion event of Recover.
-func (o *Outbox) recoveryEvent(ev bridge.Event, cb bridge.Callback, conf *bridge.ConferenceInfo) {
+func (o *Outbox) recoveryEvent(ev bridge.Event, cb bridge.Callback, conf *bridge.ConferenceInfo, rec *bridge.RecordingInfo) {
 	o.seq++
 	ev.ID = o.eventID(o.seq)
 	it := cbItem{ev: ev, confID: ev.ConferenceID}
@@ -697,7 +755,7 @@ func (o *Outbox) recoveryEvent(ev bridge.Event, cb bridge.Callback, conf *bridge
 		return
 	}
 	it.seq, it.cb = o.seq, cb
-	it.p = o.d.payloadWith(ev, cb, conf)
+	it.p = o.d.payloadWith(ev, cb, conf, rec)
 	if ev.Type == bridge.EventConference && ev.Cause != "" {
 		it.p = append(it.p, cbField{"cause", ev.Cause}) // extension: why the bridge ended it
 	}

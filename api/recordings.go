@@ -2,11 +2,14 @@ package api
 
 import (
 	"errors"
+	"fmt"
 	"net/http"
 	"os"
+	"strings"
 
 	"chorus/bridge"
 	"chorus/media/recfile"
+	"chorus/store"
 )
 
 // recordingJSON is Catapult's Recording resource: id, call (or, for a
@@ -27,8 +30,7 @@ type recordingJSON struct {
 	Error        string `json:"error,omitempty"`
 }
 
-func renderRecording(r *http.Request, user string, rec *bridge.Recording) recordingJSON {
-	in := rec.Info()
+func renderRecording(r *http.Request, user string, in bridge.RecordingInfo) recordingJSON {
 	out := recordingJSON{ID: in.ID, ConferenceID: in.ConferenceID, CallID: in.CallID, StartTime: formatTime(in.Start),
 		EndTime: formatTime(in.End), State: string(in.State), FileFormat: string(in.Format), Error: in.Error}
 	if in.ConferenceID != "" {
@@ -43,14 +45,66 @@ func renderRecording(r *http.Request, user string, rec *bridge.Recording) record
 	return out
 }
 
-// recording returns the user's recording by id; another user's is not
-// found, exactly like a missing one.
-func (s *server) recording(user, id string) (*bridge.Recording, error) {
-	rec, ok := s.b.Recording(id)
-	if !ok || rec.UserID() != user {
-		return nil, errRecordingNotFound(id)
+// Recordings outlive the bridge's memory and the process (issue 14): the
+// bridge holds a recording while it is written and for its retention; the
+// store holds its record (bridge.RecordingInfo) for the store's, and the
+// file stays in the recordings directory as long as the record. A GET asks
+// the bridge first, then the store, and renders either the same way.
+
+// recording returns the user's recording by id, from the bridge or the
+// store; another user's is not found, exactly like a missing one. rec is
+// nil for a recording only the store holds.
+func (s *server) recording(r *http.Request, user, id string) (bridge.RecordingInfo, *bridge.Recording, error) {
+	if rec, ok := s.b.Recording(id); ok && rec.UserID() == user {
+		return rec.Info(), rec, nil
 	}
-	return rec, nil
+	if st, ok := s.stored(r, store.KindRecording, user, id); ok {
+		if in, err := decodeRecord[bridge.RecordingInfo](st); err == nil {
+			return in, nil, nil
+		}
+	}
+	return bridge.RecordingInfo{}, nil, errRecordingNotFound(id)
+}
+
+// recordings lists the user's recordings (of one call or conference when
+// parent is set), newest first: the bridge's, and the store's down to the
+// end of page p that the bridge does not hold.
+func (s *server) recordings(r *http.Request, user, parent string, p paging) []bridge.RecordingInfo {
+	var list []dated[bridge.RecordingInfo]
+	live := s.b.Recordings(user)
+	inMemory := make(map[string]bool, len(live))
+	for _, rec := range live {
+		inMemory[rec.ID()] = true
+		in := rec.Info()
+		if parent == "" || in.CallID == parent || in.ConferenceID == parent {
+			list = append(list, dated[bridge.RecordingInfo]{in.Start, in.ID, in})
+		}
+	}
+	need := (p.page+1)*p.size + len(live) + 1
+	for _, st := range s.storedList(r, store.Query{Kind: store.KindRecording, User: user, Parent: parent, Limit: need}) {
+		if inMemory[st.ID] {
+			continue
+		}
+		if in, err := decodeRecord[bridge.RecordingInfo](st); err == nil {
+			list = append(list, dated[bridge.RecordingInfo]{in.Start, in.ID, in})
+		}
+	}
+	sortDated(list)
+	out := make([]bridge.RecordingInfo, len(list))
+	for i, d := range list {
+		out[i] = d.v
+	}
+	return out
+}
+
+// writeRecordings writes a page of recordings.
+func writeRecordings(w http.ResponseWriter, r *http.Request, user string, p paging, recs []bridge.RecordingInfo) {
+	lo, hi := pageOf(w, r, p, len(recs))
+	out := make([]recordingJSON, 0, hi-lo)
+	for _, in := range recs[lo:hi] {
+		out = append(out, renderRecording(r, user, in))
+	}
+	writeJSON(w, http.StatusOK, out)
 }
 
 // GET /recordings: the user's recordings, newest first, a page at a time.
@@ -59,13 +113,7 @@ func (s *server) listRecordings(w http.ResponseWriter, r *http.Request, user str
 	if err != nil {
 		return err
 	}
-	recs := s.b.Recordings(user)
-	lo, hi := pageOf(w, r, p, len(recs))
-	out := make([]recordingJSON, 0, hi-lo)
-	for _, rec := range recs[lo:hi] {
-		out = append(out, renderRecording(r, user, rec))
-	}
-	writeJSON(w, http.StatusOK, out)
+	writeRecordings(w, r, user, p, s.recordings(r, user, "", p))
 	return nil
 }
 
@@ -74,45 +122,51 @@ func (s *server) listRecordings(w http.ResponseWriter, r *http.Request, user str
 func (s *server) listCallRecordings(w http.ResponseWriter, r *http.Request, user string) error {
 	id := r.PathValue("callId")
 	if _, found := s.call(user, id); !found {
-		return errCallNotFound(id)
+		if _, stored := s.storedCall(r, user, id); !stored {
+			return errCallNotFound(id)
+		}
 	}
 	p, err := readPaging(r)
 	if err != nil {
 		return err
 	}
-	var recs []*bridge.Recording
-	for _, rec := range s.b.Recordings(user) {
-		if rec.Info().CallID == id {
-			recs = append(recs, rec)
+	var recs []bridge.RecordingInfo
+	for _, in := range s.recordings(r, user, id, p) {
+		if in.CallID == id {
+			recs = append(recs, in)
 		}
 	}
-	lo, hi := pageOf(w, r, p, len(recs))
-	out := make([]recordingJSON, 0, hi-lo)
-	for _, rec := range recs[lo:hi] {
-		out = append(out, renderRecording(r, user, rec))
-	}
-	writeJSON(w, http.StatusOK, out)
+	writeRecordings(w, r, user, p, recs)
 	return nil
 }
 
 // GET /recordings/{recordingId}.
 func (s *server) getRecording(w http.ResponseWriter, r *http.Request, user string) error {
-	rec, err := s.recording(user, r.PathValue("recordingId"))
+	in, _, err := s.recording(r, user, r.PathValue("recordingId"))
 	if err != nil {
 		return err
 	}
-	writeJSON(w, http.StatusOK, renderRecording(r, user, rec))
+	writeJSON(w, http.StatusOK, renderRecording(r, user, in))
 	return nil
 }
 
 // mediaRecording returns the recording whose file is the user's media
-// {mediaName}.
-func (s *server) mediaRecording(user, name string) (*bridge.Recording, error) {
-	rec, ok := s.b.RecordingByMedia(name)
-	if !ok || rec.UserID() != user || rec.Media() == "" {
-		return nil, errMediaNotFound(name)
+// {mediaName}: from the bridge, or from the store (its id is the name
+// before the extension). rec is nil for a recording only the store holds.
+func (s *server) mediaRecording(r *http.Request, user, name string) (bridge.RecordingInfo, *bridge.Recording, error) {
+	if rec, ok := s.b.RecordingByMedia(name); ok {
+		if rec.UserID() != user || rec.Media() == "" {
+			return bridge.RecordingInfo{}, nil, errMediaNotFound(name)
+		}
+		return rec.Info(), rec, nil
 	}
-	return rec, nil
+	id, _, _ := strings.Cut(name, ".")
+	if st, ok := s.stored(r, store.KindRecording, user, id); ok {
+		if in, err := decodeRecord[bridge.RecordingInfo](st); err == nil && in.Media == name {
+			return in, nil, nil
+		}
+	}
+	return bridge.RecordingInfo{}, nil, errMediaNotFound(name)
 }
 
 // GET /media/{mediaName}: the recording's file, with Range requests (RFC
@@ -121,13 +175,21 @@ func (s *server) mediaRecording(user, name string) (*bridge.Recording, error) {
 // written so far.
 func (s *server) getMedia(w http.ResponseWriter, r *http.Request, user string) error {
 	name := r.PathValue("mediaName")
-	rec, err := s.mediaRecording(user, name)
+	in, rec, err := s.mediaRecording(r, user, name)
 	if err != nil {
 		return err
 	}
-	f, err := rec.OpenMedia()
+	var f *os.File
+	if rec != nil {
+		f, err = rec.OpenMedia()
+	} else {
+		var path string
+		if path, err = s.b.MediaPath(name); err == nil {
+			f, err = os.Open(path)
+		}
+	}
 	if err != nil {
-		if errors.Is(err, os.ErrNotExist) || errors.Is(err, bridge.ErrMediaDeleted) {
+		if errors.Is(err, os.ErrNotExist) || errors.Is(err, bridge.ErrMediaDeleted) || errors.Is(err, bridge.ErrRecordingDisabled) {
 			return errMediaNotFound(name)
 		}
 		return err
@@ -137,20 +199,29 @@ func (s *server) getMedia(w http.ResponseWriter, r *http.Request, user string) e
 	if err != nil {
 		return err
 	}
-	w.Header().Set("Content-Type", rec.Info().Format.ContentType())
+	w.Header().Set("Content-Type", in.Format.ContentType())
 	http.ServeContent(w, r, name, st.ModTime(), f)
 	return nil
 }
 
 // DELETE /media/{mediaName}: removes the file; the recording stays,
-// without media. The file of a recording still being written is 409.
+// without media (and so it is stored). The file of a recording still
+// being written is 409.
 func (s *server) deleteMedia(w http.ResponseWriter, r *http.Request, user string) error {
 	name := r.PathValue("mediaName")
-	rec, err := s.mediaRecording(user, name)
+	in, rec, err := s.mediaRecording(r, user, name)
 	if err != nil {
 		return err
 	}
-	if err := rec.DeleteMedia(); err != nil {
+	if rec != nil {
+		err = rec.DeleteMedia()
+	} else if in.State == bridge.RecordingActive {
+		// A recording being written by no bridge: another process's.
+		err = fmt.Errorf("delete %s: %w", name, bridge.ErrRecordingActive)
+	} else {
+		err = s.b.RemoveMedia(name)
+	}
+	if err != nil {
 		switch {
 		case errors.Is(err, bridge.ErrRecordingActive):
 			return errRecordingActive(name)
@@ -158,6 +229,18 @@ func (s *server) deleteMedia(w http.ResponseWriter, r *http.Request, user string
 			return errMediaNotFound(name)
 		}
 		return err
+	}
+	if rec != nil {
+		s.saved(store.KindRecording, user, in.ID)
+	} else if s.outbox != nil {
+		in.Media = ""
+		s.outbox.SavedRecord(recordingRecord(in))
+		// Written before the answer: a GET that follows reads the store.
+		ctx, cancel := s.storeCtx(r)
+		defer cancel()
+		if err := s.outbox.Flush(ctx); err != nil {
+			s.log.Warn("deleted media's record not written yet", "recording", in.ID, "err", err)
+		}
 	}
 	ok(w)
 	return nil
@@ -181,7 +264,8 @@ func readRecording(rd *reader) (enabled *bool, format *recfile.Format) {
 // startRecording starts c's recording; a server without recordings, or a
 // recording that cannot start, is 503 recording-unavailable.
 func (s *server) startRecording(c *bridge.Conference) error {
-	if _, err := c.StartRecording(c.RecordingFormat()); err != nil {
+	rec, err := c.StartRecording(c.RecordingFormat())
+	if err != nil {
 		switch {
 		case errors.Is(err, bridge.ErrConferenceComplete):
 			return errConferenceState(c.ID(), bridge.StateCompleted)
@@ -191,6 +275,9 @@ func (s *server) startRecording(c *bridge.Conference) error {
 		s.log.Warn("recording did not start", "conf", c.ID(), "err", err)
 		return errRecordingUnavailable("the recording file could not be created")
 	}
+	// A recording's start raises no event: stored now, so that a crash
+	// while it records leaves a record to close at the next start.
+	s.saved(store.KindRecording, rec.UserID(), rec.ID())
 	return nil
 }
 
@@ -198,7 +285,8 @@ func (s *server) startRecording(c *bridge.Conference) error {
 // call that has ended, 503 recording-unavailable when the server keeps no
 // recordings or the file cannot be made.
 func (s *server) startCallRecording(call *bridge.Call) error {
-	if _, err := call.StartRecording(call.RecordingFormat()); err != nil {
+	rec, err := call.StartRecording(call.RecordingFormat())
+	if err != nil {
 		switch {
 		case errors.Is(err, bridge.ErrCallNotActive):
 			return errCallState(call.ID(), bridge.CallCompleted)
@@ -208,5 +296,6 @@ func (s *server) startCallRecording(call *bridge.Call) error {
 		s.log.Warn("recording did not start", "call", call.ID(), "err", err)
 		return errRecordingUnavailable("the recording file could not be created")
 	}
+	s.saved(store.KindRecording, rec.UserID(), rec.ID())
 	return nil
 }

@@ -72,6 +72,24 @@ func numberRecord(in bridge.NumberInfo) store.Record {
 	return store.Record{Key: store.Key{Kind: store.KindNumber, User: in.UserID, ID: in.ID}, Created: in.Created, Data: data}
 }
 
+// recordingRecord stores a recording: its parent is the recorded call
+// (for GET /calls/{id}/recordings), else its conference. It ends when
+// its file is finished (complete or error), from which the retention
+// counts; the store's pruning removes the file with the record.
+func recordingRecord(in bridge.RecordingInfo) store.Record {
+	data, _ := json.Marshal(in)
+	parent := in.CallID
+	if parent == "" {
+		parent = in.ConferenceID
+	}
+	r := store.Record{Key: store.Key{Kind: store.KindRecording, User: in.UserID, ID: in.ID}, Parent: parent,
+		State: string(in.State), Created: in.Start, Data: data}
+	if in.State != bridge.RecordingActive {
+		r.Ended = in.End
+	}
+	return r
+}
+
 // decodeRecord reads a record's JSON into v.
 func decodeRecord[T any](r store.Record) (T, error) {
 	var v T

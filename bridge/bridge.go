@@ -81,6 +81,11 @@ type Config struct {
 	// RecordingsDir (default: the directory is made and the file created
 	// exclusively, mode 0640). Tests put a slow disk here.
 	OpenRecordingFile RecordingFile
+	// KeepRecordingFiles makes Prune forget ended recordings without
+	// removing their files: set when a store keeps the records longer than
+	// the bridge's Retention, so that the store's pruning, which forgets
+	// the record, is the one owner that removes the file.
+	KeepRecordingFiles bool
 	// Now is the clock (default time.Now).
 	Now func() time.Time
 	// AfterFunc runs f after d, as time.AfterFunc (the default) does: the
@@ -805,7 +810,8 @@ func (b *Bridge) HangupAll(ctx context.Context, cause string) {
 func (b *Bridge) Publish(ev Event) { b.publish(ev) }
 
 // Prune forgets conferences and calls completed longer than the retention
-// ago (and recordings ended that long ago, with their files), so that a long-running bridge does not grow without bound; members
+// ago (and recordings ended that long ago, with their files unless
+// Config.KeepRecordingFiles), so that a long-running bridge does not grow without bound; members
 // that left a live conference that long ago go too (a room that lives for
 // days would otherwise keep every short call it ever had). It returns how
 // many conferences and calls it dropped.

@@ -499,7 +499,9 @@ func (b *Bridge) Recordings(userID string) []*Recording {
 
 // pruneRecordings forgets the recordings that ended before cutoff and
 // removes their files: a record and its file go together, so that the
-// recordings directory does not outgrow the retention.
+// recordings directory does not outgrow the retention. With
+// Config.KeepRecordingFiles the files stay: a store still serves their
+// records, and its pruning removes them.
 func (b *Bridge) pruneRecordings(cutoff time.Time) int {
 	var old []*Recording
 	b.mu.Lock()
@@ -513,6 +515,9 @@ func (b *Bridge) pruneRecordings(cutoff time.Time) int {
 		}
 	}
 	b.mu.Unlock()
+	if b.cfg.KeepRecordingFiles {
+		return len(old)
+	}
 	for _, r := range old {
 		if err := r.DeleteMedia(); err != nil && !errors.Is(err, ErrMediaDeleted) {
 			r.log.Warn("pruned recording's file not removed", "err", err)

@@ -1,8 +1,13 @@
 package bridge
 
 import (
+	"errors"
 	"fmt"
+	"os"
+	"path/filepath"
 	"strings"
+
+	"chorus/media/recfile"
 )
 
 // Restoring the records that outlive the process (issue 14): applications
@@ -38,4 +43,76 @@ func (b *Bridge) RestoreNumber(in NumberInfo) error {
 	b.reg.numByID[n.id] = n
 	b.reg.numByNum[n.number] = n
 	return nil
+}
+
+// Recordings outlive the process too: their records are served from the
+// store, and their files from the recordings directory, by media name.
+
+// errBadMediaName is a media name that cannot be a recording's file.
+var errBadMediaName = errors.New("not a recording's media name")
+
+// MediaPath returns the path of the recording file named name (a
+// RecordingInfo's Media) in the recordings directory. A name that is not
+// a recording's (a path, "..") is an error, so that a request can never
+// reach another file.
+func (b *Bridge) MediaPath(name string) (string, error) {
+	if b.cfg.RecordingsDir == "" {
+		return "", ErrRecordingDisabled
+	}
+	if !strings.HasPrefix(name, RecordingPrefix) || strings.ContainsAny(name, `/\`) || strings.Contains(name, "..") ||
+		filepath.Base(name) != name {
+		return "", fmt.Errorf("media %q: %w", name, errBadMediaName)
+	}
+	return filepath.Join(b.cfg.RecordingsDir, name), nil
+}
+
+// RemoveMedia removes the file of a recording no longer in memory (read
+// back from a store); a file already gone is not an error.
+func (b *Bridge) RemoveMedia(name string) error {
+	path, err := b.MediaPath(name)
+	if err != nil {
+		return err
+	}
+	if err := os.Remove(path); err != nil && !errors.Is(err, os.ErrNotExist) {
+		return fmt.Errorf("remove media %s: %w", name, err)
+	}
+	return nil
+}
+
+// CloseCrashedRecording ends a recording that a crash left in state
+// recording: the writer died with the process, so the file holds what
+// reached the disk. The recording ends in state error with cause; its
+// end is the file's last write. A WAV file's header, whose sizes were
+// only to be written at the end, gets them from the file's length, so
+// that any player reads it. A missing file leaves the recording without
+// media. It is for start-up, before traffic.
+func (b *Bridge) CloseCrashedRecording(in RecordingInfo, cause string) RecordingInfo {
+	in.State, in.Error, in.End = RecordingError, cause, b.cfg.Now()
+	if in.Media == "" {
+		return in
+	}
+	path, err := b.MediaPath(in.Media)
+	if err != nil {
+		b.log.Warn("crashed recording's file not found", "recording", in.ID, "err", err)
+		in.Media = ""
+		return in
+	}
+	st, err := os.Stat(path)
+	if err != nil {
+		b.log.Warn("crashed recording's file not found", "recording", in.ID, "err", err)
+		in.Media = ""
+		return in
+	}
+	if mt := st.ModTime(); mt.After(in.Start) && mt.Before(in.End) {
+		in.End = mt
+	}
+	in.Bytes = st.Size()
+	if in.Format == recfile.WAV {
+		n, err := recfile.RepairWAV(path)
+		if err != nil {
+			b.log.Warn("crashed recording's WAV header not repaired", "recording", in.ID, "err", err)
+		}
+		in.Bytes = n
+	}
+	return in
 }

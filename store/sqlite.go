@@ -296,6 +296,10 @@ func (s *SQLite) List(ctx context.Context, q Query) ([]Record, error) {
 	if q.LiveOnly {
 		sb.WriteString(` AND ended = 0`)
 	}
+	if !q.EndedBefore.IsZero() {
+		sb.WriteString(` AND ended <> 0 AND ended < ?`)
+		args = append(args, q.EndedBefore.UnixNano())
+	}
 	if q.Oldest {
 		sb.WriteString(` ORDER BY created, id`)
 	} else {

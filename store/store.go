@@ -117,6 +117,9 @@ type Query struct {
 	State string
 	// LiveOnly selects records that have not ended.
 	LiveOnly bool
+	// EndedBefore, if set, selects records that ended before it (those
+	// Prune would delete: a recording's file goes with its record).
+	EndedBefore time.Time
 	// Oldest lists oldest first.
 	Oldest bool
 	// Limit bounds the rows (0: no bound); Offset skips rows first.

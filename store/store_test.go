@@ -126,6 +126,17 @@ func TestRecordsAndEvents(t *testing.T) {
 	if seq, _ := s.LastSeq(ctx); seq != 7 {
 		t.Errorf("last seq %d, want 7 (meta)", seq)
 	}
+	// What Prune is about to delete, listed first (a recording's file
+	// goes with its record).
+	if list, err := s.List(ctx, Query{Kind: KindMember, EndedBefore: t0.Add(2 * time.Minute)}); err != nil || len(list) != 1 {
+		t.Errorf("ended before the cutoff: %+v %v", list, err)
+	}
+	if list, _ := s.List(ctx, Query{Kind: KindMember, EndedBefore: t0.Add(time.Minute)}); len(list) != 0 {
+		t.Errorf("ended before its end: %+v", list)
+	}
+	if list, _ := s.List(ctx, Query{Kind: KindConference, EndedBefore: t0.Add(time.Hour)}); len(list) != 0 {
+		t.Errorf("live records listed as ended: %+v", list)
+	}
 	recs, evs, err := s.Prune(ctx, t0.Add(2*time.Minute))
 	if err != nil || recs != 1 || evs != 2 {
 		t.Errorf("prune: %d records, %d events, %v; want 1 (the ended member), 2", recs, evs, err)

@@ -237,7 +237,7 @@ func loadConfig(args []string, getenv func(string) string, stderr io.Writer) (Co
 	fs.Int("sip-invite-burst", cfg.SIPInviteBurst, "new calls one source IP may place at once, above --sip-invite-rate (env CHORUS_SIP_INVITE_BURST)")
 	fs.Int("sip-max-unconfirmed", cfg.SIPMaxUnconfirmed, "calls one source IP may have answered but not yet ACKed; beyond it 503 with Retry-After; 0: no limit (env CHORUS_SIP_MAX_UNCONFIRMED)")
 	fs.String("sip-limit-exempt", cfg.SIPLimitExempt, "comma-separated CIDRs not subject to the per-source limits, e.g. a PBX or proxy in front (env CHORUS_SIP_LIMIT_EXEMPT)")
-	fs.Duration("retention", cfg.Retention, "how long completed conferences, members, calls and undelivered events are kept in the store; pruned in the background (env CHORUS_RETENTION)")
+	fs.Duration("retention", cfg.Retention, "how long completed conferences, members, calls, recordings (with their files) and undelivered events are kept in the store; pruned in the background (env CHORUS_RETENTION)")
 	fs.Int("callback-retries", cfg.CallbackRetries, "attempts of a callback event at callbackUrl before fallbackUrl gets as many; then it is kept as undeliverable (env CHORUS_CALLBACK_RETRIES)")
 	fs.Duration("callback-backoff", cfg.CallbackBackoff, "delay before a callback's first retry, doubled per retry up to 30s (env CHORUS_CALLBACK_BACKOFF)")
 	fs.String("data-dir", cfg.DataDir, `directory of the store (chorus.db, SQLite), created on first start; "" keeps everything in memory only, lost at exit (env CHORUS_DATA_DIR)`)

@@ -108,12 +108,12 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		MixerPriority: cfg.mixerPriority, Prompts: newPINPrompts(tts.New(""), log).get,
 		MaxApplicationsPerUser: cfg.MaxApplicationsPerUser, MaxNumbersPerUser: cfg.MaxNumbersPerUser,
 		IncomingCallTimeout: cfg.IncomingCallTimeout, MaxMixRate: cfg.MaxMixRate, OpusBitrate: cfg.OpusBitrate,
-		RecordingsDir: cfg.recordingsDir()}, log, nil)
+		RecordingsDir: cfg.recordingsDir(), KeepRecordingFiles: st != nil}, log, nil)
 	janitorCtx, stopJanitor := context.WithCancel(context.Background())
 	defer stopJanitor()
 	go br.RunJanitor(janitorCtx, time.Minute)
 	if st != nil {
-		go pruneStore(janitorCtx, st, cfg.Retention, 10*time.Minute, log)
+		go pruneStore(janitorCtx, st, cfg.Retention, 10*time.Minute, br.RemoveMedia, log)
 	}
 
 	targets := cfg.targetPolicy()
@@ -152,7 +152,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	}
 	if st != nil {
 		log.Info("store opened", "data_dir", cfg.DataDir, "applications", rs.Applications, "numbers", rs.Numbers,
-			"pending_events", rs.Pending, "crashed_conferences", rs.Conferences, "crashed_members", rs.Members, "crashed_calls", rs.Calls)
+			"pending_events", rs.Pending, "crashed_conferences", rs.Conferences, "crashed_members", rs.Members, "crashed_calls", rs.Calls, "crashed_recordings", rs.Recordings)
 	}
 	outbox.Start()
 	met := newMetrics(metricsSources{bridge: br, ports: ports, sip: sipSrv, dispatcher: dispatcher, events: events, outbox: outbox, store: st})

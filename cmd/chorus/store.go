@@ -2,6 +2,8 @@ package main
 
 import (
 	"context"
+	"encoding/json"
+	"errors"
 	"fmt"
 	"log/slog"
 	"time"
@@ -39,19 +41,27 @@ func bridgeRetention(cfg Config, st store.Store) time.Duration {
 }
 
 // pruneStore deletes what the retention no longer keeps, at start and then
-// every interval, until ctx ends.
-func pruneStore(ctx context.Context, st store.Store, retention, interval time.Duration, log *slog.Logger) {
+// every interval, until ctx ends. A recording's file goes with its record
+// (removeMedia): with a store, this is the one place recording files are
+// removed by age (the bridge's pruning forgets them from memory only,
+// bridge.Config.KeepRecordingFiles).
+func pruneStore(ctx context.Context, st store.Store, retention, interval time.Duration, removeMedia func(name string) error, log *slog.Logger) {
 	t := time.NewTicker(interval)
 	defer t.Stop()
 	for {
 		pctx, cancel := context.WithTimeout(ctx, time.Minute)
-		recs, evs, err := st.Prune(pctx, time.Now().Add(-retention))
+		cutoff := time.Now().Add(-retention)
+		files, ferr := pruneRecordingFiles(pctx, st, cutoff, removeMedia)
+		if ferr != nil && ctx.Err() == nil {
+			log.Warn("pruned recordings' files not all removed", "removed", files, "err", ferr)
+		}
+		recs, evs, err := st.Prune(pctx, cutoff)
 		cancel()
 		switch {
 		case err != nil && ctx.Err() == nil:
 			log.Warn("store pruning failed", "err", err)
 		case recs+evs > 0:
-			log.Info("store pruned", "records", recs, "events", evs, "retention", retention)
+			log.Info("store pruned", "records", recs, "events", evs, "recording_files", files, "retention", retention)
 		}
 		select {
 		case <-ctx.Done():
@@ -59,6 +69,35 @@ func pruneStore(ctx context.Context, st store.Store, retention, interval time.Du
 		case <-t.C:
 		}
 	}
+}
+
+// pruneRecordingFiles removes the files of the recordings whose records
+// Prune is about to delete (before it, so that a crash between the two
+// leaves a record without its file, served as 404, never a file without
+// a record that nothing would remove). It returns how many it removed.
+func pruneRecordingFiles(ctx context.Context, st store.Store, cutoff time.Time, removeMedia func(name string) error) (int, error) {
+	recs, err := st.List(ctx, store.Query{Kind: store.KindRecording, EndedBefore: cutoff, Oldest: true})
+	if err != nil {
+		return 0, err
+	}
+	var errs []error
+	n := 0
+	for _, r := range recs {
+		var in bridge.RecordingInfo
+		if err := json.Unmarshal(r.Data, &in); err != nil {
+			errs = append(errs, fmt.Errorf("recording %s: %w", r.ID, err))
+			continue
+		}
+		if in.Media == "" {
+			continue
+		}
+		if err := removeMedia(in.Media); err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		n++
+	}
+	return n, errors.Join(errs...)
 }
 
 // completeAll completes every conference still live at shutdown (rooms

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"math"
+	"os"
 )
 
 // wavWriter writes a RIFF WAVE file of 16-bit PCM, mono (the canonical
@@ -94,4 +95,49 @@ func (ww *wavWriter) Close() error {
 		return fmt.Errorf("recfile: wav: seek to end: %w", err)
 	}
 	return nil
+}
+
+// RepairWAV writes the real sizes into the header of a WAV file that its
+// writer never closed (the process was killed while recording): its
+// header still says "to the end of the file", which players treat
+// differently (some refuse it, some read past the data). Half a sample at
+// the end (a write cut short) is cut off. It returns the file's length
+// after the repair. A file of more than 4 GiB keeps the "to the end"
+// sizes, as Close leaves it.
+func RepairWAV(path string) (int64, error) {
+	f, err := os.OpenFile(path, os.O_RDWR, 0)
+	if err != nil {
+		return 0, fmt.Errorf("recfile: repair wav: %w", err)
+	}
+	defer f.Close()
+	st, err := f.Stat()
+	if err != nil {
+		return 0, fmt.Errorf("recfile: repair wav: %w", err)
+	}
+	size := st.Size()
+	h := make([]byte, wavHeaderLen)
+	if _, err := f.ReadAt(h, 0); err != nil {
+		return size, fmt.Errorf("recfile: repair wav %s: no header (%d bytes): %w", path, size, err)
+	}
+	if string(h[0:4]) != "RIFF" || string(h[8:16]) != "WAVEfmt " || string(h[36:40]) != "data" {
+		return size, fmt.Errorf("recfile: repair wav %s: not a canonical WAV header", path)
+	}
+	rate := binary.LittleEndian.Uint32(h[24:])
+	data := size - wavHeaderLen
+	if data%2 == 1 {
+		data--
+		if err := f.Truncate(wavHeaderLen + data); err != nil {
+			return size, fmt.Errorf("recfile: repair wav %s: %w", path, err)
+		}
+	}
+	if data > math.MaxUint32-wavHeaderLen {
+		return wavHeaderLen + data, nil
+	}
+	if _, err := f.WriteAt(wavHeader(int(rate), uint32(data)), 0); err != nil {
+		return size, fmt.Errorf("recfile: repair wav %s: %w", path, err)
+	}
+	if err := f.Close(); err != nil {
+		return size, fmt.Errorf("recfile: repair wav %s: %w", path, err)
+	}
+	return wavHeaderLen + data, nil
 }
