@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"chorus/media"
 	"chorus/media/resample"
@@ -20,10 +21,21 @@ const (
 // Playback is audio being played into a conference or to one member. It
 // is mixed like a talker's audio on the mixer goroutine, at the room's
 // rate: its samples stay at their own rate (8, 16 or 48 kHz, so a
-// wideband file is heard in HD by those who can hear it) and a resampler
+// wideband file is heard in HD by those who can hear it) and a path
 // brings them to the room's, made when the playback starts or the room's
-// rate changes. At equal rates the samples are copied as they are, so a
-// narrowband room's playback costs what it did before rooms had rates.
+// rate changes.
+//
+// The paths keep the delays the room's hand-overs between rates count on
+// (package resample, media.Endpoint): that of a G.711 talker's audio, none
+// in an 8 kHz room and resample.Delay in a faster one. So an 8 kHz file in
+// an 8 kHz room is copied as it is (a narrowband room's playback costs
+// what it did before rooms had rates); a wideband file in an 8 kHz room
+// is resampled from resample.Delay ahead of the frame (a file, unlike a
+// talker, can be read ahead), which cancels the resampler's delay; and in
+// a faster room every file goes through a resampler, at equal rates a
+// delay line of resample.Delay (int16 copies, no filter), not a plain
+// copy, so that a change between 16 and 48 kHz finds both paths equally
+// late and joins them without a click.
 type Playback struct {
 	samples []int16
 	rate    int // of samples
@@ -33,14 +45,18 @@ type Playback struct {
 	done    func(status string)
 
 	// The mixer goroutine's only:
-	pos int
-	// up converts samples to the rate the mixer last asked for; nil when
-	// that is the playback's own rate (or before the first frame).
-	up *resample.Resampler
-	// src is one frame at rate: up's input. It holds the source frame
-	// before the current one, for the next path to be primed with when the
-	// room changes rate.
+	pos     int  // the next frame's first sample
+	wrapped bool // a looping playback went back to the start at least once
+	path    playPath
+	// src is one frame at rate: a resampler's input.
 	src []int16
+}
+
+// playPath brings a playback's samples to a room's rate.
+type playPath struct {
+	rate int                 // the room's; 0: no path yet
+	up   *resample.Resampler // nil: the samples as they are (8 kHz to 8 kHz)
+	lead int                 // samples read ahead of pos, cancelling up's delay
 }
 
 // NewPlayback returns a playback of 8 kHz samples. done, if not nil, is
@@ -82,89 +98,99 @@ func (p *Playback) read(old, cur []int16) bool {
 	if p.ended.Load() || len(p.samples) == 0 {
 		return false
 	}
-	rate := len(cur) * 50
-	oldUp := p.up
-	if old != nil && (oldUp == nil || oldUp.To() != len(old)*50) {
-		oldUp = nil
-	}
-	if rate == p.rate {
-		p.up = nil
-	} else if (p.up == nil || p.up.To() != rate) && !p.follow(rate) {
+	prev := p.path
+	if rate := len(cur) * 50; p.path.rate != rate && !p.follow(rate) {
 		return false
 	}
-	src := cur
-	if p.up != nil || old != nil {
-		if p.src == nil {
-			p.src = make([]int16, p.rate/50)
-		}
-		src = p.src
-	}
-	if p.pos >= len(p.samples) && !p.loop {
-		// The samples ended last frame; this one lets the resampler's
-		// delay out instead of cutting the sound's last milliseconds.
-		clear(src)
-		p.finish(PlaybackDone)
-	} else {
-		p.fill(src)
-		if p.pos >= len(p.samples) && !p.loop && p.up == nil {
-			p.finish(PlaybackDone)
-		}
-	}
+	p.render(p.path, cur)
 	if old != nil {
-		switch {
-		case len(old)*50 == p.rate:
-			copy(old, src)
-		case oldUp != nil:
-			oldUp.Process(old, src)
-		default:
+		if prev.rate == len(old)*50 {
+			p.render(prev, old)
+		} else {
 			clear(old) // it started this tick: the hand-over fades it in
 		}
 	}
-	if p.up != nil {
-		p.up.Process(cur, src)
-	} else if old != nil {
-		copy(cur, src)
-	}
-	return true
-}
-
-// follow makes the path from the playback's rate to rate, primed with the
-// source frame before this one when the playback is under way, so that
-// the new path continues where the old one stopped.
-func (p *Playback) follow(rate int) bool {
-	up, err := resample.New(p.rate, rate)
-	if err != nil {
-		return false // the mixer asks only for rates it mixes at
-	}
-	if n := p.rate / 50; p.pos > 0 && len(p.samples) > 0 {
-		end := min(p.pos, len(p.samples))
-		if start := end - n; start >= 0 || !p.loop {
-			up.Prime(p.samples[max(0, start):end])
-		} else {
-			up.Prime(p.samples[max(0, len(p.samples)+start):])
-			up.Prime(p.samples[:end])
-		}
-	}
-	p.up = up
-	return true
-}
-
-// fill copies the next len(dst) samples into dst, from the start again
-// when the playback loops and with silence past the end when it does not.
-func (p *Playback) fill(dst []int16) {
-	n := 0
-	for n < len(dst) {
+	p.pos += p.rate / 50
+	if p.loop {
 		if p.pos >= len(p.samples) {
-			if !p.loop {
-				break
-			}
-			p.pos = 0
+			p.pos %= len(p.samples)
+			p.wrapped = true
 		}
-		k := copy(dst[n:], p.samples[p.pos:])
-		p.pos += k
-		n += k
+	} else if p.pos >= len(p.samples)+p.tail() {
+		p.finish(PlaybackDone)
 	}
-	clear(dst[n:])
+	return true
+}
+
+// tail is how many samples past the end a non-looping playback keeps
+// playing to let its path's delay out: none when the path has none.
+func (p *Playback) tail() int {
+	if p.path.up == nil || p.path.lead > 0 {
+		return 0
+	}
+	return lead(p.rate)
+}
+
+// lead is resample.Delay in samples at rate (58 at 16 kHz, 174 at 48).
+func lead(rate int) int { return int(resample.Delay * time.Duration(rate) / time.Second) }
+
+// render writes the frame that starts at pos into dst through path.
+func (p *Playback) render(path playPath, dst []int16) {
+	if path.up == nil {
+		p.fillAt(dst, p.pos)
+		return
+	}
+	p.fillAt(p.src, p.pos+path.lead)
+	path.up.Process(dst, p.src)
+}
+
+// follow makes the path from the playback's rate to rate (see Playback),
+// its filter history filled with the samples before the frame it reads
+// first, so that it continues where the old path stopped.
+func (p *Playback) follow(rate int) bool {
+	path := playPath{rate: rate}
+	if rate != media.ClockRate || p.rate != media.ClockRate {
+		up, err := resample.New(p.rate, rate)
+		if err != nil {
+			return false // the mixer asks only for rates it mixes at
+		}
+		if rate == media.ClockRate {
+			path.lead = lead(p.rate)
+		}
+		if p.src == nil {
+			p.src = make([]int16, p.rate/50)
+		}
+		p.fillAt(p.src, p.pos+path.lead-len(p.src))
+		up.Prime(p.src)
+		path.up = up
+	}
+	p.path = path
+	return true
+}
+
+// fillAt copies the samples from position at on into dst: past the end
+// from the start again when the playback loops, else silence; before the
+// start silence, or the end when a loop went round.
+func (p *Playback) fillAt(dst []int16, at int) {
+	n := len(p.samples)
+	for len(dst) > 0 {
+		switch {
+		case at < 0 && p.loop && p.wrapped:
+			at += n * (1 + -at/n)
+		case at < 0:
+			k := min(len(dst), -at)
+			clear(dst[:k])
+			dst, at = dst[k:], at+k
+		case at >= n && p.loop:
+			at %= n
+		case at >= n:
+			clear(dst)
+			return
+		default:
+			k := copy(dst, p.samples[at:])
+			dst, at = dst[k:], at+k
+		}
+	}
 }
 
 // slot holds at most one playback; a new one replaces the old.
