@@ -49,7 +49,7 @@ func ValidPIN(pin string) error {
 	return nil
 }
 
-// Prompts are what a caller waiting in a room's lobby hears, as 8 kHz PCM.
+// Prompts are what a caller waiting in a room's lobby hears, as PCM at Rate.
 // The bridge only plays them; the binary renders them with espeak-ng.
 type Prompts struct {
 	// EnterPIN greets the caller, and is repeated after an empty entry.
