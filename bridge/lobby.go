@@ -93,6 +93,7 @@ func TonePrompts() Prompts {
 		WrongPIN: media.Tone(440, -16, 500),
 		Goodbye: join(media.Tone(880, -16, 150), silence(80), media.Tone(660, -16, 150), silence(80),
 			media.Tone(440, -16, 250)),
+		Rate: media.ClockRate,
 	}
 }
 

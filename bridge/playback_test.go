@@ -247,3 +247,20 @@ func BenchmarkPlaybackRead(b *testing.B) {
 		})
 	}
 }
+
+// TestPromptsRate: lobby prompts play at their rate (speech at 16 kHz);
+// prompts at a rate the mixer does not play are the tone prompts.
+func TestPromptsRate(t *testing.T) {
+	speech := Prompts{EnterPIN: make([]int16, 3200), WrongPIN: make([]int16, 3200), Goodbye: make([]int16, 3200), Rate: 16000}.valid()
+	if pb := speech.playback(speech.EnterPIN, nil); pb.Rate() != 16000 {
+		t.Errorf("16 kHz prompts play at %d Hz", pb.Rate())
+	}
+	old := Prompts{EnterPIN: make([]int16, 1600)}.valid() // Rate unset: 8 kHz
+	if pb := old.playback(old.EnterPIN, nil); pb.Rate() != 8000 || len(old.EnterPIN) != 1600 {
+		t.Errorf("prompts without a rate play at %d Hz", pb.Rate())
+	}
+	bad := Prompts{EnterPIN: make([]int16, 2205), Rate: 22050}.valid()
+	if want := TonePrompts(); len(bad.EnterPIN) != len(want.EnterPIN) || bad.Rate != want.Rate {
+		t.Error("prompts at 22050 Hz were not replaced by the tone prompts")
+	}
+}
