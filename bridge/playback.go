@@ -152,7 +152,10 @@ func (p *Playback) follow(rate int) bool {
 	if rate != media.ClockRate || p.rate != media.ClockRate {
 		up, err := resample.New(p.rate, rate)
 		if err != nil {
-			return false // the mixer asks only for rates it mixes at
+			// The mixer asks only for rates it mixes at; were it not so,
+			// the playback ends rather than hang without its done.
+			p.finish(PlaybackDone)
+			return false
 		}
 		if rate == media.ClockRate {
 			path.lead = lead(p.rate)

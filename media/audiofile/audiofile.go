@@ -50,8 +50,9 @@ func (a Audio) Duration() time.Duration {
 // rounded up to a mix rate (8000, 16000 or 48000 Hz), so that a file keeps
 // the band it has (a 16 kHz WAV is heard in HD by wideband members, a
 // 44.1 kHz MP3 in full by Opus members) and memory grows only for
-// wideband files. Telephone-band files (up to 8 kHz) stay at 8 kHz: a
-// narrowband room plays them with no resampling at all.
+// wideband files: a minute of audio is 0.96 MB at 8 kHz, 1.9 MB at 16 kHz
+// and 5.8 MB at 48 kHz. Telephone-band files (up to 8 kHz) stay at 8 kHz:
+// a narrowband room plays them with no resampling at all.
 func SourceRate(rate int) int {
 	switch {
 	case rate <= 8000:
