@@ -14,6 +14,7 @@ import (
 
 	"chorus/bridge"
 	"chorus/internal/egress"
+	"chorus/media/audiofile"
 	"chorus/store"
 )
 
@@ -21,14 +22,15 @@ import (
 // token and secret of its HTTP Basic credentials.
 type User struct{ ID, Token, Secret string }
 
-// AudioSources turn an audio request into 8 kHz mono samples. Speaker and
+// AudioSources turn an audio request into mono samples at a mix rate (8,
+// 16 or 48 kHz: a file keeps its band, speech is 16 kHz). Speaker and
 // fetcher are plugged by the binary (media/audiofile.Fetcher and a
 // media/tts engine) and by tests.
 type AudioSources interface {
 	// Fetch downloads and decodes an audio file (media/audiofile.Fetcher).
-	Fetch(ctx context.Context, url string) ([]int16, error)
+	Fetch(ctx context.Context, url string) (audiofile.Audio, error)
 	// Speak renders text to speech (media/tts.Engine).
-	Speak(ctx context.Context, text, gender, locale, voice string) ([]int16, error)
+	Speak(ctx context.Context, text, gender, locale, voice string) (audiofile.Audio, error)
 }
 
 // Config configures the API handler.

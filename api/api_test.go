@@ -21,6 +21,7 @@ import (
 
 	"chorus/bridge"
 	"chorus/media"
+	"chorus/media/audiofile"
 )
 
 var (
@@ -112,30 +113,30 @@ type fakeAudio struct {
 
 var errMissingFile = errors.New("fetch: HTTP 404")
 
-func (a *fakeAudio) Fetch(ctx context.Context, u string) ([]int16, error) {
+func (a *fakeAudio) Fetch(ctx context.Context, u string) (audiofile.Audio, error) {
 	a.fetches.Add(1)
 	switch {
 	case strings.Contains(u, "missing"):
-		return nil, errMissingFile
+		return audiofile.Audio{}, errMissingFile
 	case strings.Contains(u, "slow"):
 		<-ctx.Done()
-		return nil, ctx.Err()
+		return audiofile.Audio{}, ctx.Err()
 	case strings.Contains(u, "empty"):
-		return nil, nil
+		return audiofile.Audio{Rate: media.ClockRate}, nil
 	}
-	return media.Tone(1000, -10, a.ms), nil
+	return audiofile.Audio{Samples: media.Tone(1000, -10, a.ms), Rate: media.ClockRate}, nil
 }
 
-func (a *fakeAudio) Speak(ctx context.Context, text, gender, locale, voice string) ([]int16, error) {
+func (a *fakeAudio) Speak(ctx context.Context, text, gender, locale, voice string) (audiofile.Audio, error) {
 	a.speaks.Add(1)
 	a.mu.Lock()
 	a.last = []string{gender, locale, voice}
 	a.mu.Unlock()
 	if strings.Contains(text, "slow") {
 		<-ctx.Done()
-		return nil, ctx.Err()
+		return audiofile.Audio{}, ctx.Err()
 	}
-	return media.Tone(500, -10, a.ms), nil
+	return audiofile.Audio{Samples: media.Tone(500, -10, a.ms), Rate: media.ClockRate}, nil
 }
 
 // fakeDialer answers every call at once, except: to containing "busy"

@@ -10,6 +10,7 @@ import (
 
 	"chorus/bridge"
 	"chorus/internal/egress"
+	"chorus/media/audiofile"
 )
 
 // Kinds of audio; a stop request stops only its own kind.
@@ -237,7 +238,7 @@ func (s *server) audioRequest(w http.ResponseWriter, req audioRequest, p player)
 // before it played raises no event.
 func (s *server) render(ctx context.Context, cancel context.CancelFunc, t *audioTarget, seq uint64, req audioRequest, p player) {
 	defer cancel()
-	var pcm []int16
+	var pcm audiofile.Audio
 	var err error
 	if req.kind == kindFile {
 		pcm, err = s.audio.Fetch(ctx, req.fileURL)
@@ -251,8 +252,19 @@ func (s *server) render(ctx context.Context, cancel context.CancelFunc, t *audio
 	}
 	t.cancel = nil
 	t.pendingKind = ""
-	if err == nil && len(pcm) == 0 {
+	if err == nil && len(pcm.Samples) == 0 {
 		err = errEmptyAudio
+	}
+	var pb *bridge.Playback
+	if err == nil {
+		pb, err = bridge.NewPlaybackAt(pcm.Samples, pcm.Rate, req.loop, func(status string) {
+			t.mu.Lock()
+			if t.playing == pb {
+				t.playing, t.playingKind = nil, ""
+			}
+			t.mu.Unlock()
+			s.publishAudio(p, "done", status)
+		})
 	}
 	if err != nil {
 		s.log.Info("audio failed", "kind", req.kind, "target", p.key, "err", err)
@@ -267,15 +279,6 @@ func (s *server) render(ctx context.Context, cancel context.CancelFunc, t *audio
 		s.publishAudio(p, "done", bridge.PlaybackHeld)
 		return
 	}
-	var pb *bridge.Playback
-	pb = bridge.NewPlayback(pcm, req.loop, func(status string) {
-		t.mu.Lock()
-		if t.playing == pb {
-			t.playing, t.playingKind = nil, ""
-		}
-		t.mu.Unlock()
-		s.publishAudio(p, "done", status)
-	})
 	t.playing, t.playingKind = pb, req.kind
 	// started goes out under t.mu, before the replaced playback's done
 	// (its callback waits for t.mu): the order is new started, old done.

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"chorus/bridge"
+	"chorus/media/audiofile"
 )
 
 // Call-level media (issue 13, spec §5): audio to one call, gathering its
@@ -246,19 +247,19 @@ func (s *server) createGather(w http.ResponseWriter, r *http.Request, user strin
 func (s *server) renderPrompt(g *bridge.Gather, p audioRequest) {
 	ctx, cancel := context.WithTimeout(context.Background(), s.audioTimeout)
 	defer cancel()
-	var pcm []int16
+	var pcm audiofile.Audio
 	var err error
 	if p.kind == kindFile {
 		pcm, err = s.audio.Fetch(ctx, p.fileURL)
 	} else {
 		pcm, err = s.audio.Speak(ctx, p.sentence, p.gender, p.locale, p.voice)
 	}
-	if err != nil || len(pcm) == 0 {
+	if err != nil || len(pcm.Samples) == 0 {
 		s.log.Info("gather prompt failed", "gather", g.ID(), "kind", p.kind, "err", err)
 		g.PromptFailed()
 		return
 	}
-	g.PlayPrompt(pcm, p.loop)
+	g.PlayPrompt(pcm.Samples, pcm.Rate, p.loop)
 }
 
 // gatherOf returns a gather of the user's call: 404 for another user's

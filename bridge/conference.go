@@ -294,7 +294,7 @@ func (c *Conference) AddMember(call *Call, opts MemberOptions) (*Member, error) 
 	m := newMember(c, call, leg, opts)
 	var prompts Prompts
 	if opts.DialIn && c.PIN() != "" {
-		prompts = c.b.cfg.Prompts() // may render speech: not under c.mu
+		prompts = c.b.cfg.Prompts().valid() // may render speech: not under c.mu
 	}
 
 	c.mu.Lock()
@@ -355,7 +355,7 @@ func (c *Conference) AddMember(call *Call, opts MemberOptions) (*Member, error) 
 	call.mu.Unlock()
 	if wait {
 		m.logger().Info("caller waits for the PIN", "codec", m.ep.Codec())
-		m.audio.play(NewPlayback(m.lobby.prompts.EnterPIN, false, nil))
+		m.audio.play(m.lobby.prompts.playback(m.lobby.prompts.EnterPIN, nil))
 		return m, nil
 	}
 	c.joined(m, active, m.ep.Codec())

@@ -179,12 +179,17 @@ func (g *Gather) Info() GatherInfo {
 		Tag: g.opts.Tag, Created: g.created, Completed: g.completed}
 }
 
-// PlayPrompt plays the rendered prompt to the call; the inter-digit
-// timeout starts when it has played (or was cut short). A gather that
-// ended meanwhile plays nothing.
-func (g *Gather) PlayPrompt(pcm []int16, loop bool) {
+// PlayPrompt plays the rendered prompt, pcm at rate (8000, 16000 or
+// 48000 Hz), to the call; the inter-digit timeout starts when it has
+// played (or was cut short). A gather that ended meanwhile plays nothing;
+// a prompt at another rate fails as PromptFailed does.
+func (g *Gather) PlayPrompt(pcm []int16, rate int, loop bool) {
 	var p *Playback
-	p = NewPlayback(pcm, loop, func(string) { g.promptEnded(p) })
+	p, err := NewPlaybackAt(pcm, rate, loop, func(string) { g.promptEnded(p) })
+	if err != nil {
+		g.PromptFailed()
+		return
+	}
 	g.mu.Lock()
 	if g.state != GatherCreated {
 		g.mu.Unlock()

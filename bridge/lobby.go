@@ -49,7 +49,7 @@ func ValidPIN(pin string) error {
 	return nil
 }
 
-// Prompts are what a caller waiting in a room's lobby hears, as 8 kHz PCM.
+// Prompts are what a caller waiting in a room's lobby hears, as PCM at Rate.
 // The bridge only plays them; the binary renders them with espeak-ng.
 type Prompts struct {
 	// EnterPIN greets the caller, and is repeated after an empty entry.
@@ -58,6 +58,30 @@ type Prompts struct {
 	WrongPIN []int16
 	// Goodbye precedes the hang-up of a caller turned away.
 	Goodbye []int16
+	// Rate is the sample rate of the three, 8000, 16000 or 48000 Hz (0
+	// means 8000; speech from media/tts is 16000, heard in HD by wideband
+	// callers); prompts at another rate are replaced by TonePrompts.
+	Rate int
+}
+
+// playback returns a playback of one of the prompts.
+func (p Prompts) playback(samples []int16, done func(string)) *Playback {
+	if pb, err := NewPlaybackAt(samples, p.Rate, false, done); err == nil {
+		return pb
+	}
+	return NewPlayback(samples, false, done)
+}
+
+// valid returns p, or TonePrompts if its rate is not one the mixer plays.
+func (p Prompts) valid() Prompts {
+	switch p.Rate {
+	case 0:
+		p.Rate = media.ClockRate
+	case 8000, 16000, 48000:
+	default:
+		return TonePrompts()
+	}
+	return p
 }
 
 // TonePrompts are the prompts when no speech is available: two rising
@@ -69,6 +93,7 @@ func TonePrompts() Prompts {
 		WrongPIN: media.Tone(440, -16, 500),
 		Goodbye: join(media.Tone(880, -16, 150), silence(80), media.Tone(660, -16, 150), silence(80),
 			media.Tone(440, -16, 250)),
+		Rate: media.ClockRate,
 	}
 }
 
@@ -200,10 +225,10 @@ func (c *Conference) lobbyKey(m *Member, d rune) {
 	case pinAccepted:
 		c.admit(m, false)
 	case pinEmpty:
-		m.audio.play(NewPlayback(lb.prompts.EnterPIN, false, nil))
+		m.audio.play(lb.prompts.playback(lb.prompts.EnterPIN, nil))
 	case pinRejected:
 		m.logger().Info("wrong PIN", "tries", lb.tries())
-		m.audio.play(NewPlayback(lb.prompts.WrongPIN, false, nil))
+		m.audio.play(lb.prompts.playback(lb.prompts.WrongPIN, nil))
 	case pinFailed:
 		c.turnAway(m, CausePINFailed)
 	}
@@ -233,7 +258,7 @@ func (c *Conference) turnAway(m *Member, cause string) {
 	}
 	// Whatever ends the goodbye (played out, or the call gone meanwhile)
 	// ends the call; a second removal finds nothing to do.
-	m.audio.play(NewPlayback(lb.prompts.Goodbye, false, bye))
+	m.audio.play(lb.prompts.playback(lb.prompts.Goodbye, bye))
 	if !m.state.Load() {
 		m.audio.stop(PlaybackHeld) // it left meanwhile
 	}

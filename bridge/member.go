@@ -1,6 +1,7 @@
 package bridge
 
 import (
+	"fmt"
 	"log/slog"
 	"sync"
 	"sync/atomic"
@@ -90,9 +91,6 @@ type mixState struct {
 	// place: each sample is read before it is written) the member's own
 	// output when it is not the shared mix.
 	priv []int16
-	// up brings the member's own audio (8 kHz) to a room mixed faster;
-	// nil at 8 kHz.
-	up *resample.Resampler
 	// buf backs in and priv at 8 kHz, so that a narrowband room's member
 	// costs one allocation.
 	buf [2 * media.FrameSamples]int16
@@ -117,29 +115,19 @@ func (mx *mixState) setRate(rate int, handover bool) error {
 	}
 	n := rate / 50
 	if rate == media.ClockRate {
-		mx.in, mx.priv, mx.up = mx.buf[:n], mx.buf[n:], nil
+		mx.in, mx.priv = mx.buf[:n], mx.buf[n:]
 		return nil
 	}
-	up, err := resample.New(media.ClockRate, rate)
-	if err != nil {
-		return err
+	if rate != 16000 && rate != 48000 {
+		return fmt.Errorf("member at %d Hz: %w", rate, resample.ErrRate)
 	}
-	mx.in, mx.priv, mx.up = make([]int16, n), make([]int16, n), up
+	mx.in, mx.priv = make([]int16, n), make([]int16, n)
 	return nil
 }
 
-// privFrame reads the member's own audio into priv at the room's rate.
-func (mx *mixState) privFrame(s *slot) bool {
-	if mx.up == nil {
-		return s.frame(mx.priv)
-	}
-	nb := mx.buf[:media.FrameSamples]
-	if !s.frame(nb) {
-		return false
-	}
-	mx.up.Process(mx.priv, nb)
-	return true
-}
+// privFrame reads the member's own audio into priv at the room's rate
+// (its playback resamples, see Playback.read).
+func (mx *mixState) privFrame(s *slot) bool { return s.frame(mx.priv) }
 
 // hangoverFrames keeps the gate open for 400 ms after the last loud frame.
 const hangoverFrames = 20

@@ -59,15 +59,7 @@ type mixer struct {
 	acc         []int32
 	room        []int16
 	out         []int16 // a shared output before its encode
-	// audioUp and toneUp bring the room's audio and tones (8 kHz) to a
-	// faster mix; nil at 8 kHz.
-	audioUp, toneUp *resample.Resampler
-	nb              [media.FrameSamples]int16
-	// srcFrame holds the room's audio and tone sources' last 8 kHz
-	// frames in a room mixed faster (nil at 8 kHz until it first is):
-	// what their new paths are primed with when the rate changes again.
-	srcFrame [2][]int16
-	talkers  []*Member
+	talkers     []*Member
 	// snap is the member snapshot the rate was chosen for.
 	snap *[]*Member
 	// shared is made on first use: most rooms only ever need one or two
@@ -75,14 +67,13 @@ type mixer struct {
 	// KiBs of them.
 	shared [media.NumCodecs][numLevels]*sharedOut // by media.Codec, receive level
 	// switching marks the tick after a rate change, which is mixed at the
-	// old rate (oldRate, into oldAcc and oldOut, the room's sources
-	// through oldAudioUp and oldToneUp) as well as at the new, so that
+	// old rate (into oldAcc and oldOut, the room's playbacks through
+	// their old paths, see Playback.read) as well as at the new, so that
 	// every output hands over from one to the other without a click
 	// (package resample). The old buffers are dropped after it.
-	switching             bool
-	oldAcc                []int32
-	oldRoom, oldOut       []int16
-	oldAudioUp, oldToneUp *resample.Resampler
+	switching       bool
+	oldAcc          []int32
+	oldRoom, oldOut []int16
 	// silence is a frame of silence per codec, for held and waiting
 	// members: G.711's made with the mixer, the others' at first use.
 	silence [media.NumCodecs][]byte
@@ -118,35 +109,26 @@ func (x *mixer) setRate(rate int) error {
 	if rate == x.rate {
 		return nil
 	}
+	if rate != 8000 && rate != 16000 && rate != 48000 {
+		return fmt.Errorf("mix at %d Hz: %w", rate, resample.ErrRate)
+	}
 	switch {
 	case !x.switching && x.tick > 0:
 		// Keep the old rate's buffers and paths for the switching tick
 		// (a second change before it keeps the first's old rate).
 		x.switching = true
 		x.oldAcc, x.oldRoom, x.oldOut = x.acc, x.room, x.out
-		x.oldAudioUp, x.oldToneUp = x.audioUp, x.toneUp
 	case x.switching && rate == 50*len(x.oldAcc):
 		// Back to the old rate before any tick mixed at the other: no
 		// hand-over (the members never left the old rate).
 		x.endSwitch(nil)
 	}
-	x.audioUp, x.toneUp = nil, nil
 	n := rate / 50
 	if rate == media.ClockRate {
 		x.acc = x.buf[:]
 		x.room, x.out = x.buf16[:n], x.buf16[n:]
 	} else {
-		var err error
-		if x.audioUp, err = resample.New(media.ClockRate, rate); err != nil {
-			return fmt.Errorf("mix at %d Hz: %w", rate, err)
-		}
-		if x.toneUp, err = resample.New(media.ClockRate, rate); err != nil {
-			return fmt.Errorf("mix at %d Hz: %w", rate, err)
-		}
 		x.acc, x.room, x.out = make([]int32, n), make([]int16, n), make([]int16, n)
-		if x.srcFrame[0] == nil {
-			x.srcFrame = [2][]int16{make([]int16, media.FrameSamples), make([]int16, media.FrameSamples)}
-		}
 	}
 	x.rate, x.frame = rate, n
 	// The shared outputs' encoders hand over to the new rate (their
@@ -169,56 +151,9 @@ func (x *mixer) setRate(rate int) error {
 func (x *mixer) endSwitch(members []*Member) {
 	x.switching = false
 	x.oldAcc, x.oldRoom, x.oldOut = nil, nil, nil
-	x.oldAudioUp, x.oldToneUp = nil, nil
 	for _, m := range members {
 		m.mx.sw = nil
 	}
-}
-
-// roomFrameSwitch reads source k of the room (0 audio, 1 tone; 8 kHz), in
-// the switching tick, into x.room at the new rate and x.oldRoom at the
-// old. Between two faster rates the new path is primed with the source's
-// frame before, as a member's is (from 8 kHz there is none, and the
-// G.711 listeners' hand-over absorbs the path's delay as for a G.711
-// talker's).
-func (x *mixer) roomFrameSwitch(s *slot, k int, up, oldUp *resample.Resampler) bool {
-	buf := x.srcFrame[k]
-	if buf == nil {
-		buf = x.nb[:]
-	}
-	if oldUp != nil && up != nil {
-		up.Prime(buf)
-	}
-	if !s.frame(buf) {
-		clear(buf)
-		return false
-	}
-	if oldUp == nil {
-		copy(x.oldRoom, buf)
-	} else {
-		oldUp.Process(x.oldRoom, buf)
-	}
-	if up == nil {
-		copy(x.room, buf)
-	} else {
-		up.Process(x.room, buf)
-	}
-	return true
-}
-
-// roomFrame reads source k of the room (0 audio, 1 tone; 8 kHz) into
-// x.room at the mix rate.
-func (x *mixer) roomFrame(s *slot, k int, up *resample.Resampler) bool {
-	if up == nil {
-		return s.frame(x.room)
-	}
-	buf := x.srcFrame[k]
-	if !s.frame(buf) {
-		clear(buf) // nothing played: the frame before the next change is silence
-		return false
-	}
-	up.Process(x.room, buf)
-	return true
 }
 
 // followRate sets the room's mix rate to the highest its members can
@@ -426,12 +361,12 @@ func (c *Conference) mixTick(now time.Time, w *tickWorker) {
 	if x.switching {
 		x.mixOld(&c.audio, &c.tone)
 	} else {
-		if x.roomFrame(&c.audio, 0, x.audioUp) {
+		if c.audio.frame(x.room) {
 			for i, s := range x.room[:len(acc)] {
 				acc[i] += int32(s)
 			}
 		}
-		if x.roomFrame(&c.tone, 1, x.toneUp) {
+		if c.tone.frame(x.room) {
 			for i, s := range x.room[:len(acc)] {
 				acc[i] += int32(s)
 			}
@@ -762,8 +697,8 @@ const (
 
 // mixOld makes the switching tick's mix at the old rate in x.oldAcc: the
 // talkers' frames at that rate (with this tick's talk gains) and the
-// room's sources through their old paths; the new rate's gets the room's
-// sources through the new paths here too.
+// room's playbacks through their old paths; the new rate's gets the
+// room's playbacks through their new paths here too.
 func (x *mixer) mixOld(audio, tone *slot) {
 	acc, old := x.acc, x.oldAcc
 	clear(old)
@@ -777,11 +712,8 @@ func (x *mixer) mixOld(audio, tone *slot) {
 			old[i] += int32(s) * g >> 14
 		}
 	}
-	for k, src := range []struct {
-		s          *slot
-		up, prevUp *resample.Resampler
-	}{{audio, x.audioUp, x.oldAudioUp}, {tone, x.toneUp, x.oldToneUp}} {
-		if !x.roomFrameSwitch(src.s, k, src.up, src.prevUp) {
+	for _, s := range [...]*slot{audio, tone} {
+		if !s.frameSwitch(x.oldRoom, x.room) {
 			continue
 		}
 		for i, s := range x.room[:len(acc)] {

@@ -134,14 +134,15 @@ func TestMemWideTickAllocs(t *testing.T) {
 
 // TestMemRateSwitchNoClick: a room goes 8 → 16 → 48 → 16 → 8 → 48 → 8 kHz
 // as wideband members come and go, while a G.711 member sends a
-// continuous tone, or the room plays one. A G.711 listener who stays
+// continuous tone, or the room plays one (from 8, 16 or 48 kHz samples).
+// A G.711 listener who stays
 // throughout, and a G.722 listener who stays from 16 kHz through 48 and
 // back, hear it without a click: no sample step beyond the tone's own
 // steepest by more than the codec's noise, and every 20 ms at its level
 // ±1 dB. (Switching cold, the G.711 listener gets steps of the tone's
 // whole amplitude.)
 func TestMemRateSwitchNoClick(t *testing.T) {
-	for _, source := range []string{"talker", "playback"} {
+	for _, source := range []string{"talker", "playback", "playback16", "playback48"} {
 		t.Run(source, func(t *testing.T) { testRateSwitchNoClick(t, source) })
 	}
 }
@@ -154,9 +155,16 @@ func testRateSwitchNoClick(t *testing.T, source string) {
 		talker, _ := r.join(media.PCMU, nil)
 		talker.clock = &toneClock{freq: f, amp: amp}
 	} else {
-		loop := make([]int16, media.ClockRate) // 500 whole periods
-		audiotest.Tone(loop, f, level, media.ClockRate, new(float64))
-		r.conf.Play(NewPlayback(loop, true, nil))
+		// A file at 8, 16 or 48 kHz, played through its own resampler
+		// to each rate the room goes through (Playback.read).
+		src := map[string]int{"playback": 8000, "playback16": 16000, "playback48": 48000}[source]
+		loop := make([]int16, src) // 500 whole periods
+		audiotest.Tone(loop, f, level, src, new(float64))
+		p, err := NewPlaybackAt(loop, src, true, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		r.conf.Play(p)
 	}
 	l8, _ := r.join(media.PCMA, nil)
 	l8.record = true

@@ -22,11 +22,11 @@ type audioSources struct {
 	tts   *tts.Engine
 }
 
-func (a audioSources) Fetch(ctx context.Context, url string) ([]int16, error) {
+func (a audioSources) Fetch(ctx context.Context, url string) (audiofile.Audio, error) {
 	return a.fetch.Fetch(ctx, url)
 }
 
-func (a audioSources) Speak(ctx context.Context, text, gender, locale, voice string) ([]int16, error) {
+func (a audioSources) Speak(ctx context.Context, text, gender, locale, voice string) (audiofile.Audio, error) {
 	return a.tts.Speak(ctx, text, gender, locale, voice)
 }
 

@@ -185,11 +185,15 @@ func newAudioRig(t *testing.T, rtp, from string, nPhones int) *audioRig {
 }
 
 // dial adds a silent phone and finds its member and call ids.
-func (rg *audioRig) dial(t *testing.T) {
+func (rg *audioRig) dial(t *testing.T) { rg.dialCodecs(t, nil) }
+
+// dialCodecs is dial of a phone offering codecs (nil: testphone's
+// default, G.711).
+func (rg *audioRig) dialCodecs(t *testing.T, codecs []string) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	p, err := testphone.Dial(ctx, testphone.Options{Target: rg.chorus.SIPUDP.String(), User: rg.from})
+	p, err := testphone.Dial(ctx, testphone.Options{Target: rg.chorus.SIPUDP.String(), User: rg.from, Codecs: codecs})
 	if err != nil {
 		t.Fatalf("dial phone %d: %v", len(rg.phones), err)
 	}

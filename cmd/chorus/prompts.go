@@ -2,11 +2,13 @@ package main
 
 import (
 	"context"
+	"fmt"
 	"log/slog"
 	"sync"
 	"time"
 
 	"chorus/bridge"
+	"chorus/media/audiofile"
 	"chorus/media/tts"
 )
 
@@ -23,14 +25,14 @@ const (
 // prompts when espeak-ng is missing or fails, so that a caller always hears
 // something to answer.
 type pinPrompts struct {
-	speak func(ctx context.Context, text string) ([]int16, error)
+	speak func(ctx context.Context, text string) (audiofile.Audio, error)
 	log   *slog.Logger
 	once  sync.Once
 	p     bridge.Prompts
 }
 
 func newPINPrompts(engine *tts.Engine, log *slog.Logger) *pinPrompts {
-	return &pinPrompts{log: log, speak: func(ctx context.Context, text string) ([]int16, error) {
+	return &pinPrompts{log: log, speak: func(ctx context.Context, text string) (audiofile.Audio, error) {
 		return engine.Speak(ctx, text, "", "", "")
 	}}
 }
@@ -50,11 +52,14 @@ func (pp *pinPrompts) render() bridge.Prompts {
 		text string
 	}{{&p.EnterPIN, promptEnterPIN}, {&p.WrongPIN, promptWrongPIN}, {&p.Goodbye, promptGoodbye}} {
 		pcm, err := pp.speak(ctx, x.text)
-		if err != nil || len(pcm) == 0 {
+		if err == nil && p.Rate != 0 && pcm.Rate != p.Rate {
+			err = fmt.Errorf("speech at %d Hz and %d Hz", p.Rate, pcm.Rate)
+		}
+		if err != nil || len(pcm.Samples) == 0 {
 			pp.log.Warn("PIN prompts are tones: speech failed", "err", err)
 			return bridge.TonePrompts()
 		}
-		*x.dst = pcm
+		*x.dst, p.Rate = pcm.Samples, pcm.Rate
 	}
 	return p
 }

@@ -6,7 +6,6 @@ import (
 
 	"chorus/bridge"
 	"chorus/internal/audiotest"
-	"chorus/media"
 	"chorus/media/tts"
 )
 
@@ -24,7 +23,10 @@ func TestPINPromptsSpeak(t *testing.T) {
 			t.Errorf("%s prompt at %.1f dBFS RMS: not speech", name, got)
 		}
 	}
-	if d := len(p.EnterPIN) / (media.ClockRate / 1000); d < 1500 {
+	if p.Rate != tts.SpeechRate {
+		t.Errorf("the prompts are at %d Hz, want %d (speech in HD)", p.Rate, tts.SpeechRate)
+	}
+	if d := len(p.EnterPIN) / (p.Rate / 1000); d < 1500 {
 		t.Errorf("enter-PIN prompt lasts %d ms: not the sentence", d)
 	}
 }

@@ -8,6 +8,7 @@ import (
 	"math"
 	"os"
 	"testing"
+	"time"
 
 	"github.com/zaf/g711"
 )
@@ -134,16 +135,17 @@ var wavSpecs = []wavSpec{
 
 var rates = []int{8000, 11025, 16000, 22050, 24000, 32000, 44100, 48000}
 
-// checkTone asserts that pcm (8 kHz) holds a freq tone of amplitude amp
-// within tol dB, and nothing within 30 dB of it at other probe frequencies
-// (µ-law puts its third harmonic at -34 dB).
-func checkTone(t *testing.T, pcm []int16, freq, amp, tol float64) {
+// checkTone asserts that a holds a freq tone of amplitude amp within tol
+// dB, and nothing within 30 dB of it at other probe frequencies (µ-law
+// puts its third harmonic at -34 dB).
+func checkTone(t *testing.T, a Audio, freq, amp, tol float64) {
 	t.Helper()
-	if len(pcm) < 4000 {
+	pcm, q := a.Samples, a.Rate/4
+	if len(pcm) < 2*q {
 		t.Fatalf("only %d samples", len(pcm))
 	}
-	mid := pcm[len(pcm)/2-2000 : len(pcm)/2+2000] // 0.5 s: whole cycles of every probe
-	got := goertzel(mid, freq, SampleRate)
+	mid := pcm[len(pcm)/2-q : len(pcm)/2+q] // 0.5 s: whole cycles of every probe
+	got := goertzel(mid, freq, a.Rate)
 	if d := dB(got / amp); math.Abs(d) > tol {
 		t.Errorf("%g Hz level %.2f dB off (amplitude %.4f, want %.4f)", freq, d, got, amp)
 	}
@@ -151,7 +153,7 @@ func checkTone(t *testing.T, pcm []int16, freq, amp, tol float64) {
 		if other == freq {
 			continue
 		}
-		if o := goertzel(mid, other, SampleRate); dB(o/amp) > -30 {
+		if o := goertzel(mid, other, a.Rate); dB(o/amp) > -30 {
 			t.Errorf("%g Hz leaks %.1f dB below the tone", other, -dB(o/amp))
 		}
 	}
@@ -171,8 +173,11 @@ func TestDecodeWAVFormatsAndRates(t *testing.T) {
 				if err != nil {
 					t.Fatalf("%s %d Hz %dch: %v", spec.name, rate, nch, err)
 				}
-				if len(pcm) < 7990 || len(pcm) > 8010 {
-					t.Errorf("%s %d Hz %dch: %d samples, want about 8000", spec.name, rate, nch, len(pcm))
+				if pcm.Rate != SourceRate(rate) {
+					t.Errorf("%s %d Hz: decoded at %d Hz, want %d", spec.name, rate, pcm.Rate, SourceRate(rate))
+				}
+				if n := len(pcm.Samples); n < pcm.Rate-10 || n > pcm.Rate+10 || pcm.Duration().Round(10*time.Millisecond) != time.Second {
+					t.Errorf("%s %d Hz %dch: %d samples (%s), want 1 s", spec.name, rate, nch, n, pcm.Duration())
 				}
 				tol := 0.2
 				if spec.bits == 8 {
@@ -193,11 +198,11 @@ func TestDecodeStereoDownmixAverages(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	mid := pcm[2000:6000]
-	if a := goertzel(mid, 1000, SampleRate); math.Abs(dB(a/0.3)) > 0.2 {
+	mid := pcm.Samples[pcm.Rate/4 : 3*pcm.Rate/4]
+	if a := goertzel(mid, 1000, pcm.Rate); math.Abs(dB(a/0.3)) > 0.2 {
 		t.Errorf("left tone amplitude %.4f, want 0.3", a)
 	}
-	if a := goertzel(mid, 2000, SampleRate); math.Abs(dB(a/0.2)) > 0.2 {
+	if a := goertzel(mid, 2000, pcm.Rate); math.Abs(dB(a/0.2)) > 0.2 {
 		t.Errorf("right tone amplitude %.4f, want 0.2", a)
 	}
 }
@@ -209,7 +214,7 @@ func TestDecodeWAV8BitIsUnsigned(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for i, v := range pcm {
+	for i, v := range pcm.Samples {
 		if v != 0 {
 			t.Fatalf("sample %d = %d, want silence", i, v)
 		}
@@ -226,8 +231,8 @@ func TestDecodeWAVStreamingSizes(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(pcm) < 7990 || len(pcm) > 8010 {
-		t.Errorf("%d samples, want about 8000", len(pcm))
+	if n := len(pcm.Samples); pcm.Rate != 48000 || n < 47990 || n > 48010 {
+		t.Errorf("%d samples at %d Hz, want about 48000 at 48000", n, pcm.Rate)
 	}
 	checkTone(t, pcm, 1000, 0.5, 0.2)
 }
@@ -245,14 +250,18 @@ func TestDecodeWAVExtraChunks(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(pcm) != 8000 {
-		t.Errorf("%d samples, want 8000", len(pcm))
+	if len(pcm.Samples) != 8000 || pcm.Rate != 8000 {
+		t.Errorf("%d samples at %d Hz, want 8000 at 8000", len(pcm.Samples), pcm.Rate)
 	}
 	checkTone(t, pcm, 1000, 0.5, 0.1)
 }
 
 func TestDecodeMP3(t *testing.T) {
-	for _, name := range []string{"tone1k_44k_id3.mp3", "tone1k_22k_stereo.mp3"} {
+	for _, c := range []struct {
+		name string
+		rate int // of the MP3 (the second is MPEG-2 at 16 kHz)
+	}{{"tone1k_44k_id3.mp3", 48000}, {"tone1k_22k_stereo.mp3", 16000}} {
+		name := c.name
 		t.Run(name, func(t *testing.T) {
 			data, err := os.ReadFile("testdata/" + name)
 			if err != nil {
@@ -263,8 +272,8 @@ func TestDecodeMP3(t *testing.T) {
 				t.Fatal(err)
 			}
 			// 1 s plus encoder delay and padding.
-			if len(pcm) < 8000 || len(pcm) > 9500 {
-				t.Errorf("%d samples, want 1 s to 1.2 s at 8 kHz", len(pcm))
+			if d := pcm.Duration(); pcm.Rate != c.rate || d < time.Second || d > 1200*time.Millisecond {
+				t.Errorf("%d samples at %d Hz (%s), want 1 s to 1.2 s at %d Hz", len(pcm.Samples), pcm.Rate, d, c.rate)
 			}
 			checkTone(t, pcm, 1000, 0.5, 1.0)
 		})
@@ -313,7 +322,7 @@ func TestDecodeErrors(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			pcm, err := Decode(tc.data)
 			if !errors.Is(err, tc.want) {
-				t.Fatalf("Decode = %d samples, %v; want %v", len(pcm), err, tc.want)
+				t.Fatalf("Decode = %d samples, %v; want %v", len(pcm.Samples), err, tc.want)
 			}
 		})
 	}
@@ -321,18 +330,24 @@ func TestDecodeErrors(t *testing.T) {
 
 func TestDecodeLimit(t *testing.T) {
 	data := makeWAV(t, wavSpecs[1], 44100, sine(1000, 0.5, 44100, 2))
-	if _, err := DecodeLimit(data, SampleRate); !errors.Is(err, ErrTooLong) {
+	if _, err := DecodeLimit(data, time.Second, 0); !errors.Is(err, ErrTooLong) {
 		t.Errorf("2 s WAV with a 1 s limit: %v, want ErrTooLong", err)
 	}
-	pcm, err := DecodeLimit(data, 3*SampleRate)
-	if err != nil || len(pcm) != 16000 {
-		t.Errorf("2 s WAV with a 3 s limit: %d samples, %v", len(pcm), err)
+	pcm, err := DecodeLimit(data, 3*time.Second, 0)
+	if err != nil || len(pcm.Samples) != 96000 || pcm.Rate != 48000 {
+		t.Errorf("2 s WAV at 44.1 kHz with a 3 s limit: %d samples at %d Hz, %v; want 2 s at 48 kHz", len(pcm.Samples), pcm.Rate, err)
 	}
+	// The rate cap (speech): 44.1 kHz to 16 kHz, the band to 8 kHz.
+	pcm, err = DecodeLimit(data, 0, 16000)
+	if err != nil || len(pcm.Samples) != 32000 || pcm.Rate != 16000 {
+		t.Errorf("2 s WAV at 44.1 kHz capped at 16 kHz: %d samples at %d Hz, %v", len(pcm.Samples), pcm.Rate, err)
+	}
+	checkTone(t, pcm, 1000, 0.5, 0.2)
 	mp3, err := os.ReadFile("testdata/tone1k_44k_id3.mp3")
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := DecodeLimit(mp3, 4000); !errors.Is(err, ErrTooLong) {
+	if _, err := DecodeLimit(mp3, 500*time.Millisecond, 0); !errors.Is(err, ErrTooLong) {
 		t.Errorf("1 s MP3 with a 0.5 s limit: %v, want ErrTooLong", err)
 	}
 	long := makeWAV(t, wavSpec{"mulaw", wavMuLaw, 8, false}, 8000, make([]float64, (DefaultMaxSeconds+1)*8000))
@@ -348,8 +363,8 @@ func TestDecodeDoesNotAlias(t *testing.T) {
 		t.Fatal(err)
 	}
 	orig := bytes.Clone(data)
-	for i := range pcm {
-		pcm[i] = 0
+	for i := range pcm.Samples {
+		pcm.Samples[i] = 0
 	}
 	if !bytes.Equal(orig, data) {
 		t.Fatal("writing to the result changed the input")

@@ -56,12 +56,13 @@ type Fetcher struct {
 	MaxBytes int64
 	// Timeout bounds one Fetch. Zero or negative means DefaultTimeout.
 	Timeout time.Duration
-	// MaxSamples caps the decoded length, as for DecodeLimit. Zero or
-	// negative means DefaultMaxSamples.
-	MaxSamples int
+	// MaxDuration caps the decoded length, as for DecodeLimit. Zero or
+	// negative means DefaultMaxDuration.
+	MaxDuration time.Duration
 }
 
-// Fetch downloads rawURL and decodes it to [SampleRate] Hz mono int16.
+// Fetch downloads rawURL and decodes it to mono int16 at the file's
+// [SourceRate].
 //
 // Only http and https URLs are fetched; anything else (file://, ftp://...)
 // fails with [ErrUnsupportedScheme]. Errors name the URL (with any
@@ -70,17 +71,17 @@ type Fetcher struct {
 // [ErrTooLarge]; content that is not audio is [ErrUnsupportedFormat] or
 // [ErrMalformed]; a timeout wraps context.DeadlineExceeded; an unreachable
 // host wraps the network error.
-func (f *Fetcher) Fetch(ctx context.Context, rawURL string) ([]int16, error) {
+func (f *Fetcher) Fetch(ctx context.Context, rawURL string) (Audio, error) {
 	u, err := url.Parse(rawURL)
 	if err != nil {
-		return nil, fmt.Errorf("fetch: bad URL: %w", err)
+		return Audio{}, fmt.Errorf("fetch: bad URL: %w", err)
 	}
 	name := u.Redacted()
 	if s := strings.ToLower(u.Scheme); s != "http" && s != "https" {
-		return nil, fmt.Errorf("fetch %s: %w %q (only http and https)", name, ErrUnsupportedScheme, u.Scheme)
+		return Audio{}, fmt.Errorf("fetch %s: %w %q (only http and https)", name, ErrUnsupportedScheme, u.Scheme)
 	}
 	if u.Host == "" {
-		return nil, fmt.Errorf("fetch %s: URL has no host", name)
+		return Audio{}, fmt.Errorf("fetch %s: URL has no host", name)
 	}
 	maxBytes := f.MaxBytes
 	if maxBytes <= 0 {
@@ -103,7 +104,7 @@ func (f *Fetcher) Fetch(ctx context.Context, rawURL string) ([]int16, error) {
 	defer cancel()
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u.String(), nil)
 	if err != nil {
-		return nil, fmt.Errorf("fetch %s: %w", name, err)
+		return Audio{}, fmt.Errorf("fetch %s: %w", name, err)
 	}
 	req.Header.Set("Accept", "audio/wav, audio/x-wav, audio/mpeg, audio/*;q=0.9, */*;q=0.5")
 	resp, err := client.Do(req)
@@ -113,25 +114,25 @@ func (f *Fetcher) Fetch(ctx context.Context, rawURL string) ([]int16, error) {
 		if errors.As(err, &ue) {
 			err = ue.Err
 		}
-		return nil, fmt.Errorf("fetch %s: %w", name, err)
+		return Audio{}, fmt.Errorf("fetch %s: %w", name, err)
 	}
 	defer resp.Body.Close()
 	if resp.StatusCode < 200 || resp.StatusCode > 299 {
-		return nil, &StatusError{URL: name, StatusCode: resp.StatusCode}
+		return Audio{}, &StatusError{URL: name, StatusCode: resp.StatusCode}
 	}
 	if resp.ContentLength > maxBytes {
-		return nil, fmt.Errorf("fetch %s: %w: Content-Length %d, limit %d", name, ErrTooLarge, resp.ContentLength, maxBytes)
+		return Audio{}, fmt.Errorf("fetch %s: %w: Content-Length %d, limit %d", name, ErrTooLarge, resp.ContentLength, maxBytes)
 	}
 	data, err := io.ReadAll(io.LimitReader(resp.Body, maxBytes+1))
 	if err != nil {
-		return nil, fmt.Errorf("fetch %s: reading body: %w", name, err)
+		return Audio{}, fmt.Errorf("fetch %s: reading body: %w", name, err)
 	}
 	if int64(len(data)) > maxBytes {
-		return nil, fmt.Errorf("fetch %s: %w: over %d bytes", name, ErrTooLarge, maxBytes)
+		return Audio{}, fmt.Errorf("fetch %s: %w: over %d bytes", name, ErrTooLarge, maxBytes)
 	}
-	pcm, err := DecodeLimit(data, f.MaxSamples)
+	pcm, err := DecodeLimit(data, f.MaxDuration, MaxRate)
 	if err != nil {
-		return nil, fmt.Errorf("fetch %s: %w", name, err)
+		return Audio{}, fmt.Errorf("fetch %s: %w", name, err)
 	}
 	return pcm, nil
 }

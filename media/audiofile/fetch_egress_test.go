@@ -75,7 +75,7 @@ func TestFetchRefusesInternalTargets(t *testing.T) {
 	}
 
 	allowed := &Fetcher{Targets: egress.New(egress.Options{Allow: []netip.Prefix{netip.MustParsePrefix("127.0.0.1/32")}})}
-	if pcm, err := allowed.Fetch(context.Background(), srv.URL+"/a.wav"); err != nil || len(pcm) == 0 {
-		t.Fatalf("allowed fetch: %d samples, %v", len(pcm), err)
+	if pcm, err := allowed.Fetch(context.Background(), srv.URL+"/a.wav"); err != nil || len(pcm.Samples) == 0 {
+		t.Fatalf("allowed fetch: %d samples, %v", len(pcm.Samples), err)
 	}
 }

@@ -27,8 +27,8 @@ func TestFetchWAV(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(pcm) != 8000 {
-		t.Errorf("%d samples, want 8000", len(pcm))
+	if len(pcm.Samples) != 16000 || pcm.Rate != 16000 {
+		t.Errorf("%d samples at %d Hz, want 16000 at 16000 (the file's band kept)", len(pcm.Samples), pcm.Rate)
 	}
 	checkTone(t, pcm, 1000, 0.5, 0.1)
 }

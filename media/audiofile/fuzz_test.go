@@ -4,6 +4,7 @@ import (
 	"errors"
 	"os"
 	"testing"
+	"time"
 )
 
 func FuzzDecode(f *testing.F) {
@@ -25,9 +26,9 @@ func FuzzDecode(f *testing.F) {
 	f.Add([]byte("RIFF\xff\xff\xff\x7fWAVEfmt \x10\x00\x00\x00\x01\x00\x01\x00\x40\x1f\x00\x00\x80\x3e\x00\x00\x02\x00\x10\x00data\xff\xff\xff\x7f\x01\x02"))
 	f.Add([]byte("not audio at all"))
 
-	const limit = 10 * SampleRate
+	const limit = 10 * time.Second
 	f.Fuzz(func(t *testing.T, data []byte) {
-		pcm, err := DecodeLimit(data, limit)
+		pcm, err := DecodeLimit(data, limit, 0)
 		if err != nil {
 			for _, known := range []error{ErrUnsupportedFormat, ErrMalformed, ErrEmpty, ErrTooLong} {
 				if errors.Is(err, known) {
@@ -36,8 +37,8 @@ func FuzzDecode(f *testing.F) {
 			}
 			t.Fatalf("error %v matches no sentinel", err)
 		}
-		if len(pcm) == 0 || len(pcm) > limit {
-			t.Fatalf("%d samples with no error (limit %d)", len(pcm), limit)
+		if len(pcm.Samples) == 0 || pcm.Duration() > limit || pcm.Rate != SourceRate(pcm.Rate) {
+			t.Fatalf("%d samples at %d Hz with no error (limit %s)", len(pcm.Samples), pcm.Rate, limit)
 		}
 	})
 }

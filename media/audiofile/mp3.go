@@ -57,34 +57,36 @@ func skipID3(data []byte) ([]byte, error) {
 // whole stream for frame offsets.
 type readerOnly struct{ io.Reader }
 
-func decodeMP3(data []byte, maxSamples int) (pcm []int16, err error) {
+func decodeMP3(data []byte, lim limits) (pcm Audio, err error) {
 	body, err := skipID3(data)
 	if err != nil {
-		return nil, err
+		return Audio{}, err
 	}
 	if len(body) < 4 {
-		return nil, fmt.Errorf("%w: ID3 tag without MPEG audio", ErrEmpty)
+		return Audio{}, fmt.Errorf("%w: ID3 tag without MPEG audio", ErrEmpty)
 	}
 	// go-mp3 is not hardened against hostile input; a panic in it is a
 	// malformed file, not a crash of the caller.
 	defer func() {
 		if r := recover(); r != nil {
-			pcm, err = nil, fmt.Errorf("%w: MP3 decoder: %v", ErrMalformed, r)
+			pcm, err = Audio{}, fmt.Errorf("%w: MP3 decoder: %v", ErrMalformed, r)
 		}
 	}()
 	dec, err := mp3.NewDecoder(readerOnly{bytes.NewReader(body)})
 	if err != nil {
 		if errors.Is(err, io.EOF) {
-			return nil, fmt.Errorf("%w: no MPEG audio frame", ErrMalformed)
+			return Audio{}, fmt.Errorf("%w: no MPEG audio frame", ErrMalformed)
 		}
-		return nil, fmt.Errorf("%w: %v", ErrMalformed, err)
+		return Audio{}, fmt.Errorf("%w: %v", ErrMalformed, err)
 	}
 	rate := dec.SampleRate()
 	if rate < minRate || rate > maxRate {
-		return nil, fmt.Errorf("%w: MP3 sample rate %d Hz", ErrMalformed, rate)
+		return Audio{}, fmt.Errorf("%w: MP3 sample rate %d Hz", ErrMalformed, rate)
 	}
-	// An MP3 at 32 to 128 kbit/s gives 2 to 0.5 output samples per byte.
-	s := newSink(rate, maxSamples, len(body))
+	// An MP3 at 32 to 128 kbit/s gives 0.5 to 2 samples per byte at
+	// 8 kHz, 3 to 12 at 48 kHz: room for 128 kbit/s, the usual, to start
+	// with, so as not to hold 4 times a file's PCM while it decodes.
+	s := newSink(rate, lim, int64(len(body))*int64(lim.outRate(rate))/16000)
 	buf := make([]byte, 16384) // 16-bit stereo frames of 4 bytes
 	mono := make([]float32, 0, len(buf)/4)
 	var carry []byte
@@ -104,7 +106,7 @@ func decodeMP3(data []byte, maxSamples int) (pcm []int16, err error) {
 		if len(mono) > 0 {
 			decoded = true
 			if err := s.write(mono); err != nil {
-				return nil, err
+				return Audio{}, err
 			}
 		}
 		if rerr == io.EOF {
@@ -114,7 +116,7 @@ func decodeMP3(data []byte, maxSamples int) (pcm []int16, err error) {
 			if decoded {
 				break // keep the good frames before a broken one
 			}
-			return nil, fmt.Errorf("%w: %v", ErrMalformed, rerr)
+			return Audio{}, fmt.Errorf("%w: %v", ErrMalformed, rerr)
 		}
 	}
 	return s.finish()

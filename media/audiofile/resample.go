@@ -6,8 +6,9 @@ import (
 )
 
 // Filter design of the resampler. The stop band starts at half the lower of
-// the two rates (4 kHz when going down to 8 kHz) and the pass band ends at
-// passFraction of that (3.4 kHz, the top of the telephone band).
+// the two rates (4 kHz when going down to 8 kHz, 8 kHz down to 16 kHz) and
+// the pass band ends at passFraction of that (3.4 kHz, the top of the
+// telephone band; 6.8 kHz; 18.7 kHz from 44.1 to 48 kHz).
 const (
 	passFraction = 0.85
 	stopAtten    = 80.0    // dB, Kaiser design target
@@ -178,20 +179,28 @@ func toInt16(x float32) int16 {
 	return int16(v)
 }
 
-// sink collects mono float32 input at some rate as SampleRate int16 output,
-// failing with ErrTooLong once the output passes max samples.
+// sink collects mono float32 input at some rate as int16 output at a mix
+// rate, failing with ErrTooLong once the output passes max samples.
 type sink struct {
-	rs  *resampler // nil when the input is already at SampleRate
-	out []int16
-	max int
+	rs   *resampler // nil when the input is already at rate
+	rate int
+	out  []int16
+	max  int64
+	lim  limits
 }
 
-func newSink(inRate, maxSamples, capHint int) *sink {
-	s := &sink{max: maxSamples, out: make([]int16, 0, min(capHint, maxSamples)+1)}
-	if inRate != SampleRate {
-		s.rs = newResampler(inRate, SampleRate)
+func newSink(inRate int, lim limits, capHint int64) *sink {
+	rate := lim.outRate(inRate)
+	s := &sink{rate: rate, max: lim.maxSamples(rate), lim: lim}
+	s.out = make([]int16, 0, min(capHint, s.max)+1)
+	if inRate != rate {
+		s.rs = newResampler(inRate, rate)
 	}
 	return s
+}
+
+func (s *sink) tooLong() error {
+	return fmt.Errorf("%w: over %s", ErrTooLong, s.lim.dur)
 }
 
 func (s *sink) write(x []float32) error {
@@ -202,27 +211,27 @@ func (s *sink) write(x []float32) error {
 	} else {
 		s.out = s.rs.write(x, s.out)
 	}
-	if len(s.out) > s.max {
-		return fmt.Errorf("%w: over %d samples (%d s)", ErrTooLong, s.max, s.max/SampleRate)
+	if int64(len(s.out)) > s.max {
+		return s.tooLong()
 	}
 	return nil
 }
 
-func (s *sink) finish() ([]int16, error) {
+func (s *sink) finish() (Audio, error) {
 	if s.rs != nil {
 		s.out = s.rs.flush(s.out)
 	}
-	if len(s.out) > s.max {
-		return nil, fmt.Errorf("%w: over %d samples (%d s)", ErrTooLong, s.max, s.max/SampleRate)
+	if int64(len(s.out)) > s.max {
+		return Audio{}, s.tooLong()
 	}
 	if len(s.out) == 0 {
-		return nil, ErrEmpty
+		return Audio{}, ErrEmpty
 	}
-	return s.out, nil
+	return Audio{Samples: s.out, Rate: s.rate}, nil
 }
 
-// outputLen is the number of SampleRate samples that frames input samples
-// at inRate give.
-func outputLen(frames int64, inRate int) int64 {
-	return (frames*SampleRate + int64(inRate) - 1) / int64(inRate)
+// outputLen is the number of samples at outRate that frames input
+// samples at inRate give.
+func outputLen(frames int64, inRate, outRate int) int64 {
+	return (frames*int64(outRate) + int64(inRate) - 1) / int64(inRate)
 }

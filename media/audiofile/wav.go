@@ -4,6 +4,7 @@ import (
 	"encoding/binary"
 	"fmt"
 	"math"
+	"time"
 
 	"github.com/zaf/g711"
 )
@@ -114,26 +115,28 @@ func riffChunks(data []byte) (fmtChunk, pcm []byte, err error) {
 	return fmtChunk, pcm, nil
 }
 
-func decodeWAV(data []byte, maxSamples int) ([]int16, error) {
+func decodeWAV(data []byte, lim limits) (Audio, error) {
 	fmtChunk, pcm, err := riffChunks(data)
 	if err != nil {
-		return nil, err
+		return Audio{}, err
 	}
 	f, err := parseWAVFormat(fmtChunk)
 	if err != nil {
-		return nil, err
+		return Audio{}, err
 	}
 	frameSize := f.width * f.channels
 	frames := len(pcm) / frameSize
 	if frames == 0 {
-		return nil, ErrEmpty
+		return Audio{}, ErrEmpty
 	}
-	want := outputLen(int64(frames), f.rate)
-	if want > int64(maxSamples) {
-		return nil, fmt.Errorf("%w: %d samples, limit %d (%d s)", ErrTooLong, want, maxSamples, maxSamples/SampleRate)
+	rate := lim.outRate(f.rate)
+	want := outputLen(int64(frames), f.rate, rate)
+	if want > lim.maxSamples(rate) {
+		d := time.Duration(frames) * time.Second / time.Duration(f.rate)
+		return Audio{}, fmt.Errorf("%w: %s, limit %s", ErrTooLong, d.Round(time.Millisecond), lim.dur)
 	}
 	sample := sampleReader(f)
-	s := newSink(f.rate, maxSamples, int(want))
+	s := newSink(f.rate, lim, want)
 	const chunk = 4096
 	mono := make([]float32, 0, chunk)
 	scale := 1 / float32(f.channels)
@@ -148,7 +151,7 @@ func decodeWAV(data []byte, maxSamples int) ([]int16, error) {
 			mono = append(mono, sum*scale)
 		}
 		if err := s.write(mono); err != nil {
-			return nil, err
+			return Audio{}, err
 		}
 	}
 	return s.finish()

@@ -1,5 +1,5 @@
-// Package tts renders text to speech with the espeak-ng program, as 8 kHz
-// mono int16 PCM ready for the conference mixer.
+// Package tts renders text to speech with the espeak-ng program, as 16 kHz
+// mono int16 PCM ready for the conference mixer ([SpeechRate]).
 //
 // Catapult's speak parameters (gender, locale, voice) are mapped onto
 // espeak-ng languages and voice variants by [VoiceFor]. Text goes to
@@ -37,6 +37,15 @@ const (
 	DefaultTimeout = 30 * time.Second
 )
 
+// SpeechRate is the rate of the speech Speak returns (unless espeak-ng
+// writes 8 kHz or less, then its own). espeak-ng writes
+// 22050 Hz; its formant synthesis puts next to nothing above 8 kHz, so
+// 16 kHz keeps what wideband (G.722, Opus) listeners can hear of it at a
+// third of the memory 48 kHz would take (the next mix rate up), and the
+// cache holds three times as much speech. Narrowband rooms resample it
+// to 8 kHz as they play it (bridge.Playback).
+const SpeechRate = 16000
+
 // maxWAVBytes caps espeak-ng's output: 1000 characters are about a minute
 // and a half of 22050 Hz 16-bit speech, some 4 MB.
 const maxWAVBytes = 32 << 20
@@ -70,7 +79,7 @@ type Engine struct {
 
 type cacheEntry struct {
 	key string
-	pcm []int16
+	pcm audiofile.Audio
 }
 
 // New returns an Engine that runs binary ("" means DefaultBinary) with a
@@ -101,7 +110,7 @@ func (e *Engine) Available() error {
 	return nil
 }
 
-// Speak renders text to 8 kHz mono int16 PCM.
+// Speak renders text to mono int16 PCM at [SpeechRate].
 //
 // gender is "male" or "female" (default female, case-insensitive); locale
 // is a Catapult locale such as "en_US", "en_UK"/"en_GB", "es", "es_MX",
@@ -115,14 +124,14 @@ func (e *Engine) Available() error {
 // Text over [MaxSentence] characters fails with [ErrTooLong], blank text
 // with [ErrEmptyText]. Invalid UTF-8 is replaced, not rejected. Canceling
 // ctx kills espeak-ng and returns ctx's error. The caller owns the result.
-func (e *Engine) Speak(ctx context.Context, text, gender, locale, voice string) ([]int16, error) {
+func (e *Engine) Speak(ctx context.Context, text, gender, locale, voice string) (audiofile.Audio, error) {
 	if n := utf8.RuneCountInString(text); n > MaxSentence {
-		return nil, fmt.Errorf("%w: %d characters, limit %d", ErrTooLong, n, MaxSentence)
+		return audiofile.Audio{}, fmt.Errorf("%w: %d characters, limit %d", ErrTooLong, n, MaxSentence)
 	}
 	text = strings.ToValidUTF8(text, "\uFFFD")
 	text = strings.ReplaceAll(text, "\x00", " ")
 	if strings.TrimSpace(text) == "" {
-		return nil, ErrEmptyText
+		return audiofile.Audio{}, ErrEmptyText
 	}
 	v := VoiceFor(gender, locale, voice)
 	key := v + "\x00" + text
@@ -131,14 +140,14 @@ func (e *Engine) Speak(ctx context.Context, text, gender, locale, voice string) 
 	}
 	pcm, err := e.render(ctx, v, text)
 	if err != nil {
-		return nil, err
+		return audiofile.Audio{}, err
 	}
 	e.store(key, pcm)
-	return append([]int16(nil), pcm...), nil
+	return audiofile.Audio{Samples: append([]int16(nil), pcm.Samples...), Rate: pcm.Rate}, nil
 }
 
 // render runs espeak-ng once.
-func (e *Engine) render(ctx context.Context, voice, text string) ([]int16, error) {
+func (e *Engine) render(ctx context.Context, voice, text string) (audiofile.Audio, error) {
 	timeout := e.Timeout
 	if timeout <= 0 {
 		timeout = DefaultTimeout
@@ -155,16 +164,18 @@ func (e *Engine) render(ctx context.Context, voice, text string) ([]int16, error
 	cmd.WaitDelay = 2 * time.Second // do not wait on pipes a killed child left open
 	if err := cmd.Run(); err != nil {
 		if ctx.Err() != nil {
-			return nil, fmt.Errorf("tts: espeak-ng stopped: %w", ctx.Err())
+			return audiofile.Audio{}, fmt.Errorf("tts: espeak-ng stopped: %w", ctx.Err())
 		}
 		if stdout.over {
-			return nil, fmt.Errorf("tts: espeak-ng wrote over %d bytes", maxWAVBytes)
+			return audiofile.Audio{}, fmt.Errorf("tts: espeak-ng wrote over %d bytes", maxWAVBytes)
 		}
-		return nil, fmt.Errorf("tts: %s: %w: %s", e.binary(), err, firstLine(stderr.buf.Bytes()))
+		return audiofile.Audio{}, fmt.Errorf("tts: %s: %w: %s", e.binary(), err, firstLine(stderr.buf.Bytes()))
 	}
-	pcm, err := audiofile.Decode(stdout.buf.Bytes())
+	// At most SpeechRate: a build of espeak-ng writing 8 kHz would give
+	// 8 kHz, at its own band.
+	pcm, err := audiofile.DecodeLimit(stdout.buf.Bytes(), 0, SpeechRate)
 	if err != nil {
-		return nil, fmt.Errorf("tts: decoding espeak-ng output: %w", err)
+		return audiofile.Audio{}, fmt.Errorf("tts: decoding espeak-ng output: %w", err)
 	}
 	return pcm, nil
 }
@@ -201,19 +212,20 @@ func (e *Engine) cacheSize() int {
 }
 
 // cached returns a copy of the cached PCM for key.
-func (e *Engine) cached(key string) ([]int16, bool) {
+func (e *Engine) cached(key string) (audiofile.Audio, bool) {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	el, ok := e.items[key]
 	if !ok {
-		return nil, false
+		return audiofile.Audio{}, false
 	}
 	e.lru.MoveToFront(el)
-	return append([]int16(nil), el.Value.(*cacheEntry).pcm...), true
+	a := el.Value.(*cacheEntry).pcm
+	return audiofile.Audio{Samples: append([]int16(nil), a.Samples...), Rate: a.Rate}, true
 }
 
 // store caches pcm under key, evicting the least recently used entries.
-func (e *Engine) store(key string, pcm []int16) {
+func (e *Engine) store(key string, pcm audiofile.Audio) {
 	size := e.cacheSize()
 	if size < 0 {
 		return

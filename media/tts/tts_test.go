@@ -13,6 +13,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"chorus/media/audiofile"
 )
 
 // requireEspeak fails (never skips) the test when espeak-ng cannot run.
@@ -23,36 +25,38 @@ func requireEspeak(t *testing.T, e *Engine) {
 	}
 }
 
-// frameDBFS returns the RMS level in dBFS of each 20 ms frame of pcm.
-func frameDBFS(pcm []int16) []float64 {
+// frameDBFS returns the RMS level in dBFS of each 20 ms frame of a.
+func frameDBFS(a audiofile.Audio) []float64 {
 	var out []float64
-	for i := 0; i+160 <= len(pcm); i += 160 {
+	pcm, n := a.Samples, a.Rate/50
+	for i := 0; i+n <= len(pcm); i += n {
 		var sum float64
-		for _, v := range pcm[i : i+160] {
+		for _, v := range pcm[i : i+n] {
 			f := float64(v) / 32768
 			sum += f * f
 		}
-		out = append(out, 10*math.Log10(sum/160+1e-20))
+		out = append(out, 10*math.Log10(sum/float64(n)+1e-20))
 	}
 	return out
 }
 
 // medianPitch estimates the median fundamental frequency, in Hz, of the
-// loud 40 ms frames of 8 kHz speech by autocorrelation over 60-400 Hz.
-func medianPitch(pcm []int16) float64 {
+// loud 40 ms frames of speech by autocorrelation over 60-400 Hz.
+func medianPitch(a audiofile.Audio) float64 {
 	var f0s []float64
-	const n = 320
-	for i := 0; i+n+134 <= len(pcm); i += n {
-		x := pcm[i : i+n+134]
+	pcm, n := a.Samples, a.Rate/25
+	lo, hi := a.Rate/400, a.Rate/60
+	for i := 0; i+n+hi+1 <= len(pcm); i += n {
+		x := pcm[i : i+n+hi+1]
 		var energy float64
 		for _, v := range x[:n] {
 			energy += float64(v) * float64(v)
 		}
-		if 10*math.Log10(energy/n/(32768*32768)+1e-20) < -35 {
+		if 10*math.Log10(energy/float64(n)/(32768*32768)+1e-20) < -35 {
 			continue
 		}
 		bestLag, best := 0, 0.0
-		for lag := 20; lag <= 133; lag++ { // 400 Hz down to 60 Hz
+		for lag := lo; lag <= hi; lag++ { // 400 Hz down to 60 Hz
 			var c float64
 			for k := range n {
 				c += float64(x[k]) * float64(x[k+lag])
@@ -62,7 +66,7 @@ func medianPitch(pcm []int16) float64 {
 			}
 		}
 		if bestLag > 0 && best > 0.3*energy {
-			f0s = append(f0s, 8000/float64(bestLag))
+			f0s = append(f0s, float64(a.Rate)/float64(bestLag))
 		}
 	}
 	if len(f0s) == 0 {
@@ -70,6 +74,44 @@ func medianPitch(pcm []int16) float64 {
 	}
 	slices.Sort(f0s)
 	return f0s[len(f0s)/2]
+}
+
+// TestSpeakIsWideband: the speech keeps what espeak-ng puts above 4 kHz
+// (its fricatives), which wideband listeners hear: the 4.5-7.5 kHz band
+// carries a measurable share of the energy, where 8 kHz speech has none.
+func TestSpeakIsWideband(t *testing.T) {
+	e := New("")
+	requireEspeak(t, e)
+	pcm, err := e.Speak(context.Background(), "Six sharp scissors, sixty-six thistles.", "", "", "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if pcm.Rate != SpeechRate {
+		t.Fatalf("speech at %d Hz, want %d", pcm.Rate, SpeechRate)
+	}
+	band := func(lo, hi float64) float64 {
+		var sum float64
+		for f := lo; f <= hi; f += 50 {
+			sum += bandPower(pcm, f)
+		}
+		return sum
+	}
+	ratio := 10 * math.Log10(band(4500, 7500)/band(200, 3400))
+	t.Logf("4.5-7.5 kHz at %.1f dB relative to 0.2-3.4 kHz", ratio)
+	if ratio < -40 {
+		t.Errorf("4.5-7.5 kHz at %.1f dB relative to 0.2-3.4 kHz: the speech lost its upper band", ratio)
+	}
+}
+
+// bandPower is the power of a at freq over the whole signal (Goertzel).
+func bandPower(a audiofile.Audio, freq float64) float64 {
+	w := 2 * math.Pi * freq / float64(a.Rate)
+	c := 2 * math.Cos(w)
+	var s1, s2 float64
+	for _, v := range a.Samples {
+		s1, s2 = float64(v)+c*s1-s2, s1
+	}
+	return (s1*s1 + s2*s2 - c*s1*s2) / float64(len(a.Samples)*len(a.Samples))
 }
 
 const sentence = "Welcome to the conference. Please hold while we connect the other participants."
@@ -81,7 +123,10 @@ func TestSpeakProducesSpeech(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	secs := float64(len(pcm)) / 8000
+	if pcm.Rate != SpeechRate {
+		t.Errorf("speech at %d Hz, want %d", pcm.Rate, SpeechRate)
+	}
+	secs := pcm.Duration().Seconds()
 	if secs < 2 || secs > 12 {
 		t.Errorf("%.2f s of audio for %d characters; want 2-12 s", secs, len(sentence))
 	}
@@ -111,8 +156,8 @@ func TestSpeakLocales(t *testing.T) {
 	requireEspeak(t, e)
 	for _, loc := range []string{"en_US", "en_UK", "en_GB", "es", "es_MX", "fr_FR", "de_DE", "it_IT", "pt_BR", "xx_YY"} {
 		pcm, err := e.Speak(context.Background(), "Uno dos tres, one two three.", "", loc, "")
-		if err != nil || len(pcm) < 4000 {
-			t.Errorf("%s: %d samples, %v", loc, len(pcm), err)
+		if err != nil || pcm.Duration() < 500*time.Millisecond {
+			t.Errorf("%s: %s of audio, %v", loc, pcm.Duration(), err)
 		}
 	}
 }
@@ -128,7 +173,7 @@ func TestMaleAndFemaleDiffer(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if slices.Equal(female, male) {
+	if slices.Equal(female.Samples, male.Samples) {
 		t.Fatal("male and female voices gave identical audio")
 	}
 	ff, fm := medianPitch(female), medianPitch(male)
@@ -162,7 +207,7 @@ func TestSpeakCache(t *testing.T) {
 		t.Fatal(err)
 	}
 	warm := time.Since(start)
-	if !slices.Equal(first, second) {
+	if !slices.Equal(first.Samples, second.Samples) || first.Rate != second.Rate {
 		t.Fatal("cached speech differs")
 	}
 	if warm > cold/5 && warm > 5*time.Millisecond {
@@ -170,9 +215,9 @@ func TestSpeakCache(t *testing.T) {
 	}
 	t.Logf("first render %v, cache hit %v", cold, warm)
 	// The caller owns the result: changing it does not change the cache.
-	clear(second)
+	clear(second.Samples)
 	third, _ := e.Speak(ctx, sentence, "female", "en_US", "kate")
-	if !slices.Equal(first, third) {
+	if !slices.Equal(first.Samples, third.Samples) {
 		t.Fatal("changing a result changed the cache")
 	}
 }
@@ -247,8 +292,8 @@ func TestSpeakLeadingDash(t *testing.T) {
 		if err != nil {
 			t.Fatalf("%q: %v", text, err)
 		}
-		if len(pcm) < 4000 {
-			t.Errorf("%q: %d samples; the text was not spoken", text, len(pcm))
+		if pcm.Duration() < 500*time.Millisecond {
+			t.Errorf("%q: %s of audio; the text was not spoken", text, pcm.Duration())
 		}
 	}
 }
