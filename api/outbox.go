@@ -524,35 +524,11 @@ func (o *Outbox) Recover(ctx context.Context) (RecoverStats, error) {
 		return rs, err
 	}
 	o.seq = seq
-	apps, err := st.List(ctx, store.Query{Kind: store.KindApplication, Oldest: true})
-	if err != nil {
+	if rs.Applications, err = restoreRecords(ctx, o, store.KindApplication, b.RestoreApplication); err != nil {
 		return rs, err
 	}
-	for _, r := range apps {
-		in, err := decodeRecord[bridge.ApplicationInfo](r)
-		if err == nil {
-			err = b.RestoreApplication(in)
-		}
-		if err != nil {
-			o.log.Warn("application record not restored", "id", r.ID, "err", err)
-			continue
-		}
-		rs.Applications++
-	}
-	nums, err := st.List(ctx, store.Query{Kind: store.KindNumber, Oldest: true})
-	if err != nil {
+	if rs.Numbers, err = restoreRecords(ctx, o, store.KindNumber, b.RestoreNumber); err != nil {
 		return rs, err
-	}
-	for _, r := range nums {
-		in, err := decodeRecord[bridge.NumberInfo](r)
-		if err == nil {
-			err = b.RestoreNumber(in)
-		}
-		if err != nil {
-			o.log.Warn("number record not restored", "id", r.ID, "err", err)
-			continue
-		}
-		rs.Numbers++
 	}
 	pending, err := st.Pending(ctx)
 	if err != nil {
@@ -802,4 +778,27 @@ func decodePayload(body []byte) (cbPayload, error) {
 		}
 	}
 	return p, nil
+}
+
+// restoreRecords hands every stored record of kind, oldest first, to
+// restore and counts those it took; one that does not decode or is
+// refused is logged and skipped, so one bad record does not stop a start.
+func restoreRecords[T any](ctx context.Context, o *Outbox, kind store.Kind, restore func(T) error) (int, error) {
+	recs, err := o.st.List(ctx, store.Query{Kind: kind, Oldest: true})
+	if err != nil {
+		return 0, err
+	}
+	n := 0
+	for _, r := range recs {
+		in, err := decodeRecord[T](r)
+		if err == nil {
+			err = restore(in)
+		}
+		if err != nil {
+			o.log.Warn("record not restored", "kind", kind, "id", r.ID, "err", err)
+			continue
+		}
+		n++
+	}
+	return n, nil
 }
