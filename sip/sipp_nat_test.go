@@ -93,6 +93,10 @@ func TestSippNATCallerGetsBye(t *testing.T) {
 			}
 			conf := waitConference(t, tb, room)
 			waitFor(t, "sipp joined", func() bool { return conf.Info().ActiveMembers == 1 })
+			// sipp plays audio only after it has taken the 200 and sent its
+			// ACK: before that, the test's OPTIONS (from another socket) could
+			// overtake the 200 and fail the scenario as unexpected.
+			waitFor(t, "sipp's audio", func() bool { return conf.Members()[0].Call().Leg().Media().Proven() })
 			var removed time.Time
 			if tc.remove {
 				removed = time.Now()
