@@ -42,8 +42,11 @@ func Open(ctx context.Context, dir string) (*SQLite, error) {
 	// survives a killed process (kill -9) and loses at most the last
 	// commits on a power cut. _txlock=immediate: a write transaction takes
 	// the write lock at BEGIN, so it never fails half-way on a busy lock.
+	// cache_size 512 KiB a connection (SQLite's default is 2 MiB): the
+	// writer appends to hot B-tree pages and the OS caches the rest, while
+	// the default cost ~3 KiB of C heap per member of a 1000-member load.
 	dsn := "file:" + path + "?_pragma=busy_timeout(5000)&_pragma=journal_mode(WAL)&_pragma=synchronous(NORMAL)" +
-		"&_pragma=foreign_keys(ON)&_txlock=immediate"
+		"&_pragma=foreign_keys(ON)&_pragma=cache_size(-512)&_txlock=immediate"
 	db, err := sql.Open("sqlite", dsn)
 	if err != nil {
 		return nil, fmt.Errorf("open %s: %w", path, err)
