@@ -246,10 +246,56 @@ func (s *server) wrap(rt route) http.Handler {
 			}
 			user = u
 		}
+		if s.outbox != nil && r.Method != http.MethodGet && r.Method != http.MethodHead {
+			dw := &durableWriter{ResponseWriter: w, o: s.outbox, ctx: r.Context()}
+			w = dw
+		}
 		if err := rt.handle(s, w, r, user); err != nil {
 			s.writeError(w, r, err)
 		}
 	})
+}
+
+// durableWait bounds how long a change's answer waits for the store.
+const durableWait = time.Second
+
+// durableWriter holds a change's success answer until what the change
+// published (its events and records) is written (issue 14): an app that
+// got 201 for a conference finds it after a crash. The wait is bounded so
+// that a slow disk delays the API by at most durableWait, never stalls it;
+// an answer sent unwritten is counted.
+type durableWriter struct {
+	http.ResponseWriter
+	o    *Outbox
+	ctx  context.Context
+	done bool
+}
+
+func (d *durableWriter) WriteHeader(status int) {
+	if !d.done && status < http.StatusMultipleChoices {
+		d.wait()
+	}
+	d.done = true
+	d.ResponseWriter.WriteHeader(status)
+}
+
+func (d *durableWriter) Write(p []byte) (int, error) {
+	if !d.done {
+		d.wait()
+		d.done = true
+	}
+	return d.ResponseWriter.Write(p)
+}
+
+// Unwrap lets http.ResponseController reach the connection.
+func (d *durableWriter) Unwrap() http.ResponseWriter { return d.ResponseWriter }
+
+func (d *durableWriter) wait() {
+	ctx, cancel := context.WithTimeout(d.ctx, durableWait)
+	defer cancel()
+	if err := d.o.Flush(ctx); err != nil {
+		d.o.unwrittenAnswers.Add(1)
+	}
 }
 
 // writeError answers err as Catapult's error body.

@@ -56,7 +56,10 @@ type OutboxStats struct {
 	WriteErrors   uint64 // transactions that failed
 	LostAcks      uint64 // delivery outcomes not recorded (a full queue): redelivered after a restart
 	Undeliverable uint64 // events given up after every attempt and kept for inspection
-	Queued        int    // changes waiting for the writer now
+	// UnwrittenAnswers counts API changes answered before their records
+	// were written (the store took longer than durableWait).
+	UnwrittenAnswers uint64
+	Queued           int // changes waiting for the writer now
 }
 
 // obCtl is a change for the writer other than an event: a record to save
@@ -107,7 +110,7 @@ type Outbox struct {
 	errs      int // failed writes since the last summary
 	lastError time.Time
 
-	written, unpersisted, writeErrors, lostAcks, undeliverable atomic.Uint64
+	written, unpersisted, writeErrors, lostAcks, undeliverable, unwrittenAnswers atomic.Uint64
 }
 
 // obOut is an event written (or not) in the current batch, to hand on
@@ -252,7 +255,7 @@ func (o *Outbox) Close(ctx context.Context) error {
 // Stats returns the counters.
 func (o *Outbox) Stats() OutboxStats {
 	return OutboxStats{Written: o.written.Load(), Unpersisted: o.unpersisted.Load(), WriteErrors: o.writeErrors.Load(),
-		LostAcks: o.lostAcks.Load(), Undeliverable: o.undeliverable.Load(), Queued: len(o.in) + len(o.ctl) + len(o.acks)}
+		LostAcks: o.lostAcks.Load(), Undeliverable: o.undeliverable.Load(), UnwrittenAnswers: o.unwrittenAnswers.Load(), Queued: len(o.in) + len(o.ctl) + len(o.acks)}
 }
 
 // run is the writer: it takes what waits, writes it in one transaction and

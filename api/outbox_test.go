@@ -338,3 +338,61 @@ func benchStore(b *testing.B, burst int) {
 	}
 	b.ReportMetric(float64(b.Elapsed().Microseconds())/float64(b.N*burst), "µs/op-each")
 }
+
+// delayStore is a store whose transactions take delay (a slow disk), or
+// wait for release once stalled.
+type delayStore struct {
+	*store.SQLite
+	delay   time.Duration
+	stalled atomic.Bool
+	release chan struct{}
+}
+
+func (s *delayStore) Apply(ctx context.Context, b *store.Batch) error {
+	time.Sleep(s.delay)
+	if s.stalled.Load() {
+		<-s.release
+	}
+	return s.SQLite.Apply(ctx, b)
+}
+
+// TestChangeAnsweredOnceWritten: a change's success answer comes once its
+// records are written, so an app that got 201 finds the conference after a
+// crash; a stalled disk delays the answer by at most durableWait, and the
+// unwritten answer is counted.
+func TestChangeAnsweredOnceWritten(t *testing.T) {
+	sq, err := store.Open(context.Background(), t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sq.Close()
+	e := newStoreEnv(t, &delayStore{SQLite: sq, delay: 200 * time.Millisecond})
+	id := e.createConf(alice)
+	if _, err := sq.Get(context.Background(), store.Key{Kind: store.KindConference, User: alice.ID, ID: id}); err != nil {
+		t.Fatalf("the conference answered 201 is not in the store yet: %v", err)
+	}
+	if n := e.outbox.Stats().UnwrittenAnswers; n != 0 {
+		t.Errorf("%d unwritten answers with a disk that keeps up", n)
+	}
+
+	sq2, err := store.Open(context.Background(), t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sq2.Close()
+	stalled := &delayStore{SQLite: sq2, release: make(chan struct{})}
+	e2 := newStoreEnv(t, stalled)
+	stalled.stalled.Store(true)
+	t.Cleanup(func() { close(stalled.release) }) // before the env's own cleanup closes the outbox
+	start := time.Now()
+	e2.createConf(alice)
+	if el := time.Since(start); el < durableWait/2 || el > durableWait+3*time.Second {
+		t.Errorf("a change with the disk stalled answered after %v, want about %v", el, durableWait)
+	}
+	if n := e2.outbox.Stats().UnwrittenAnswers; n != 1 {
+		t.Errorf("unwritten answers %d, want 1", n)
+	}
+	if r := e2.as(alice, "GET", "/conferences", ""); r.status != 200 {
+		t.Errorf("a read with the disk stalled: %d", r.status)
+	}
+}

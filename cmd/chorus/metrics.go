@@ -152,6 +152,7 @@ var bridgeMetricDefs = []metricDef{
 	{"chorus_store_events_unpersisted_total", "Events delivered without being written: the store's queue was full or its write failed.", nil},
 	{"chorus_store_write_errors_total", "Store transactions that failed (and record changes lost to a full queue).", nil},
 	{"chorus_store_lost_acks_total", "Delivery outcomes not recorded (full queue): those events are delivered again after a restart.", nil},
+	{"chorus_store_answers_unwritten_total", "API changes answered before their records were written (the store took over a second).", nil},
 	{"chorus_store_queue", "Changes waiting for the store's writer.", nil},
 	{"chorus_callback_events_undeliverable", "Callback events kept in the store as undeliverable (GET /v1/users/{userId}/undeliveredEvents), until the retention.", nil},
 }
@@ -295,6 +296,7 @@ func (c *bridgeCollector) Collect(ch chan<- prometheus.Metric) {
 		counter("chorus_store_events_unpersisted_total", float64(os.Unpersisted))
 		counter("chorus_store_write_errors_total", float64(os.WriteErrors))
 		counter("chorus_store_lost_acks_total", float64(os.LostAcks))
+		counter("chorus_store_answers_unwritten_total", float64(os.UnwrittenAnswers))
 		gauge("chorus_store_queue", float64(os.Queued))
 	}
 	if c.src.store != nil {
