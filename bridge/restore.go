@@ -76,6 +76,7 @@ func (b *Bridge) RemoveMedia(name string) error {
 	if err := os.Remove(path); err != nil && !errors.Is(err, os.ErrNotExist) {
 		return fmt.Errorf("remove media %s: %w", name, err)
 	}
+	b.recUse.release(name) // its bytes no longer count against the quota
 	return nil
 }
 
