@@ -201,7 +201,7 @@ type Bridge struct {
 	// recUse counts each user's recording bytes on disk (reclimits.go).
 	recUse   recUsage
 	draining bool
-	loops      loopGroup // mixer goroutines
+	loops    loopGroup // mixer goroutines
 
 	dialer Dialer
 	clock  *clock

@@ -356,7 +356,7 @@ func (c *countingFile) Seek(off int64, whence int) (int64, error) {
 func (r *Recording) run(w recfile.Writer, f *countingFile) {
 	defer close(r.done)
 	var (
-		rs   *resample.Resampler
+		rs      *resample.Resampler
 		conv    = make([]int16, r.rate/50)
 		werr    error
 		written uint64 // frames, against maxFrames
