@@ -354,6 +354,12 @@ func (s *server) updateCall(w http.ResponseWriter, r *http.Request, user string)
 	if rd.err != nil {
 		return rd.err
 	}
+	if record != nil && *record && call.ActiveRecording() == nil && call.State() != bridge.CallCompleted {
+		// Refused before anything of the request is applied.
+		if err := s.canRecord(user); err != nil {
+			return err
+		}
+	}
 	if format != nil {
 		call.SetRecordingFormat(*format)
 	}

@@ -288,6 +288,12 @@ func (s *server) updateConference(w http.ResponseWriter, r *http.Request, user s
 		ok(w)
 		return nil
 	}
+	if record != nil && *record && c.ActiveRecording() == nil {
+		// Refused before anything of the request is applied.
+		if err := s.canRecord(user); err != nil {
+			return err
+		}
+	}
 	if cbSet {
 		c.SetCallback(cb)
 	}

@@ -78,7 +78,8 @@ func TestRecordingMaxDurationAPI(t *testing.T) {
 // TestRecordingQuotaAPI: alice's running recording that crosses the
 // quota ends in state error with the quota as its reason, her room goes
 // on; she then cannot start one (403 recording-quota-exceeded), on an
-// existing conference or in a create, which creates nothing; bob's
+// existing conference (nothing else of the update applied) or in a
+// create, which creates nothing; bob's
 // recordings do not count against hers; deleting her media gives the
 // bytes back.
 func TestRecordingQuotaAPI(t *testing.T) {
@@ -108,6 +109,10 @@ func TestRecordingQuotaAPI(t *testing.T) {
 	ae := e.as(alice, "POST", "/conferences/"+conf, `{"recordingEnabled":true}`).expectError(t, 403, "recording-quota-exceeded")
 	if ae.Category != "limit" || !strings.Contains(ae.Message, fmt.Sprint(quota)) {
 		t.Errorf("error %+v", ae)
+	}
+	e.as(alice, "POST", "/conferences/"+conf, `{"mute":true,"recordingEnabled":true}`).expectError(t, 403, "recording-quota-exceeded")
+	if e.getJSON(alice, "/conferences/"+conf, &cj); cj.Mute {
+		t.Error("a refused update applied its other changes")
 	}
 	var before []conferenceJSON
 	e.getJSON(alice, "/conferences", &before)
