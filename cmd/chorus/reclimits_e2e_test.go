@@ -9,6 +9,7 @@ package main
 import (
 	"encoding/json"
 	"fmt"
+	"io"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -213,5 +214,32 @@ func checkToneMostly(t *testing.T, data []byte, minSecs float64) {
 	slices.Sort(levels)
 	if l := levels[len(levels)/2]; l < recToneLevel-3 || l > recToneLevel+1 {
 		t.Errorf("the tone at %.1f dBFS (median of %v) in the recording, want about %v", l, levels, recToneLevel)
+	}
+}
+
+// TestRecordingQuotaConfig: --recording-quota defaults to 2 GiB, takes
+// bytes from the flag and its environment twin, 0 is no limit, and a
+// negative or non-numeric quota is a clear error.
+func TestRecordingQuotaConfig(t *testing.T) {
+	cfg, err := loadConfig(nil, noEnv, io.Discard)
+	if err != nil || cfg.RecordingQuota != 2<<30 {
+		t.Fatalf("default quota %d, %v", cfg.RecordingQuota, err)
+	}
+	if cfg, err = loadConfig([]string{"--recording-quota", "0"}, noEnv, io.Discard); err != nil || cfg.RecordingQuota != 0 {
+		t.Errorf("--recording-quota 0: %d, %v", cfg.RecordingQuota, err)
+	}
+	env := func(k string) string {
+		if k == "CHORUS_RECORDING_QUOTA" {
+			return "1000000"
+		}
+		return ""
+	}
+	if cfg, err = loadConfig(nil, env, io.Discard); err != nil || cfg.RecordingQuota != 1_000_000 {
+		t.Errorf("CHORUS_RECORDING_QUOTA: %d, %v", cfg.RecordingQuota, err)
+	}
+	for _, v := range []string{"-1", "2GB"} {
+		if _, err := loadConfig([]string{"--recording-quota", v}, noEnv, io.Discard); err == nil || !strings.Contains(err.Error(), "recording-quota") {
+			t.Errorf("--recording-quota %s: %v", v, err)
+		}
 	}
 }
