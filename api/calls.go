@@ -34,7 +34,9 @@ type callJSON struct {
 	// which format, and where its recordings are listed.
 	RecordingEnabled    bool   `json:"recordingEnabled"`
 	RecordingFileFormat string `json:"recordingFileFormat"`
-	Recordings          string `json:"recordings"`
+	// RecordingMaxDuration is Catapult's recordingMaxDuration, seconds.
+	RecordingMaxDuration int64  `json:"recordingMaxDuration"`
+	Recordings           string `json:"recordings"`
 }
 
 func (s *server) renderCall(r *http.Request, user string, c *bridge.Call) callJSON {
@@ -47,7 +49,8 @@ func renderCallInfo(r *http.Request, user string, in bridge.CallInfo) callJSON {
 	out := callJSON{ID: in.ID, Direction: in.Direction, From: in.From, To: in.To, State: in.State,
 		StartTime: formatTime(in.Created), ActiveTime: formatTime(in.Answered), EndTime: formatTime(in.Ended),
 		CallTimeout: int64(in.DialTimeout / time.Second), callbackJSON: renderCallback(in.Callback), MemberID: in.MemberID,
-		RecordingFileFormat: string(in.RecordingFormat), Recordings: userURL(r, user, "calls", in.ID, "recordings")}
+		RecordingFileFormat:  string(in.RecordingFormat),
+		RecordingMaxDuration: recordingMaxSeconds(in.RecordingMaxDuration), Recordings: userURL(r, user, "calls", in.ID, "recordings")}
 	if !in.Ended.IsZero() {
 		// Whole seconds from answer to end, rounded up; 0 unanswered.
 		var secs int64
@@ -227,12 +230,14 @@ func (s *server) createCall(w http.ResponseWriter, r *http.Request, user string)
 	}
 	callbackFields(rd, &opts.Callback)
 	confID := rd.str("conferenceId")
-	record, format := readRecording(rd)
+	record, format, maxDur := readRecording(rd)
 	if rd.err != nil {
 		return rd.err
 	}
-	if record != nil && *record && s.b.Config().RecordingsDir == "" {
-		return errRecordingUnavailable("this server keeps no recordings (no recordings directory)")
+	if record != nil && *record {
+		if err := s.canRecord(user); err != nil { // before the call is dialled
+			return err
+		}
 	}
 	if err := s.checkDialTarget(r.Context(), opts.To); err != nil {
 		return err
@@ -265,6 +270,9 @@ func (s *server) createCall(w http.ResponseWriter, r *http.Request, user string)
 	}
 	if format != nil {
 		call.SetRecordingFormat(*format)
+	}
+	if maxDur != nil {
+		call.SetRecordingMaxDuration(*maxDur)
 	}
 	if record != nil && *record {
 		// From the start: its audio is recorded once it runs (answered).
@@ -342,12 +350,21 @@ func (s *server) updateCall(w http.ResponseWriter, r *http.Request, user string)
 	if state != nil && *state == callTransferring {
 		return s.transferCall(w, r, user, call, rd)
 	}
-	record, format := readRecording(rd)
+	record, format, maxDur := readRecording(rd)
 	if rd.err != nil {
 		return rd.err
 	}
+	if record != nil && *record && call.ActiveRecording() == nil && call.State() != bridge.CallCompleted {
+		// Refused before anything of the request is applied.
+		if err := s.canRecord(user); err != nil {
+			return err
+		}
+	}
 	if format != nil {
 		call.SetRecordingFormat(*format)
+	}
+	if maxDur != nil {
+		call.SetRecordingMaxDuration(*maxDur)
 	}
 	if record != nil && !*record {
 		call.StopRecording()

@@ -29,6 +29,9 @@ type conferenceJSON struct {
 	// the format of its recordings.
 	RecordingEnabled    bool   `json:"recordingEnabled"`
 	RecordingFileFormat string `json:"recordingFileFormat"`
+	// RecordingMaxDuration (seconds; Catapult's call field, here on
+	// conferences too) bounds each recording of the room.
+	RecordingMaxDuration int64 `json:"recordingMaxDuration"`
 	callbackJSON
 	// Cause (extension, issue 14) says why the bridge completed the
 	// conference itself: SERVER_RESTART when a crash had left it live.
@@ -45,7 +48,7 @@ func renderConferenceInfo(in bridge.ConferenceInfo, cause string) conferenceJSON
 	return conferenceJSON{ID: in.ID, State: in.State, From: in.From, CreatedTime: formatTime(in.Created),
 		CompletedTime: formatTime(in.Completed), ActiveMembers: in.ActiveMembers, Hold: in.Hold, Mute: in.Mute,
 		Profile: in.Profile, PINSet: in.PINSet, Locked: in.Locked, RecordingFileFormat: string(in.RecordingFormat),
-		callbackJSON: renderCallback(in.Callback), Cause: cause}
+		RecordingMaxDuration: recordingMaxSeconds(in.RecordingMaxDuration), callbackJSON: renderCallback(in.Callback), Cause: cause}
 }
 
 // readPIN reads the pin extension: 1 to 12 digits, or "" for none. A JSON
@@ -117,12 +120,16 @@ func (s *server) createConference(w http.ResponseWriter, r *http.Request, user s
 	if v := rd.boolean("locked"); v != nil {
 		opts.Locked = *v
 	}
-	record, format := readRecording(rd)
+	record, format, maxDur := readRecording(rd)
 	if rd.err != nil {
 		return rd.err
 	}
-	if record != nil && *record && s.b.Config().RecordingsDir == "" {
-		return errRecordingUnavailable("this server keeps no recordings (no recordings directory)")
+	if record != nil && *record {
+		// Refused whole, before the conference exists: a conference
+		// asked for with a recording is created with one or not at all.
+		if err := s.canRecord(user); err != nil {
+			return err
+		}
 	}
 	if err := s.checkCallback(r.Context(), opts.Callback); err != nil {
 		return err
@@ -144,6 +151,9 @@ func (s *server) createConference(w http.ResponseWriter, r *http.Request, user s
 	}
 	if format != nil {
 		c.SetRecordingFormat(*format)
+	}
+	if maxDur != nil {
+		c.SetRecordingMaxDuration(*maxDur)
 	}
 	if record != nil && *record {
 		if err := s.startRecording(c); err != nil {
@@ -259,7 +269,7 @@ func (s *server) updateConference(w http.ResponseWriter, r *http.Request, user s
 	hold := rd.boolean("hold")
 	pin := readPIN(rd)
 	locked := rd.boolean("locked")
-	record, format := readRecording(rd)
+	record, format, maxDur := readRecording(rd)
 	cb := c.Callback()
 	cbSet := callbackFields(rd, &cb)
 	if rd.err != nil {
@@ -270,13 +280,19 @@ func (s *server) updateConference(w http.ResponseWriter, r *http.Request, user s
 			return err
 		}
 	}
-	changes := mute != nil || hold != nil || cbSet || pin != nil || locked != nil || format != nil || (record != nil && *record)
+	changes := mute != nil || hold != nil || cbSet || pin != nil || locked != nil || format != nil || maxDur != nil || (record != nil && *record)
 	if c.State() == bridge.StateCompleted {
 		if changes {
 			return errConferenceState(c.ID(), bridge.StateCompleted)
 		}
 		ok(w)
 		return nil
+	}
+	if record != nil && *record && c.ActiveRecording() == nil {
+		// Refused before anything of the request is applied.
+		if err := s.canRecord(user); err != nil {
+			return err
+		}
 	}
 	if cbSet {
 		c.SetCallback(cb)
@@ -297,6 +313,9 @@ func (s *server) updateConference(w http.ResponseWriter, r *http.Request, user s
 	}
 	if format != nil {
 		c.SetRecordingFormat(*format)
+	}
+	if maxDur != nil {
+		c.SetRecordingMaxDuration(*maxDur)
 	}
 	if record != nil {
 		if *record {

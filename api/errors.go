@@ -270,6 +270,14 @@ func errRecordingUnavailable(why string) *apiError {
 		"Recording is not available: %s", why)
 }
 
+// errRecordingQuota: the user's recording files on disk fill the
+// --recording-quota; deleting media (DELETE /media/{name}) gives bytes
+// back. A limit, like the live conference cap: 403.
+func errRecordingQuota(why error) *apiError {
+	return newError(http.StatusForbidden, catLimit, "recording-quota-exceeded",
+		"Recording is not allowed: %v; delete recordings' media to record again", why)
+}
+
 // errRecordingActive: the media of a recording still being written cannot
 // be deleted; stop the recording first.
 func errRecordingActive(name string) *apiError {

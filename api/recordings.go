@@ -6,6 +6,7 @@ import (
 	"net/http"
 	"os"
 	"strings"
+	"time"
 
 	"chorus/bridge"
 	"chorus/media/recfile"
@@ -246,9 +247,10 @@ func (s *server) deleteMedia(w http.ResponseWriter, r *http.Request, user string
 	return nil
 }
 
-// readRecording reads recordingEnabled and recordingFileFormat of a
-// conference or call.
-func readRecording(rd *reader) (enabled *bool, format *recfile.Format) {
+// readRecording reads recordingEnabled, recordingFileFormat and
+// recordingMaxDuration (whole seconds, 1 to 14400) of a conference or
+// call.
+func readRecording(rd *reader) (enabled *bool, format *recfile.Format, maxDur *time.Duration) {
 	enabled = rd.boolean("recordingEnabled")
 	if v := rd.str("recordingFileFormat"); v != nil {
 		f, err := recfile.ParseFormat(*v)
@@ -258,7 +260,50 @@ func readRecording(rd *reader) (enabled *bool, format *recfile.Format) {
 			format = &f
 		}
 	}
-	return enabled, format
+	if v := rd.integer("recordingMaxDuration"); v != nil {
+		maxSecs := int64(bridge.MaxRecordingMaxDuration / time.Second)
+		if *v < 1 || *v > maxSecs {
+			rd.fail(errInvalid(rd.b.resource, "recordingMaxDuration", "must be a whole number of seconds from 1 to %d (%s)",
+				maxSecs, bridge.MaxRecordingMaxDuration))
+		} else {
+			d := time.Duration(*v) * time.Second
+			maxDur = &d
+		}
+	}
+	return enabled, format, maxDur
+}
+
+// recordingMaxSeconds renders a recordingMaxDuration; a record stored
+// before the field existed has the default.
+func recordingMaxSeconds(d time.Duration) int64 {
+	if d <= 0 {
+		d = bridge.DefaultRecordingMaxDuration
+	}
+	return int64(d / time.Second)
+}
+
+// canRecord answers whether user may start a recording now, before a
+// request creates what it asks to record: 503 recording-unavailable
+// without a recordings directory or on a nearly full disk, 403
+// recording-quota-exceeded for a user whose files fill the quota.
+func (s *server) canRecord(user string) error {
+	return recordingError(s.b.CanRecord(user))
+}
+
+// recordingError maps why a recording cannot start to the API's error;
+// nil for nil, and nil for an error it does not know (the caller's).
+func recordingError(err error) error {
+	switch {
+	case err == nil:
+		return nil
+	case errors.Is(err, bridge.ErrRecordingDisabled):
+		return errRecordingUnavailable("this server keeps no recordings (no recordings directory)")
+	case errors.Is(err, bridge.ErrRecordingDiskFull):
+		return errRecordingUnavailable("the recordings disk is nearly full")
+	case errors.Is(err, bridge.ErrRecordingQuota):
+		return errRecordingQuota(err)
+	}
+	return nil
 }
 
 // startRecording starts c's recording; a server without recordings, or a
@@ -266,11 +311,11 @@ func readRecording(rd *reader) (enabled *bool, format *recfile.Format) {
 func (s *server) startRecording(c *bridge.Conference) error {
 	rec, err := c.StartRecording(c.RecordingFormat())
 	if err != nil {
-		switch {
-		case errors.Is(err, bridge.ErrConferenceComplete):
+		if errors.Is(err, bridge.ErrConferenceComplete) {
 			return errConferenceState(c.ID(), bridge.StateCompleted)
-		case errors.Is(err, bridge.ErrRecordingDisabled):
-			return errRecordingUnavailable("this server keeps no recordings (no recordings directory)")
+		}
+		if ae := recordingError(err); ae != nil {
+			return ae
 		}
 		s.log.Warn("recording did not start", "conf", c.ID(), "err", err)
 		return errRecordingUnavailable("the recording file could not be created")
@@ -287,11 +332,11 @@ func (s *server) startRecording(c *bridge.Conference) error {
 func (s *server) startCallRecording(call *bridge.Call) error {
 	rec, err := call.StartRecording(call.RecordingFormat())
 	if err != nil {
-		switch {
-		case errors.Is(err, bridge.ErrCallNotActive):
+		if errors.Is(err, bridge.ErrCallNotActive) {
 			return errCallState(call.ID(), bridge.CallCompleted)
-		case errors.Is(err, bridge.ErrRecordingDisabled):
-			return errRecordingUnavailable("this server keeps no recordings (no recordings directory)")
+		}
+		if ae := recordingError(err); ae != nil {
+			return ae
 		}
 		s.log.Warn("recording did not start", "call", call.ID(), "err", err)
 		return errRecordingUnavailable("the recording file could not be created")

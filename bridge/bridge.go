@@ -1,6 +1,7 @@
 package bridge
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"log/slog"
@@ -86,6 +87,15 @@ type Config struct {
 	// the bridge's Retention, so that the store's pruning, which forgets
 	// the record, is the one owner that removes the file.
 	KeepRecordingFiles bool
+	// RecordingQuota is how many bytes of recording files each user may
+	// have on disk; 0 is no limit. A recording does not start once its
+	// user is at the quota (ErrRecordingQuota), and one that crosses it
+	// ends with state error (reclimits.go).
+	RecordingQuota int64
+	// RecordingMinFree is the free space (bytes) the recordings
+	// directory's filesystem must have for a recording to start
+	// (ErrRecordingDiskFull); 0 checks nothing.
+	RecordingMinFree int64
 	// Now is the clock (default time.Now).
 	Now func() time.Time
 	// AfterFunc runs f after d, as time.AfterFunc (the default) does: the
@@ -188,8 +198,10 @@ type Bridge struct {
 	unjoined map[*Conference]int
 	// recordings holds every recording (recording.go) until it is pruned.
 	recordings map[string]*Recording
-	draining   bool
-	loops      loopGroup // mixer goroutines
+	// recUse counts each user's recording bytes on disk (reclimits.go).
+	recUse   recUsage
+	draining bool
+	loops    loopGroup // mixer goroutines
 
 	dialer Dialer
 	clock  *clock
@@ -215,7 +227,7 @@ func New(cfg Config, log *slog.Logger, events EventSink) *Bridge {
 	}
 	b := &Bridge{cfg: cfg, log: log, events: events, stats: &Stats{},
 		confs: map[string]*Conference{}, calls: map[string]*Call{}, numbers: map[string]*Conference{},
-		unjoined: map[*Conference]int{}, recordings: map[string]*Recording{}}
+		unjoined: map[*Conference]int{}, recordings: map[string]*Recording{}, recUse: newRecUsage()}
 	b.clock = newClock(b)
 	b.reg = newRegistry()
 	return b
@@ -519,6 +531,7 @@ type Call struct {
 	// member is in; recFormat is what the next one takes.
 	rec       atomic.Pointer[Recording]
 	recFormat recfile.Format
+	recMax    time.Duration // recordingMaxDuration of the next one; 0: the default
 }
 
 // CallInfo is a snapshot of a call.
@@ -535,6 +548,8 @@ type CallInfo struct {
 	ApplicationID string
 	// RecordingFormat is the format of the call's recordings.
 	RecordingFormat recfile.Format
+	// RecordingMaxDuration bounds the length of each of its recordings.
+	RecordingMaxDuration time.Duration `json:",omitzero"`
 }
 
 // NewCall registers a call. leg may be nil until the call is set up.
@@ -597,7 +612,8 @@ func (c *Call) Info() CallInfo {
 	defer c.mu.Unlock()
 	ci := CallInfo{ID: c.id, UserID: c.userID, From: c.from, To: c.to, Direction: c.direction,
 		State: c.state, Created: c.created, Answered: c.answered, Ended: c.ended, Cause: c.cause,
-		Callback: c.callback, DialTimeout: c.dialTimeout, ApplicationID: c.appID, RecordingFormat: c.recFormat}
+		Callback: c.callback, DialTimeout: c.dialTimeout, ApplicationID: c.appID, RecordingFormat: c.recFormat,
+		RecordingMaxDuration: cmp.Or(c.recMax, DefaultRecordingMaxDuration)}
 	if ci.RecordingFormat == "" {
 		ci.RecordingFormat = recfile.WAV
 	}

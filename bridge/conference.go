@@ -79,6 +79,7 @@ type Conference struct {
 	rec       atomic.Pointer[Recording]
 	recMu     sync.Mutex
 	recFormat atomic.Pointer[recfile.Format]
+	recMax    atomic.Int64 // recordingMaxDuration of the next one; 0: the default
 	// recCalls counts the members whose call records (changed under the
 	// call's mu with its member and recording): a room with none skips
 	// the per-member recording check altogether.
@@ -140,6 +141,8 @@ type ConferenceInfo struct {
 	Callback       Callback
 	// RecordingFormat is the format of the room's recordings.
 	RecordingFormat recfile.Format
+	// RecordingMaxDuration bounds the length of each of its recordings.
+	RecordingMaxDuration time.Duration `json:",omitzero"`
 }
 
 // Info returns a snapshot.
@@ -149,7 +152,7 @@ func (c *Conference) Info() ConferenceInfo {
 	return ConferenceInfo{ID: c.id, UserID: c.userID, From: c.from, Profile: c.profile, State: c.state,
 		Created: c.created, Completed: c.completed, ActiveMembers: c.activeLocked(), Waiting: int(c.waiting.Load()),
 		Mute: c.mute.Load(), Hold: c.hold.Load(), Locked: c.locked.Load(), PINSet: c.pin != "", Callback: c.callback,
-		RecordingFormat: c.RecordingFormat()}
+		RecordingFormat: c.RecordingFormat(), RecordingMaxDuration: c.RecordingMaxDuration()}
 }
 
 // activeLocked counts the active members: the snapshot less the callers

@@ -104,6 +104,9 @@ type Recording struct {
 	b              *Bridge
 	log            *slog.Logger
 	tag            func() string // the callback tag of the recorded resource, for the event
+	// maxFrames is recordingMaxDuration in ticks: the writer completes
+	// the recording once it has written that many frames.
+	maxFrames uint64
 
 	tap      tap
 	stopOnce sync.Once
@@ -263,6 +266,7 @@ func (r *Recording) DeleteMedia() error {
 		return fmt.Errorf("delete recording %s: %w", r.id, err)
 	}
 	r.mediaGone = true
+	r.b.recUse.release(r.name) // its bytes no longer count against the quota
 	return nil
 }
 
@@ -282,17 +286,18 @@ func createRecordingFile(path string) (io.WriteCloser, error) {
 	return os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o640)
 }
 
-// startRecording makes a recording of userID's conference or call,
-// opens its file and starts its writer. The caller attaches its tap to a
-// mixer.
-func (b *Bridge) startRecording(userID, confID, callID string, format recfile.Format, tag func() string) (*Recording, error) {
-	if b.cfg.RecordingsDir == "" {
-		return nil, ErrRecordingDisabled
+// startRecording makes a recording of userID's conference or call, of
+// at most maxDur, opens its file and starts its writer. The caller
+// attaches its tap to a mixer. A user at the quota, or a disk nearly
+// full, is refused (CanRecord).
+func (b *Bridge) startRecording(userID, confID, callID string, format recfile.Format, maxDur time.Duration, tag func() string) (*Recording, error) {
+	if err := b.CanRecord(userID); err != nil {
+		return nil, err
 	}
 	id := newID(RecordingPrefix)
 	r := &Recording{id: id, userID: userID, confID: confID, callID: callID, format: format,
 		rate: b.cfg.MaxMixRate, name: id + "." + format.Ext(), start: b.cfg.Now(), b: b, tag: tag,
-		stopReq: make(chan struct{}), done: make(chan struct{}), state: RecordingActive}
+		maxFrames: maxFrames(maxDur), stopReq: make(chan struct{}), done: make(chan struct{}), state: RecordingActive}
 	r.path = filepath.Join(b.cfg.RecordingsDir, r.name)
 	r.log = b.log.With("recording", id)
 	frames := int(b.cfg.RecordingBuffer / TickInterval)
@@ -301,11 +306,13 @@ func (b *Bridge) startRecording(userID, confID, callID string, format recfile.Fo
 	if err != nil {
 		return nil, fmt.Errorf("start recording: %w", err)
 	}
-	cf := &countingFile{f: f, n: &r.bytes}
+	b.recUse.track(r.name, userID, 0)
+	cf := &countingFile{f: f, n: &r.bytes, use: &b.recUse, name: r.name}
 	w, err := recfile.New(format, cf, r.rate)
 	if err != nil {
 		_ = f.Close()
 		_ = os.Remove(r.path)
+		b.recUse.release(r.name)
 		return nil, fmt.Errorf("start recording: %w", err)
 	}
 	b.mu.Lock()
@@ -318,16 +325,20 @@ func (b *Bridge) startRecording(userID, confID, callID string, format recfile.Fo
 	return r, nil
 }
 
-// countingFile counts what reaches the file, and lets the WAV writer seek
-// when the file can.
+// countingFile counts what reaches the file, for the recording and
+// against its user's quota, and lets the WAV writer seek when the file
+// can.
 type countingFile struct {
-	f io.WriteCloser
-	n *atomic.Int64
+	f    io.WriteCloser
+	n    *atomic.Int64
+	use  *recUsage
+	name string
 }
 
 func (c *countingFile) Write(p []byte) (int, error) {
 	n, err := c.f.Write(p)
 	c.n.Add(int64(n))
+	c.use.grow(c.name, int64(n))
 	return n, err
 }
 
@@ -345,13 +356,14 @@ func (c *countingFile) Seek(off int64, whence int) (int64, error) {
 func (r *Recording) run(w recfile.Writer, f *countingFile) {
 	defer close(r.done)
 	var (
-		rs   *resample.Resampler
-		conv = make([]int16, r.rate/50)
-		werr error
+		rs      *resample.Resampler
+		conv    = make([]int16, r.rate/50)
+		werr    error
+		written uint64 // frames, against maxFrames
 	)
 	drain := func() {
 		t := &r.tap
-		for pos, tail := t.head.Load(), t.tail.Load(); pos < tail && werr == nil; pos++ {
+		for pos, tail := t.head.Load(), t.tail.Load(); pos < tail && werr == nil && written < r.maxFrames; pos++ {
 			pcm, rate := t.frame(pos)
 			if rate != r.rate {
 				if rs == nil || rs.From() != rate {
@@ -365,6 +377,7 @@ func (r *Recording) run(w recfile.Writer, f *countingFile) {
 				pcm = conv
 			}
 			werr = w.Write(pcm)
+			written++
 			t.head.Store(pos + 1)
 		}
 	}
@@ -380,11 +393,26 @@ func (r *Recording) run(w recfile.Writer, f *countingFile) {
 		case werr != nil:
 			r.finish(w, f, fmt.Errorf("write: %w", werr))
 			return
+		case written >= r.maxFrames:
+			// recordingMaxDuration: the recording completes, the room
+			// or call goes on without it. Off the tick first, so that
+			// the ring cannot fill while the file is finished.
+			r.log.Info("recording reached its maximum duration", "max", time.Duration(r.maxFrames)*TickInterval)
+			r.detach()
+			r.finish(w, f, nil)
+			return
 		case r.tap.full.Load():
 			r.finish(w, f, errFellBehind)
 			return
 		case stopping:
 			r.finish(w, f, nil)
+			return
+		}
+		if err := r.overQuota(); err != nil {
+			// The user's files crossed the quota: the recording ends
+			// with an error, the room or call goes on.
+			r.detach()
+			r.finish(w, f, err)
 			return
 		}
 	}
@@ -538,7 +566,7 @@ func (c *Conference) StartRecording(format recfile.Format) (*Recording, error) {
 	if c.State() == StateCompleted {
 		return nil, fmt.Errorf("record %s: %w", c.id, ErrConferenceComplete)
 	}
-	r, err := c.b.startRecording(c.userID, c.id, "", format, func() string { return c.Callback().Tag })
+	r, err := c.b.startRecording(c.userID, c.id, "", format, c.RecordingMaxDuration(), func() string { return c.Callback().Tag })
 	if err != nil {
 		return nil, fmt.Errorf("record %s: %w", c.id, err)
 	}
@@ -658,7 +686,7 @@ func (c *Call) StartRecording(format recfile.Format) (*Recording, error) {
 	if c.State() == CallCompleted {
 		return nil, fmt.Errorf("record %s: %w", c.id, ErrCallNotActive)
 	}
-	r, err := c.b.startRecording(c.userID, "", c.id, format, func() string { return c.Info().Callback.Tag })
+	r, err := c.b.startRecording(c.userID, "", c.id, format, c.RecordingMaxDuration(), func() string { return c.Info().Callback.Tag })
 	if err != nil {
 		return nil, fmt.Errorf("record %s: %w", c.id, err)
 	}

@@ -76,6 +76,7 @@ func (b *Bridge) RemoveMedia(name string) error {
 	if err := os.Remove(path); err != nil && !errors.Is(err, os.ErrNotExist) {
 		return fmt.Errorf("remove media %s: %w", name, err)
 	}
+	b.recUse.release(name) // its bytes no longer count against the quota
 	return nil
 }
 
@@ -83,8 +84,9 @@ func (b *Bridge) RemoveMedia(name string) error {
 // recording: the writer died with the process, so the file holds what
 // reached the disk. The recording ends in state error with cause; its
 // end is the file's last write. A WAV file's header, whose sizes were
-// only to be written at the end, gets them from the file's length, so
-// that any player reads it. A missing file leaves the recording without
+// only to be written at the end, gets them from the file's length, and
+// an MP3 or Ogg file is cut at its last whole frame or page
+// (recfile.Repair), so that any player reads it. A missing file leaves the recording without
 // media. It is for start-up, before traffic.
 func (b *Bridge) CloseCrashedRecording(in RecordingInfo, cause string) RecordingInfo {
 	in.State, in.Error, in.End = RecordingError, cause, b.cfg.Now()
@@ -107,12 +109,12 @@ func (b *Bridge) CloseCrashedRecording(in RecordingInfo, cause string) Recording
 		in.End = mt
 	}
 	in.Bytes = st.Size()
-	if in.Format == recfile.WAV {
-		n, err := recfile.RepairWAV(path)
-		if err != nil {
-			b.log.Warn("crashed recording's WAV header not repaired", "recording", in.ID, "err", err)
-		}
-		in.Bytes = n
+	// A WAV header gets its sizes; an MP3 or Ogg file that ends in part
+	// of a frame or page is cut at its last whole one.
+	n, err := recfile.Repair(in.Format, path)
+	if err != nil {
+		b.log.Warn("crashed recording's file not repaired", "recording", in.ID, "format", in.Format, "err", err)
 	}
+	in.Bytes = n
 	return in
 }

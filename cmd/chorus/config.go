@@ -65,9 +65,12 @@ type Config struct {
 	// RecordingsDir is where conference and call recordings are written
 	// (made on the first recording); nil: <DataDir>/recordings (none
 	// without a DataDir), "": recording off. See recordingsDir.
-	RecordingsDir *string       `json:"recordingsDir"`
-	AnswerDelay   time.Duration `json:"answerDelay"`
-	PprofAddr     string        `json:"pprofAddr"`
+	RecordingsDir *string `json:"recordingsDir"`
+	// RecordingQuota is the bytes of recording files each API user may
+	// have on disk; 0 is no limit (bridge.Config.RecordingQuota).
+	RecordingQuota int64         `json:"recordingQuota"`
+	AnswerDelay    time.Duration `json:"answerDelay"`
+	PprofAddr      string        `json:"pprofAddr"`
 	// MixerPriority is normal, high or realtime (see bridge.Priority).
 	MixerPriority string `json:"mixerPriority"`
 	// AllowPrivateTargets lets audio fetches, callbacks and dial-out reach
@@ -128,7 +131,14 @@ type Config struct {
 // Defaults of the store (issue 14): records are kept 30 days, like the
 // call records Catapult kept for months.
 const (
-	defaultDataDir   = "./chorus-data"
+	defaultDataDir = "./chorus-data"
+	// defaultRecordingQuota is 2 GiB of recordings per user: about six
+	// hours of 48 kHz WAV, weeks of MP3 or Opus.
+	defaultRecordingQuota = 2 << 30
+	// recordingMinFree: no recording starts on a filesystem with less
+	// free than this, whatever the quotas, so that recordings never take
+	// the store's (or the system's) last bytes.
+	recordingMinFree = 100 << 20
 	defaultRetention = 30 * 24 * time.Hour
 	// memoryRetention bounds how long the bridge keeps completed records
 	// in memory when a store holds them: older ones are read from the store.
@@ -138,7 +148,7 @@ const (
 func defaultConfig() Config {
 	return Config{SIPAddr: ":5060", HTTPAddr: "127.0.0.1:8080", RTPPorts: "10000-20000", LogLevel: "info", LogFormat: "text",
 		RTPTimeout: 30 * time.Second, RTPHoldTimeout: 10 * time.Minute, MaxMembers: 20, LoudestN: 8, AutoCreate: true, DrainPeriod: 0,
-		Retention: defaultRetention, DataDir: defaultDataDir, CallbackRetries: 3, CallbackBackoff: 500 * time.Millisecond, MixerPriority: "realtime", HTTPMaxConns: defaultHTTPMaxConns,
+		Retention: defaultRetention, DataDir: defaultDataDir, CallbackRetries: 3, CallbackBackoff: 500 * time.Millisecond, RecordingQuota: defaultRecordingQuota, MixerPriority: "realtime", HTTPMaxConns: defaultHTTPMaxConns,
 		HTTPAuthFailures: api.DefaultAuthFailures, MaxConferencesPerUser: api.DefaultMaxLiveConferences,
 		MaxApplicationsPerUser: bridge.DefaultMaxApplicationsPerUser, MaxNumbersPerUser: bridge.DefaultMaxNumbersPerUser,
 		IncomingCallTimeout: bridge.DefaultIncomingCallTimeout,
@@ -242,6 +252,7 @@ func loadConfig(args []string, getenv func(string) string, stderr io.Writer) (Co
 	fs.Duration("callback-backoff", cfg.CallbackBackoff, "delay before a callback's first retry, doubled per retry up to 30s (env CHORUS_CALLBACK_BACKOFF)")
 	fs.String("data-dir", cfg.DataDir, `directory of the store (chorus.db, SQLite), created on first start; "" keeps everything in memory only, lost at exit (env CHORUS_DATA_DIR)`)
 	fs.String("recordings-dir", "", "directory of conference and call recordings, made on the first one; unset: <data-dir>/recordings; \"\" turns recording off (env CHORUS_RECORDINGS_DIR)")
+	fs.Int64("recording-quota", cfg.RecordingQuota, "bytes of recording files each API user may have on disk, files of earlier runs included; at it no recording starts (403 recording-quota-exceeded) and a running one that crosses it ends in state error; DELETE of media and retention give bytes back; 0: no limit (env CHORUS_RECORDING_QUOTA)")
 	fs.Bool("allow-private-targets", cfg.AllowPrivateTargets, "let fileUrl fetches, callbacks and dial-out reach loopback, private (RFC 1918, fc00::/7) and CGNAT addresses; link-local, multicast and the bridge's own ports stay refused (env CHORUS_ALLOW_PRIVATE_TARGETS)")
 	fs.Var(cidrList{&flagAllow}, "target-allow", "CIDR that fileUrl fetches, callbacks and dial-out may reach whatever its kind, repeatable (env CHORUS_TARGET_ALLOW, comma-separated)")
 	fs.String("http-tls-cert", "", "PEM certificate (chain) to serve the API over HTTPS, with --http-tls-key (env CHORUS_HTTP_TLS_CERT)")
@@ -444,6 +455,8 @@ func (c *Config) setField(name, v string) error {
 		c.CallbackBackoff, err = time.ParseDuration(v)
 	case "recordings-dir":
 		c.RecordingsDir = &v
+	case "recording-quota":
+		c.RecordingQuota, err = strconv.ParseInt(v, 10, 64)
 	case "max-members":
 		c.MaxMembers, err = strconv.Atoi(v)
 	case "loudest-n":
@@ -527,6 +540,9 @@ func (c *Config) validate() error {
 	}
 	if c.Retention < time.Minute {
 		errs = append(errs, fmt.Errorf("retention must be at least 1m, got %s", c.Retention))
+	}
+	if c.RecordingQuota < 0 {
+		errs = append(errs, fmt.Errorf("recording-quota must be 0 (no limit) or a number of bytes, got %d", c.RecordingQuota))
 	}
 	if c.CallbackRetries < 1 || c.CallbackRetries > 100 {
 		errs = append(errs, fmt.Errorf("callback-retries must be 1 to 100, got %d", c.CallbackRetries))

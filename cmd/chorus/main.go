@@ -108,7 +108,8 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		MixerPriority: cfg.mixerPriority, Prompts: newPINPrompts(tts.New(""), log).get,
 		MaxApplicationsPerUser: cfg.MaxApplicationsPerUser, MaxNumbersPerUser: cfg.MaxNumbersPerUser,
 		IncomingCallTimeout: cfg.IncomingCallTimeout, MaxMixRate: cfg.MaxMixRate, OpusBitrate: cfg.OpusBitrate,
-		RecordingsDir: cfg.recordingsDir(), KeepRecordingFiles: st != nil}, log, nil)
+		RecordingsDir: cfg.recordingsDir(), KeepRecordingFiles: st != nil,
+		RecordingQuota: cfg.RecordingQuota, RecordingMinFree: recordingMinFree}, log, nil)
 	janitorCtx, stopJanitor := context.WithCancel(context.Background())
 	defer stopJanitor()
 	go br.RunJanitor(janitorCtx, time.Minute)
@@ -149,6 +150,10 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	rs, err := outbox.Recover(ctx)
 	if err != nil {
 		return fmt.Errorf("store: recover: %w", err)
+	}
+	// After Recover, which repairs the files a crash left recording.
+	if err := adoptRecordingFiles(ctx, st, br, log); err != nil {
+		log.Warn("recording files not all reconciled with the store", "err", err)
 	}
 	if st != nil {
 		log.Info("store opened", "data_dir", cfg.DataDir, "applications", rs.Applications, "numbers", rs.Numbers,

@@ -1,7 +1,8 @@
 // Package ogg writes an Ogg bitstream (RFC 3533): packets laced into
 // pages, each page with its header, segment table and CRC. It writes one
-// logical stream, which is what an Ogg Opus file (RFC 7845) is; it reads
-// nothing.
+// logical stream, which is what an Ogg Opus file (RFC 7845) is. It reads
+// no more than a page's header (ParsePage), to find where a file cut
+// short by a crash stops being whole.
 package ogg
 
 import (
@@ -47,6 +48,71 @@ type Writer struct {
 // NewWriter returns a Writer of the logical bitstream serial to w.
 func NewWriter(w io.Writer, serial uint32) *Writer {
 	return &Writer{w: w, serial: serial, bos: true, granule: -1}
+}
+
+// ContinueWriter returns a Writer that goes on with the logical
+// bitstream serial after its page seq-1 ended at granule: what a repair
+// appends to a stream cut short.
+func ContinueWriter(w io.Writer, serial, seq uint32, granule int64) *Writer {
+	return &Writer{w: w, serial: serial, seq: seq, granule: granule}
+}
+
+// Page is what a page's header says (RFC 3533 §6).
+type Page struct {
+	Flags   byte
+	Granule int64
+	Serial  uint32
+	Seq     uint32
+	// Len is the page's length, header and body.
+	Len int
+}
+
+// BOS says whether the page begins the logical bitstream.
+func (p Page) BOS() bool { return p.Flags&flagBOS != 0 }
+
+// EOS says whether the page ends the logical bitstream.
+func (p Page) EOS() bool { return p.Flags&flagEOS != 0 }
+
+// Errors of ParsePage.
+var (
+	// ErrShortPage: b ends before the page does (a file cut short).
+	ErrShortPage = errors.New("ogg: page cut short")
+	// ErrBadPage: no capture pattern, an unknown version, or a CRC that
+	// does not match.
+	ErrBadPage = errors.New("ogg: not a valid page")
+)
+
+// ParsePage reads the page that starts b: its header, and its length
+// once its CRC is checked. It does not look into the packets.
+func ParsePage(b []byte) (Page, error) {
+	if len(b) < 27 {
+		if k := min(len(b), 4); string(b[:k]) == "OggS"[:k] {
+			return Page{}, ErrShortPage
+		}
+		return Page{}, ErrBadPage
+	}
+	if string(b[:4]) != "OggS" || b[4] != 0 {
+		return Page{}, ErrBadPage
+	}
+	n := int(b[26])
+	if len(b) < 27+n {
+		return Page{}, ErrShortPage
+	}
+	size := 27 + n
+	for _, l := range b[27 : 27+n] {
+		size += int(l)
+	}
+	if len(b) < size {
+		return Page{}, ErrShortPage
+	}
+	want := binary.LittleEndian.Uint32(b[22:])
+	c := crcOf(b[:22], 0)
+	c = crcOf([]byte{0, 0, 0, 0}, c)
+	if crcOf(b[26:size], c) != want {
+		return Page{}, ErrBadPage
+	}
+	return Page{Flags: b[5], Granule: int64(binary.LittleEndian.Uint64(b[6:])), Serial: binary.LittleEndian.Uint32(b[14:]),
+		Seq: binary.LittleEndian.Uint32(b[18:]), Len: size}, nil
 }
 
 // Segments reports how many lacing values the pending page holds (0: the
@@ -140,8 +206,10 @@ var crcTable = func() (t [256]uint32) {
 	return t
 }()
 
-func crc(p []byte) uint32 {
-	var c uint32
+func crc(p []byte) uint32 { return crcOf(p, 0) }
+
+// crcOf goes on with the CRC c over p.
+func crcOf(p []byte, c uint32) uint32 {
 	for _, b := range p {
 		c = c<<8 ^ crcTable[byte(c>>24)^b]
 	}

@@ -1,0 +1,13 @@
+package bridge
+
+import "syscall"
+
+// statFree returns the bytes available to an unprivileged writer on the
+// filesystem of path (statfs(2) f_bavail × f_bsize).
+func statFree(path string) (int64, bool) {
+	var st syscall.Statfs_t
+	if err := syscall.Statfs(path, &st); err != nil {
+		return 0, false
+	}
+	return int64(st.Bavail) * st.Bsize, true
+}
