@@ -100,11 +100,14 @@ type Outbox struct {
 	closing atomic.Bool
 
 	// Owned by the writer goroutine (and by Recover before it starts).
-	seq       int64
-	batch     store.Batch
-	recs      map[store.Key]store.Record
-	ends      map[store.Key]struct{} // records whose ending event is in this batch
-	live      map[store.Key]struct{} // records written live whose ending event is not written yet
+	seq   int64
+	batch store.Batch
+	recs  map[store.Key]store.Record
+	ends  map[store.Key]struct{} // records whose ending event is in this batch
+	// live holds the records written live whose ending event is not
+	// written yet: as many as the bridge has live, and a record whose
+	// ending event was not written (a full queue) until the process ends.
+	live      map[store.Key]struct{}
 	out       []obOut
 	errs      int // failed writes since the last summary
 	lastError time.Time
