@@ -103,9 +103,14 @@ type Outbox struct {
 	closing atomic.Bool
 
 	// Owned by the writer goroutine (and by Recover before it starts).
-	seq       int64
-	batch     store.Batch
-	recs      map[store.Key]store.Record
+	seq   int64
+	batch store.Batch
+	recs  map[store.Key]store.Record
+	ends  map[store.Key]struct{} // records whose ending event is in this batch
+	// live holds the records written live whose ending event is not
+	// written yet: as many as the bridge has live, and a record whose
+	// ending event was not written (a full queue) until the process ends.
+	live      map[store.Key]struct{}
 	out       []obOut
 	errs      int // failed writes since the last summary
 	lastError time.Time
@@ -131,7 +136,7 @@ func NewOutbox(cfg OutboxConfig) *Outbox {
 	}
 	o := &Outbox{cfg: cfg, st: cfg.Store, d: cfg.Dispatcher, log: cfg.Log, in: make(chan bridge.Event, cfg.Queue),
 		ctl: make(chan obCtl, cfg.Queue), acks: make(chan obAck, cfg.Queue), quit: make(chan struct{}), done: make(chan struct{}),
-		recs: map[store.Key]store.Record{}, boot: strconv.FormatInt(time.Now().UnixMilli(), 36)}
+		recs: map[store.Key]store.Record{}, ends: map[store.Key]struct{}{}, live: map[store.Key]struct{}{}, boot: strconv.FormatInt(time.Now().UnixMilli(), 36)}
 	if o.log == nil {
 		o.log = slog.New(slog.DiscardHandler)
 	}
@@ -372,17 +377,30 @@ func queueName(it cbItem) string {
 	return "call:" + it.ev.CallID
 }
 
-// snapshotEvent adds the records an event's state change touched.
+// snapshotEvent adds the records an event's state change touched, and
+// notes the record whose end the event reports.
 func (o *Outbox) snapshotEvent(ev bridge.Event) {
 	switch ev.Type {
 	case bridge.EventConference:
-		o.save(store.Key{Kind: store.KindConference, User: ev.UserID, ID: ev.ConferenceID})
+		k := store.Key{Kind: store.KindConference, User: ev.UserID, ID: ev.ConferenceID}
+		o.save(k)
+		if ev.State == bridge.StateCompleted {
+			o.ends[k] = struct{}{}
+		}
 	case bridge.EventConferenceMember:
 		o.save(store.Key{Kind: store.KindConference, User: ev.UserID, ID: ev.ConferenceID})
-		o.save(store.Key{Kind: store.KindMember, User: ev.UserID, ID: ev.ConferenceID + "/" + ev.MemberID})
+		k := store.Key{Kind: store.KindMember, User: ev.UserID, ID: ev.ConferenceID + "/" + ev.MemberID}
+		o.save(k)
+		if ev.State == bridge.StateCompleted {
+			o.ends[k] = struct{}{}
+		}
 		o.save(store.Key{Kind: store.KindCall, User: ev.UserID, ID: ev.CallID})
 	case bridge.EventAnswer, bridge.EventHangup, bridge.EventIncomingCall, bridge.EventTransferring:
-		o.save(store.Key{Kind: store.KindCall, User: ev.UserID, ID: ev.CallID})
+		k := store.Key{Kind: store.KindCall, User: ev.UserID, ID: ev.CallID}
+		o.save(k)
+		if ev.Type == bridge.EventHangup {
+			o.ends[k] = struct{}{}
+		}
 	case bridge.EventRecording:
 		o.save(store.Key{Kind: store.KindRecording, User: ev.UserID, ID: ev.RecordingID})
 	}
@@ -443,9 +461,10 @@ func (o *Outbox) SavedMember(user, confID, memberID string) {
 // commit writes the batch and hands its events on, written or not.
 func (o *Outbox) commit(flushes []chan struct{}) []chan struct{} {
 	if o.st != nil {
-		for _, r := range o.recs {
-			o.batch.Put = append(o.batch.Put, r)
+		for k, r := range o.recs {
+			o.batch.Put = append(o.batch.Put, o.endWithEvent(k, r))
 		}
+		clear(o.ends)
 		o.batch.Seq = o.seq
 		err := o.st.Apply(context.Background(), &o.batch)
 		if err != nil {
@@ -471,6 +490,44 @@ func (o *Outbox) commit(flushes []chan struct{}) []chan struct{} {
 		close(f)
 	}
 	return flushes[:0]
+}
+
+// endWithEvent returns r as it is written in this batch: a conference,
+// member or call is written ended only with the event that reports its end
+// (conference completed, member completed, hangup). A snapshot taken for
+// another event can already show the end (Call.Ended marks the call
+// completed, then the member's completion is published, then the hangup;
+// a member's joining may be written after it left): written ended there,
+// a kill before the ending event's batch would leave a record that a
+// restart takes for done and an event that is never sent. Such a record
+// is written with its data but live (Ended zero, from which Recover and
+// retention go) until its ending event's batch; a kill in between makes
+// Recover end it (SERVER_RESTART) with its event. Only a record neither
+// written live by this run nor seen ending costs a read, to tell one
+// whose end is already written (it stays ended) from a new one.
+func (o *Outbox) endWithEvent(k store.Key, r store.Record) store.Record {
+	switch k.Kind {
+	case store.KindConference, store.KindMember, store.KindCall:
+	default:
+		return r
+	}
+	if r.Live() {
+		o.live[k] = struct{}{}
+		return r
+	}
+	if _, ok := o.ends[k]; ok {
+		delete(o.live, k)
+		return r
+	}
+	if _, ok := o.live[k]; !ok {
+		old, err := o.st.Get(context.Background(), r.Key)
+		if !errors.Is(err, store.ErrNotFound) && (err != nil || !old.Live()) {
+			return r // its end is written (or unknown: written as it is)
+		}
+		o.live[k] = struct{}{}
+	}
+	r.Ended = time.Time{}
+	return r
 }
 
 // writeFailed counts a failed transaction: its events are delivered all

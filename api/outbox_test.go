@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -242,6 +243,89 @@ func TestOutboxNeverWaitsForTheDisk(t *testing.T) {
 	}
 	if err := o.Close(ctx); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// holdBack is an event sink that keeps the events of one type from the
+// outbox until released: the moment a kill can land between an event and
+// the next.
+type holdBack struct {
+	next bridge.EventSink
+	typ  string
+	mu   sync.Mutex
+	held []bridge.Event
+}
+
+func (h *holdBack) Publish(ev bridge.Event) {
+	h.mu.Lock()
+	if ev.Type == h.typ {
+		h.held = append(h.held, ev)
+		h.mu.Unlock()
+		return
+	}
+	h.mu.Unlock()
+	h.next.Publish(ev)
+}
+
+func (h *holdBack) release() {
+	h.mu.Lock()
+	held := h.held
+	h.held = nil
+	h.mu.Unlock()
+	for _, ev := range held {
+		h.next.Publish(ev)
+	}
+}
+
+// TestOutboxRecordEndsWithItsEvent: a call that ended is written ended only
+// with its hangup. Call.Ended marks the call completed before the member's
+// completion and the hangup are published; a batch holding the member's
+// completion but not yet the hangup (a kill there) must leave the call
+// live in the store, so that the next start ends it with its hangup
+// instead of taking it for done with no hangup ever sent. Once the hangup
+// is written, a later snapshot of the call keeps it ended.
+func TestOutboxRecordEndsWithItsEvent(t *testing.T) {
+	s := newStoreEnv(t, nil)
+	gate := &holdBack{next: s.outbox, typ: bridge.EventHangup}
+	s.b.SetEventSink(gate) // before any room or call: nothing publishes yet
+	conf := s.createConf(alice)
+	member, call, _ := s.addMember(alice, conf, "")
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	get := func(k store.Kind, id string) store.Record {
+		t.Helper()
+		if err := s.outbox.Flush(ctx); err != nil {
+			t.Fatal(err)
+		}
+		r, err := s.st.Get(ctx, store.Key{Kind: k, User: alice.ID, ID: id})
+		if err != nil {
+			t.Fatalf("%s %s: %v", k, id, err)
+		}
+		return r
+	}
+	if r := get(store.KindCall, call.ID()); !r.Live() {
+		t.Fatalf("the call before its end: %s", r.Data)
+	}
+
+	call.Ended("NORMAL_CLEARING") // the member's completion is written, the hangup held back
+	if r := get(store.KindMember, member); r.Live() {
+		t.Errorf("the member after its completion event: live %s", r.Data)
+	}
+	if r := get(store.KindCall, call.ID()); !r.Live() {
+		t.Errorf("the call written ended before its hangup event: %s", r.Data)
+	}
+	live, err := s.st.List(ctx, store.Query{Kind: store.KindCall, LiveOnly: true})
+	if err != nil || len(live) != 1 || live[0].ID != call.ID() {
+		t.Errorf("live calls a restart would end: %v %v", live, err)
+	}
+
+	gate.release()
+	if r := get(store.KindCall, call.ID()); r.Live() {
+		t.Errorf("the call after its hangup event: live %s", r.Data)
+	}
+	s.outbox.Saved(store.KindCall, alice.ID, call.ID()) // a snapshot for no ending event
+	if r := get(store.KindCall, call.ID()); r.Live() {
+		t.Errorf("the call written live again after its hangup: %s", r.Data)
 	}
 }
 
