@@ -136,7 +136,26 @@ func NewOutbox(cfg OutboxConfig) *Outbox {
 	if o.st != nil {
 		o.d.storedConf = o.storedConference
 	}
+	o.followIDs()
 	return o
+}
+
+// idFollower is a sink that orders what it keeps by the events' ids (the
+// event stream, whose SSE ids are the eventIds).
+type idFollower interface {
+	followIDs(prefix string, start int64)
+}
+
+// followIDs tells the sinks after the outbox the form of its ids and the
+// number they continue after.
+func (o *Outbox) followIDs() {
+	prefix := o.eventID(0)
+	prefix = prefix[:len(prefix)-1]
+	for _, s := range o.cfg.Next {
+		if f, ok := s.(idFollower); ok {
+			f.followIDs(prefix, o.seq)
+		}
+	}
 }
 
 // Start runs the writer.
@@ -524,6 +543,7 @@ func (o *Outbox) Recover(ctx context.Context) (RecoverStats, error) {
 		return rs, err
 	}
 	o.seq = seq
+	o.followIDs()
 	if rs.Applications, err = restoreRecords(ctx, o, store.KindApplication, b.RestoreApplication); err != nil {
 		return rs, err
 	}
