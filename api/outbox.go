@@ -401,7 +401,23 @@ func (o *Outbox) snapshotEvent(ev bridge.Event) {
 		o.save(store.Key{Kind: store.KindCall, User: ev.UserID, ID: ev.CallID})
 	case bridge.EventRecording:
 		o.save(store.Key{Kind: store.KindRecording, User: ev.UserID, ID: ev.RecordingID})
+	case bridge.EventGather:
+		if ev.GatherID != "" {
+			o.save(gatherKey(ev.UserID, ev.CallID, ev.GatherID))
+		}
 	}
+}
+
+// gatherKey is the writer's key of a gather: "call/gather", since a
+// gather is found through its call (the record's id is the gather's).
+func gatherKey(user, callID, gatherID string) store.Key {
+	return store.Key{Kind: store.KindGather, User: user, ID: callID + "/" + gatherID}
+}
+
+// SavedGather is Saved for a gather (a new one: its completion is saved
+// with its event).
+func (o *Outbox) SavedGather(user, callID, gatherID string) {
+	o.queue(obCtl{save: gatherKey(user, callID, gatherID)})
 }
 
 func (o *Outbox) save(k store.Key) {
@@ -445,6 +461,14 @@ func (o *Outbox) snapshot(k store.Key) (store.Record, bool) {
 	case store.KindRecording:
 		if r, ok := b.Recording(k.ID); ok && r.UserID() == k.User {
 			return recordingRecord(r.Info()), true
+		}
+	case store.KindGather:
+		if call, gather, ok := strings.Cut(k.ID, "/"); ok {
+			if c, ok := b.Call(call); ok && c.UserID() == k.User {
+				if g, ok := c.Gather(gather); ok {
+					return gatherRecord(k.User, g.Info()), true
+				}
+			}
 		}
 	}
 	return store.Record{}, false
@@ -523,13 +547,16 @@ type RecoverStats struct {
 	Conferences, Members, Calls int
 	// Recordings a crash left recording, now ended in state error.
 	Recordings int
+	// Gathers a crash left collecting, now completed (hung-up).
+	Gathers int
 }
 
 // Recover runs once at start, before Start and before traffic: it brings
 // the applications and numbers back into the bridge, completes the
 // conferences, members and calls a crash left live (cause
 // CauseServerRestart, ended now) with their completion events, ends the
-// recordings it left recording (state error, error CauseServerRestart,
+// gathers it left collecting (reason hung-up) with their gather events,
+// ends the recordings it left recording (state error, error CauseServerRestart,
 // their files repaired: bridge.CloseCrashedRecording) with their recording
 // events, and queues every event not yet delivered, in order.
 func (o *Outbox) Recover(ctx context.Context) (RecoverStats, error) {
@@ -673,6 +700,27 @@ func (o *Outbox) closeLive(ctx context.Context, rs *RecoverStats) error {
 			cr.Callback, &cr.ConferenceInfo, nil)
 	}
 	calls := map[string]bridge.CallInfo{}
+	for _, r := range callRecs {
+		in, err := decodeRecord[bridge.CallInfo](r)
+		if err != nil {
+			o.log.Warn("call record unreadable", "id", r.ID, "err", err)
+			continue
+		}
+		calls[in.ID] = in
+	}
+	// The call of a stored record: one the crash left live, or one that
+	// had ended.
+	callOf := func(user, id string) (bridge.CallInfo, bool) {
+		if in, ok := calls[id]; ok {
+			return in, true
+		}
+		r, err := st.Get(ctx, store.Key{Kind: store.KindCall, User: user, ID: id})
+		if err != nil {
+			return bridge.CallInfo{}, false
+		}
+		in, err := decodeRecord[bridge.CallInfo](r)
+		return in, err == nil
+	}
 	callback := func(in bridge.CallInfo) bridge.Callback {
 		cb := in.Callback
 		if cb.URL == "" && in.ApplicationID != "" {
@@ -687,10 +735,35 @@ func (o *Outbox) closeLive(ctx context.Context, rs *RecoverStats) error {
 		}
 		return cb
 	}
-	for _, r := range callRecs {
-		in, err := decodeRecord[bridge.CallInfo](r)
+	// Gathers still collecting end as their calls did (hung-up, one of
+	// Catapult's reasons), each with its gather event before its call's
+	// hangup, as when a call ends live.
+	gatherRecs, err := list(store.KindGather)
+	if err != nil {
+		return err
+	}
+	for _, r := range gatherRecs {
+		gr, err := decodeRecord[gatherRecordData](r)
 		if err != nil {
-			o.log.Warn("call record unreadable", "id", r.ID, "err", err)
+			o.log.Warn("gather record unreadable", "id", r.ID, "err", err)
+			continue
+		}
+		gr.State, gr.Reason, gr.Completed = bridge.GatherCompleted, bridge.GatherHungUp, now
+		o.batch.Put = append(o.batch.Put, gatherRecord(gr.UserID, gr.GatherInfo))
+		rs.Gathers++
+		call, _ := callOf(gr.UserID, gr.CallID)
+		cb := callback(call)
+		tag := gr.Tag
+		if tag == "" {
+			tag = cb.Tag
+		}
+		o.recoveryEvent(bridge.Event{Type: bridge.EventGather, Time: now, UserID: gr.UserID, ConferenceID: call.ConferenceID,
+			CallID: gr.CallID, GatherID: gr.ID, State: string(bridge.GatherCompleted), Digits: gr.Digits, Reason: bridge.GatherHungUp,
+			Tag: tag}, cb, nil, nil)
+	}
+	for _, r := range callRecs {
+		in, ok := calls[r.ID]
+		if !ok {
 			continue
 		}
 		in.State, in.Ended, in.Cause = bridge.CallCompleted, now, CauseServerRestart
@@ -723,12 +796,7 @@ func (o *Outbox) closeLive(ctx context.Context, rs *RecoverStats) error {
 		var cb bridge.Callback
 		switch {
 		case in.CallID != "":
-			call, ok := calls[in.CallID]
-			if !ok {
-				if r, err := st.Get(ctx, store.Key{Kind: store.KindCall, User: in.UserID, ID: in.CallID}); err == nil {
-					call, _ = decodeRecord[bridge.CallInfo](r)
-				}
-			}
+			call, _ := callOf(in.UserID, in.CallID)
 			cb = callback(call)
 		case in.ConferenceID != "":
 			if cr, ok := conf(in.UserID, in.ConferenceID); ok {

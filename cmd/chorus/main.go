@@ -152,7 +152,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	}
 	if st != nil {
 		log.Info("store opened", "data_dir", cfg.DataDir, "applications", rs.Applications, "numbers", rs.Numbers,
-			"pending_events", rs.Pending, "crashed_conferences", rs.Conferences, "crashed_members", rs.Members, "crashed_calls", rs.Calls, "crashed_recordings", rs.Recordings)
+			"pending_events", rs.Pending, "crashed_conferences", rs.Conferences, "crashed_members", rs.Members, "crashed_calls", rs.Calls, "crashed_recordings", rs.Recordings, "crashed_gathers", rs.Gathers)
 	}
 	outbox.Start()
 	met := newMetrics(metricsSources{bridge: br, ports: ports, sip: sipSrv, dispatcher: dispatcher, events: events, outbox: outbox, store: st})
