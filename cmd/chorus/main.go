@@ -118,7 +118,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 
 	targets := cfg.targetPolicy()
 	sipSrv, err := sip.New(sip.Config{PublicIP: cfg.publicIP, Ports: ports, Bridge: br, Log: log, AnswerDelay: cfg.AnswerDelay,
-		Targets: targets, TCP: tcpLimits, Auth: cfg.authConfig(), SRTP: cfg.srtpPolicy, Codecs: cfg.codecs,
+		Targets: targets, TCP: tcpLimits, Auth: cfg.authConfig(), SRTP: cfg.srtpPolicy, Codecs: cfg.codecs, Completed: storedCompleted(st, cfg.Users),
 		Limits: sip.Limits{InviteRate: cfg.SIPInviteRate, InviteBurst: cfg.SIPInviteBurst,
 			MaxUnconfirmed: cfg.SIPMaxUnconfirmed, Exempt: cfg.sipLimitExempt}})
 	if err != nil {

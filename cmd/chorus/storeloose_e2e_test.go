@@ -1,12 +1,16 @@
 package main
 
 import (
+	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"slices"
 	"strings"
 	"testing"
 	"time"
+
+	"chorus/internal/testphone"
 )
 
 // Loose ends of the store (issue 14): the event stream's ids, gathers,
@@ -211,4 +215,60 @@ func TestStoreGatherRestart(t *testing.T) {
 		}
 	}
 	p3.stop()
+}
+
+// dialStatus dials number and returns the final status of the INVITE
+// (200 when answered: the call is then hung up).
+func dialStatus(t *testing.T, p *chorusProc, number string) int {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	ph, err := testphone.Dial(ctx, testphone.Options{Target: p.sip, User: number})
+	if err == nil {
+		_ = ph.Hangup(ctx)
+		ph.Close()
+		return 200
+	}
+	var se *testphone.StatusError
+	if !errors.As(err, &se) {
+		t.Fatalf("dial %s: %v", number, err)
+	}
+	return se.Code
+}
+
+// TestStoreDialCompletedConference: a caller dialling the id of a
+// completed conference hears that it is over (410 Gone), whether the
+// bridge still holds the conference or only the store does after a
+// restart; an id that never existed is 404 in both.
+func TestStoreDialCompletedConference(t *testing.T) {
+	dir := t.TempDir()
+	p := startProc(t, dir, "--rtp-ports", "32700-32799")
+	u1 := p.client("u1", "t1", "s1")
+	resp, _ := u1.do("POST", "/conferences", map[string]any{"from": "+15550701"})
+	conf := createdID(t, resp, "conference")
+	ph := dialConf(t, p, conf)
+	waitJSON(t, u1, "/conferences/"+conf, func(v any) bool { return field(v, "activeMembers") == "1" })
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := ph.Hangup(ctx); err != nil {
+		t.Fatal(err)
+	}
+	waitJSON(t, u1, "/conferences/"+conf, func(v any) bool { return field(v, "state") == "completed" })
+	const ghost = "conf-doesnotexist0000000000"
+	if code := dialStatus(t, p, conf); code != 410 {
+		t.Errorf("a completed conference in memory: %d, want 410", code)
+	}
+	if code := dialStatus(t, p, ghost); code != 404 {
+		t.Errorf("a conference that never existed: %d, want 404", code)
+	}
+	p.stop()
+
+	p2 := startProc(t, dir, "--rtp-ports", "32700-32799")
+	if code := dialStatus(t, p2, conf); code != 410 {
+		t.Errorf("a completed conference only the store holds: %d, want 410", code)
+	}
+	if code := dialStatus(t, p2, ghost); code != 404 {
+		t.Errorf("a conference that never existed, after the restart: %d, want 404", code)
+	}
+	p2.stop()
 }
