@@ -28,6 +28,10 @@ const (
 	// obErrorSummary is how often failed writes are summarised in the log
 	// (the first one is logged at once).
 	obErrorSummary = time.Minute
+	// DefaultOutboxCoalesce is how long the writer gathers members'
+	// changes that raise no event (levels keyed on the phone) before it
+	// saves them all: a flood of keys writes at most 4 times a second.
+	DefaultOutboxCoalesce = 250 * time.Millisecond
 )
 
 // OutboxConfig configures an Outbox.
@@ -47,6 +51,9 @@ type OutboxConfig struct {
 	Queue int
 	// Now is the clock (default time.Now).
 	Now func() time.Time
+	// Coalesce is how long members' changes without an event wait to be
+	// saved together (default DefaultOutboxCoalesce).
+	Coalesce time.Duration
 }
 
 // OutboxStats counts what the outbox did.
@@ -63,6 +70,7 @@ type OutboxStats struct {
 // or delete, or a flush marker.
 type obCtl struct {
 	save  store.Key    // a record to snapshot (Kind set)
+	later store.Key    // a record to snapshot within Coalesce (Kind set)
 	put   store.Record // a record as given (Kind set): one no longer in the bridge
 	del   store.Key    // a record to delete (Kind set)
 	flush chan struct{}
@@ -106,6 +114,8 @@ type Outbox struct {
 	out       []obOut
 	errs      int // failed writes since the last summary
 	lastError time.Time
+	dirty     map[store.Key]struct{} // records to snapshot when dirtyT fires
+	dirtyT    *time.Timer            // armed while dirty holds keys
 
 	written, unpersisted, writeErrors, lostAcks, undeliverable atomic.Uint64
 }
@@ -126,9 +136,12 @@ func NewOutbox(cfg OutboxConfig) *Outbox {
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
+	if cfg.Coalesce <= 0 {
+		cfg.Coalesce = DefaultOutboxCoalesce
+	}
 	o := &Outbox{cfg: cfg, st: cfg.Store, d: cfg.Dispatcher, log: cfg.Log, in: make(chan bridge.Event, cfg.Queue),
 		ctl: make(chan obCtl, cfg.Queue), acks: make(chan obAck, cfg.Queue), quit: make(chan struct{}), done: make(chan struct{}),
-		recs: map[store.Key]store.Record{}, boot: strconv.FormatInt(time.Now().UnixMilli(), 36)}
+		recs: map[store.Key]store.Record{}, dirty: map[store.Key]struct{}{}, boot: strconv.FormatInt(time.Now().UnixMilli(), 36)}
 	if o.log == nil {
 		o.log = slog.New(slog.DiscardHandler)
 	}
@@ -197,6 +210,18 @@ func (o *Outbox) Publish(ev bridge.Event) {
 func (o *Outbox) Saved(kind store.Kind, user, id string) {
 	o.queue(obCtl{save: store.Key{Kind: kind, User: user, ID: id}})
 }
+
+// MemberChanged implements bridge.ChangeSink: a member's levels changed
+// (keyed on the phone) without an event. The writer saves the member
+// within Coalesce, with whatever else changed meanwhile, so a crash loses
+// at most that much and a flood of keys costs a few writes a second. It
+// never blocks (called from the mixer's tick); a full queue loses the
+// change until the member's next event (counted as a write error).
+func (o *Outbox) MemberChanged(user, confID, memberID string) {
+	o.queue(obCtl{later: store.Key{Kind: store.KindMember, User: user, ID: confID + "/" + memberID}})
+}
+
+var _ bridge.ChangeSink = (*Outbox)(nil)
 
 // SavedRecord tells the outbox to write r as it is: a change to a record
 // the bridge no longer holds (a stored recording whose media was
@@ -287,7 +312,10 @@ func (o *Outbox) run() {
 			flushes = o.control(it, flushes)
 		case it := <-o.acks:
 			o.ack(it)
+		case <-o.dirtyFire():
+			o.saveDirty()
 		case <-o.quit:
+			o.saveDirty()
 			for {
 				select {
 				case ev := <-o.in:
@@ -297,6 +325,7 @@ func (o *Outbox) run() {
 				case it := <-o.acks:
 					o.ack(it)
 				default:
+					o.saveDirty()
 					o.commit(flushes)
 					return
 				}
@@ -328,7 +357,13 @@ func (o *Outbox) control(it obCtl, flushes []chan struct{}) []chan struct{} {
 		for n := len(o.in); n > 0; n-- {
 			o.addEvent(<-o.in)
 		}
+		o.saveDirty()
 		return append(flushes, it.flush)
+	case it.later.Kind != "":
+		o.dirty[it.later] = struct{}{}
+		if o.dirtyT == nil {
+			o.dirtyT = time.NewTimer(o.cfg.Coalesce)
+		}
 	case it.save.Kind != "":
 		if r, ok := o.snapshot(it.save); ok {
 			o.recs[it.save] = r
@@ -340,6 +375,28 @@ func (o *Outbox) control(it obCtl, flushes []chan struct{}) []chan struct{} {
 		o.batch.Delete = append(o.batch.Delete, it.del)
 	}
 	return flushes
+}
+
+// dirtyFire is the channel of the coalescing timer; nil (never ready)
+// while no change waits.
+func (o *Outbox) dirtyFire() <-chan time.Time {
+	if o.dirtyT == nil {
+		return nil
+	}
+	return o.dirtyT.C
+}
+
+// saveDirty snapshots the records whose changes waited to be coalesced
+// into the batch: each as it is now, every change so far included.
+func (o *Outbox) saveDirty() {
+	if o.dirtyT != nil {
+		o.dirtyT.Stop()
+		o.dirtyT = nil
+	}
+	for k := range o.dirty {
+		o.save(k)
+	}
+	clear(o.dirty)
 }
 
 // ack adds a delivery outcome to the batch.
@@ -482,7 +539,10 @@ func (o *Outbox) SavedMember(user, confID, memberID string) {
 
 // commit writes the batch and hands its events on, written or not.
 func (o *Outbox) commit(flushes []chan struct{}) []chan struct{} {
-	if o.st != nil {
+	b := &o.batch
+	// A wake-up with nothing to write (a change left to coalesce) costs
+	// no transaction.
+	if o.st != nil && len(o.recs)+len(b.Put)+len(b.Delete)+len(b.Events)+len(b.Delivered)+len(b.Failed) > 0 {
 		for _, r := range o.recs {
 			o.batch.Put = append(o.batch.Put, r)
 		}

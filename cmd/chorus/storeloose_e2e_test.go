@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"database/sql"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -11,6 +12,7 @@ import (
 	"time"
 
 	"chorus/internal/testphone"
+	"chorus/store"
 )
 
 // Loose ends of the store (issue 14): the event stream's ids, gathers,
@@ -270,5 +272,97 @@ func TestStoreDialCompletedConference(t *testing.T) {
 	if code := dialStatus(t, p2, ghost); code != 404 {
 		t.Errorf("a conference that never existed, after the restart: %d, want 404", code)
 	}
+	p2.stop()
+}
+
+// storedMember reads a member's record straight from the database file of
+// a running binary (read-only: SQLite's WAL lets a reader in beside the
+// writer), to see what a crash now would keep.
+func storedMember(t *testing.T, dir, user, id string) map[string]any {
+	t.Helper()
+	db, err := sql.Open("sqlite", "file:"+dir+"/"+store.FileName+"?mode=ro&_pragma=busy_timeout(5000)")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	var data []byte
+	err = db.QueryRow(`SELECT data FROM records WHERE kind = ? AND uid = ? AND id = ?`, string(store.KindMember), user, id).Scan(&data)
+	if err != nil {
+		return nil
+	}
+	var m map[string]any
+	_ = json.Unmarshal(data, &m)
+	return m
+}
+
+// TestStoreDTMFLevelsSurviveKill: levels a caller keys on the phone (RFC
+// 4733) raise no event, yet they are written within moments, so kill -9
+// keeps them: after the restart the member shows them, with the mute keyed
+// after, completed with the call by SERVER_RESTART.
+func TestStoreDTMFLevelsSurviveKill(t *testing.T) {
+	dir := t.TempDir()
+	cb := newCBServer(t)
+	p := startProc(t, dir, "--rtp-ports", "32800-32899")
+	u1 := p.client("u1", "t1", "s1")
+	resp, _ := u1.do("POST", "/conferences", map[string]any{"from": "+15550801", "callbackUrl": cb.srv.URL})
+	conf := createdID(t, resp, "conference")
+	ph := dialConf(t, p, conf)
+	var members []map[string]any
+	waitJSON(t, u1, "/conferences/"+conf+"/members", func(v any) bool {
+		b, _ := json.Marshal(v)
+		_ = json.Unmarshal(b, &members)
+		return len(members) == 1
+	})
+	member := fmt.Sprint(members[0]["id"])
+	mpath := "/conferences/" + conf + "/members/" + member
+	// Talk up twice, receive down, sensitivity down.
+	for _, d := range "3349" {
+		if err := ph.SendDTMF(d); err != nil {
+			t.Fatal(err)
+		}
+	}
+	waitJSON(t, u1, mpath, func(v any) bool {
+		return field(v, "talkVolume") == "2" && field(v, "receiveVolume") == "-1" && field(v, "sensitivity") == "-1"
+	})
+	// No event was raised, yet the record has them (within 250 ms; the
+	// bound is generous for a loaded machine).
+	deadline := time.Now().Add(15 * time.Second)
+	for {
+		m := storedMember(t, dir, "u1", member)
+		if m != nil && fmt.Sprint(m["Talk"], m["Receive"], m["Sensitivity"]) == "2 -1 -1" {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the keyed levels were not written: %v", m)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	// Mute by 0: an event, written before it is delivered.
+	if err := ph.SendDTMF('0'); err != nil {
+		t.Fatal(err)
+	}
+	cb.waitFor(t, "the mute's event", 15*time.Second, func(evs []cbEvent) bool {
+		return has(evs, "conference-member", "mute", "true")
+	})
+	p.kill()
+	ph.Close()
+
+	p2 := startProc(t, dir, "--rtp-ports", "32800-32899")
+	u1 = p2.client("u1", "t1", "s1")
+	_, b := u1.do("GET", mpath, nil)
+	var mj map[string]any
+	_ = json.Unmarshal(b, &mj)
+	if mj["talkVolume"] != 2.0 || mj["receiveVolume"] != -1.0 || mj["sensitivity"] != -1.0 || mj["mute"] != true || mj["state"] != "completed" {
+		t.Errorf("the member after kill -9 and restart: %s", b)
+	}
+	_, b = u1.do("GET", "/calls?conferenceId="+conf, nil)
+	if !strings.Contains(string(b), `"state":"completed"`) {
+		t.Errorf("the member's call after the restart: %s", b)
+	}
+	cb.waitFor(t, "the member's and call's completion after the restart", 15*time.Second, func(evs []cbEvent) bool {
+		return has(evs, "hangup", "cause", "SERVER_RESTART") && slices.ContainsFunc(evs, func(e cbEvent) bool {
+			return e.typ == "conference-member" && e.body["state"] == "completed" && e.body["memberId"] == member
+		})
+	})
 	p2.stop()
 }
