@@ -456,10 +456,27 @@ func FuzzLastEventID(f *testing.F) {
 		if strings.TrimSpace(id) == "" && len(backlog) != 0 {
 			t.Fatalf("no Last-Event-ID but a backlog of %d", len(backlog))
 		}
-		for _, b := range backlog {
+		from, known := es.parseID(strings.TrimSpace(id))
+		for i, b := range backlog {
 			if !strings.HasPrefix(string(b), "id: ") || !strings.HasSuffix(string(b), "\n\n") {
 				t.Fatalf("frame %q", b)
 			}
+			fid, _, _ := strings.Cut(strings.TrimPrefix(string(b), "id: "), "\n")
+			key, ok := es.parseID(fid)
+			if !ok {
+				t.Fatalf("frame id %q does not parse", fid)
+			}
+			if strings.Contains(string(b), `"eventType":"reset"`) {
+				if i != 0 {
+					t.Fatalf("a reset after %d frames", i)
+				}
+				continue
+			}
+			// A resume: only frames after the id given, in order.
+			if !known || key.cmp(from) <= 0 {
+				t.Fatalf("Last-Event-ID %q: frame %s resent", id, fid)
+			}
+			from = key
 		}
 	})
 }
