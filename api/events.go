@@ -2,6 +2,7 @@ package api
 
 import (
 	"bytes"
+	"cmp"
 	"errors"
 	"log/slog"
 	"net/http"
@@ -118,25 +119,7 @@ type evKey struct {
 }
 
 func (a evKey) cmp(b evKey) int {
-	switch {
-	case a.n != b.n:
-		return cmpInt(a.n, b.n)
-	case a.k < b.k:
-		return -1
-	case a.k > b.k:
-		return 1
-	}
-	return 0
-}
-
-func cmpInt(a, b int64) int {
-	if a < b {
-		return -1
-	}
-	if a > b {
-		return 1
-	}
-	return 0
+	return cmp.Or(cmp.Compare(a.n, b.n), cmp.Compare(a.k, b.k))
 }
 
 // userEvents is one user's history and clients, guarded by EventStream.mu.
@@ -389,7 +372,7 @@ func (s *EventStream) formatID(k evKey) string {
 	return id
 }
 
-// parseID reads an id formatFrom would make: an eventId of the ids
+// parseID reads an id formatID makes: an eventId of the ids
 // followed, or a stream-only id of this process. Numbers must be written
 // as formatID writes them, so that one key has one id.
 func (s *EventStream) parseID(id string) (evKey, bool) {
