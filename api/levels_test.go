@@ -73,3 +73,26 @@ func TestMemberLevelsSavedCoalesced(t *testing.T) {
 	}
 	t.Logf("%d level changes in %v: %d writes", n, took.Round(time.Millisecond), writes)
 }
+
+// TestMemberChangedNeverWaits: the mixer's tick hands a change off without
+// waiting and without allocating, even with the writer stalled (here:
+// never started) and its queue full; a change beyond is counted.
+func TestMemberChangedNeverWaits(t *testing.T) {
+	sq, err := store.Open(context.Background(), t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sq.Close()
+	o := NewOutbox(OutboxConfig{Store: sq, Bridge: nil, Dispatcher: NewDispatcher(DispatcherConfig{})})
+	start := time.Now()
+	allocs := testing.AllocsPerRun(2*obChanges, func() { o.MemberChanged("u", "conf-x", "member-y") })
+	if allocs != 0 {
+		t.Errorf("MemberChanged allocates %v a call", allocs)
+	}
+	if el := time.Since(start); el > time.Second {
+		t.Errorf("%d handoffs to a stalled writer took %v", 2*obChanges, el)
+	}
+	if s := o.Stats(); s.WriteErrors == 0 || s.Queued != obChanges {
+		t.Errorf("after overflowing the queue: %+v", s)
+	}
+}

@@ -70,11 +70,18 @@ type OutboxStats struct {
 // or delete, or a flush marker.
 type obCtl struct {
 	save  store.Key    // a record to snapshot (Kind set)
-	later store.Key    // a record to snapshot within Coalesce (Kind set)
 	put   store.Record // a record as given (Kind set): one no longer in the bridge
 	del   store.Key    // a record to delete (Kind set)
 	flush chan struct{}
 }
+
+// memberChange is a member's change that raised no event (MemberChanged):
+// its three ids, joined into a key by the writer, not by the mixer's tick.
+type memberChange struct{ user, conf, member string }
+
+// obChanges bounds the member changes waiting for the writer: a change is
+// a key press, so a full queue means a stalled writer, not a busy room.
+const obChanges = 256
 
 // obAck is a delivery outcome: a nil err is delivered.
 type obAck struct {
@@ -100,6 +107,7 @@ type Outbox struct {
 	log  *slog.Logger
 	in   chan bridge.Event
 	ctl  chan obCtl
+	chg  chan memberChange
 	acks chan obAck
 	quit chan struct{}
 	done chan struct{}
@@ -140,7 +148,7 @@ func NewOutbox(cfg OutboxConfig) *Outbox {
 		cfg.Coalesce = DefaultOutboxCoalesce
 	}
 	o := &Outbox{cfg: cfg, st: cfg.Store, d: cfg.Dispatcher, log: cfg.Log, in: make(chan bridge.Event, cfg.Queue),
-		ctl: make(chan obCtl, cfg.Queue), acks: make(chan obAck, cfg.Queue), quit: make(chan struct{}), done: make(chan struct{}),
+		ctl: make(chan obCtl, cfg.Queue), chg: make(chan memberChange, obChanges), acks: make(chan obAck, cfg.Queue), quit: make(chan struct{}), done: make(chan struct{}),
 		recs: map[store.Key]store.Record{}, dirty: map[store.Key]struct{}{}, boot: strconv.FormatInt(time.Now().UnixMilli(), 36)}
 	if o.log == nil {
 		o.log = slog.New(slog.DiscardHandler)
@@ -218,7 +226,14 @@ func (o *Outbox) Saved(kind store.Kind, user, id string) {
 // never blocks (called from the mixer's tick); a full queue loses the
 // change until the member's next event (counted as a write error).
 func (o *Outbox) MemberChanged(user, confID, memberID string) {
-	o.queue(obCtl{later: store.Key{Kind: store.KindMember, User: user, ID: confID + "/" + memberID}})
+	if o.st == nil || o.closing.Load() {
+		return
+	}
+	select {
+	case o.chg <- memberChange{user, confID, memberID}:
+	default:
+		o.writeErrors.Add(1)
+	}
 }
 
 var _ bridge.ChangeSink = (*Outbox)(nil)
@@ -296,7 +311,7 @@ func (o *Outbox) Close(ctx context.Context) error {
 // Stats returns the counters.
 func (o *Outbox) Stats() OutboxStats {
 	return OutboxStats{Written: o.written.Load(), Unpersisted: o.unpersisted.Load(), WriteErrors: o.writeErrors.Load(),
-		LostAcks: o.lostAcks.Load(), Undeliverable: o.undeliverable.Load(), Queued: len(o.in) + len(o.ctl) + len(o.acks)}
+		LostAcks: o.lostAcks.Load(), Undeliverable: o.undeliverable.Load(), Queued: len(o.in) + len(o.ctl) + len(o.chg) + len(o.acks)}
 }
 
 // run is the writer: it takes what waits, writes it in one transaction and
@@ -312,6 +327,8 @@ func (o *Outbox) run() {
 			flushes = o.control(it, flushes)
 		case it := <-o.acks:
 			o.ack(it)
+		case mc := <-o.chg:
+			o.markDirty(mc)
 		case <-o.dirtyFire():
 			o.saveDirty()
 		case <-o.quit:
@@ -324,6 +341,8 @@ func (o *Outbox) run() {
 					flushes = o.control(it, flushes)
 				case it := <-o.acks:
 					o.ack(it)
+				case mc := <-o.chg:
+					o.markDirty(mc)
 				default:
 					o.saveDirty()
 					o.commit(flushes)
@@ -340,6 +359,8 @@ func (o *Outbox) run() {
 				flushes = o.control(it, flushes)
 			case it := <-o.acks:
 				o.ack(it)
+			case mc := <-o.chg:
+				o.markDirty(mc)
 			default:
 				break more
 			}
@@ -357,13 +378,11 @@ func (o *Outbox) control(it obCtl, flushes []chan struct{}) []chan struct{} {
 		for n := len(o.in); n > 0; n-- {
 			o.addEvent(<-o.in)
 		}
+		for n := len(o.chg); n > 0; n-- {
+			o.markDirty(<-o.chg)
+		}
 		o.saveDirty()
 		return append(flushes, it.flush)
-	case it.later.Kind != "":
-		o.dirty[it.later] = struct{}{}
-		if o.dirtyT == nil {
-			o.dirtyT = time.NewTimer(o.cfg.Coalesce)
-		}
 	case it.save.Kind != "":
 		if r, ok := o.snapshot(it.save); ok {
 			o.recs[it.save] = r
@@ -375,6 +394,15 @@ func (o *Outbox) control(it obCtl, flushes []chan struct{}) []chan struct{} {
 		o.batch.Delete = append(o.batch.Delete, it.del)
 	}
 	return flushes
+}
+
+// markDirty notes a member to save when the coalescing timer fires,
+// arming it for the first.
+func (o *Outbox) markDirty(mc memberChange) {
+	o.dirty[store.Key{Kind: store.KindMember, User: mc.user, ID: mc.conf + "/" + mc.member}] = struct{}{}
+	if o.dirtyT == nil {
+		o.dirtyT = time.NewTimer(o.cfg.Coalesce)
+	}
 }
 
 // dirtyFire is the channel of the coalescing timer; nil (never ready)
