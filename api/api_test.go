@@ -595,8 +595,12 @@ func TestCrossUserMatrix(t *testing.T) {
 	bApp := e.mustCreate(e.as(bob, "POST", "/applications", `{"name":"b","incomingCallUrl":"http://127.0.0.1:9/b"}`), "/v1/users/"+bob.ID+"/applications")
 	bNum := e.mustCreate(e.as(bob, "POST", "/phoneNumbers", `{"number":"+15559990001","applicationId":"`+bApp+`"}`), "/v1/users/"+bob.ID+"/phoneNumbers")
 
+	bGather, err := bCall.StartGather(bridge.GatherOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
 	ids := map[string]string{"conferenceId": bConf, "memberId": bMember, "callId": bCall.ID(), "applicationId": bApp, "numberId": bNum,
-		"recordingId": bRec.ID(), "mediaName": bRec.Media()}
+		"recordingId": bRec.ID(), "mediaName": bRec.Media(), "gatherId": bGather.ID()}
 	fill := func(p, user string, ids map[string]string) string {
 		p = strings.ReplaceAll(p, "{userId}", user)
 		for k, v := range ids {
@@ -624,7 +628,8 @@ func TestCrossUserMatrix(t *testing.T) {
 	// Bob's ids on Alice's own paths look exactly like ids that never existed.
 	ghost := map[string]string{"conferenceId": "conf-doesnotexist0000000000", "memberId": "member-doesnotexist000000000", "callId": "c-doesnotexist00000000000",
 		"applicationId": "a-doesnotexist00000000000", "numberId": "n-doesnotexist00000000000",
-		"recordingId": "rec-doesnotexist00000000000", "mediaName": "rec-doesnotexist00000000000.wav"}
+		"recordingId": "rec-doesnotexist00000000000", "mediaName": "rec-doesnotexist00000000000.wav",
+		"gatherId": "gather-doesnotexist000000000"}
 	normalize := func(b []byte, from map[string]string) string {
 		s := string(b)
 		// Longest first: a media name holds its recording's id.

@@ -11,6 +11,7 @@ import (
 
 	"chorus/bridge"
 	"chorus/media/audiofile"
+	"chorus/store"
 )
 
 // Call-level media (issue 13, spec §5): audio to one call, gathering its
@@ -237,6 +238,9 @@ func (s *server) createGather(w http.ResponseWriter, r *http.Request, user strin
 	if p := req.prompt; p != nil {
 		go s.renderPrompt(g, *p)
 	}
+	if s.outbox != nil {
+		s.outbox.SavedGather(user, call.ID(), g.ID())
+	}
 	created(w, userURL(r, user, "calls", call.ID(), "gather", g.ID()))
 	return nil
 }
@@ -262,39 +266,58 @@ func (s *server) renderPrompt(g *bridge.Gather, p audioRequest) {
 	g.PlayPrompt(pcm.Samples, pcm.Rate, p.loop)
 }
 
-// gatherOf returns a gather of the user's call: 404 for another user's
-// call or an unknown gather.
-func (s *server) gatherOf(user string, r *http.Request) (*bridge.Call, *bridge.Gather, error) {
+// gatherOf returns a gather of the user's call, from the bridge or else
+// from the store (a previous run's, or one whose call the bridge no longer
+// keeps): 404 for another user's call or an unknown gather. g is nil when
+// the gather came from the store.
+func (s *server) gatherOf(user string, r *http.Request) (g *bridge.Gather, in bridge.GatherInfo, err error) {
 	id := r.PathValue("callId")
-	call, found := s.call(user, id)
-	if !found {
-		return nil, nil, errCallNotFound(id)
-	}
 	gid := r.PathValue("gatherId")
-	g, found := call.Gather(gid)
-	if !found {
-		return nil, nil, newError(http.StatusNotFound, catNotFound, "gather-not-found", "The gather %s could not be found", gid)
+	notFound := newError(http.StatusNotFound, catNotFound, "gather-not-found", "The gather %s could not be found", gid)
+	if call, found := s.call(user, id); found {
+		if g, found := call.Gather(gid); found {
+			return g, g.Info(), nil
+		}
+		if in, found := s.storedGather(r, user, id, gid); found {
+			return nil, in, nil
+		}
+		return nil, in, notFound
 	}
-	return call, g, nil
+	if in, found := s.storedGather(r, user, id, gid); found {
+		return nil, in, nil
+	}
+	if _, found := s.storedCall(r, user, id); found {
+		return nil, in, notFound
+	}
+	return nil, in, errCallNotFound(id)
+}
+
+// storedGather reads a gather of the user's call from the store.
+func (s *server) storedGather(r *http.Request, user, callID, id string) (bridge.GatherInfo, bool) {
+	rec, ok := s.stored(r, store.KindGather, user, id)
+	if !ok || rec.Parent != callID {
+		return bridge.GatherInfo{}, false
+	}
+	gr, err := decodeRecord[gatherRecordData](rec)
+	return gr.GatherInfo, err == nil
 }
 
 // GET /calls/{callId}/gather/{gatherId}.
 func (s *server) getGather(w http.ResponseWriter, r *http.Request, user string) error {
-	call, g, err := s.gatherOf(user, r)
+	_, in, err := s.gatherOf(user, r)
 	if err != nil {
 		return err
 	}
-	in := g.Info()
 	writeJSON(w, http.StatusOK, gatherJSON{ID: in.ID, State: string(in.State), Reason: string(in.Reason),
 		Digits: in.Digits, CreatedTime: formatTime(in.Created), CompletedTime: formatTime(in.Completed),
-		Call: userURL(r, user, "calls", call.ID()), Tag: in.Tag})
+		Call: userURL(r, user, "calls", in.CallID), Tag: in.Tag})
 	return nil
 }
 
 // POST /calls/{callId}/gather/{gatherId} {"state":"completed"}: stop it
 // (reason stopped); a completed gather stays as it was. {} changes nothing.
 func (s *server) updateGather(w http.ResponseWriter, r *http.Request, user string) error {
-	_, g, err := s.gatherOf(user, r)
+	g, _, err := s.gatherOf(user, r)
 	if err != nil {
 		return err
 	}
@@ -310,7 +333,7 @@ func (s *server) updateGather(w http.ResponseWriter, r *http.Request, user strin
 	if rd.err != nil {
 		return rd.err
 	}
-	if state != nil {
+	if state != nil && g != nil { // a stored gather has completed: it stays as it was
 		g.Stop()
 	}
 	ok(w)

@@ -2,6 +2,7 @@ package api
 
 import (
 	"bytes"
+	"cmp"
 	"errors"
 	"log/slog"
 	"net/http"
@@ -89,7 +90,7 @@ type EventStreamStats struct {
 type EventStream struct {
 	cfg  EventStreamConfig
 	log  *slog.Logger
-	boot string // distinguishes this process's event ids from a previous one's
+	boot string // marks this process's stream-only ids (see evKey)
 	in   chan bridge.Event
 	done chan struct{} // closed by Close
 	wg   sync.WaitGroup
@@ -97,17 +98,41 @@ type EventStream struct {
 	mu     sync.Mutex
 	users  map[string]*userEvents
 	closed bool
+	prefix string // the event ids' prefix before their number ("e-")
+	seq    int64  // number of the newest event id seen, any user's
 
 	published, dropped, slow atomic.Uint64
 	clients                  atomic.Int64
 }
 
+// evKey orders a user's frames. An event with an eventId (every bridge
+// event, numbered by the Outbox) is {its number, 0}, and its SSE id is the
+// eventId itself, so a client that reads both callbacks and the stream
+// sees one id per event. A frame of the stream alone (a talking or reset
+// event, or an event that reached the stream without an id) is {the
+// newest event number when it was made, 1, 2, ...}: its id is
+// "<prefix><n>.<boot>.<k>", which names this process (boot) since such
+// frames are not numbered across a restart.
+type evKey struct {
+	n int64
+	k uint64
+}
+
+func (a evKey) cmp(b evKey) int {
+	return cmp.Or(cmp.Compare(a.n, b.n), cmp.Compare(a.k, b.k))
+}
+
 // userEvents is one user's history and clients, guarded by EventStream.mu.
 type userEvents struct {
-	ring  []*sseFrame // circular: the last History events
-	head  int         // index of the oldest in ring
-	n     int
-	last  uint64 // id number of the newest event; 0 before the first
+	ring []*sseFrame // circular: the last History events
+	head int         // index of the oldest in ring
+	n    int
+	last evKey // key of the newest frame; zero before the first
+	// floor is the key from which on every frame of the user is in the
+	// ring: the newest event number when the user first subscribed (the
+	// stream keeps nothing of a user before), then the last frame the
+	// ring let go. A Last-Event-ID at or after it resumes exactly.
+	floor evKey
 	subs  map[*subscriber]struct{}
 	stopT chan struct{} // stops the talking poller; nil when none runs
 }
@@ -115,7 +140,7 @@ type userEvents struct {
 // sseFrame is one event as written to every client: "id:" and "data:"
 // lines, rendered once.
 type sseFrame struct {
-	n   uint64
+	key evKey
 	buf []byte
 }
 
@@ -146,7 +171,7 @@ func NewEventStream(cfg EventStreamConfig) *EventStream {
 		cfg.Dispatcher = NewDispatcher(DispatcherConfig{Bridge: cfg.Bridge})
 	}
 	s := &EventStream{cfg: cfg, log: cfg.Log, in: make(chan bridge.Event, evQueue), done: make(chan struct{}),
-		users: map[string]*userEvents{}, boot: strconv.FormatInt(time.Now().UnixMilli(), 36)}
+		users: map[string]*userEvents{}, boot: strconv.FormatInt(time.Now().UnixMilli(), 36), prefix: "e-"}
 	if s.log == nil {
 		s.log = slog.New(slog.DiscardHandler)
 	}
@@ -215,9 +240,20 @@ func (s *EventStream) run() {
 	}
 }
 
+// followIDs tells the stream the form of the event ids it will get:
+// prefix and a number, numbers above start (those up to start are a
+// previous process's, whose frames the stream does not have). The Outbox
+// calls it before it hands on its first event.
+func (s *EventStream) followIDs(prefix string, start int64) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.prefix = prefix
+	s.seq = max(s.seq, start)
+}
+
 // render turns ev into the body its callback would carry and appends it.
 func (s *EventStream) render(ev bridge.Event) {
-	if !s.watched(ev.UserID) {
+	if !s.watched(ev.UserID, ev.ID) {
 		return // nobody of this user ever opened a stream: nothing to keep
 	}
 	if ev.Time.IsZero() {
@@ -225,24 +261,37 @@ func (s *EventStream) render(ev bridge.Event) {
 	}
 	d := s.cfg.Dispatcher
 	cb, _ := d.route(cbItem{ev: ev, confID: ev.ConferenceID}) // for its tag only
-	s.append(ev.UserID, d.eventPayload(ev, cb).json())
+	s.append(ev.UserID, ev.ID, d.eventPayload(ev, cb).json())
 }
 
-// append numbers body as the user's next event, keeps it in the history
+// append keeps body as the user's next event, with id (its eventId) as
+// its SSE id, or an id of the stream's own when id is "" or out of order,
 // and hands it to every client of the user.
-func (s *EventStream) append(user string, body []byte) {
+func (s *EventStream) append(user, id string, body []byte) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	n, numbered := s.advanceLocked(id)
 	u := s.users[user]
 	if u == nil {
 		return
 	}
-	u.last++
-	f := &sseFrame{n: u.last, buf: s.frame(u.last, body)}
+	key := evKey{n: s.seq}
+	if numbered {
+		key = evKey{n: n}
+	} else {
+		key.k = 1
+		if u.last.n == s.seq {
+			key.k = u.last.k + 1
+		}
+		id = s.formatID(key)
+	}
+	u.last = key
+	f := &sseFrame{key: key, buf: s.frame(id, body)}
 	if u.n < len(u.ring) {
 		u.ring[(u.head+u.n)%len(u.ring)] = f
 		u.n++
 	} else {
+		u.floor = u.ring[u.head].key // let go: resuming from before it is no longer exact
 		u.ring[u.head] = f
 		u.head = (u.head + 1) % len(u.ring)
 	}
@@ -259,21 +308,41 @@ func (s *EventStream) append(user string, body []byte) {
 	}
 }
 
+// advanceLocked reads an eventId: when it is one of the ids followed and
+// newer than any seen, it becomes the newest and numbered is true.
+func (s *EventStream) advanceLocked(id string) (n int64, numbered bool) {
+	if id == "" {
+		return 0, false
+	}
+	key, ok := s.parseID(id)
+	if !ok || key.k != 0 || key.n <= s.seq {
+		return 0, false
+	}
+	s.seq = key.n
+	return key.n, true
+}
+
 // watched reports whether user has ever opened a stream: only then are
 // its events rendered and kept. Before, no client can hold an id to resume
 // from, and a bridge whose users never stream pays nothing (at 1,000
 // members, a user's history was 1.2 KB a member of the load runs' RSS).
-func (s *EventStream) watched(user string) bool {
+// An unwatched user's event id still counts as the newest seen.
+func (s *EventStream) watched(user, id string) bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	return s.users[user] != nil
+	if s.users[user] != nil {
+		return true
+	}
+	s.advanceLocked(id)
+	return false
 }
 
 // userLocked returns user's record, made on first use (a subscription).
 func (s *EventStream) userLocked(user string) *userEvents {
 	u := s.users[user]
 	if u == nil {
-		u = &userEvents{ring: make([]*sseFrame, s.cfg.History), subs: map[*subscriber]struct{}{}}
+		u = &userEvents{ring: make([]*sseFrame, s.cfg.History), subs: map[*subscriber]struct{}{}, floor: evKey{n: s.seq}}
+		u.last = u.floor
 		s.users[user] = u
 	}
 	return u
@@ -283,22 +352,51 @@ func (s *EventStream) userLocked(user string) *userEvents {
 // "Server-sent events" section): its id and its JSON body on one data
 // line (the JSON has no newline). No event field: every event comes to an
 // EventSource's onmessage, and eventType in the body tells them apart.
-func (s *EventStream) frame(n uint64, body []byte) []byte {
+func (s *EventStream) frame(id string, body []byte) []byte {
 	var b bytes.Buffer
-	b.Grow(len(body) + 40)
+	b.Grow(len(body) + len(id) + 16)
 	b.WriteString("id: ")
-	b.WriteString(s.eventID(n))
+	b.WriteString(id)
 	b.WriteString("\ndata: ")
 	b.Write(body)
 	b.WriteString("\n\n")
 	return b.Bytes()
 }
 
-// eventID is the id of the user's n-th event: the process's boot mark and
-// n, so that an id from before a restart is recognised rather than
-// mistaken for one of the new numbering.
-func (s *EventStream) eventID(n uint64) string {
-	return s.boot + "-" + strconv.FormatUint(n, 10)
+// formatID is the SSE id of a frame (see evKey).
+func (s *EventStream) formatID(k evKey) string {
+	id := s.prefix + strconv.FormatInt(k.n, 10)
+	if k.k != 0 {
+		id += "." + s.boot + "." + strconv.FormatUint(k.k, 10)
+	}
+	return id
+}
+
+// parseID reads an id formatID makes: an eventId of the ids
+// followed, or a stream-only id of this process. Numbers must be written
+// as formatID writes them, so that one key has one id.
+func (s *EventStream) parseID(id string) (evKey, bool) {
+	rest, ok := strings.CutPrefix(id, s.prefix)
+	if !ok {
+		return evKey{}, false
+	}
+	num, more, only := strings.Cut(rest, ".")
+	n, err := strconv.ParseInt(num, 10, 64)
+	if err != nil || n < 0 || strconv.FormatInt(n, 10) != num {
+		return evKey{}, false
+	}
+	if !only {
+		return evKey{n: n}, true
+	}
+	boot, kk, ok := strings.Cut(more, ".")
+	if !ok || boot != s.boot {
+		return evKey{}, false
+	}
+	k, err := strconv.ParseUint(kk, 10, 64)
+	if err != nil || k == 0 || strconv.FormatUint(k, 10) != kk {
+		return evKey{}, false
+	}
+	return evKey{n: n, k: k}, true
 }
 
 // errTooManyStreams is the answer to a user's stream beyond MaxPerUser.
@@ -306,8 +404,8 @@ var errTooManyStreams = errors.New("too many event streams")
 
 // subscribe opens a stream for user. lastID is the client's Last-Event-ID:
 // the events after it that are still kept come in backlog; when some are
-// no longer kept, or lastID is not one of this process's ids, the backlog
-// starts with a reset event.
+// no longer kept, or lastID is not an id this stream gave (another
+// process's, a restart's), the backlog starts with a reset event.
 func (s *EventStream) subscribe(user, lastID string) (*subscriber, [][]byte, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -320,22 +418,26 @@ func (s *EventStream) subscribe(user, lastID string) (*subscriber, [][]byte, err
 	}
 	var backlog [][]byte
 	if lastID = strings.TrimSpace(lastID); lastID != "" {
-		n, ok := s.parseID(lastID)
-		oldest := u.last - uint64(u.n) // the id before the oldest kept
+		key, ok := s.parseID(lastID)
+		// An eventId up to the newest seen (another user's, or this user's
+		// own from a callback) is a point in the numbering; a stream-only
+		// id must be one this stream gave the user.
+		known := ok && key.n <= s.seq && (key.k == 0 || key.cmp(u.last) <= 0)
 		switch {
-		case ok && n <= u.last && n >= oldest:
+		case known && key.cmp(u.floor) >= 0:
 			for i := range u.n {
-				if f := u.ring[(u.head+i)%len(u.ring)]; f.n > n {
+				if f := u.ring[(u.head+i)%len(u.ring)]; f.key.cmp(key) > 0 {
 					backlog = append(backlog, f.buf)
 				}
 			}
 		default:
 			reason := "events since Last-Event-ID are no longer kept"
-			if !ok || n > u.last {
+			if !known {
 				reason = "Last-Event-ID is not an event of this server (restarted?)"
 			}
 			body := cbPayload{{"eventType", EventReset}, {"reason", reason}, {"time", cbTime(time.Now())}}.json()
-			backlog = append(backlog, s.frame(u.last, body))
+			// Its id is the newest frame's: resuming from it is exact.
+			backlog = append(backlog, s.frame(s.formatID(u.last), body))
 		}
 	}
 	sub := &subscriber{ch: make(chan *sseFrame, s.cfg.Buffer), gone: make(chan struct{})}
@@ -347,16 +449,6 @@ func (s *EventStream) subscribe(user, lastID string) (*subscriber, [][]byte, err
 		go s.pollTalking(user, u.stopT)
 	}
 	return sub, backlog, nil
-}
-
-// parseID reads an id of this process: "<boot>-<n>".
-func (s *EventStream) parseID(id string) (uint64, bool) {
-	boot, num, ok := strings.Cut(id, "-")
-	if !ok || boot != s.boot {
-		return 0, false
-	}
-	n, err := strconv.ParseUint(num, 10, 64)
-	return n, err == nil
 }
 
 // unsubscribe closes a stream; the talking poller stops with the user's
@@ -413,7 +505,7 @@ func (s *EventStream) pollTalking(user string, stop <-chan struct{}) {
 				}
 				p = append(p, cbField{"memberId", m.ID()}, cbField{"callId", m.Info().CallID},
 					cbField{"talking", now}, cbField{"time", cbTime(time.Now())})
-				s.append(user, p.json())
+				s.append(user, "", p.json())
 			}
 		}
 		for k := range talking {

@@ -154,8 +154,20 @@ func newStreamEnv(t *testing.T, scfg EventStreamConfig) (*env, *EventStream) {
 	})
 	es.cfg.Bridge = e.b
 	es.cfg.Dispatcher = NewDispatcher(DispatcherConfig{Bridge: e.b, BaseURL: e.srv.URL})
-	e.b.SetEventSink(EventSinks{e.events, es})
+	// As the binary wires it: the outbox (memory only here) numbers the
+	// events, then hands them to the stream.
+	o := NewOutbox(OutboxConfig{Bridge: e.b, Dispatcher: es.cfg.Dispatcher, Next: []bridge.EventSink{es, e.events}})
+	if _, err := o.Recover(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	o.Start()
+	e.b.SetEventSink(o)
 	t.Cleanup(es.Close) // runs before the server's Close, which waits for streams
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		_ = o.Close(ctx)
+	})
 	return e, es
 }
 
@@ -192,14 +204,18 @@ func TestEventStreamOrderResumeAndUsers(t *testing.T) {
 	a2 := openSSE(t, e.srv.URL, alice, joined.id)
 	a2.waitFor("member completed", memberEv(member, bridge.StateCompleted, true))
 	got := a2.events()
-	// What a2 got continues a1's numbering without a gap or a repeat.
+	// What a2 got continues after a1's last without a repeat: each id is
+	// the event's eventId, in order.
 	prev := joined.id
 	for _, ev := range got {
 		if ev.data["eventType"] == EventReset {
 			t.Fatalf("reset on a resume within the history: %v", ev.data)
 		}
-		if next := nextID(t, prev); ev.id != next {
-			t.Errorf("event id %s after %s, want %s", ev.id, prev, next)
+		if ev.data["eventId"] != nil && ev.id != ev.data["eventId"] {
+			t.Errorf("event id %s, eventId %v", ev.id, ev.data["eventId"])
+		}
+		if idNum(t, ev.id) <= idNum(t, prev) {
+			t.Errorf("event id %s after %s", ev.id, prev)
 		}
 		prev = ev.id
 	}
@@ -237,15 +253,25 @@ func TestEventStreamOrderResumeAndUsers(t *testing.T) {
 	e.do(nil, "GET", "/v1/users/"+alice.ID+"/events", "").expectError(t, 401, "unauthorized")
 }
 
-// nextID is the id after id ("<boot>-<n>").
+// nextID is the stream-only id after id ("<prefix><n>.<boot>.<k>").
 func nextID(t *testing.T, id string) string {
 	t.Helper()
-	boot, num, ok := strings.Cut(id, "-")
+	i := strings.LastIndexByte(id, '.')
 	var n int
-	if _, err := fmt.Sscan(num, &n); !ok || err != nil {
+	if _, err := fmt.Sscan(id[i+1:], &n); i < 0 || err != nil {
 		t.Fatalf("event id %q", id)
 	}
-	return fmt.Sprintf("%s-%d", boot, n+1)
+	return fmt.Sprintf("%s%d", id[:i+1], n+1)
+}
+
+// idNum is the number of an eventId ("e-<boot>-<n>" or "e-<n>").
+func idNum(t *testing.T, id string) int64 {
+	t.Helper()
+	var n int64
+	if _, err := fmt.Sscan(id[strings.LastIndexByte(id, '-')+1:], &n); err != nil {
+		t.Fatalf("event id %q", id)
+	}
+	return n
 }
 
 // TestEventStreamReset: a Last-Event-ID older than the history, or not of
@@ -254,14 +280,18 @@ func TestEventStreamReset(t *testing.T) {
 	e, es := newStreamEnv(t, EventStreamConfig{History: 4})
 	// History is kept from a user's first stream on.
 	openSSE(t, e.srv.URL, alice, "").close()
+	id := func(n int64) string { return es.formatID(evKey{n: n}) }
 	for i := range 10 {
-		es.append(alice.ID, []byte(fmt.Sprintf(`{"eventType":"x","n":%d}`, i)))
+		es.append(alice.ID, id(int64(i+1)), []byte(fmt.Sprintf(`{"eventType":"x","n":%d}`, i)))
 	}
-	for _, last := range []string{es.eventID(2), "zz-3", "garbage", es.eventID(99)} {
+	// Too old; another server's; not an id; not given yet; a stream-only
+	// id of another process (a restart's).
+	other := strings.Replace(es.formatID(evKey{n: 7, k: 1}), "."+es.boot+".", ".zz.", 1)
+	for _, last := range []string{id(2), "zz-3", "garbage", id(99), other} {
 		c := openSSE(t, e.srv.URL, alice, last)
 		ev := c.waitFor("reset", func(sseEvent) bool { return true })
-		if ev.data["eventType"] != EventReset || ev.id != es.eventID(10) {
-			t.Errorf("Last-Event-ID %s: first event %s %v, want a reset with id %s", last, ev.id, ev.data, es.eventID(10))
+		if ev.data["eventType"] != EventReset || ev.id != id(10) {
+			t.Errorf("Last-Event-ID %s: first event %s %v, want a reset with id %s", last, ev.id, ev.data, id(10))
 		}
 		c.close()
 		if n := len(c.events()); n != 1 {
@@ -269,9 +299,9 @@ func TestEventStreamReset(t *testing.T) {
 		}
 	}
 	// The oldest kept boundary: the id just before the 4 kept resumes.
-	c := openSSE(t, e.srv.URL, alice, es.eventID(6))
-	c.waitFor("event 10", func(ev sseEvent) bool { return ev.id == es.eventID(10) })
-	if evs := c.events(); len(evs) != 4 || evs[0].id != es.eventID(7) {
+	c := openSSE(t, e.srv.URL, alice, id(6))
+	c.waitFor("event 10", func(ev sseEvent) bool { return ev.id == id(10) })
+	if evs := c.events(); len(evs) != 4 || evs[0].id != id(7) {
 		t.Errorf("resume from 6 with 7..10 kept:%s", summary(evs))
 	}
 }
@@ -289,7 +319,7 @@ func TestEventStreamSlowClient(t *testing.T) {
 			if n == 100000 {
 				t.Fatal("a buffer of one kept up with 100,000 events in a burst")
 			}
-			es.append(alice.ID, []byte(`{"eventType":"filler"}`))
+			es.append(alice.ID, "", []byte(`{"eventType":"filler"}`))
 		}
 		select {
 		case <-c.ended:
@@ -308,7 +338,7 @@ func TestEventStreamSlowClient(t *testing.T) {
 			return
 		}
 		last := evs[len(evs)-1].id
-		es.append(alice.ID, []byte(`{"eventType":"after"}`))
+		es.append(alice.ID, "", []byte(`{"eventType":"after"}`))
 		c2 := openSSE(t, e.srv.URL, alice, last)
 		c2.waitFor("after", func(ev sseEvent) bool { return ev.data["eventType"] == "after" })
 		if got := c2.events()[0]; got.id != nextID(t, last) {
@@ -378,7 +408,7 @@ func TestEventStreamOutlivesServerTimeouts(t *testing.T) {
 		case <-time.After(20 * time.Millisecond):
 		}
 	}
-	es.append(alice.ID, []byte(`{"eventType":"late"}`))
+	es.append(alice.ID, "", []byte(`{"eventType":"late"}`))
 	c.waitFor("an event after the timeouts", func(ev sseEvent) bool { return ev.data["eventType"] == "late" })
 }
 
@@ -400,13 +430,17 @@ func TestEventStreamLimit(t *testing.T) {
 func FuzzLastEventID(f *testing.F) {
 	es := NewEventStream(EventStreamConfig{History: 8, MaxPerUser: 1 << 30})
 	defer es.Close()
-	for range 20 {
-		es.append("u", []byte(`{"eventType":"x"}`))
+	es.followIDs("e-", 0)
+	for i := range 20 {
+		es.append("u", "", []byte(`{"eventType":"x"}`))
+		if i%3 == 0 {
+			es.append("u", fmt.Sprintf("e-%d", i+1), []byte(`{"eventType":"y"}`))
+		}
 	}
 	// "B" stands for this process's boot mark, which differs per run, so
 	// that corpus entries can name ids of the history.
-	for _, s := range []string{"", "B-0", "B-12", "B-19", "B-20", "B-21", "B-", "B-18446744073709551615", "B--1",
-		"-", "a-b-c", " B-15 ", "B-+13", "B-013"} {
+	for _, s := range []string{"", "e-0", "e-0.B.1", "e-16.B.1", "e-19.B.1", "e-19.B.2", "e-16", "e-19", "e-20", "e-", "e-18446744073709551615",
+		"e--1", "-", "a-b-c", " e-13 ", "e-+13", "e-013", "e-13.B.01", "e-13.B.0", "e-13.B.", "e-13.x.1", "e-13..1", "e-13.B.1.1"} {
 		f.Add(s)
 	}
 	f.Fuzz(func(t *testing.T, id string) {
@@ -422,10 +456,27 @@ func FuzzLastEventID(f *testing.F) {
 		if strings.TrimSpace(id) == "" && len(backlog) != 0 {
 			t.Fatalf("no Last-Event-ID but a backlog of %d", len(backlog))
 		}
-		for _, b := range backlog {
+		from, known := es.parseID(strings.TrimSpace(id))
+		for i, b := range backlog {
 			if !strings.HasPrefix(string(b), "id: ") || !strings.HasSuffix(string(b), "\n\n") {
 				t.Fatalf("frame %q", b)
 			}
+			fid, _, _ := strings.Cut(strings.TrimPrefix(string(b), "id: "), "\n")
+			key, ok := es.parseID(fid)
+			if !ok {
+				t.Fatalf("frame id %q does not parse", fid)
+			}
+			if strings.Contains(string(b), `"eventType":"reset"`) {
+				if i != 0 {
+					t.Fatalf("a reset after %d frames", i)
+				}
+				continue
+			}
+			// A resume: only frames after the id given, in order.
+			if !known || key.cmp(from) <= 0 {
+				t.Fatalf("Last-Event-ID %q: frame %s resent", id, fid)
+			}
+			from = key
 		}
 	})
 }
@@ -435,13 +486,13 @@ func FuzzLastEventID(f *testing.F) {
 func TestEventStreamKeepsNothingUnwatched(t *testing.T) {
 	e, es := newStreamEnv(t, EventStreamConfig{History: 4})
 	e.createConf(bob)
-	es.append(bob.ID, []byte(`{"eventType":"x"}`))
-	if es.watched(bob.ID) {
+	es.append(bob.ID, "", []byte(`{"eventType":"x"}`))
+	if es.watched(bob.ID, "") {
 		t.Fatal("an unwatched user's events were kept")
 	}
 	c := openSSE(t, e.srv.URL, bob, "")
 	defer c.close()
-	if !es.watched(bob.ID) {
+	if !es.watched(bob.ID, "") {
 		t.Fatal("a user with a stream is not watched")
 	}
 }

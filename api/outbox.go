@@ -28,6 +28,10 @@ const (
 	// obErrorSummary is how often failed writes are summarised in the log
 	// (the first one is logged at once).
 	obErrorSummary = time.Minute
+	// DefaultOutboxCoalesce is how long the writer gathers members'
+	// changes that raise no event (levels keyed on the phone) before it
+	// saves them all: a flood of keys writes at most 4 times a second.
+	DefaultOutboxCoalesce = 250 * time.Millisecond
 )
 
 // OutboxConfig configures an Outbox.
@@ -47,6 +51,9 @@ type OutboxConfig struct {
 	Queue int
 	// Now is the clock (default time.Now).
 	Now func() time.Time
+	// Coalesce is how long members' changes without an event wait to be
+	// saved together (default DefaultOutboxCoalesce).
+	Coalesce time.Duration
 }
 
 // OutboxStats counts what the outbox did.
@@ -70,6 +77,14 @@ type obCtl struct {
 	del   store.Key    // a record to delete (Kind set)
 	flush chan struct{}
 }
+
+// memberChange is a member's change that raised no event (MemberChanged):
+// its three ids, joined into a key by the writer, not by the mixer's tick.
+type memberChange struct{ user, conf, member string }
+
+// obChanges bounds the member changes waiting for the writer: a change is
+// a key press, so a full queue means a stalled writer, not a busy room.
+const obChanges = 256
 
 // obAck is a delivery outcome: a nil err is delivered.
 type obAck struct {
@@ -95,6 +110,7 @@ type Outbox struct {
 	log  *slog.Logger
 	in   chan bridge.Event
 	ctl  chan obCtl
+	chg  chan memberChange
 	acks chan obAck
 	quit chan struct{}
 	done chan struct{}
@@ -114,6 +130,8 @@ type Outbox struct {
 	out       []obOut
 	errs      int // failed writes since the last summary
 	lastError time.Time
+	dirty     map[store.Key]struct{} // records to snapshot when dirtyT fires
+	dirtyT    *time.Timer            // armed while dirty holds keys
 
 	written, unpersisted, writeErrors, lostAcks, undeliverable, unwrittenAnswers atomic.Uint64
 }
@@ -134,9 +152,13 @@ func NewOutbox(cfg OutboxConfig) *Outbox {
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
+	if cfg.Coalesce <= 0 {
+		cfg.Coalesce = DefaultOutboxCoalesce
+	}
 	o := &Outbox{cfg: cfg, st: cfg.Store, d: cfg.Dispatcher, log: cfg.Log, in: make(chan bridge.Event, cfg.Queue),
-		ctl: make(chan obCtl, cfg.Queue), acks: make(chan obAck, cfg.Queue), quit: make(chan struct{}), done: make(chan struct{}),
-		recs: map[store.Key]store.Record{}, ends: map[store.Key]struct{}{}, live: map[store.Key]struct{}{}, boot: strconv.FormatInt(time.Now().UnixMilli(), 36)}
+		ctl: make(chan obCtl, cfg.Queue), chg: make(chan memberChange, obChanges), acks: make(chan obAck, cfg.Queue), quit: make(chan struct{}), done: make(chan struct{}),
+		recs: map[store.Key]store.Record{}, dirty: map[store.Key]struct{}{}, ends: map[store.Key]struct{}{}, live: map[store.Key]struct{}{},
+		boot: strconv.FormatInt(time.Now().UnixMilli(), 36)}
 	if o.log == nil {
 		o.log = slog.New(slog.DiscardHandler)
 	}
@@ -144,7 +166,26 @@ func NewOutbox(cfg OutboxConfig) *Outbox {
 	if o.st != nil {
 		o.d.storedConf = o.storedConference
 	}
+	o.followIDs()
 	return o
+}
+
+// idFollower is a sink that orders what it keeps by the events' ids (the
+// event stream, whose SSE ids are the eventIds).
+type idFollower interface {
+	followIDs(prefix string, start int64)
+}
+
+// followIDs tells the sinks after the outbox the form of its ids and the
+// number they continue after.
+func (o *Outbox) followIDs() {
+	prefix := o.eventID(0)
+	prefix = prefix[:len(prefix)-1]
+	for _, s := range o.cfg.Next {
+		if f, ok := s.(idFollower); ok {
+			f.followIDs(prefix, o.seq)
+		}
+	}
 }
 
 // Start runs the writer.
@@ -186,6 +227,25 @@ func (o *Outbox) Publish(ev bridge.Event) {
 func (o *Outbox) Saved(kind store.Kind, user, id string) {
 	o.queue(obCtl{save: store.Key{Kind: kind, User: user, ID: id}})
 }
+
+// MemberChanged implements bridge.ChangeSink: a member's levels changed
+// (keyed on the phone) without an event. The writer saves the member
+// within Coalesce, with whatever else changed meanwhile, so a crash loses
+// at most that much and a flood of keys costs a few writes a second. It
+// never blocks (called from the mixer's tick); a full queue loses the
+// change until the member's next event (counted as a write error).
+func (o *Outbox) MemberChanged(user, confID, memberID string) {
+	if o.st == nil || o.closing.Load() {
+		return
+	}
+	select {
+	case o.chg <- memberChange{user, confID, memberID}:
+	default:
+		o.writeErrors.Add(1)
+	}
+}
+
+var _ bridge.ChangeSink = (*Outbox)(nil)
 
 // SavedRecord tells the outbox to write r as it is: a change to a record
 // the bridge no longer holds (a stored recording whose media was
@@ -260,7 +320,8 @@ func (o *Outbox) Close(ctx context.Context) error {
 // Stats returns the counters.
 func (o *Outbox) Stats() OutboxStats {
 	return OutboxStats{Written: o.written.Load(), Unpersisted: o.unpersisted.Load(), WriteErrors: o.writeErrors.Load(),
-		LostAcks: o.lostAcks.Load(), Undeliverable: o.undeliverable.Load(), UnwrittenAnswers: o.unwrittenAnswers.Load(), Queued: len(o.in) + len(o.ctl) + len(o.acks)}
+		LostAcks: o.lostAcks.Load(), Undeliverable: o.undeliverable.Load(), UnwrittenAnswers: o.unwrittenAnswers.Load(),
+		Queued: len(o.in) + len(o.ctl) + len(o.chg) + len(o.acks)}
 }
 
 // run is the writer: it takes what waits, writes it in one transaction and
@@ -276,7 +337,12 @@ func (o *Outbox) run() {
 			flushes = o.control(it, flushes)
 		case it := <-o.acks:
 			o.ack(it)
+		case mc := <-o.chg:
+			o.markDirty(mc)
+		case <-o.dirtyFire():
+			o.saveDirty()
 		case <-o.quit:
+			o.saveDirty()
 			for {
 				select {
 				case ev := <-o.in:
@@ -285,7 +351,10 @@ func (o *Outbox) run() {
 					flushes = o.control(it, flushes)
 				case it := <-o.acks:
 					o.ack(it)
+				case mc := <-o.chg:
+					o.markDirty(mc)
 				default:
+					o.saveDirty()
 					o.commit(flushes)
 					return
 				}
@@ -300,6 +369,8 @@ func (o *Outbox) run() {
 				flushes = o.control(it, flushes)
 			case it := <-o.acks:
 				o.ack(it)
+			case mc := <-o.chg:
+				o.markDirty(mc)
 			default:
 				break more
 			}
@@ -317,6 +388,10 @@ func (o *Outbox) control(it obCtl, flushes []chan struct{}) []chan struct{} {
 		for n := len(o.in); n > 0; n-- {
 			o.addEvent(<-o.in)
 		}
+		for n := len(o.chg); n > 0; n-- {
+			o.markDirty(<-o.chg)
+		}
+		o.saveDirty()
 		return append(flushes, it.flush)
 	case it.save.Kind != "":
 		if r, ok := o.snapshot(it.save); ok {
@@ -329,6 +404,37 @@ func (o *Outbox) control(it obCtl, flushes []chan struct{}) []chan struct{} {
 		o.batch.Delete = append(o.batch.Delete, it.del)
 	}
 	return flushes
+}
+
+// markDirty notes a member to save when the coalescing timer fires,
+// arming it for the first.
+func (o *Outbox) markDirty(mc memberChange) {
+	o.dirty[store.Key{Kind: store.KindMember, User: mc.user, ID: mc.conf + "/" + mc.member}] = struct{}{}
+	if o.dirtyT == nil {
+		o.dirtyT = time.NewTimer(o.cfg.Coalesce)
+	}
+}
+
+// dirtyFire is the channel of the coalescing timer; nil (never ready)
+// while no change waits.
+func (o *Outbox) dirtyFire() <-chan time.Time {
+	if o.dirtyT == nil {
+		return nil
+	}
+	return o.dirtyT.C
+}
+
+// saveDirty snapshots the records whose changes waited to be coalesced
+// into the batch: each as it is now, every change so far included.
+func (o *Outbox) saveDirty() {
+	if o.dirtyT != nil {
+		o.dirtyT.Stop()
+		o.dirtyT = nil
+	}
+	for k := range o.dirty {
+		o.save(k)
+	}
+	clear(o.dirty)
 }
 
 // ack adds a delivery outcome to the batch.
@@ -403,7 +509,23 @@ func (o *Outbox) snapshotEvent(ev bridge.Event) {
 		}
 	case bridge.EventRecording:
 		o.save(store.Key{Kind: store.KindRecording, User: ev.UserID, ID: ev.RecordingID})
+	case bridge.EventGather:
+		if ev.GatherID != "" {
+			o.save(gatherKey(ev.UserID, ev.CallID, ev.GatherID))
+		}
 	}
+}
+
+// gatherKey is the writer's key of a gather: "call/gather", since a
+// gather is found through its call (the record's id is the gather's).
+func gatherKey(user, callID, gatherID string) store.Key {
+	return store.Key{Kind: store.KindGather, User: user, ID: callID + "/" + gatherID}
+}
+
+// SavedGather is Saved for a gather (a new one: its completion is saved
+// with its event).
+func (o *Outbox) SavedGather(user, callID, gatherID string) {
+	o.queue(obCtl{save: gatherKey(user, callID, gatherID)})
 }
 
 func (o *Outbox) save(k store.Key) {
@@ -448,6 +570,14 @@ func (o *Outbox) snapshot(k store.Key) (store.Record, bool) {
 		if r, ok := b.Recording(k.ID); ok && r.UserID() == k.User {
 			return recordingRecord(r.Info()), true
 		}
+	case store.KindGather:
+		if call, gather, ok := strings.Cut(k.ID, "/"); ok {
+			if c, ok := b.Call(call); ok && c.UserID() == k.User {
+				if g, ok := c.Gather(gather); ok {
+					return gatherRecord(k.User, g.Info()), true
+				}
+			}
+		}
 	}
 	return store.Record{}, false
 }
@@ -460,7 +590,10 @@ func (o *Outbox) SavedMember(user, confID, memberID string) {
 
 // commit writes the batch and hands its events on, written or not.
 func (o *Outbox) commit(flushes []chan struct{}) []chan struct{} {
-	if o.st != nil {
+	b := &o.batch
+	// A wake-up with nothing to write (a change left to coalesce) costs
+	// no transaction.
+	if o.st != nil && len(o.recs)+len(b.Put)+len(b.Delete)+len(b.Events)+len(b.Delivered)+len(b.Failed) > 0 {
 		for k, r := range o.recs {
 			o.batch.Put = append(o.batch.Put, o.endWithEvent(k, r))
 		}
@@ -564,13 +697,16 @@ type RecoverStats struct {
 	Conferences, Members, Calls int
 	// Recordings a crash left recording, now ended in state error.
 	Recordings int
+	// Gathers a crash left collecting, now completed (hung-up).
+	Gathers int
 }
 
 // Recover runs once at start, before Start and before traffic: it brings
 // the applications and numbers back into the bridge, completes the
 // conferences, members and calls a crash left live (cause
 // CauseServerRestart, ended now) with their completion events, ends the
-// recordings it left recording (state error, error CauseServerRestart,
+// gathers it left collecting (reason hung-up) with their gather events,
+// ends the recordings it left recording (state error, error CauseServerRestart,
 // their files repaired: bridge.CloseCrashedRecording) with their recording
 // events, and queues every event not yet delivered, in order.
 func (o *Outbox) Recover(ctx context.Context) (RecoverStats, error) {
@@ -584,6 +720,7 @@ func (o *Outbox) Recover(ctx context.Context) (RecoverStats, error) {
 		return rs, err
 	}
 	o.seq = seq
+	o.followIDs()
 	if rs.Applications, err = restoreRecords(ctx, o, store.KindApplication, b.RestoreApplication); err != nil {
 		return rs, err
 	}
@@ -713,6 +850,27 @@ func (o *Outbox) closeLive(ctx context.Context, rs *RecoverStats) error {
 			cr.Callback, &cr.ConferenceInfo, nil)
 	}
 	calls := map[string]bridge.CallInfo{}
+	for _, r := range callRecs {
+		in, err := decodeRecord[bridge.CallInfo](r)
+		if err != nil {
+			o.log.Warn("call record unreadable", "id", r.ID, "err", err)
+			continue
+		}
+		calls[in.ID] = in
+	}
+	// The call of a stored record: one the crash left live, or one that
+	// had ended.
+	callOf := func(user, id string) (bridge.CallInfo, bool) {
+		if in, ok := calls[id]; ok {
+			return in, true
+		}
+		r, err := st.Get(ctx, store.Key{Kind: store.KindCall, User: user, ID: id})
+		if err != nil {
+			return bridge.CallInfo{}, false
+		}
+		in, err := decodeRecord[bridge.CallInfo](r)
+		return in, err == nil
+	}
 	callback := func(in bridge.CallInfo) bridge.Callback {
 		cb := in.Callback
 		if cb.URL == "" && in.ApplicationID != "" {
@@ -727,10 +885,35 @@ func (o *Outbox) closeLive(ctx context.Context, rs *RecoverStats) error {
 		}
 		return cb
 	}
-	for _, r := range callRecs {
-		in, err := decodeRecord[bridge.CallInfo](r)
+	// Gathers still collecting end as their calls did (hung-up, one of
+	// Catapult's reasons), each with its gather event before its call's
+	// hangup, as when a call ends live.
+	gatherRecs, err := list(store.KindGather)
+	if err != nil {
+		return err
+	}
+	for _, r := range gatherRecs {
+		gr, err := decodeRecord[gatherRecordData](r)
 		if err != nil {
-			o.log.Warn("call record unreadable", "id", r.ID, "err", err)
+			o.log.Warn("gather record unreadable", "id", r.ID, "err", err)
+			continue
+		}
+		gr.State, gr.Reason, gr.Completed = bridge.GatherCompleted, bridge.GatherHungUp, now
+		o.batch.Put = append(o.batch.Put, gatherRecord(gr.UserID, gr.GatherInfo))
+		rs.Gathers++
+		call, _ := callOf(gr.UserID, gr.CallID)
+		cb := callback(call)
+		tag := gr.Tag
+		if tag == "" {
+			tag = cb.Tag
+		}
+		o.recoveryEvent(bridge.Event{Type: bridge.EventGather, Time: now, UserID: gr.UserID, ConferenceID: call.ConferenceID,
+			CallID: gr.CallID, GatherID: gr.ID, State: string(bridge.GatherCompleted), Digits: gr.Digits, Reason: bridge.GatherHungUp,
+			Tag: tag}, cb, nil, nil)
+	}
+	for _, r := range callRecs {
+		in, ok := calls[r.ID]
+		if !ok {
 			continue
 		}
 		in.State, in.Ended, in.Cause = bridge.CallCompleted, now, CauseServerRestart
@@ -763,12 +946,7 @@ func (o *Outbox) closeLive(ctx context.Context, rs *RecoverStats) error {
 		var cb bridge.Callback
 		switch {
 		case in.CallID != "":
-			call, ok := calls[in.CallID]
-			if !ok {
-				if r, err := st.Get(ctx, store.Key{Kind: store.KindCall, User: in.UserID, ID: in.CallID}); err == nil {
-					call, _ = decodeRecord[bridge.CallInfo](r)
-				}
-			}
+			call, _ := callOf(in.UserID, in.CallID)
 			cb = callback(call)
 		case in.ConferenceID != "":
 			if cr, ok := conf(in.UserID, in.ConferenceID); ok {

@@ -77,6 +77,13 @@ func TestStoredCrossUser(t *testing.T) {
 	first := newStoreEnv(t, st)
 	bConf := first.createConf(bob)
 	bMember, bCall, _ := first.addMember(bob, bConf, "")
+	bGather := first.mustCreate(first.as(bob, "POST", "/calls/"+bCall.ID()+"/gather", `{"maxDigits":2,"tag":"g"}`),
+		"/v1/users/"+bob.ID+"/calls/"+bCall.ID()+"/gather")
+	bCall.Digit('4')
+	bCall.Digit('2')
+	first.events.waitFor(t, "the gather's end", isGather(bridge.GatherMaxDigits, "42"))
+	gatherPath := "/calls/" + bCall.ID() + "/gather/" + bGather
+	gatherBefore := first.as(bob, "GET", gatherPath, "")
 	first.as(bob, "POST", "/conferences/"+bConf, `{"state":"completed"}`).mustOK(t)
 	eventually(t, "the call's end", func() bool { return bCall.State() == bridge.CallCompleted })
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
@@ -86,18 +93,32 @@ func TestStoredCrossUser(t *testing.T) {
 	}
 
 	e := newStoreEnv(t, st) // a new process on the same store
-	for _, p := range []string{"/conferences/" + bConf, "/conferences/" + bConf + "/members", "/conferences/" + bConf + "/members/" + bMember, "/calls/" + bCall.ID()} {
+	for _, p := range []string{"/conferences/" + bConf, "/conferences/" + bConf + "/members", "/conferences/" + bConf + "/members/" + bMember, "/calls/" + bCall.ID(),
+		gatherPath} {
 		if r := e.as(bob, "GET", p, ""); r.status != 200 {
 			t.Errorf("Bob GET %s from the store: %d %s", p, r.status, r.body)
 		}
 	}
-	ghost := strings.NewReplacer(bConf, "conf-doesnotexist0000000000", bMember, "member-doesnotexist000000000", bCall.ID(), "c-doesnotexist00000000000")
+	// The gather reads the same from the store (its URLs name the new
+	// server's address); stopping it again changes nothing.
+	gatherAfter := e.as(bob, "GET", gatherPath, "")
+	if strings.ReplaceAll(string(gatherBefore.body), first.srv.URL, "") != strings.ReplaceAll(string(gatherAfter.body), e.srv.URL, "") {
+		t.Errorf("a gather from the store: %s, before %s", gatherAfter.body, gatherBefore.body)
+	}
+	e.as(bob, "POST", gatherPath, `{"state":"completed"}`).mustOK(t)
+	if r := e.as(bob, "GET", "/calls/"+bCall.ID()+"/gather/gather-doesnotexist000000000", ""); r.status != 404 ||
+		!strings.Contains(string(r.body), "gather-not-found") {
+		t.Errorf("an unknown gather of a stored call: %d %s", r.status, r.body)
+	}
+	ghost := strings.NewReplacer(bConf, "conf-doesnotexist0000000000", bMember, "member-doesnotexist000000000", bCall.ID(), "c-doesnotexist00000000000",
+		bGather, "gather-doesnotexist000000000")
 	norm := strings.NewReplacer(bConf, "<c>", bMember, "<m>", bCall.ID(), "<call>", "conf-doesnotexist0000000000", "<c>",
-		"member-doesnotexist000000000", "<m>", "c-doesnotexist00000000000", "<call>")
+		"member-doesnotexist000000000", "<m>", "c-doesnotexist00000000000", "<call>", bGather, "<g>", "gather-doesnotexist000000000", "<g>")
 	for _, rq := range []struct{ method, path, body string }{
 		{"GET", "/conferences/" + bConf, ""}, {"POST", "/conferences/" + bConf, `{"mute":true}`},
 		{"GET", "/conferences/" + bConf + "/members", ""}, {"GET", "/conferences/" + bConf + "/members/" + bMember, ""},
 		{"POST", "/conferences/" + bConf + "/members/" + bMember, `{}`}, {"GET", "/calls/" + bCall.ID(), ""},
+		{"GET", gatherPath, ""}, {"POST", gatherPath, `{"state":"completed"}`},
 	} {
 		r1 := e.as(alice, rq.method, rq.path, rq.body)
 		r2 := e.as(alice, rq.method, ghost.Replace(rq.path), rq.body)

@@ -90,6 +90,26 @@ func recordingRecord(in bridge.RecordingInfo) store.Record {
 	return r
 }
 
+// gatherRecordData is a stored gather; UserID is its call's owner.
+type gatherRecordData struct {
+	bridge.GatherInfo
+	UserID string
+}
+
+// gatherRecord stores a gather under its call (the parent): GET
+// /calls/{callId}/gather/{gatherId} reads it by id and checks the call.
+// It ends when it completes; one still collecting at a crash is completed
+// at the next start (Outbox.Recover).
+func gatherRecord(user string, in bridge.GatherInfo) store.Record {
+	data, _ := json.Marshal(gatherRecordData{GatherInfo: in, UserID: user})
+	r := store.Record{Key: store.Key{Kind: store.KindGather, User: user, ID: in.ID}, Parent: in.CallID,
+		State: string(in.State), Created: in.Created, Data: data}
+	if in.State == bridge.GatherCompleted {
+		r.Ended = in.Completed
+	}
+	return r
+}
+
 // decodeRecord reads a record's JSON into v.
 func decodeRecord[T any](r store.Record) (T, error) {
 	var v T

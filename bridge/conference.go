@@ -586,11 +586,19 @@ func (c *Conference) handleDigit(m *Member, d rune) {
 		m.sens.Store(0)
 	case dtmf.ActionSensitivityDown:
 		m.sens.Store(clampLevel(m.sens.Load() - 1))
-	case dtmf.ActionToggleMute:
+	case dtmf.ActionToggleMute: // mute and hold raise an event, which saves the member
 		m.SetMute(!m.Muted())
+		return
 	case dtmf.ActionToggleHold:
 		m.SetHold(!m.Held())
+		return
 	case dtmf.ActionLeave:
 		go c.removeMember(m, true, "dtmf-leave")
+		return
+	default:
+		return
 	}
+	// No event tells of levels: the record keeper is told instead, so that
+	// a crash before the member's next event does not lose them.
+	m.levelsChanged()
 }

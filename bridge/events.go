@@ -73,3 +73,14 @@ type Callback struct {
 type discardSink struct{}
 
 func (discardSink) Publish(Event) {}
+
+// ChangeSink is an EventSink that also keeps records (the API's outbox):
+// it hears of a member's change that raises no event — talk and receive
+// volume and mic sensitivity keyed on the phone — so that it can save the
+// member before the member's next event. MemberChanged is called from the
+// mixer's tick and must not block; the sink reads the member back (Info)
+// when it saves it, so it may wait a little and save many changes at once.
+type ChangeSink interface {
+	EventSink
+	MemberChanged(userID, confID, memberID string)
+}

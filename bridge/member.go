@@ -222,6 +222,16 @@ func (m *Member) changed() {
 		Mute: m.Muted(), Hold: m.Held(), PhoneHold: m.PhoneHold(), Tag: c.Callback().Tag})
 }
 
+// levelsChanged hands a change that raises no event (levels keyed on the
+// phone) to the event sink when it keeps records (ChangeSink). It runs on
+// the mixer's tick, a few times a second at most (a key press each): the
+// sink takes it without waiting and coalesces the writes.
+func (m *Member) levelsChanged() {
+	if cs, ok := m.conf.b.events.(ChangeSink); ok {
+		cs.MemberChanged(m.conf.userID, m.conf.id, m.id)
+	}
+}
+
 // PhoneHold reports whether the member's phone holds the call (see
 // Call.SetPhoneHold): nothing it sends is mixed.
 func (m *Member) PhoneHold() bool { return m.phoneHold.Load() }

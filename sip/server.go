@@ -71,6 +71,13 @@ type Config struct {
 	// the offerer's order (RFC 3264 §6.1). Nil means DefaultCodecs. Duplicates
 	// and invalid values are dropped.
 	Codecs []media.Codec
+	// Completed reports whether a conference id the bridge does not hold
+	// names a conference that existed and completed (one the store keeps
+	// from before a restart, or after the bridge let it go), so that its
+	// callers hear it is over (410) rather than unknown (404). Nil: every
+	// id the bridge does not hold is unknown. It may block briefly (a
+	// store read) and is asked only for conf-… ids the bridge lacks.
+	Completed func(ctx context.Context, confID string) bool
 }
 
 // Server is the SIP side of Chorus.
@@ -330,6 +337,26 @@ func (s *Server) respond(req *sip.Request, tx sip.ServerTransaction, code int, r
 	_ = tx.Respond(res)
 }
 
+// completedStoreWait bounds the store read of a conf-… id the bridge does
+// not hold: past it the caller gets the 404 of an unknown id.
+const completedStoreWait = 2 * time.Second
+
+// completedRoute turns a dial-in to a conf-… id the bridge does not hold
+// into ErrConferenceComplete when Config.Completed knows it completed,
+// so that a conference read back from the store after a restart answers
+// its callers as one still in memory does.
+func (s *Server) completedRoute(number string, err error) error {
+	if s.cfg.Completed == nil || !errors.Is(err, bridge.ErrNoRoute) || !strings.HasPrefix(number, bridge.ConferencePrefix) {
+		return err
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), completedStoreWait)
+	defer cancel()
+	if s.cfg.Completed(ctx, number) {
+		return fmt.Errorf("route %q: stored: %w", number, bridge.ErrConferenceComplete)
+	}
+	return err
+}
+
 // statusFor maps an error of the domain or of SDP handling to a SIP status.
 func statusFor(err error) (int, string) {
 	switch {
@@ -340,7 +367,10 @@ func statusFor(err error) (int, string) {
 	case errors.Is(err, bridge.ErrNoRoute):
 		return sip.StatusNotFound, "No Such Conference"
 	case errors.Is(err, bridge.ErrConferenceComplete):
-		return sip.StatusNotFound, "Conference Completed"
+		// It existed and is over for good: 410 (RFC 3261 §21.4.6, "no
+		// longer available ... considered permanent"), not 404, which
+		// says the id was never known, nor 480, which invites a retry.
+		return sip.StatusGone, "Conference Completed"
 	case errors.Is(err, bridge.ErrMaxMembers):
 		return sip.StatusBusyHere, "Conference Full"
 	case errors.Is(err, bridge.ErrConferenceLocked):
@@ -420,7 +450,7 @@ func (s *Server) onInvite(req *sip.Request, tx sip.ServerTransaction) {
 	var conf *bridge.Conference
 	if !isApp {
 		if conf, err = s.bridge.Route(number, owner); err != nil {
-			s.reject(req, tx, log, err)
+			s.reject(req, tx, log, s.completedRoute(number, err))
 			return
 		}
 		// However the call ends up, the bridge hears when it has joined or

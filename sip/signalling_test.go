@@ -17,7 +17,7 @@ import (
 )
 
 // TestRouting: a conference id, the from number of a live conference, and
-// auto-create; 404 for no route and for a completed conference.
+// auto-create; 404 for no route, 410 for a completed conference.
 func TestRouting(t *testing.T) {
 	tb := startBridge(t, bridge.Config{AutoCreate: false}, 22000, 22499)
 	conf, err := tb.b.CreateConference(bridge.ConferenceOptions{UserID: "u-test", From: "+15551234567"})
@@ -37,8 +37,8 @@ func TestRouting(t *testing.T) {
 	_ = a.Hangup(ctx)
 	_ = b.Hangup(ctx)
 	waitFor(t, "conference completed", func() bool { return conf.State() == bridge.StateCompleted })
-	if code, _ := raw.final(raw.request("INVITE", conf.ID(), "application/sdp", offerSDP(4000, "0")), 3*time.Second); code != 404 {
-		t.Errorf("completed conference: %d, want 404", code)
+	if code, _ := raw.final(raw.request("INVITE", conf.ID(), "application/sdp", offerSDP(4000, "0")), 3*time.Second); code != 410 {
+		t.Errorf("completed conference: %d, want 410", code)
 	}
 }
 

@@ -28,6 +28,7 @@ const (
 	KindApplication Kind = "application"
 	KindNumber      Kind = "number"
 	KindRecording   Kind = "recording"
+	KindGather      Kind = "gather"
 )
 
 // ErrNotFound is returned for a record that is not stored.

@@ -119,7 +119,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 
 	targets := cfg.targetPolicy()
 	sipSrv, err := sip.New(sip.Config{PublicIP: cfg.publicIP, Ports: ports, Bridge: br, Log: log, AnswerDelay: cfg.AnswerDelay,
-		Targets: targets, TCP: tcpLimits, Auth: cfg.authConfig(), SRTP: cfg.srtpPolicy, Codecs: cfg.codecs,
+		Targets: targets, TCP: tcpLimits, Auth: cfg.authConfig(), SRTP: cfg.srtpPolicy, Codecs: cfg.codecs, Completed: storedCompleted(st, cfg.Users),
 		Limits: sip.Limits{InviteRate: cfg.SIPInviteRate, InviteBurst: cfg.SIPInviteBurst,
 			MaxUnconfirmed: cfg.SIPMaxUnconfirmed, Exempt: cfg.sipLimitExempt}})
 	if err != nil {
@@ -157,7 +157,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	}
 	if st != nil {
 		log.Info("store opened", "data_dir", cfg.DataDir, "applications", rs.Applications, "numbers", rs.Numbers,
-			"pending_events", rs.Pending, "crashed_conferences", rs.Conferences, "crashed_members", rs.Members, "crashed_calls", rs.Calls, "crashed_recordings", rs.Recordings)
+			"pending_events", rs.Pending, "crashed_conferences", rs.Conferences, "crashed_members", rs.Members, "crashed_calls", rs.Calls, "crashed_recordings", rs.Recordings, "crashed_gathers", rs.Gathers)
 	}
 	outbox.Start()
 	met := newMetrics(metricsSources{bridge: br, ports: ports, sip: sipSrv, dispatcher: dispatcher, events: events, outbox: outbox, store: st})

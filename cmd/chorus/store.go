@@ -112,3 +112,21 @@ func completeAll(br *bridge.Bridge, users []User) {
 		}
 	}
 }
+
+// storedCompleted is the SIP server's Config.Completed: whether the store
+// holds a completed conference of that id, of any user (a conf-… id is
+// unique across users; a dial-in names no user). Nil without a store.
+func storedCompleted(st store.Store, users []User) func(ctx context.Context, id string) bool {
+	if st == nil {
+		return nil
+	}
+	return func(ctx context.Context, id string) bool {
+		for _, u := range users {
+			r, err := st.Get(ctx, store.Key{Kind: store.KindConference, User: u.ID, ID: id})
+			if err == nil {
+				return r.State == bridge.StateCompleted
+			}
+		}
+		return false
+	}
+}
