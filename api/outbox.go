@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"strconv"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -25,6 +26,9 @@ const (
 	DefaultOutboxQueue = 4096
 	// obMaxBatch bounds the changes one transaction writes.
 	obMaxBatch = 512
+	// obMaxOverflowEnds bounds the records remembered as ended by an
+	// event that a full queue sent on unwritten.
+	obMaxOverflowEnds = 4096
 	// obErrorSummary is how often failed writes are summarised in the log
 	// (the first one is logged at once).
 	obErrorSummary = time.Minute
@@ -126,7 +130,12 @@ type Outbox struct {
 	// live holds the records written live whose ending event is not
 	// written yet: as many as the bridge has live, and a record whose
 	// ending event was not written (a full queue) until the process ends.
-	live      map[store.Key]struct{}
+	live map[store.Key]struct{}
+
+	// Records whose ending event a full queue sent on unwritten, noted by
+	// Publish (any goroutine) for the writer.
+	ovMu      sync.Mutex
+	ovEnds    map[store.Key]struct{}
 	out       []obOut
 	errs      int // failed writes since the last summary
 	lastError time.Time
@@ -157,7 +166,7 @@ func NewOutbox(cfg OutboxConfig) *Outbox {
 	}
 	o := &Outbox{cfg: cfg, st: cfg.Store, d: cfg.Dispatcher, log: cfg.Log, in: make(chan bridge.Event, cfg.Queue),
 		ctl: make(chan obCtl, cfg.Queue), chg: make(chan memberChange, obChanges), acks: make(chan obAck, cfg.Queue), quit: make(chan struct{}), done: make(chan struct{}),
-		recs: map[store.Key]store.Record{}, dirty: map[store.Key]struct{}{}, ends: map[store.Key]struct{}{}, live: map[store.Key]struct{}{},
+		recs: map[store.Key]store.Record{}, dirty: map[store.Key]struct{}{}, ends: map[store.Key]struct{}{}, live: map[store.Key]struct{}{}, ovEnds: map[store.Key]struct{}{},
 		boot: strconv.FormatInt(time.Now().UnixMilli(), 36)}
 	if o.log == nil {
 		o.log = slog.New(slog.DiscardHandler)
@@ -214,6 +223,9 @@ func (o *Outbox) Publish(ev bridge.Event) {
 	case o.in <- ev:
 	default:
 		o.unpersisted.Add(1)
+		if k, ok := endingKey(ev); ok && o.st != nil {
+			o.noteOverflowEnd(k)
+		}
 		o.d.Publish(ev)
 		for _, s := range o.cfg.Next {
 			s.Publish(ev)
@@ -488,31 +500,61 @@ func queueName(it cbItem) string {
 func (o *Outbox) snapshotEvent(ev bridge.Event) {
 	switch ev.Type {
 	case bridge.EventConference:
-		k := store.Key{Kind: store.KindConference, User: ev.UserID, ID: ev.ConferenceID}
-		o.save(k)
-		if ev.State == bridge.StateCompleted {
-			o.ends[k] = struct{}{}
-		}
+		o.save(store.Key{Kind: store.KindConference, User: ev.UserID, ID: ev.ConferenceID})
 	case bridge.EventConferenceMember:
 		o.save(store.Key{Kind: store.KindConference, User: ev.UserID, ID: ev.ConferenceID})
-		k := store.Key{Kind: store.KindMember, User: ev.UserID, ID: ev.ConferenceID + "/" + ev.MemberID}
-		o.save(k)
-		if ev.State == bridge.StateCompleted {
-			o.ends[k] = struct{}{}
-		}
+		o.save(store.Key{Kind: store.KindMember, User: ev.UserID, ID: ev.ConferenceID + "/" + ev.MemberID})
 		o.save(store.Key{Kind: store.KindCall, User: ev.UserID, ID: ev.CallID})
 	case bridge.EventAnswer, bridge.EventHangup, bridge.EventIncomingCall, bridge.EventTransferring:
-		k := store.Key{Kind: store.KindCall, User: ev.UserID, ID: ev.CallID}
-		o.save(k)
-		if ev.Type == bridge.EventHangup {
-			o.ends[k] = struct{}{}
-		}
+		o.save(store.Key{Kind: store.KindCall, User: ev.UserID, ID: ev.CallID})
 	case bridge.EventRecording:
 		o.save(store.Key{Kind: store.KindRecording, User: ev.UserID, ID: ev.RecordingID})
 	case bridge.EventGather:
 		if ev.GatherID != "" {
 			o.save(gatherKey(ev.UserID, ev.CallID, ev.GatherID))
 		}
+	}
+	if k, ok := endingKey(ev); ok {
+		o.ends[k] = struct{}{}
+	}
+}
+
+// endingKey returns the record whose end ev reports: a conference's
+// completion, a member's, a call's hangup.
+func endingKey(ev bridge.Event) (store.Key, bool) {
+	switch {
+	case ev.Type == bridge.EventConference && ev.State == bridge.StateCompleted:
+		return store.Key{Kind: store.KindConference, User: ev.UserID, ID: ev.ConferenceID}, true
+	case ev.Type == bridge.EventConferenceMember && ev.State == bridge.StateCompleted:
+		return store.Key{Kind: store.KindMember, User: ev.UserID, ID: ev.ConferenceID + "/" + ev.MemberID}, true
+	case ev.Type == bridge.EventHangup:
+		return store.Key{Kind: store.KindCall, User: ev.UserID, ID: ev.CallID}, true
+	}
+	return store.Key{}, false
+}
+
+// noteOverflowEnd remembers a record whose ending event went on to
+// delivery unwritten (a full queue), so that the writer writes the record
+// ended without its event: left live, the next start would end it again
+// and send a second completion. Bounded: beyond obMaxOverflowEnds (a disk
+// stalled for long) the record is left to the next start, as before.
+func (o *Outbox) noteOverflowEnd(k store.Key) {
+	o.ovMu.Lock()
+	defer o.ovMu.Unlock()
+	if len(o.ovEnds) < obMaxOverflowEnds {
+		o.ovEnds[k] = struct{}{}
+	}
+}
+
+// takeOverflowEnds adds the records noted by noteOverflowEnd to the batch
+// as ended.
+func (o *Outbox) takeOverflowEnds() {
+	o.ovMu.Lock()
+	defer o.ovMu.Unlock()
+	for k := range o.ovEnds {
+		o.save(k)
+		o.ends[k] = struct{}{}
+		delete(o.ovEnds, k)
 	}
 }
 
@@ -591,6 +633,9 @@ func (o *Outbox) SavedMember(user, confID, memberID string) {
 // commit writes the batch and hands its events on, written or not.
 func (o *Outbox) commit(flushes []chan struct{}) []chan struct{} {
 	b := &o.batch
+	if o.st != nil {
+		o.takeOverflowEnds()
+	}
 	// A wake-up with nothing to write (a change left to coalesce) costs
 	// no transaction.
 	if o.st != nil && len(o.recs)+len(b.Put)+len(b.Delete)+len(b.Events)+len(b.Delivered)+len(b.Failed) > 0 {

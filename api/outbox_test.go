@@ -450,12 +450,14 @@ type delayStore struct {
 	*store.SQLite
 	delay   time.Duration
 	stalled atomic.Bool
+	waiting atomic.Bool // a transaction waits for release
 	release chan struct{}
 }
 
 func (s *delayStore) Apply(ctx context.Context, b *store.Batch) error {
 	time.Sleep(s.delay)
 	if s.stalled.Load() {
+		s.waiting.Store(true)
 		<-s.release
 	}
 	return s.SQLite.Apply(ctx, b)
@@ -499,5 +501,58 @@ func TestChangeAnsweredOnceWritten(t *testing.T) {
 	}
 	if r := e2.as(alice, "GET", "/conferences", ""); r.status != 200 {
 		t.Errorf("a read with the disk stalled: %d", r.status)
+	}
+}
+
+// TestOutboxOverflowedEndIsWritten: an ending event that a full queue sends
+// on unwritten still ends its record once the writer catches up; left
+// live, the next start would end the call again and send a second
+// completion.
+func TestOutboxOverflowedEndIsWritten(t *testing.T) {
+	sq, err := store.Open(context.Background(), t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sq.Close()
+	ds := &delayStore{SQLite: sq, release: make(chan struct{})}
+	s := newStoreEnv(t, ds)
+	var once sync.Once
+	release := func() { once.Do(func() { close(ds.release) }) }
+	t.Cleanup(release)
+	conf := s.createConf(alice)
+	member, call, _ := s.addMember(alice, conf, "")
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	if err := s.outbox.Flush(ctx); err != nil {
+		t.Fatal(err)
+	}
+
+	ds.stalled.Store(true)
+	filler := bridge.Event{Type: bridge.EventConference, UserID: alice.ID, ConferenceID: conf, State: bridge.StateActive}
+	s.outbox.Publish(filler)
+	eventually(t, "the writer stalled in the store", ds.waiting.Load)
+	for i := 0; s.outbox.Stats().Unpersisted == 0; i++ {
+		if i > 2*DefaultOutboxQueue {
+			t.Fatal("the queue never filled")
+		}
+		s.outbox.Publish(filler)
+	}
+	before := s.outbox.Stats().Unpersisted
+	call.Ended("NORMAL_CLEARING") // the member's completion and the hangup overflow
+	eventually(t, "the member's completion and the hangup overflowing", func() bool {
+		return s.outbox.Stats().Unpersisted-before >= 2
+	})
+	release()
+	if err := s.outbox.Flush(ctx); err != nil {
+		t.Fatal(err)
+	}
+	for _, k := range []store.Key{{Kind: store.KindMember, User: alice.ID, ID: member}, {Kind: store.KindCall, User: alice.ID, ID: call.ID()}} {
+		r, err := sq.Get(ctx, k)
+		if err != nil {
+			t.Fatalf("%s: %v", k.Kind, err)
+		}
+		if r.Live() {
+			t.Errorf("the %s whose ending event overflowed is still live in the store: %s", k.Kind, r.Data)
+		}
 	}
 }
