@@ -159,8 +159,12 @@ type slowDiskSample struct {
 
 func sampleMetrics(t *testing.T, p *chorusProc) slowDiskSample {
 	t.Helper()
+	// The time the scrape starts: the mixer's counters are read first,
+	// the store's undeliverable count last (which a stalled disk delays
+	// by up to its 2 s timeout).
+	at := time.Now()
 	m, _ := scrape(t, p.http)
-	return slowDiskSample{m: m, at: time.Now()}
+	return slowDiskSample{m: m, at: at}
 }
 
 // lateness is the tick lateness histogram between two samples: ticks per
@@ -354,7 +358,7 @@ func TestSlowDiskFUSE(t *testing.T) {
 		}
 	})
 	cb := newCBServer(t)
-	p := startProc(t, filepath.Join(fsys.Dir, "data"), "--rtp-ports", "36000-36499")
+	p := startProc(t, filepath.Join(fsys.Dir, "data"), "--rtp-ports", "36000-36499", "--max-members", "40")
 	// Released before the process is killed and the mount goes.
 	t.Cleanup(fsys.Gate.Release)
 	l := startSlowDiskLoad(t, p, cb)
@@ -433,7 +437,7 @@ func TestFullDiskTmpfs(t *testing.T) {
 		}
 	})
 	cb := newCBServer(t)
-	p := startProc(t, filepath.Join(dir, "data"), "--rtp-ports", "36500-36999")
+	p := startProc(t, filepath.Join(dir, "data"), "--rtp-ports", "36500-36999", "--max-members", "40")
 	l := startSlowDiskLoad(t, p, cb)
 
 	base := sampleMetrics(t, p)
