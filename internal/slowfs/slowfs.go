@@ -5,6 +5,13 @@
 //
 // It mounts with mount(2) directly (fuse.MountOptions.DirectMount), so it
 // needs root (or CAP_SYS_ADMIN) and /dev/fuse, but no fusermount.
+//
+// Serve it to another process (the binary under test), not to the process
+// that serves it: a thread of the serving process that faults on a page
+// of a file mapped from the mount (SQLite maps its -shm) waits for the
+// serving goroutines, which a garbage collection's stop-the-world holds
+// until that very thread stops: the process deadlocks, and cannot even
+// exit. Plain reads and writes are system calls and are safe.
 package slowfs
 
 import (

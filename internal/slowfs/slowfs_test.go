@@ -1,14 +1,10 @@
 package slowfs
 
 import (
-	"context"
-	"database/sql"
 	"os"
 	"path/filepath"
 	"testing"
 	"time"
-
-	"chorus/store"
 )
 
 func mount(t *testing.T) *FS {
@@ -68,39 +64,5 @@ func TestSlowAndStalledWrites(t *testing.T) {
 	}
 	if w, s, waited := f.Gate.Counts(); w < 2 || s < 1 || waited < 2 {
 		t.Errorf("counts: %d writes, %d fsyncs, %d waited", w, s, waited)
-	}
-}
-
-// TestSQLiteWALOnFUSE: the store opens in WAL mode on the FUSE mount (its
-// -shm is a shared mmap, which FUSE serves through the page cache) and
-// reads back what it wrote from a second connection.
-func TestSQLiteWALOnFUSE(t *testing.T) {
-	f := mount(t)
-	ctx := context.Background()
-	st, err := store.Open(ctx, f.Dir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer st.Close()
-	b := store.Batch{Put: []store.Record{{Key: store.Key{Kind: store.KindConference, User: "u", ID: "c-1"},
-		Created: time.Now(), Data: []byte(`{"id":"c-1"}`)}}}
-	if err := st.Apply(ctx, &b); err != nil {
-		t.Fatal(err)
-	}
-	r, err := st.Get(ctx, store.Key{Kind: store.KindConference, User: "u", ID: "c-1"})
-	if err != nil || string(r.Data) != `{"id":"c-1"}` {
-		t.Fatalf("read back: %+v %v", r, err)
-	}
-	db, err := sql.Open("sqlite", "file:"+filepath.Join(f.Dir, store.FileName))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer db.Close()
-	var mode string
-	if err := db.QueryRow("PRAGMA journal_mode").Scan(&mode); err != nil || mode != "wal" {
-		t.Errorf("journal mode %q, %v", mode, err)
-	}
-	if _, err := os.Stat(filepath.Join(f.Dir, store.FileName+"-shm")); err != nil {
-		t.Errorf("no -shm file: %v", err)
 	}
 }
