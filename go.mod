@@ -8,6 +8,7 @@ require (
 	github.com/emiago/sipgo v1.7.3
 	github.com/google/gopacket v1.1.19
 	github.com/hajimehoshi/go-mp3 v0.3.4
+	github.com/hanwen/go-fuse/v2 v2.12.1
 	github.com/icholy/digest v1.2.0
 	github.com/pion/rtp v1.10.6
 	github.com/pion/sdp/v3 v3.0.20

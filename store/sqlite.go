@@ -268,15 +268,17 @@ func scanRecord(sc interface{ Scan(...any) error }) (Record, error) {
 
 // Get implements Store.
 func (s *SQLite) Get(ctx context.Context, k Key) (Record, error) {
-	r, err := scanRecord(s.db.QueryRowContext(ctx, `SELECT `+recordCols+` FROM records WHERE kind = ? AND uid = ? AND id = ?`,
-		string(k.Kind), k.User, k.ID))
-	if errors.Is(err, sql.ErrNoRows) {
-		return Record{}, ErrNotFound
-	}
-	if err != nil {
-		return Record{}, fmt.Errorf("store: get %s %s: %w", k.Kind, k.ID, err)
-	}
-	return r, nil
+	return bounded(ctx, func(ctx context.Context) (Record, error) {
+		r, err := scanRecord(s.db.QueryRowContext(ctx, `SELECT `+recordCols+` FROM records WHERE kind = ? AND uid = ? AND id = ?`,
+			string(k.Kind), k.User, k.ID))
+		if errors.Is(err, sql.ErrNoRows) {
+			return Record{}, ErrNotFound
+		}
+		if err != nil {
+			return Record{}, fmt.Errorf("store: get %s %s: %w", k.Kind, k.ID, err)
+		}
+		return r, nil
+	})
 }
 
 // List implements Store.
@@ -316,21 +318,26 @@ func (s *SQLite) List(ctx context.Context, q Query) ([]Record, error) {
 		sb.WriteString(` LIMIT ? OFFSET ?`)
 		args = append(args, limit, q.Offset)
 	}
-	rows, err := s.db.QueryContext(ctx, sb.String(), args...)
+	return bounded(ctx, func(ctx context.Context) ([]Record, error) { return s.list(ctx, q.Kind, sb.String(), args) })
+}
+
+// list runs List's query.
+func (s *SQLite) list(ctx context.Context, kind Kind, query string, args []any) ([]Record, error) {
+	rows, err := s.db.QueryContext(ctx, query, args...)
 	if err != nil {
-		return nil, fmt.Errorf("store: list %s: %w", q.Kind, err)
+		return nil, fmt.Errorf("store: list %s: %w", kind, err)
 	}
 	defer rows.Close()
 	var out []Record
 	for rows.Next() {
 		r, err := scanRecord(rows)
 		if err != nil {
-			return nil, fmt.Errorf("store: list %s: %w", q.Kind, err)
+			return nil, fmt.Errorf("store: list %s: %w", kind, err)
 		}
 		out = append(out, r)
 	}
 	if err := rows.Err(); err != nil {
-		return nil, fmt.Errorf("store: list %s: %w", q.Kind, err)
+		return nil, fmt.Errorf("store: list %s: %w", kind, err)
 	}
 	return out, nil
 }
@@ -338,6 +345,11 @@ func (s *SQLite) List(ctx context.Context, q Query) ([]Record, error) {
 const eventCols = `seq, uid, queue, type, route, body, failed, error, created, updated`
 
 func (s *SQLite) events(ctx context.Context, query string, args ...any) ([]Event, error) {
+	return bounded(ctx, func(ctx context.Context) ([]Event, error) { return s.eventsNow(ctx, query, args) })
+}
+
+// eventsNow runs events' query.
+func (s *SQLite) eventsNow(ctx context.Context, query string, args []any) ([]Event, error) {
 	rows, err := s.db.QueryContext(ctx, query, args...)
 	if err != nil {
 		return nil, fmt.Errorf("store: events: %w", err)
@@ -374,11 +386,42 @@ func (s *SQLite) Undelivered(ctx context.Context, user string, limit, offset int
 
 // CountFailed implements Store.
 func (s *SQLite) CountFailed(ctx context.Context) (int, error) {
-	var n int
-	if err := s.db.QueryRowContext(ctx, `SELECT COUNT(*) FROM outbox WHERE failed = 1`).Scan(&n); err != nil {
-		return 0, fmt.Errorf("store: count failed: %w", err)
+	return bounded(ctx, func(ctx context.Context) (int, error) {
+		var n int
+		if err := s.db.QueryRowContext(ctx, `SELECT COUNT(*) FROM outbox WHERE failed = 1`).Scan(&n); err != nil {
+			return 0, fmt.Errorf("store: count failed: %w", err)
+		}
+		return n, nil
+	})
+}
+
+// bounded runs a read and returns when it does or when ctx ends, whichever
+// comes first. database/sql and SQLite give up on a context only between
+// steps of a statement: a read blocked in the kernel on a stalled disk (on
+// a FUSE or network file system an open or a read can wait on a write in
+// flight) would hold an API request or a metrics scrape past any
+// deadline. The read left behind ends when the disk answers, and its
+// connection goes back to the pool then; the pool's own wait honours ctx.
+func bounded[T any](ctx context.Context, read func(context.Context) (T, error)) (T, error) {
+	if ctx.Done() == nil {
+		return read(ctx)
 	}
-	return n, nil
+	type result struct {
+		v   T
+		err error
+	}
+	ch := make(chan result, 1)
+	go func() {
+		v, err := read(ctx)
+		ch <- result{v, err}
+	}()
+	select {
+	case r := <-ch:
+		return r.v, r.err
+	case <-ctx.Done():
+		var zero T
+		return zero, fmt.Errorf("store: read: %w", ctx.Err())
+	}
 }
 
 // LastSeq implements Store.
