@@ -118,7 +118,7 @@ func (b *Bridge) CanRecord(userID string) error {
 		}
 	}
 	if min := b.cfg.RecordingMinFree; min > 0 {
-		if free, ok := freeBytes(b.cfg.RecordingsDir); ok && free < min {
+		if free, _, ok := DiskSpace(b.cfg.RecordingsDir); ok && free < min {
 			return fmt.Errorf("%w: %d bytes free, a recording needs %d", ErrRecordingDiskFull, free, min)
 		}
 	}
@@ -213,17 +213,18 @@ func (b *Bridge) AdoptRecordingFiles(owners map[string]string) (adopted int, rem
 	return adopted, removed, errors.Join(errs...)
 }
 
-// freeBytes returns the bytes an unprivileged writer may still use on the
+// DiskSpace returns the bytes an unprivileged writer may still use on the
 // filesystem of dir, or of its nearest existing parent (the directory is
-// made on the first recording); ok is false when it cannot be told.
-func freeBytes(dir string) (int64, bool) {
+// made on the first recording), and the filesystem's size; ok is false
+// when it cannot be told.
+func DiskSpace(dir string) (free, size int64, ok bool) {
 	for {
-		if free, ok := statFree(dir); ok {
-			return free, true
+		if free, size, ok := statFree(dir); ok {
+			return free, size, true
 		}
 		parent := filepath.Dir(dir)
 		if parent == dir {
-			return 0, false
+			return 0, 0, false
 		}
 		dir = parent
 	}

@@ -136,8 +136,9 @@ const (
 	// hours of 48 kHz WAV, weeks of MP3 or Opus.
 	defaultRecordingQuota = 2 << 30
 	// recordingMinFree: no recording starts on a filesystem with less
-	// free than this, whatever the quotas, so that recordings never take
-	// the store's (or the system's) last bytes.
+	// free than this (or than a twentieth of a smaller filesystem, see
+	// recordingMinFreeOn), whatever the quotas, so that recordings never
+	// take the store's (or the system's) last bytes.
 	recordingMinFree = 100 << 20
 	defaultRetention = 30 * 24 * time.Hour
 	// memoryRetention bounds how long the bridge keeps completed records
@@ -719,4 +720,18 @@ func randomString(n int) string {
 		b[i] = alphabet[int(b[i])%len(alphabet)]
 	}
 	return string(b)
+}
+
+// recordingMinFreeOn is the free space a recording needs to start on the
+// filesystem of dir: recordingMinFree, or a twentieth of a filesystem too
+// small for that to leave room for any recording (a small volume or tmpfs
+// given to recordings).
+func recordingMinFreeOn(dir string) int64 {
+	if dir == "" {
+		return 0
+	}
+	if _, size, ok := bridge.DiskSpace(dir); ok && size/20 < recordingMinFree {
+		return size / 20
+	}
+	return recordingMinFree
 }

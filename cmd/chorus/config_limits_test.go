@@ -3,9 +3,12 @@ package main
 import (
 	"io"
 	"net/netip"
+	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
+
+	"chorus/bridge"
 )
 
 // TestConfigSIPLimits: the per-source limits' defaults, flags and errors.
@@ -34,5 +37,25 @@ func TestConfigSIPLimits(t *testing.T) {
 		if _, err := loadConfig(args, noEnv, io.Discard); err == nil || !strings.Contains(err.Error(), want) {
 			t.Errorf("%v: %v, want an error mentioning %q", args, err, want)
 		}
+	}
+}
+
+// TestRecordingMinFreeOn: the free-disk guard asks 100 MB of a large
+// filesystem and a twentieth of a small one, nothing with recording off.
+func TestRecordingMinFreeOn(t *testing.T) {
+	if got := recordingMinFreeOn(""); got != 0 {
+		t.Errorf("recording off: %d", got)
+	}
+	dir := t.TempDir()
+	_, size, ok := bridge.DiskSpace(dir)
+	if !ok {
+		t.Fatal("statfs of a temporary directory failed")
+	}
+	want := int64(recordingMinFree)
+	if size/20 < want {
+		want = size / 20
+	}
+	if got := recordingMinFreeOn(filepath.Join(dir, "not", "yet")); got != want {
+		t.Errorf("on a %d-byte filesystem: %d, want %d", size, got, want)
 	}
 }

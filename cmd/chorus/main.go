@@ -109,7 +109,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		MaxApplicationsPerUser: cfg.MaxApplicationsPerUser, MaxNumbersPerUser: cfg.MaxNumbersPerUser,
 		IncomingCallTimeout: cfg.IncomingCallTimeout, MaxMixRate: cfg.MaxMixRate, OpusBitrate: cfg.OpusBitrate,
 		RecordingsDir: cfg.recordingsDir(), KeepRecordingFiles: st != nil,
-		RecordingQuota: cfg.RecordingQuota, RecordingMinFree: recordingMinFree}, log, nil)
+		RecordingQuota: cfg.RecordingQuota, RecordingMinFree: recordingMinFreeOn(cfg.recordingsDir())}, log, nil)
 	janitorCtx, stopJanitor := context.WithCancel(context.Background())
 	defer stopJanitor()
 	go br.RunJanitor(janitorCtx, time.Minute)
