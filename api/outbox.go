@@ -36,6 +36,10 @@ const (
 	// changes that raise no event (levels keyed on the phone) before it
 	// saves them all: a flood of keys writes at most 4 times a second.
 	DefaultOutboxCoalesce = 250 * time.Millisecond
+	// DefaultOutboxPatience is how long a write may hold the events
+	// behind it: past it, the disk is taken as stalled and events go on
+	// to delivery unwritten (see Outbox.Publish).
+	DefaultOutboxPatience = time.Second
 )
 
 // OutboxConfig configures an Outbox.
@@ -58,6 +62,9 @@ type OutboxConfig struct {
 	// Coalesce is how long members' changes without an event wait to be
 	// saved together (default DefaultOutboxCoalesce).
 	Coalesce time.Duration
+	// Patience is how long a transaction may hold delivery (default
+	// DefaultOutboxPatience).
+	Patience time.Duration
 }
 
 // OutboxStats counts what the outbox did.
@@ -132,6 +139,15 @@ type Outbox struct {
 	// ending event was not written (a full queue) until the process ends.
 	live map[store.Key]struct{}
 
+	// A stalled disk: applying is when the transaction in progress began
+	// (nanoseconds since epoch, monotonic), 0 between transactions.
+	// handMu orders the hand-on of the batch in flight (out, handed)
+	// between the writer and a Publish that finds the disk stalled.
+	epoch    time.Time
+	applying atomic.Int64
+	handMu   sync.Mutex
+	handed   bool
+
 	// Records whose ending event a full queue sent on unwritten, noted by
 	// Publish (any goroutine) for the writer.
 	ovMu      sync.Mutex
@@ -143,6 +159,7 @@ type Outbox struct {
 	dirtyT    *time.Timer            // armed while dirty holds keys
 
 	written, unpersisted, writeErrors, lostAcks, undeliverable, unwrittenAnswers atomic.Uint64
+	unwrittenIDs                                                                 atomic.Uint64 // numbers the ids of events sent unwritten
 }
 
 // obOut is an event written (or not) in the current batch, to hand on
@@ -164,10 +181,13 @@ func NewOutbox(cfg OutboxConfig) *Outbox {
 	if cfg.Coalesce <= 0 {
 		cfg.Coalesce = DefaultOutboxCoalesce
 	}
+	if cfg.Patience <= 0 {
+		cfg.Patience = DefaultOutboxPatience
+	}
 	o := &Outbox{cfg: cfg, st: cfg.Store, d: cfg.Dispatcher, log: cfg.Log, in: make(chan bridge.Event, cfg.Queue),
 		ctl: make(chan obCtl, cfg.Queue), chg: make(chan memberChange, obChanges), acks: make(chan obAck, cfg.Queue), quit: make(chan struct{}), done: make(chan struct{}),
 		recs: map[store.Key]store.Record{}, dirty: map[store.Key]struct{}{}, ends: map[store.Key]struct{}{}, live: map[store.Key]struct{}{}, ovEnds: map[store.Key]struct{}{},
-		boot: strconv.FormatInt(time.Now().UnixMilli(), 36)}
+		boot: strconv.FormatInt(time.Now().UnixMilli(), 36), epoch: time.Now()}
 	if o.log == nil {
 		o.log = slog.New(slog.DiscardHandler)
 	}
@@ -219,17 +239,64 @@ func (o *Outbox) Publish(ev bridge.Event) {
 		o.d.dropped.Add(1)
 		return
 	}
+	if o.stalled() && o.bypass(ev) {
+		return
+	}
 	select {
 	case o.in <- ev:
 	default:
-		o.unpersisted.Add(1)
-		if k, ok := endingKey(ev); ok && o.st != nil {
-			o.noteOverflowEnd(k)
+		o.sendUnwritten(ev)
+	}
+}
+
+// stalled says whether the transaction in progress has held delivery for
+// longer than the patience.
+func (o *Outbox) stalled() bool {
+	since := o.applying.Load()
+	return since != 0 && time.Since(o.epoch)-time.Duration(since) > o.cfg.Patience
+}
+
+// bypass delivers ev unwritten while the disk is stalled, after what is
+// older: the batch the stalled transaction holds and the events queued
+// behind it, in order, so that an application keeps getting its events
+// (an incoming call to answer) while the disk does not answer. The
+// writer, blocked in the store meanwhile, writes the batch in flight when
+// the disk comes back; the others are counted unpersisted. It reports
+// false when the transaction ended meanwhile: ev takes the queue.
+func (o *Outbox) bypass(ev bridge.Event) bool {
+	o.handMu.Lock()
+	defer o.handMu.Unlock()
+	if o.applying.Load() == 0 {
+		return false
+	}
+	o.handOnLocked()
+	for {
+		select {
+		case old := <-o.in:
+			o.sendUnwritten(old)
+		default:
+			o.sendUnwritten(ev)
+			return true
 		}
-		o.d.Publish(ev)
-		for _, s := range o.cfg.Next {
-			s.Publish(ev)
-		}
+	}
+}
+
+// sendUnwritten delivers an event that is not written: the queue was full
+// or the disk is stalled. A record it ends is noted, so that it is written
+// ended later rather than left live.
+func (o *Outbox) sendUnwritten(ev bridge.Event) {
+	o.unpersisted.Add(1)
+	if ev.ID == "" {
+		// Not numbered by the writer, never delivered again: an id of
+		// this process's own, still one per event for the app to dedupe.
+		ev.ID = "e-" + o.boot + "-u" + strconv.FormatUint(o.unwrittenIDs.Add(1), 10)
+	}
+	if k, ok := endingKey(ev); ok && o.st != nil {
+		o.noteOverflowEnd(k)
+	}
+	o.d.Publish(ev)
+	for _, s := range o.cfg.Next {
+		s.Publish(ev)
 	}
 }
 
@@ -644,6 +711,7 @@ func (o *Outbox) commit(flushes []chan struct{}) []chan struct{} {
 		}
 		clear(o.ends)
 		o.batch.Seq = o.seq
+		o.applying.Store(max(int64(time.Since(o.epoch)), 1))
 		err := o.st.Apply(context.Background(), &o.batch)
 		if err != nil {
 			o.writeFailed(err)
@@ -653,6 +721,26 @@ func (o *Outbox) commit(flushes []chan struct{}) []chan struct{} {
 		o.batch.Reset()
 		clear(o.recs)
 	}
+	o.handMu.Lock()
+	o.applying.Store(0)
+	o.handOnLocked()
+	o.handed = false
+	o.out = o.out[:0]
+	o.handMu.Unlock()
+	for _, f := range flushes {
+		close(f)
+	}
+	return flushes[:0]
+}
+
+// handOnLocked hands the batch's events to delivery and the event stream,
+// once: by the writer after its transaction, or by a Publish that found
+// the transaction stalled (bypass). handMu is held.
+func (o *Outbox) handOnLocked() {
+	if o.handed {
+		return
+	}
+	o.handed = true
 	for i := range o.out {
 		x := &o.out[i]
 		if x.send {
@@ -663,11 +751,6 @@ func (o *Outbox) commit(flushes []chan struct{}) []chan struct{} {
 		}
 		*x = obOut{}
 	}
-	o.out = o.out[:0]
-	for _, f := range flushes {
-		close(f)
-	}
-	return flushes[:0]
 }
 
 // endWithEvent returns r as it is written in this batch: a conference,

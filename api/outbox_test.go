@@ -4,10 +4,12 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -554,5 +556,94 @@ func TestOutboxOverflowedEndIsWritten(t *testing.T) {
 		if r.Live() {
 			t.Errorf("the %s whose ending event overflowed is still live in the store: %s", k.Kind, r.Data)
 		}
+	}
+}
+
+// TestOutboxCallbacksFlowWhileTheDiskStalls: once a transaction has held
+// delivery past the patience, events go on to the application unwritten
+// and in order (the batch in flight first, then those queued behind it),
+// so that an app can still answer its calls; the batch in flight is
+// written when the disk comes back, the rest are counted unpersisted.
+func TestOutboxCallbacksFlowWhileTheDiskStalls(t *testing.T) {
+	sq, err := store.Open(context.Background(), t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sq.Close()
+	ds := &delayStore{SQLite: sq, release: make(chan struct{})}
+	var once sync.Once
+	release := func() { once.Do(func() { close(ds.release) }) }
+	defer release()
+	var mu sync.Mutex
+	var got []string
+	ids := map[string]int{}
+	app := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		var body map[string]any
+		_ = json.NewDecoder(r.Body).Decode(&body)
+		mu.Lock()
+		got = append(got, fmt.Sprint(body["tag"]))
+		ids[fmt.Sprint(body["eventId"])]++
+		mu.Unlock()
+	}))
+	defer app.Close()
+	received := func() []string {
+		mu.Lock()
+		defer mu.Unlock()
+		return slices.Clone(got)
+	}
+	b := bridge.New(bridge.Config{}, nil, nil)
+	c, err := b.CreateConference(bridge.ConferenceOptions{UserID: "u", Callback: bridge.Callback{URL: app.URL, Tag: "t"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	d := NewDispatcher(DispatcherConfig{Bridge: b, Targets: allowLoopback()})
+	o := NewOutbox(OutboxConfig{Store: ds, Bridge: b, Dispatcher: d, Patience: 200 * time.Millisecond})
+	o.Start()
+	defer func() {
+		release()
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		_ = o.Close(ctx)
+	}()
+	ev := func(i int) bridge.Event {
+		return bridge.Event{Type: bridge.EventConferenceSpeak, UserID: "u", ConferenceID: c.ID(), State: bridge.StateActive, Tag: fmt.Sprint(i)}
+	}
+
+	ds.stalled.Store(true)
+	o.Publish(ev(0))
+	eventually(t, "the writer stalled in the store", ds.waiting.Load)
+	o.Publish(ev(1)) // queued behind the stalled transaction
+	o.Publish(ev(2))
+	time.Sleep(300 * time.Millisecond) // past the patience
+	if n := len(received()); n != 0 {
+		t.Fatalf("%d events delivered before their write", n)
+	}
+	o.Publish(ev(3))
+	eventually(t, "every event delivered with the disk still stalled", func() bool { return len(received()) == 4 })
+	if g := received(); !slices.Equal(g, []string{"0", "1", "2", "3"}) {
+		t.Errorf("delivered in the order %v", g)
+	}
+	if s := o.Stats(); s.Unpersisted != 3 || s.Written != 0 {
+		t.Errorf("with the disk stalled: %+v, want 3 unpersisted (those behind the stalled transaction)", s)
+	}
+
+	release()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := o.Flush(ctx); err != nil {
+		t.Fatal(err)
+	}
+	o.Publish(ev(4))
+	eventually(t, "the next event, through the store", func() bool { return len(received()) == 5 })
+	if s := o.Stats(); s.Written != 2 || s.Unpersisted != 3 {
+		t.Errorf("after the disk came back: %+v, want the stalled batch and the next written", s)
+	}
+	if g := received(); !slices.Equal(g, []string{"0", "1", "2", "3", "4"}) {
+		t.Errorf("delivered %v, each once", g)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if len(ids) != 5 || ids["<nil>"] != 0 || ids[""] != 0 {
+		t.Errorf("event ids %v, want 5 distinct ones, written or not", ids)
 	}
 }

@@ -344,9 +344,9 @@ func checkMembersCompleted(t *testing.T, l *slowDiskLoad) []cbEvent {
 // file system whose writes and fsyncs take 300 ms each for a while, then
 // block outright for several seconds. The mixer's ticks stay on time, API
 // requests and new calls are answered, the recording ends in error with
-// its event, the store's writer queues what waits (chorus_store_queue)
-// and, once the disk answers again, writes it all: every event is
-// delivered, in order.
+// its event, and callbacks keep coming: past the outbox's patience the
+// events go on unwritten (counted), in order; once the disk answers again
+// the writer writes again, and every joining has its leaving delivered.
 func TestSlowDiskFUSE(t *testing.T) {
 	fsys, err := slowfs.Mount(t.TempDir(), t.TempDir())
 	if err != nil {
@@ -358,7 +358,7 @@ func TestSlowDiskFUSE(t *testing.T) {
 		}
 	})
 	cb := newCBServer(t)
-	p := startProc(t, filepath.Join(fsys.Dir, "data"), "--rtp-ports", "36000-36499", "--max-members", "40")
+	p := startProc(t, filepath.Join(fsys.Dir, "data"), "--rtp-ports", "36000-37499", "--max-members", "40")
 	// Released before the process is killed and the mount goes.
 	t.Cleanup(fsys.Gate.Release)
 	l := startSlowDiskLoad(t, p, cb)
@@ -373,6 +373,7 @@ func TestSlowDiskFUSE(t *testing.T) {
 
 	fsys.Gate.Stall()
 	stallStart := time.Now()
+	heardBefore := len(cb.events())
 	time.Sleep(time.Second)
 	checkAnswers(t, l, "disk stalled")
 	// The recording's writer is stuck in a write: its ring fills within
@@ -384,8 +385,10 @@ func TestSlowDiskFUSE(t *testing.T) {
 	t.Logf("stalled %v: store queue %v, events written %v, recording errors %v, members added %v (from %v); %d writes and %d fsyncs reached the FUSE",
 		time.Since(stallStart).Round(time.Millisecond), stalled.m["chorus_store_queue"], stalled.m["chorus_store_events_written_total"],
 		stalled.m["chorus_recording_errors_total"], stalled.m["chorus_members_added_total"], slow.m["chorus_members_added_total"], w, f)
-	if stalled.m["chorus_store_queue"] == 0 {
-		t.Errorf("nothing waits for the stalled store writer: did the load reach the disk?")
+	// Past the outbox's patience (a second), events go on to the app
+	// unwritten rather than wait for the disk: callbacks keep coming.
+	if heard := len(cb.events()) - heardBefore; heard < 50 || stalled.m["chorus_store_events_unpersisted_total"] == 0 {
+		t.Errorf("callbacks while the disk stalled: %d received, %v sent unwritten", heard, stalled.m["chorus_store_events_unpersisted_total"])
 	}
 	if stalled.m["chorus_recording_errors_total"] < 1 {
 		t.Errorf("the recording did not end while the disk stalled")
@@ -408,9 +411,8 @@ func TestSlowDiskFUSE(t *testing.T) {
 	t.Logf("after: events written %v, unpersisted %v, write errors %v, lost acks %v",
 		after.m["chorus_store_events_written_total"], after.m["chorus_store_events_unpersisted_total"],
 		after.m["chorus_store_write_errors_total"], after.m["chorus_store_lost_acks_total"])
-	if after.m["chorus_store_events_unpersisted_total"] != 0 || after.m["chorus_store_write_errors_total"] != 0 {
-		t.Errorf("a slow disk lost writes: %v events unpersisted, %v write errors",
-			after.m["chorus_store_events_unpersisted_total"], after.m["chorus_store_write_errors_total"])
+	if after.m["chorus_store_write_errors_total"] != 0 {
+		t.Errorf("a slow disk failed writes: %v write errors", after.m["chorus_store_write_errors_total"])
 	}
 	p.stop()
 }
@@ -437,7 +439,7 @@ func TestFullDiskTmpfs(t *testing.T) {
 		}
 	})
 	cb := newCBServer(t)
-	p := startProc(t, filepath.Join(dir, "data"), "--rtp-ports", "36500-36999", "--max-members", "40")
+	p := startProc(t, filepath.Join(dir, "data"), "--rtp-ports", "37500-38999", "--max-members", "40")
 	l := startSlowDiskLoad(t, p, cb)
 
 	base := sampleMetrics(t, p)

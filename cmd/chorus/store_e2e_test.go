@@ -204,6 +204,14 @@ func eventSeq(t *testing.T, id string) int64 {
 	return n
 }
 
+// unwrittenEventID says whether id is that of an event the outbox sent
+// on unwritten ("e-<boot>-u<k>").
+func unwrittenEventID(id string) bool {
+	rest, ok := strings.CutPrefix(id, "e-")
+	_, k, cut := strings.Cut(rest, "-u")
+	return ok && cut && k != ""
+}
+
 // checkOnceInOrder checks that the events received hold each id with one
 // body only (a redelivery is the same event), and that the events naming
 // each conference came in id order, first deliveries counted.
@@ -224,6 +232,9 @@ func checkOnceInOrder(t *testing.T, evs []cbEvent) {
 		}
 		bodies[e.id] = e.raw
 		conf, _ := e.body["conferenceId"].(string)
+		if unwrittenEventID(e.id) {
+			continue // sent unwritten (a stalled or full disk): not numbered by the store
+		}
 		n := eventSeq(t, e.id)
 		if conf == "" {
 			continue // a hangup names no conference: its order is its call's
