@@ -93,6 +93,17 @@ func (u *recUsage) release(name string) {
 	}
 }
 
+// usedTotal returns the bytes of every user's recording files on disk.
+func (u *recUsage) usedTotal() int64 {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	var n int64
+	for _, b := range u.users {
+		n += b
+	}
+	return n
+}
+
 // used returns the bytes of user's recording files on disk.
 func (u *recUsage) used(user string) int64 {
 	u.mu.Lock()
@@ -104,6 +115,10 @@ func (u *recUsage) used(user string) int64 {
 // as counted against Config.RecordingQuota.
 func (b *Bridge) RecordingBytes(userID string) int64 { return b.recUse.used(userID) }
 
+// RecordingBytesTotal returns the bytes of every user's recording files on
+// disk, as counted against the quotas.
+func (b *Bridge) RecordingBytesTotal() int64 { return b.recUse.usedTotal() }
+
 // CanRecord says whether a recording of userID may start now: nil, or
 // ErrRecordingDisabled, ErrRecordingQuota (the user's files fill the
 // quota) or ErrRecordingDiskFull, wrapped with the figures. The API asks
@@ -114,11 +129,13 @@ func (b *Bridge) CanRecord(userID string) error {
 	}
 	if q := b.cfg.RecordingQuota; q > 0 {
 		if used := b.recUse.used(userID); used >= q {
+			b.stats.RecordingsRefused.Add(1)
 			return fmt.Errorf("%w: %d bytes of recordings on disk, the quota is %d", ErrRecordingQuota, used, q)
 		}
 	}
 	if min := b.cfg.RecordingMinFree; min > 0 {
 		if free, _, ok := DiskSpace(b.cfg.RecordingsDir); ok && free < min {
+			b.stats.RecordingsRefused.Add(1)
 			return fmt.Errorf("%w: %d bytes free, a recording needs %d", ErrRecordingDiskFull, free, min)
 		}
 	}

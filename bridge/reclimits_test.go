@@ -139,6 +139,12 @@ func TestRecordingQuota(t *testing.T) {
 	if _, err := r.conf.StartRecording(recfile.WAV); !errors.Is(err, ErrRecordingQuota) {
 		t.Errorf("a start over the quota: %v", err)
 	}
+	if n := r.b.Stats().RecordingsRefused.Load(); n != 1 {
+		t.Errorf("%d refusals counted, want 1", n)
+	}
+	if total := r.b.RecordingBytesTotal(); total != used {
+		t.Errorf("%d bytes of recordings in all, %d of the only user", total, used)
+	}
 	if err := r.b.CanRecord("u-other"); err != nil {
 		t.Errorf("another user: %v", err)
 	}

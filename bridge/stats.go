@@ -47,7 +47,10 @@ type Stats struct {
 	Digits atomic.Uint64 // DTMF digits received, in-band or by SIP INFO
 
 	Recordings      atomic.Uint64 // recordings started
-	RecordingErrors atomic.Uint64 // recordings ended by an error (a disk that could not keep up, a failed write)
+	RecordingErrors atomic.Uint64 // recordings ended by an error (a disk that could not keep up, a failed write, the quota crossed)
+	// RecordingsRefused counts recordings refused at start: the user's
+	// quota used up, or the recordings' filesystem nearly full.
+	RecordingsRefused atomic.Uint64
 
 	// The reception of conference members' RTP, published by the mixers
 	// about once a second per call while it lasts (statsTicks) and the

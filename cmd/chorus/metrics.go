@@ -114,7 +114,9 @@ var bridgeMetricDefs = []metricDef{
 	{"chorus_mixer_tick_lateness_max_seconds", "Latest tick wake-up seen.", nil},
 	{"chorus_dtmf_digits_total", "DTMF digits received from callers (RFC 4733 or SIP INFO).", nil},
 	{"chorus_recordings_total", "Recordings started.", nil},
-	{"chorus_recording_errors_total", "Recordings ended by an error: a writer that fell behind the mix (a slow disk) or a failed write.", nil},
+	{"chorus_recording_errors_total", "Recordings ended by an error: a writer that fell behind the mix (a slow disk), a failed write, or the user's quota crossed.", nil},
+	{"chorus_recordings_refused_total", "Recordings refused at start: the user's recording quota used up, or the recordings' filesystem nearly full.", nil},
+	{"chorus_recording_bytes", "Bytes of recording files on disk, every user's, as counted against the quotas.", nil},
 	{"chorus_rtp_jitter_packets_total", "RTP packets the conference members' jitter buffers accepted (published about once a second while a call lasts).", nil},
 	{"chorus_rtp_late_packets_total", "RTP packets dropped for arriving after their play-out time.", nil},
 	{"chorus_rtp_concealed_samples_total", "Audio samples synthesised for lost or late RTP: the loss a listener heard (8 kHz samples).", nil},
@@ -214,6 +216,8 @@ func (c *bridgeCollector) Collect(ch chan<- prometheus.Metric) {
 	counter("chorus_dtmf_digits_total", float64(st.Digits.Load()))
 	counter("chorus_recordings_total", float64(st.Recordings.Load()))
 	counter("chorus_recording_errors_total", float64(st.RecordingErrors.Load()))
+	counter("chorus_recordings_refused_total", float64(st.RecordingsRefused.Load()))
+	gauge("chorus_recording_bytes", float64(br.RecordingBytesTotal()))
 	counter("chorus_rtp_jitter_packets_total", float64(st.JitterPackets.Load()))
 	counter("chorus_rtp_late_packets_total", float64(st.JitterLate.Load()))
 	counter("chorus_rtp_concealed_samples_total", float64(st.JitterConcealed.Load()))

@@ -145,6 +145,12 @@ func TestStoreKillWhileRecordingMP3Ogg(t *testing.T) {
 	if resp.StatusCode != http.StatusForbidden || !strings.Contains(string(b), "recording-quota-exceeded") {
 		t.Errorf("u1 over its quota: %d %s", resp.StatusCode, b)
 	}
+	// An operator sees it: the refusal counted, the earlier run's two
+	// files (as repaired, a little shorter) in the bytes on disk.
+	if m, _ := scrape(t, p2.http); m["chorus_recordings_refused_total"] != 1 || m["chorus_recording_bytes"] <= float64(max(len(mp3Data), len(oggData))) {
+		t.Errorf("metrics: %v recordings refused, %v bytes of recordings (files of %d and %d)",
+			m["chorus_recordings_refused_total"], m["chorus_recording_bytes"], len(mp3Data), len(oggData))
+	}
 	u2 := p2.client("u2", "t2", "s2")
 	resp, _ = u2.do("POST", "/conferences", map[string]any{"from": "+15550603", "recordingEnabled": true})
 	createdID(t, resp, "u2's recorded conference")
