@@ -11,7 +11,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"net/http/httptest"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -38,7 +37,7 @@ type appRig struct {
 func newAppRig(t *testing.T, rtp, number string, autoAnswer bool, extra ...string) *appRig {
 	t.Helper()
 	events := &audioEvents{}
-	evSrv := httptest.NewServer(events)
+	evSrv := newTargetServer(events)
 	t.Cleanup(evSrv.Close)
 	r := startChorusArgs(t, rtp, append([]string{"--user", "u-bob:bob-token:bob-secret", "--target-allow", "127.0.0.1/32"}, extra...)...)
 	rg := &appRig{r: r, events: events, number: number,
@@ -350,7 +349,7 @@ func TestNodeSDKApplications(t *testing.T) {
 		t.Fatalf("testdata/sdk/node_modules/node-bandwidth is missing: run npm ci --prefix testdata/sdk (%v)", err)
 	}
 	events := &audioEvents{}
-	evSrv := httptest.NewServer(events)
+	evSrv := newTargetServer(events)
 	t.Cleanup(evSrv.Close)
 	r := startChorus(t, "32900-32999")
 	const number = "+15556660030"

@@ -162,12 +162,12 @@ func newAudioRig(t *testing.T, rtp, from string, nPhones int) *audioRig {
 	rg := &audioRig{from: from, events: &audioEvents{}, callEvents: &audioEvents{}, mux: http.NewServeMux()}
 	// The servers start first so that they close after Chorus stopped:
 	// its last events (hangups) are delivered, not retried at shutdown.
-	evSrv := httptest.NewServer(rg.events)
+	evSrv := newTargetServer(rg.events)
 	t.Cleanup(evSrv.Close)
-	callSrv := httptest.NewServer(rg.callEvents)
+	callSrv := newTargetServer(rg.callEvents)
 	t.Cleanup(callSrv.Close)
 	rg.callURL = callSrv.URL + "/call"
-	rg.files = httptest.NewServer(rg.mux)
+	rg.files = newTargetServer(rg.mux)
 	t.Cleanup(rg.files.Close)
 	rg.chorus = startChorus(t, rtp)
 	rg.alice = client{t: t, base: fmt.Sprintf("http://%s/v1/users/u-alice", rg.chorus.HTTP), token: "alice-token", secret: "alice-secret"}

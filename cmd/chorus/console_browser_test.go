@@ -7,7 +7,6 @@ import (
 	"io"
 	"net"
 	"net/http"
-	"net/http/httptest"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -278,7 +277,7 @@ func TestConsoleActionsInBrowser(t *testing.T) {
 		w.Header().Set("Content-Type", "audio/wav")
 		_, _ = w.Write(audioWAV(8000, 1, 800, -12, 2*time.Second))
 	})
-	fileSrv := httptest.NewServer(files)
+	fileSrv := newTargetServer(files)
 	defer fileSrv.Close()
 
 	// sipp answers the dialled call (and echoes RTP) once its port is bound.

@@ -9,7 +9,6 @@ import (
 	"fmt"
 	"io"
 	"net/http"
-	"net/http/httptest"
 	"os"
 	"os/exec"
 	"regexp"
@@ -79,7 +78,7 @@ func TestMetricsScenario(t *testing.T) {
 		t.Fatal("promtool not found: install Debian's prometheus package")
 	}
 	var callbacks atomic.Int64
-	app := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	app := newTargetServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		callbacks.Add(1)
 		_, _ = io.Copy(io.Discard, r.Body)
 	}))

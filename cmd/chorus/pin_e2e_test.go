@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"net/http/httptest"
 	"strings"
 	"testing"
 	"time"
@@ -20,7 +19,7 @@ import (
 // then); the API locks the room and the next caller gets 403.
 func TestPINRoomThroughTheAPI(t *testing.T) {
 	events := &audioEvents{}
-	evSrv := httptest.NewServer(events)
+	evSrv := newTargetServer(events)
 	t.Cleanup(evSrv.Close)
 	r := startChorus(t, "30400-30499")
 	alice := client{t: t, base: fmt.Sprintf("http://%s/v1/users/u-alice", r.HTTP), token: "alice-token", secret: "alice-secret"}

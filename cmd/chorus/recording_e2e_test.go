@@ -11,7 +11,6 @@ import (
 	"io"
 	"math"
 	"net/http"
-	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"slices"
@@ -25,7 +24,7 @@ import (
 
 func TestConferenceRecordingE2E(t *testing.T) {
 	events := &audioEvents{}
-	evSrv := httptest.NewServer(events)
+	evSrv := newTargetServer(events)
 	t.Cleanup(evSrv.Close)
 	dir := t.TempDir()
 	r := startChorusArgs(t, "33800-33899", "--target-allow", "127.0.0.1/32", "--recordings-dir", dir)

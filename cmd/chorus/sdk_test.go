@@ -7,7 +7,6 @@ import (
 	"encoding/binary"
 	"fmt"
 	"net/http"
-	"net/http/httptest"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -44,7 +43,7 @@ func TestNodeSDKLifecycle(t *testing.T) {
 
 	var fetches atomic.Int32 // requests for the WAV
 	wav := toneWAV(sdkToneHz, -12, 2*time.Second)
-	audio := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
+	audio := newTargetServer(http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
 		fetches.Add(1)
 		w.Header().Set("Content-Type", "audio/wav")
 		_, _ = w.Write(wav)

@@ -145,7 +145,7 @@ type cbServer struct {
 
 func newCBServer(t *testing.T) *cbServer {
 	s := &cbServer{}
-	s.srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	s.srv = newTargetServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		b, _ := io.ReadAll(r.Body)
 		if s.down.Load() {
 			w.WriteHeader(http.StatusServiceUnavailable)
