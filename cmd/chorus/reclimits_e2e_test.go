@@ -51,18 +51,7 @@ func TestStoreKillWhileRecordingMP3Ogg(t *testing.T) {
 	if resp, b := u1.do("POST", "/calls/"+call, map[string]any{"recordingEnabled": true, "recordingFileFormat": "ogg"}); resp.StatusCode != 200 {
 		t.Fatalf("record the call: %d %s", resp.StatusCode, b)
 	}
-	var confRec, callRec string
-	waitJSON(t, u1, "/recordings", func(v any) bool {
-		l, _ := v.([]any)
-		for _, r := range l {
-			if field(r, "callId") == call {
-				callRec = field(r, "id")
-			} else {
-				confRec = field(r, "id")
-			}
-		}
-		return len(l) == 2
-	})
+	confRec, callRec := recordingIDs(t, u1, call)
 	mp3, ogg := mediaName(t, u1, confRec), mediaName(t, u1, callRec)
 	recDir := filepath.Join(dir, "recordings")
 	// Two seconds of Ogg pages (a page a second) and of MP3 frames.

@@ -288,18 +288,7 @@ func TestStoreKillWhileRecording(t *testing.T) {
 	if resp, b := u1.do("POST", "/calls/"+call, map[string]any{"recordingEnabled": true}); resp.StatusCode != 200 {
 		t.Fatalf("record the call: %d %s", resp.StatusCode, b)
 	}
-	var rec, callRec string
-	waitJSON(t, u1, "/recordings", func(v any) bool {
-		l, _ := v.([]any)
-		for _, r := range l {
-			if field(r, "callId") == call {
-				callRec = field(r, "id")
-			} else {
-				rec = field(r, "id")
-			}
-		}
-		return len(l) == 2
-	})
+	rec, callRec := recordingIDs(t, u1, call)
 	media := mediaName(t, u1, rec)
 	// A second of the tone reaches the file.
 	deadline := time.Now().Add(15 * time.Second)
@@ -372,4 +361,22 @@ func TestStoreKillWhileRecording(t *testing.T) {
 	// The conference the crash left live was closed too.
 	waitJSON(t, u1, "/conferences/"+conf, func(v any) bool { return field(v, "state") == "completed" })
 	p2.stop()
+}
+
+// recordingIDs waits until u1 lists two recordings, the room's and the
+// call's own, and returns their ids.
+func recordingIDs(t *testing.T, u1 client, call string) (confRec, callRec string) {
+	t.Helper()
+	waitJSON(t, u1, "/recordings", func(v any) bool {
+		l, _ := v.([]any)
+		for _, r := range l {
+			if field(r, "callId") == call {
+				callRec = field(r, "id")
+			} else {
+				confRec = field(r, "id")
+			}
+		}
+		return len(l) == 2
+	})
+	return confRec, callRec
 }
